@@ -1,0 +1,330 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cast"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Roles an agent can take in the cluster.
+const (
+	RoleMember   = "member"
+	RoleProxy    = "proxy"
+	RoleAuto     = "auto"
+	RoleExternal = "external"
+)
+
+// Config is everything an agent needs to start, validated.
+type Config struct {
+	Name    string
+	DataDir string
+	Role    string
+
+	ClientURL      string   // etcd client URL, listened on and advertised
+	PeerURL        string   // etcd peer URL, listened on and advertised
+	InitialCluster string   // name=peerURL,... for a static bootstrap
+	Join           []string // client URLs of running members or proxies
+	Endpoints      []string // an external cluster's client URLs
+	Voters         int      // auto: become a member while fewer voters than this
+
+	APIAddr   string // gRPC API, TCP
+	APISocket string // gRPC API, unix socket path ("" = none)
+	HTTPAddr  string
+	DNSAddr   string
+	Domain    string // DNS zone, fully qualified ("beacon.")
+	Namespace string // key prefix in etcd, "/beacon/"
+
+	LogLevel         string
+	LeaveOnTerminate bool
+	NodeTTL          time.Duration // TTL of the lease behind nodes/<name>
+}
+
+// ConfigError names the config key whose value stopped the agent.
+type ConfigError struct {
+	Key string
+	Err error
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("config: %s: %v", e.Key, e.Err) }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// option is one configuration key: its flag, its default and its help.
+// The same list defines the flags, the defaults, and the keys a config file
+// may hold, so the three never drift apart.
+type option struct {
+	key   string
+	def   any
+	usage string
+}
+
+func options() []option {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "default"
+	}
+	return []option{
+		{"name", host, "node name, unique in the cluster"},
+		{"data-dir", "./beacon-data", "where etcd data and local state live"},
+		{"role", RoleMember, "member, proxy, auto or external"},
+		{"client-url", "http://127.0.0.1:2379", "etcd client URL, listened on and advertised"},
+		{"peer-url", "http://127.0.0.1:2380", "etcd peer URL, listened on and advertised"},
+		{"initial-cluster", "", "static bootstrap: name=peer-url,... of every first member"},
+		{"join", "", "client URLs (comma-separated) of any running member or proxy"},
+		{"endpoints", "", "role external: client URLs of an existing etcd cluster"},
+		{"voters", 3, "role auto: become a voting member while the cluster has fewer voters than this"},
+		{"api-addr", "127.0.0.1:7600", "agent gRPC API address"},
+		{"api-socket", "", "agent gRPC API unix socket (default <data-dir>/beacon.sock, \"-\" for none)"},
+		{"http-addr", "127.0.0.1:7601", "HTTP address for /health, /ready, /metrics, /version"},
+		{"dns-addr", "127.0.0.1:8600", "DNS address (UDP and TCP)"},
+		{"domain", "beacon.", "DNS zone"},
+		{"namespace", "/beacon/", "key prefix in etcd"},
+		{"log-level", "info", "debug, info, warn or error"},
+		{"leave-on-terminate", false, "on SIGTERM, leave the cluster before stopping"},
+		{"node-ttl", "10s", "TTL of the lease behind this agent's nodes/<name> key"},
+	}
+}
+
+// BindFlags registers the agent's flags on fs, plus --config.
+func BindFlags(fs *pflag.FlagSet) {
+	fs.String("config", "", "YAML config file")
+	for _, o := range options() {
+		switch d := o.def.(type) {
+		case string:
+			fs.String(o.key, d, o.usage)
+		case int:
+			fs.Int(o.key, d, o.usage)
+		case bool:
+			fs.Bool(o.key, d, o.usage)
+		}
+	}
+}
+
+// LoadConfig reads the configuration with precedence flag > BEACON_* env >
+// config file > default, and validates it. The error names the key at fault.
+func LoadConfig(fs *pflag.FlagSet) (Config, error) {
+	v := viper.New()
+	known := map[string]bool{}
+	for _, o := range options() {
+		v.SetDefault(o.key, o.def)
+		known[o.key] = true
+	}
+	v.SetEnvPrefix("BEACON")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+
+	if file, _ := fs.GetString("config"); file != "" {
+		if err := readConfigFile(v, file, known); err != nil {
+			return Config{}, err
+		}
+	}
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "config" && known[f.Name] {
+			_ = v.BindPFlag(f.Name, f) // only fails for a nil flag
+		}
+	})
+	return parseConfig(v)
+}
+
+func readConfigFile(v *viper.Viper, file string, known map[string]bool) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return &ConfigError{Key: "config", Err: err}
+	}
+	// A separate viper holds only the file's keys, so unknown ones stand out
+	// from the defaults.
+	fileV := viper.New()
+	fileV.SetConfigType("yaml")
+	if err := fileV.ReadConfig(bytes.NewReader(data)); err != nil {
+		return &ConfigError{Key: "config", Err: fmt.Errorf("%s is not valid YAML: %v", file, oneLine(err))}
+	}
+	var unknown []string
+	for _, k := range fileV.AllKeys() {
+		if !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return &ConfigError{Key: unknown[0], Err: fmt.Errorf("unknown key in %s (see beacon agent --help for the keys)", file)}
+	}
+	// viper ranks its config layer below env and flags, which keeps the
+	// precedence flag > env > file > default.
+	v.SetConfigType("yaml")
+	return v.ReadConfig(bytes.NewReader(data))
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+func parseConfig(v *viper.Viper) (Config, error) {
+	var c Config
+	var errs []error
+	str := func(key string) string {
+		s, err := cast.ToStringE(v.Get(key))
+		if err != nil {
+			errs = append(errs, &ConfigError{key, fmt.Errorf("%v is not a string", v.Get(key))})
+		}
+		return strings.TrimSpace(s)
+	}
+	check := func(key string, err error) {
+		if err != nil {
+			errs = append(errs, &ConfigError{key, err})
+		}
+	}
+
+	c.Name = str("name")
+	check("name", validName(c.Name))
+	c.DataDir = str("data-dir")
+	if c.DataDir == "" {
+		check("data-dir", errors.New("must not be empty"))
+	}
+	c.Role = str("role")
+	switch c.Role {
+	case RoleMember, RoleProxy, RoleAuto, RoleExternal:
+	default:
+		check("role", fmt.Errorf("%q is not one of member, proxy, auto, external", c.Role))
+	}
+
+	var err error
+	c.ClientURL, err = parseURL(str("client-url"))
+	check("client-url", err)
+	c.PeerURL, err = parseURL(str("peer-url"))
+	check("peer-url", err)
+	c.Join, err = parseURLList(str("join"))
+	check("join", err)
+	c.Endpoints, err = parseURLList(str("endpoints"))
+	check("endpoints", err)
+	c.InitialCluster = str("initial-cluster")
+	if c.InitialCluster != "" {
+		check("initial-cluster", validInitialCluster(c.InitialCluster, c.Name, c.PeerURL))
+	}
+
+	voters, err := cast.ToIntE(v.Get("voters"))
+	if err != nil || voters < 1 || voters > 9 {
+		check("voters", fmt.Errorf("%v is not a whole number from 1 to 9", v.Get("voters")))
+	}
+	c.Voters = voters
+
+	c.APIAddr = str("api-addr")
+	check("api-addr", validHostPort(c.APIAddr))
+	c.HTTPAddr = str("http-addr")
+	check("http-addr", validHostPort(c.HTTPAddr))
+	c.DNSAddr = str("dns-addr")
+	check("dns-addr", validHostPort(c.DNSAddr))
+	c.APISocket = str("api-socket")
+	switch c.APISocket {
+	case "":
+		c.APISocket = filepath.Join(c.DataDir, "beacon.sock")
+	case "-":
+		c.APISocket = ""
+	}
+	if c.APISocket != "" && len(c.APISocket) > 100 {
+		check("api-socket", fmt.Errorf("%q is longer than a unix socket path may be (100 bytes); set api-socket to a shorter path or \"-\"", c.APISocket))
+	}
+
+	c.Domain = strings.ToLower(str("domain"))
+	if !strings.HasSuffix(c.Domain, ".") {
+		c.Domain += "."
+	}
+	check("domain", validDomain(c.Domain))
+	c.Namespace = str("namespace")
+	if !strings.HasPrefix(c.Namespace, "/") || strings.Contains(c.Namespace, "//") || len(c.Namespace) < 2 {
+		check("namespace", fmt.Errorf("%q must start with / and name a prefix, like /beacon/", c.Namespace))
+	} else if !strings.HasSuffix(c.Namespace, "/") {
+		c.Namespace += "/"
+	}
+
+	c.LogLevel = strings.ToLower(str("log-level"))
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		check("log-level", fmt.Errorf("%q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	c.LeaveOnTerminate, err = cast.ToBoolE(v.Get("leave-on-terminate"))
+	if err != nil {
+		check("leave-on-terminate", fmt.Errorf("%v is not true or false", v.Get("leave-on-terminate")))
+	}
+	c.NodeTTL, err = cast.ToDurationE(v.Get("node-ttl"))
+	if err != nil || c.NodeTTL < 2*time.Second || c.NodeTTL > time.Hour {
+		check("node-ttl", fmt.Errorf("%v is not a duration from 2s to 1h", v.Get("node-ttl")))
+	}
+
+	if len(errs) == 0 {
+		errs = append(errs, c.checkRole())
+	}
+	return c, errors.Join(errs...)
+}
+
+// checkRole checks the flags that go with each role.
+func (c *Config) checkRole() error {
+	switch {
+	case c.InitialCluster != "" && len(c.Join) > 0:
+		return &ConfigError{"join", errors.New("use either initial-cluster (bootstrap a new cluster) or join (enter a running one), not both")}
+	case c.Role == RoleProxy && len(c.Join) == 0:
+		return &ConfigError{"join", errors.New("role proxy needs join: the client URL of a running member or proxy")}
+	case c.Role == RoleProxy && c.InitialCluster != "":
+		return &ConfigError{"initial-cluster", errors.New("a proxy holds no raft state and cannot bootstrap a cluster; use join")}
+	case c.Role == RoleExternal && len(c.Endpoints) == 0:
+		return &ConfigError{"endpoints", errors.New("role external needs endpoints: the client URLs of an existing etcd cluster")}
+	case c.Role != RoleExternal && len(c.Endpoints) > 0:
+		return &ConfigError{"endpoints", fmt.Errorf("endpoints is for role external; role %s uses join", c.Role)}
+	}
+	return nil
+}
+
+func validName(name string) error {
+	if name == "" {
+		return errors.New("must not be empty")
+	}
+	if len(name) > 63 {
+		return fmt.Errorf("%q is longer than 63 characters", name)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("%q may hold only letters, digits, '-', '_' and '.'", name)
+		}
+	}
+	return nil
+}
+
+func validHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		return fmt.Errorf("%q: host must be an IP address or localhost", addr)
+	}
+	if p, err := cast.ToIntE(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
+	}
+	return nil
+}
+
+func validDomain(domain string) error {
+	if domain == "." {
+		return errors.New("the root zone cannot be beacon's zone")
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(domain, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("%q is not a valid DNS name", domain)
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return fmt.Errorf("%q is not a valid DNS name (letters, digits and '-' only)", domain)
+			}
+		}
+	}
+	return nil
+}

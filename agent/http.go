@@ -1,0 +1,56 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/beaconhq/beacon/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// httpHandler serves /health, /ready, /metrics and /version.
+func (a *Agent) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "alive", "name": a.cfg.Name})
+	})
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
+		if err := a.ready(r.Context()); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "role": a.node.Role()})
+	})
+	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"version": version.String(), "go": runtime.Version()})
+	})
+	return mux
+}
+
+// ready is true when the cluster answers a linearizable read, which needs
+// a leader and a quorum behind it.
+func (a *Agent) ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := a.node.Client().Get(ctx, a.cfg.Namespace+"ready")
+	return err
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (a *Agent) listenHTTP() (net.Listener, error) {
+	l, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return nil, portError("http-addr", a.cfg.HTTPAddr, err)
+	}
+	return l, nil
+}

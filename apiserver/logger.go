@@ -1,0 +1,30 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"go.uber.org/zap"
+)
+
+// interceptorLogger adapts zap to the logging interceptor.
+func interceptorLogger(lg *zap.Logger) logging.Logger {
+	lg = lg.WithOptions(zap.AddCallerSkip(1))
+	return logging.LoggerFunc(func(_ context.Context, lvl logging.Level, msg string, fields ...any) {
+		zf := make([]zap.Field, 0, len(fields)/2)
+		for i := 0; i+1 < len(fields); i += 2 {
+			zf = append(zf, zap.Any(fmt.Sprint(fields[i]), fields[i+1]))
+		}
+		switch lvl {
+		case logging.LevelDebug:
+			lg.Debug(msg, zf...)
+		case logging.LevelInfo:
+			lg.Info(msg, zf...)
+		case logging.LevelWarn:
+			lg.Warn(msg, zf...)
+		default:
+			lg.Error(msg, zf...)
+		}
+	})
+}

@@ -1,0 +1,179 @@
+// Package apiserver is the agent's gRPC server: the interceptor chain
+// (panic recovery, Prometheus metrics, logging), the standard health
+// service and reflection, on a loopback TCP address and a unix socket.
+// Services register themselves on GRPC() before Serve.
+package apiserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+)
+
+// Server is the agent's gRPC server and its listeners.
+type Server struct {
+	grpc   *grpc.Server
+	health *health.Server
+	lg     *zap.Logger
+	lis    []net.Listener
+	socket string
+}
+
+var (
+	metricsOnce sync.Once
+	metrics     *grpcprom.ServerMetrics
+)
+
+// serverMetrics are registered once per process under the beacon_
+// namespace: embedded etcd already registers grpc_server_* for its own API.
+func serverMetrics() *grpcprom.ServerMetrics {
+	metricsOnce.Do(func() {
+		metrics = grpcprom.NewServerMetrics(
+			grpcprom.WithServerCounterOptions(grpcprom.WithNamespace("beacon")),
+			grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramNamespace("beacon")),
+		)
+		if err := prometheus.Register(metrics); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				metrics = are.ExistingCollector.(*grpcprom.ServerMetrics)
+			}
+		}
+	})
+	return metrics
+}
+
+// New builds the server. Register services on GRPC(), then Listen and Serve.
+func New(lg *zap.Logger) *Server {
+	m := serverMetrics()
+	lgr := interceptorLogger(lg)
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(func(c codes.Code) logging.Level {
+			switch c {
+			case codes.OK, codes.Canceled, codes.NotFound, codes.AlreadyExists, codes.InvalidArgument,
+				codes.FailedPrecondition, codes.DeadlineExceeded:
+				return logging.LevelDebug
+			case codes.Internal, codes.Unknown, codes.DataLoss:
+				return logging.LevelError
+			}
+			return logging.LevelWarn
+		}),
+	}
+	recoverOpt := recovery.WithRecoveryHandler(func(p any) error {
+		lg.Error("panic in a gRPC handler", zap.Any("panic", p), zap.StackSkip("stack", 3))
+		return status.Error(codes.Internal, "internal error")
+	})
+	s := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(
+			m.UnaryServerInterceptor(),
+			logging.UnaryServerInterceptor(lgr, logOpts...),
+			recovery.UnaryServerInterceptor(recoverOpt),
+		),
+		grpc.ChainStreamInterceptor(
+			m.StreamServerInterceptor(),
+			logging.StreamServerInterceptor(lgr, logOpts...),
+			recovery.StreamServerInterceptor(recoverOpt),
+		),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(s, hs)
+	reflection.Register(s)
+	return &Server{grpc: s, health: hs, lg: lg}
+}
+
+// GRPC is the server to register services on.
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// Listen binds the TCP address and, unless socket is empty, the unix
+// socket. It binds before the cluster starts so that a port in use stops
+// the agent before anything else happens.
+func (s *Server) Listen(addr, socket string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("api-addr %s: %w", addr, err)
+	}
+	s.lis = append(s.lis, l)
+	if socket == "" {
+		return nil
+	}
+	if err := removeStaleSocket(socket); err != nil {
+		return err
+	}
+	u, err := net.Listen("unix", socket)
+	if err != nil {
+		return fmt.Errorf("api-socket %s: %w", socket, err)
+	}
+	_ = os.Chmod(socket, 0o600) // the socket is for this host's own processes
+	s.lis = append(s.lis, u)
+	s.socket = socket
+	return nil
+}
+
+// removeStaleSocket removes a socket file left by a crashed agent, and
+// refuses when a live agent still answers on it.
+func removeStaleSocket(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	if c, err := net.DialTimeout("unix", path, 500*time.Millisecond); err == nil {
+		c.Close()
+		return fmt.Errorf("api-socket %s: another agent is listening on it", path)
+	}
+	return os.Remove(path)
+}
+
+// Addr is the bound TCP address.
+func (s *Server) Addr() string {
+	if len(s.lis) == 0 {
+		return ""
+	}
+	return s.lis[0].Addr().String()
+}
+
+// Serve serves on the bound listeners in the background and marks every
+// registered service SERVING.
+func (s *Server) Serve() {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	for name := range s.grpc.GetServiceInfo() {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	for _, l := range s.lis {
+		go func(l net.Listener) { _ = s.grpc.Serve(l) }(l)
+	}
+}
+
+// Stop marks the server NOT_SERVING, lets calls in flight finish for up to
+// d, then closes everything.
+func (s *Server) Stop(d time.Duration) {
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		s.grpc.Stop()
+	}
+	for _, l := range s.lis {
+		l.Close()
+	}
+	if s.socket != "" {
+		_ = os.Remove(s.socket)
+	}
+}

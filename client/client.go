@@ -1,0 +1,81 @@
+// Package client is the Go SDK for talking to the beacon agent on this host.
+// Applications and the beacon CLI use it alike.
+package client
+
+import (
+	"os"
+	"strings"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// DefaultAddr is the agent's API address when neither an option nor
+// BEACON_AGENT says otherwise.
+const DefaultAddr = "127.0.0.1:7600"
+
+// Client is a connection to one agent.
+type Client struct {
+	conn *grpc.ClientConn
+	// Cluster is the agent's Cluster service.
+	Cluster beaconpb.ClusterClient
+}
+
+type options struct {
+	dialOpts []grpc.DialOption
+}
+
+// Option configures New.
+type Option func(*options)
+
+// WithDialOptions adds grpc dial options.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
+}
+
+// Addr resolves the agent address: addr if set, else BEACON_AGENT, else
+// DefaultAddr.
+func Addr(addr string) string {
+	if addr != "" {
+		return addr
+	}
+	if env := os.Getenv("BEACON_AGENT"); env != "" {
+		return env
+	}
+	return DefaultAddr
+}
+
+// target turns host:port, unix:PATH, unix:///PATH or a bare socket path
+// into a grpc target.
+func target(addr string) string {
+	switch {
+	case strings.HasPrefix(addr, "unix:"):
+		return addr
+	case strings.HasPrefix(addr, "/") || strings.HasPrefix(addr, "./"):
+		return "unix:" + addr
+	default:
+		return "passthrough:///" + addr
+	}
+}
+
+// New connects to the agent at addr (see Addr). The connection is made
+// lazily: a dead agent shows up as Unavailable on the first call.
+func New(addr string, opts ...Option) (*Client, error) {
+	o := &options{}
+	for _, opt := range opts {
+		opt(o)
+	}
+	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, o.dialOpts...)
+	conn, err := grpc.NewClient(target(Addr(addr)), dial...)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{conn: conn, Cluster: beaconpb.NewClusterClient(conn)}, nil
+}
+
+// Conn is the underlying connection, for services without a typed helper.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }

@@ -1,0 +1,63 @@
+package cluster
+
+import (
+	"context"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/internal/rpcerr"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Local is the agent that serves the Cluster API: who it is, and how it
+// leaves.
+type Local interface {
+	Name() string
+	Role() string
+	// Leave removes this agent from the cluster and arranges its stop.
+	Leave(ctx context.Context) (string, error)
+}
+
+// Service implements the Cluster gRPC service on one agent.
+type Service struct {
+	beaconpb.UnimplementedClusterServer
+	cli       *clientv3.Client
+	namespace string
+	local     Local
+}
+
+// NewService returns the Cluster service of the agent local.
+func NewService(cli *clientv3.Client, namespace string, local Local) *Service {
+	return &Service{cli: cli, namespace: namespace, local: local}
+}
+
+// Members lists members, proxies and external agents.
+func (s *Service) Members(ctx context.Context, _ *beaconpb.MembersRequest) (*beaconpb.MembersResponse, error) {
+	id, members, err := Members(ctx, s.cli, s.namespace)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.MembersResponse{ClusterId: id, Local: s.local.Name(), Members: members}, nil
+}
+
+// Status lists members with their raft state.
+func (s *Service) Status(ctx context.Context, _ *beaconpb.StatusRequest) (*beaconpb.StatusResponse, error) {
+	resp, err := Status(ctx, s.cli, s.namespace)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	resp.Local = s.local.Name()
+	resp.LocalRole = s.local.Role()
+	if rev, err := s.cli.Get(ctx, s.namespace, clientv3.WithCountOnly()); err == nil {
+		resp.Revision = rev.Header.Revision
+	}
+	return resp, nil
+}
+
+// Leave removes this agent from the cluster and stops it.
+func (s *Service) Leave(ctx context.Context, _ *beaconpb.LeaveRequest) (*beaconpb.LeaveResponse, error) {
+	msg, err := s.local.Leave(ctx)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.LeaveResponse{Name: s.local.Name(), Message: msg}, nil
+}

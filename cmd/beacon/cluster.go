@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/client"
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+)
+
+// withAgent runs fn with a client of the agent and a bounded context.
+func withAgent(cmd *cobra.Command, g *globals, fn func(ctx context.Context, c *client.Client) error) error {
+	c, err := client.New(g.agent)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), g.callTimeout)
+	defer cancel()
+	return fn(ctx, c)
+}
+
+func newMembersCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "members",
+		Short: "List the cluster's voters, learners, proxies and external agents",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := newPrinter(cmd.OutOrStdout(), g.output)
+			if err != nil {
+				return err
+			}
+			return withAgent(cmd, g, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Cluster.Members(ctx, &beaconpb.MembersRequest{})
+				if err != nil {
+					return err
+				}
+				if p.format == "json" {
+					return p.json(resp)
+				}
+				var rows [][]string
+				for _, m := range resp.Members {
+					rows = append(rows, []string{m.Id, m.Name, m.Role, strings.Join(m.PeerUrls, ","), strings.Join(m.ClientUrls, ","), m.ApiAddr, m.Version})
+				}
+				return p.table([]string{"ID", "NAME", "ROLE", "PEER URLS", "CLIENT URLS", "API", "VERSION"}, rows)
+			})
+		},
+	}
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the cluster's health and each member's raft state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := newPrinter(cmd.OutOrStdout(), g.output)
+			if err != nil {
+				return err
+			}
+			return withAgent(cmd, g, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Cluster.Status(ctx, &beaconpb.StatusRequest{})
+				if err != nil {
+					return err
+				}
+				if p.format == "json" {
+					return p.json(resp)
+				}
+				quorum := "yes"
+				if !resp.HasQuorum {
+					quorum = "NO"
+				}
+				fmt.Fprintf(p.w, "cluster %s  leader %s  quorum %s (%d/%d voters healthy)  revision %d  answered by %s (%s)\n\n",
+					resp.ClusterId, orDash(resp.Leader), quorum, resp.HealthyVoters, resp.Voters, resp.Revision, resp.Local, resp.LocalRole)
+				var rows [][]string
+				for _, m := range resp.Members {
+					leader, health, db, term, index := "", "healthy", "", "", ""
+					if m.IsLeader {
+						leader = "*"
+					}
+					if !m.Healthy {
+						health = "unhealthy"
+					}
+					if m.Id != "" {
+						db = humanize.IBytes(uint64(m.DbSize))
+						term = fmt.Sprint(m.RaftTerm)
+						index = fmt.Sprint(m.RaftIndex)
+					}
+					rows = append(rows, []string{m.Id, m.Name, m.Role, leader, term, index, db, health, strings.Join(m.ClientUrls, ","), m.Error})
+				}
+				return p.table([]string{"ID", "NAME", "ROLE", "LEADER", "TERM", "INDEX", "DB SIZE", "HEALTH", "CLIENT URLS", "ERROR"}, rows)
+			})
+		},
+	}
+}
+
+func newLeaveCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "leave",
+		Short: "Make the agent leave the cluster and stop (a voter only if quorum stays)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withAgent(cmd, g, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Cluster.Leave(ctx, &beaconpb.LeaveRequest{})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), resp.Message)
+				return nil
+			})
+		},
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,90 @@
+// Command beacon runs the beacon agent and talks to it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func main() {
+	root := newRoot()
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "beacon: "+oneLine(err))
+		var ue *usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// global flags shared by the client commands.
+type globals struct {
+	agent   string
+	output  string
+	callTimeout time.Duration
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "beacon",
+		Short:         "Service discovery and coordination sidecar on embedded etcd",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &usageError{fmt.Errorf("%s: %v (see %s --help)", c.CommandPath(), err, c.CommandPath())}
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.agent, "agent", "", "agent API address, host:port or unix:PATH (env BEACON_AGENT, default 127.0.0.1:7600)")
+	pf.StringVarP(&g.output, "output", "w", "table", "output format: table or json")
+	pf.DurationVar(&g.callTimeout, "call-timeout", 10*time.Second, "how long to wait for the agent to answer")
+	root.AddCommand(
+		newAgentCmd(),
+		newMembersCmd(g),
+		newStatusCmd(g),
+		newLeaveCmd(g),
+		newVersionCmd(),
+		newBenchCmd(),
+	)
+	return root
+}
+
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// oneLine keeps an error on one line, and says what a gRPC status means
+// rather than printing its Go form.
+func oneLine(err error) string {
+	if s, ok := status.FromError(err); ok && s.Code() != codes.OK {
+		msg := s.Message()
+		if s.Code() == codes.Unavailable && strings.Contains(msg, "connection refused") {
+			msg = "cannot reach the agent (is `beacon agent` running? set --agent or BEACON_AGENT): " + msg
+		}
+		err = fmt.Errorf("%s: %s", codeWords(s.Code()), msg)
+	}
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// codeWords spells a gRPC code as words: FailedPrecondition → "failed precondition".
+func codeWords(c codes.Code) string {
+	var b strings.Builder
+	for i, r := range c.String() {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToLower(b.String())
+}

@@ -1,0 +1,194 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// joinLockKey serialises joins cluster-wide: etcd accepts one learner
+// promotion at a time and a voter count read by `auto` must not go stale
+// while another host joins.
+func joinLockKey(namespace string) string { return namespace + "cluster/join" }
+
+// join enters a running cluster through one of its client URLs: as a
+// learner that catches up and is then promoted, or, for role auto when the
+// cluster already has enough voters, as a proxy.
+func join(ctx context.Context, o Options) (*Node, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.JoinTimeout)
+	defer cancel()
+
+	cli, err := reachCluster(ctx, o, o.Join)
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+
+	session, err := concurrency.NewSession(cli, concurrency.WithTTL(10), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, strings.Join(o.Join, ","), err)
+	}
+	defer session.Close()
+	mu := concurrency.NewMutex(session, joinLockKey(o.Namespace))
+	if err := mu.Lock(ctx); err != nil {
+		return nil, fmt.Errorf("waiting for another host's join to finish: %v", err)
+	}
+	defer func() {
+		uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer ucancel()
+		_ = mu.Unlock(uctx) // the session's lease ends the lock anyway
+	}()
+
+	members, err := cli.MemberList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing members: %v", ErrUnreachable, err)
+	}
+	if o.Role == "auto" {
+		voters := 0
+		for _, m := range members.Members {
+			if !m.IsLearner {
+				voters++
+			}
+		}
+		if voters >= o.Voters {
+			o.Logger.Info("cluster has enough voters; starting as a proxy",
+				zap.Int("voters", voters), zap.Int("wanted", o.Voters))
+			return startProxy(ctx, o, cli.Endpoints())
+		}
+	}
+	if err := clearStaleSelf(ctx, cli, o, members.Members); err != nil {
+		return nil, err
+	}
+
+	added, err := cli.MemberAddAsLearner(ctx, []string{o.PeerURL})
+	if err != nil {
+		return nil, fmt.Errorf("adding %s as a learner: %v", o.Name, err)
+	}
+	id := added.Member.ID
+	o.Logger.Info("added as learner", zap.String("member-id", fmt.Sprintf("%x", id)))
+
+	n, err := startLearner(ctx, o, added)
+	if err == nil {
+		err = promote(ctx, cli, n, id)
+	}
+	if err != nil {
+		// Undo: a learner that never got in must not linger in the member
+		// list, and its data must not be resumed on the next start.
+		rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = cli.MemberRemove(rctx, id)
+		rcancel()
+		if n != nil {
+			n.Close()
+		}
+		_ = removeEtcdData(o.DataDir)
+		return nil, err
+	}
+	go n.saveStateWhenReady(context.Background())
+	return n, nil
+}
+
+// reachCluster connects to the given client URLs and learns every member's.
+func reachCluster(ctx context.Context, o Options, urls []string) (*clientv3.Client, error) {
+	cli, err := newClient(o, urls, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, strings.Join(urls, ","), err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := cli.Sync(sctx); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("%w at %s: %v; check --join", ErrUnreachable, strings.Join(urls, ","), err)
+	}
+	return cli, nil
+}
+
+// clearStaleSelf removes what an earlier, interrupted join of this host left
+// behind (a learner or an unstarted member with this peer URL), and refuses
+// when the name or peer URL belongs to a live voter.
+func clearStaleSelf(ctx context.Context, cli *clientv3.Client, o Options, members []*etcdserverpb.Member) error {
+	for _, m := range members {
+		mine := false
+		for _, u := range m.PeerURLs {
+			if u == o.PeerURL {
+				mine = true
+			}
+		}
+		switch {
+		case mine && (m.IsLearner || m.Name == ""):
+			o.Logger.Info("removing the learner left by an interrupted join", zap.String("member-id", fmt.Sprintf("%x", m.ID)))
+			if _, err := cli.MemberRemove(ctx, m.ID); err != nil {
+				return fmt.Errorf("removing stale learner %x: %v", m.ID, err)
+			}
+		case mine:
+			return fmt.Errorf("%w: voter %s (%x) already has peer URL %s; if this host lost its data, remove that member first (beacon leave on it, or etcdctl member remove %x)",
+				ErrPeerURLTaken, m.Name, m.ID, o.PeerURL, m.ID)
+		case m.Name == o.Name:
+			return fmt.Errorf("%w: member %x is already named %s with peer URL %s; choose another --name",
+				ErrNameTaken, m.ID, o.Name, strings.Join(m.PeerURLs, ","))
+		}
+	}
+	return nil
+}
+
+// startLearner starts the embedded member with the member list etcd
+// returned, as `etcdctl member add` prints it.
+func startLearner(ctx context.Context, o Options, added *clientv3.MemberAddResponse) (*Node, error) {
+	var initial []string
+	for _, m := range added.Members {
+		name := m.Name
+		if m.ID == added.Member.ID {
+			name = o.Name
+		}
+		for _, u := range m.PeerURLs {
+			initial = append(initial, name+"="+u)
+		}
+	}
+	lg, cause := newStopCause(o.Logger.Named("etcd"))
+	cfg, err := etcdConfig(o, lg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.InitialCluster = strings.Join(initial, ",")
+	cfg.ClusterState = embed.ClusterStateFlagExisting
+	n, err := startEtcd(o, cfg, cause)
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// promote retries until the learner has caught up with the leader and etcd
+// lets it vote.
+func promote(ctx context.Context, cli *clientv3.Client, n *Node, id uint64) error {
+	backoff := 50 * time.Millisecond
+	for {
+		_, err := cli.MemberPromote(ctx, id)
+		if err == nil {
+			n.opts.Logger.Info("promoted to voter", zap.String("member-id", fmt.Sprintf("%x", id)))
+			return nil
+		}
+		if !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) &&
+			!strings.Contains(err.Error(), "in sync with leader") {
+			return fmt.Errorf("promoting %s to voter: %v", n.opts.Name, err)
+		}
+		select {
+		case <-n.done:
+			return n.Err()
+		case <-ctx.Done():
+			return fmt.Errorf("promoting %s to voter: the learner did not catch up in time: %v", n.opts.Name, ctx.Err())
+		case <-time.After(backoff):
+		}
+		if backoff < time.Second {
+			backoff *= 2
+		}
+	}
+}

@@ -1,0 +1,241 @@
+package embedded
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// etcdConfig is the embedded member's configuration shared by bootstrap,
+// join and resume.
+func etcdConfig(o Options, lg *zap.Logger) (*embed.Config, error) {
+	cu, err := url.Parse(o.ClientURL)
+	if err != nil {
+		return nil, err
+	}
+	pu, err := url.Parse(o.PeerURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = o.Name
+	cfg.Dir = etcdDir(o.DataDir)
+	cfg.ListenClientUrls = []url.URL{*cu}
+	cfg.AdvertiseClientUrls = []url.URL{*cu}
+	cfg.ListenPeerUrls = []url.URL{*pu}
+	cfg.AdvertisePeerUrls = []url.URL{*pu}
+	cfg.InitialCluster = o.Name + "=" + o.PeerURL
+	cfg.LogLevel = o.LogLevel
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
+	// Keep an hour of history for watchers that fall behind; older revisions
+	// are compacted so the database does not grow without bound.
+	cfg.AutoCompactionMode = embed.CompactorModePeriodic
+	cfg.AutoCompactionRetention = "1h"
+	return cfg, nil
+}
+
+// startEtcd starts the member and ties the node's lifecycle to it.
+func startEtcd(o Options, cfg *embed.Config, cause *stopCauseValue) (*Node, error) {
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("starting etcd: %v", err)
+	}
+	n := newNode(o, RoleMember)
+	n.etcd = e
+	n.stopCause = cause
+	n.memberID = uint64(e.Server.MemberID())
+	go func() {
+		select {
+		case <-e.Server.StopNotify():
+		case <-e.Err():
+		}
+		close(n.done)
+	}()
+	cli, err := newClient(o, []string{o.ClientURL}, 0)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	n.client = cli
+	return n, nil
+}
+
+// waitReady waits until the member has joined raft and serves, or stops.
+func (n *Node) waitReady(ctx context.Context) error {
+	select {
+	case <-n.etcd.Server.ReadyNotify():
+		return nil
+	case <-n.done:
+		return n.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// bootstrapMember starts a new cluster: one member, or the static set of
+// --initial-cluster. It returns without waiting for quorum, so that the
+// agent serves while the other initial members are still starting.
+func bootstrapMember(ctx context.Context, o Options) (*Node, error) {
+	lg, cause := newStopCause(o.Logger.Named("etcd"))
+	cfg, err := etcdConfig(o, lg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ClusterState = embed.ClusterStateFlagNew
+	if o.InitialCluster != "" {
+		cfg.InitialCluster = o.InitialCluster
+		// Every initial member must derive the same cluster id.
+		cfg.InitialClusterToken = "beacon"
+	} else {
+		// A lone new cluster gets its own token, so that two clusters
+		// created on the same addresses never share a cluster id.
+		cfg.InitialClusterToken = "beacon-" + randomHex(8)
+	}
+	n, err := startEtcd(o, cfg, cause)
+	if err != nil {
+		return nil, err
+	}
+	if o.InitialCluster == "" {
+		if err := n.waitReady(ctx); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
+	go n.saveStateWhenReady(context.Background())
+	return n, nil
+}
+
+// resumeMember restarts the member whose data is in the data dir, after
+// checking that the data is this node's and that its cluster still has it.
+func resumeMember(ctx context.Context, o Options) (*Node, error) {
+	st, err := readState(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		if st.Name != "" && st.Name != o.Name {
+			return nil, fmt.Errorf("%w: %s holds member %q, but this node is named %q; start with --name %s or use another --data-dir",
+				ErrNameMismatch, o.DataDir, st.Name, o.Name, st.Name)
+		}
+		if st.Left {
+			return nil, fmt.Errorf("%w: %s left the cluster with beacon leave; delete %s (or use another --data-dir) and start with --join to come back",
+				ErrRemoved, o.Name, o.DataDir)
+		}
+		if err := verifyMembership(ctx, o, st); err != nil {
+			return nil, err
+		}
+	}
+	lg, cause := newStopCause(o.Logger.Named("etcd"))
+	cfg, err := etcdConfig(o, lg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ClusterState = embed.ClusterStateFlagExisting
+	n, err := startEtcd(o, cfg, cause)
+	if err != nil {
+		return nil, err
+	}
+	go n.saveStateWhenReady(context.Background())
+	return n, nil
+}
+
+// verifyMembership asks the cluster this member last saw (and --join, if
+// given) whether it is the same cluster and still lists this member.
+// An unreachable cluster is no verdict: the whole cluster may be restarting.
+func verifyMembership(ctx context.Context, o Options, st *stateFile) error {
+	var eps []string
+	for _, ep := range append(append([]string{}, o.Join...), st.Endpoints...) {
+		if ep != o.ClientURL && ep != st.ClientURL {
+			eps = append(eps, ep)
+		}
+	}
+	if len(eps) == 0 || st.ClusterID == "" {
+		return nil
+	}
+	cli, err := newClient(o, eps, 0)
+	if err != nil {
+		return nil
+	}
+	defer cli.Close()
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	resp, err := cli.MemberList(cctx)
+	if err != nil {
+		return nil
+	}
+	cluster := fmt.Sprintf("%x", resp.Header.ClusterId)
+	if cluster != st.ClusterID {
+		return fmt.Errorf("%w: %s holds a member of cluster %s, but the cluster at %s is %s; use another --data-dir, or delete %s to join as a new member",
+			ErrForeignDataDir, o.DataDir, st.ClusterID, strings.Join(eps, ","), cluster, o.DataDir)
+	}
+	for _, m := range resp.Members {
+		if fmt.Sprintf("%x", m.ID) == st.MemberID {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: member %s (%s) is no longer in cluster %s; delete %s (or use another --data-dir) and start with --join to come back as a new member",
+		ErrRemoved, o.Name, st.MemberID, cluster, o.DataDir)
+}
+
+// saveStateWhenReady records the member's identity once it serves, and the
+// cluster's client URLs, for verifyMembership on the next start.
+func (n *Node) saveStateWhenReady(ctx context.Context) {
+	if n.waitReady(ctx) != nil {
+		return
+	}
+	if err := n.SaveState(ctx); err != nil {
+		n.opts.Logger.Warn("could not record cluster state in the data dir", zap.Error(err))
+	}
+}
+
+// SaveState writes what this node knows of its cluster to the data dir.
+func (n *Node) SaveState(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := n.client.MemberList(cctx)
+	if err != nil {
+		return err
+	}
+	st := &stateFile{
+		Name:      n.opts.Name,
+		Role:      n.role,
+		ClusterID: fmt.Sprintf("%x", resp.Header.ClusterId),
+		PeerURL:   n.opts.PeerURL,
+		ClientURL: n.opts.ClientURL,
+	}
+	if n.memberID != 0 {
+		st.MemberID = strconv.FormatUint(n.memberID, 16)
+	}
+	for _, m := range resp.Members {
+		st.Endpoints = append(st.Endpoints, m.ClientURLs...)
+	}
+	return writeState(n.opts.DataDir, st)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return strconv.FormatInt(time.Now().UnixNano(), 16)
+	}
+	return hex.EncodeToString(b)
+}
+
+// removeEtcdData deletes a member's data that never became part of the
+// cluster, so that the next start joins afresh instead of resuming it.
+func removeEtcdData(dataDir string) error {
+	err := os.RemoveAll(etcdDir(dataDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,197 @@
+// Package embedded runs this host's part of the etcd cluster: an embedded
+// voting member, or a proxy with no raft state, or nothing at all when the
+// agent fronts an external cluster. It starts, joins, promotes, resumes and
+// leaves; everything above it only sees a clientv3.Client.
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// Roles a Node ends up in.
+const (
+	RoleMember   = "member"
+	RoleProxy    = "proxy"
+	RoleExternal = "external"
+)
+
+// Options say how to start this host's node. The agent validates them.
+type Options struct {
+	Name           string
+	DataDir        string
+	Role           string // member, proxy, auto, external
+	ClientURL      string
+	PeerURL        string
+	InitialCluster string
+	Join           []string
+	Endpoints      []string
+	Voters         int
+	Namespace      string
+	LogLevel       string
+	Logger         *zap.Logger
+	// JoinTimeout bounds waiting for the join lock and for promotion.
+	JoinTimeout time.Duration
+}
+
+// Node is this host's running part of the cluster.
+type Node struct {
+	role     string
+	client   *clientv3.Client
+	memberID uint64
+	opts     Options
+
+	etcd      *embed.Etcd
+	stopCause *stopCauseValue
+	proxy     *grpc.Server
+
+	done      chan struct{}
+	closeOnce sync.Once
+	leaving   atomic.Bool
+}
+
+// Start brings up this host's node according to its role and its data dir:
+// resume a member whose data is there, join a running cluster, bootstrap a
+// new one, proxy, or connect to an external cluster.
+func Start(ctx context.Context, o Options) (*Node, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.JoinTimeout == 0 {
+		o.JoinTimeout = 2 * time.Minute
+	}
+	switch {
+	case o.Role == RoleExternal:
+		return startExternal(ctx, o)
+	case hasMemberData(o.DataDir):
+		return resumeMember(ctx, o)
+	case o.Role == RoleProxy:
+		return startProxy(ctx, o, nil)
+	case len(o.Join) > 0:
+		return join(ctx, o)
+	default:
+		return bootstrapMember(ctx, o)
+	}
+}
+
+// Role is member, proxy or external.
+func (n *Node) Role() string { return n.role }
+
+// Client reaches the cluster: this host's own member, or the members a
+// proxy or external agent found.
+func (n *Node) Client() *clientv3.Client { return n.client }
+
+// MemberID is this host's etcd member id, 0 unless a member.
+func (n *Node) MemberID() uint64 { return n.memberID }
+
+// Done is closed when the node stops on its own (the member was removed,
+// or etcd failed), not when Close is called.
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Err says why the node stopped on its own.
+func (n *Node) Err() error {
+	if n.leaving.Load() {
+		return nil
+	}
+	cause := ""
+	if n.stopCause != nil {
+		cause = n.stopCause.get()
+	}
+	if strings.Contains(cause, "permanently removed") {
+		return fmt.Errorf("%w: delete %s (or use another --data-dir) and start with --join to come back as a new member", ErrRemoved, n.opts.DataDir)
+	}
+	if cause == "" {
+		cause = "see the log above"
+	}
+	return fmt.Errorf("%w: %s", ErrStopped, cause)
+}
+
+// SetLeaving tells the node that its member is about to be removed on
+// purpose, so that its stop is not an error; false undoes it.
+func (n *Node) SetLeaving(v bool) { n.leaving.Store(v) }
+
+// Close stops the node: its client, its proxy server, its member.
+func (n *Node) Close() {
+	n.closeOnce.Do(func() {
+		if n.client != nil {
+			n.client.Close()
+		}
+		if n.proxy != nil {
+			stopGRPC(n.proxy, 2*time.Second)
+		}
+		if n.etcd != nil {
+			n.etcd.Close()
+		}
+	})
+}
+
+// MarkLeft records in the data dir that this member left the cluster, so a
+// restart explains itself instead of retrying a cluster that refuses it.
+func (n *Node) MarkLeft() error {
+	st, err := readState(n.opts.DataDir)
+	if err != nil || st == nil {
+		st = &stateFile{Name: n.opts.Name, Role: n.role}
+	}
+	st.Left = true
+	return writeState(n.opts.DataDir, st)
+}
+
+func newNode(o Options, role string) *Node {
+	return &Node{role: role, opts: o, done: make(chan struct{})}
+}
+
+// stopGRPC stops gracefully, then forcibly after d.
+func stopGRPC(s *grpc.Server, d time.Duration) {
+	stopped := make(chan struct{})
+	go func() { s.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(d):
+		s.Stop()
+	}
+}
+
+// clientLogger keeps clientv3's retry chatter out of the agent's log unless
+// the user asked for debug.
+func clientLogger(o Options) *zap.Logger {
+	if o.LogLevel == "debug" {
+		return o.Logger.Named("client")
+	}
+	return o.Logger.Named("client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel))
+}
+
+func newClient(o Options, endpoints []string, autoSync time.Duration) (*clientv3.Client, error) {
+	return clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          5 * time.Second,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
+		AutoSyncInterval:     autoSync,
+		Logger:               clientLogger(o),
+	})
+}
+
+func startExternal(ctx context.Context, o Options) (*Node, error) {
+	cli, err := newClient(o, o.Endpoints, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, strings.Join(o.Endpoints, ","), err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := cli.MemberList(cctx); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("%w at %s: %v; check --endpoints", ErrUnreachable, strings.Join(o.Endpoints, ","), err)
+	}
+	n := newNode(o, RoleExternal)
+	n.client = cli
+	return n, nil
+}

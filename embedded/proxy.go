@@ -1,0 +1,83 @@
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
+	"go.etcd.io/etcd/server/v3/proxy/grpcproxy"
+	"google.golang.org/grpc"
+)
+
+// proxySyncInterval is how often a proxy refreshes its member list, so that
+// it follows members that come and go.
+const proxySyncInterval = 5 * time.Second
+
+// startProxy serves an etcd-compatible endpoint on the client URL, backed
+// by the cluster's members, so etcdctl on this host keeps working. It keeps
+// no raft state. known are client URLs already learnt (by a join), else the
+// proxy finds the members through --join and the ones it saw last time.
+func startProxy(ctx context.Context, o Options, known []string) (*Node, error) {
+	if len(known) == 0 {
+		known = append([]string{}, o.Join...)
+		if st, err := readState(o.DataDir); err == nil && st != nil && st.Role == RoleProxy {
+			known = append(known, st.Endpoints...)
+		}
+		probe, err := reachCluster(ctx, o, known)
+		if err != nil {
+			return nil, err
+		}
+		known = probe.Endpoints()
+		probe.Close()
+	}
+	cli, err := newClient(o, known, proxySyncInterval)
+	if err != nil {
+		return nil, err
+	}
+
+	u, err := url.Parse(o.ClientURL)
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("client-url %s: %v", o.ClientURL, err)
+	}
+
+	lg := o.Logger.Named("proxy")
+	kv, _ := grpcproxy.NewKvProxy(cli)
+	watch, _ := grpcproxy.NewWatchProxy(cli.Ctx(), lg, cli)
+	cluster, _ := grpcproxy.NewClusterProxy(lg, cli, "", "")
+	lease, _ := grpcproxy.NewLeaseProxy(cli.Ctx(), cli)
+
+	srv := grpc.NewServer(grpc.MaxConcurrentStreams(math.MaxUint32))
+	pb.RegisterKVServer(srv, kv)
+	pb.RegisterWatchServer(srv, watch)
+	pb.RegisterClusterServer(srv, cluster)
+	pb.RegisterLeaseServer(srv, lease)
+	pb.RegisterMaintenanceServer(srv, grpcproxy.NewMaintenanceProxy(cli))
+	pb.RegisterAuthServer(srv, grpcproxy.NewAuthProxy(cli))
+	v3electionpb.RegisterElectionServer(srv, grpcproxy.NewElectionProxy(cli))
+	v3lockpb.RegisterLockServer(srv, grpcproxy.NewLockProxy(cli))
+
+	n := newNode(o, RoleProxy)
+	n.client = cli
+	n.proxy = srv
+	go func() {
+		_ = srv.Serve(lis) // returns when Close stops the server
+	}()
+	go func() {
+		if err := n.SaveState(context.Background()); err != nil {
+			lg.Warn("could not record cluster state in the data dir")
+		}
+	}()
+	return n, nil
+}

@@ -1,0 +1,54 @@
+// Package rpcerr turns errors from etcd and the recipes into gRPC statuses
+// with the codes DESIGN.md promises: InvalidArgument for bad input,
+// NotFound, FailedPrecondition, Unavailable without quorum,
+// DeadlineExceeded.
+package rpcerr
+
+import (
+	"context"
+	"errors"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Coded is an error that knows its gRPC code; packages wrap their named
+// errors in it (or implement GRPCCode) so the mapping stays beside them.
+type Coded interface {
+	error
+	GRPCCode() codes.Code
+}
+
+// New returns an error with a code and a message.
+func New(code codes.Code, msg string) error { return status.Error(code, msg) }
+
+// From maps err to a gRPC status error. Errors that already carry a status
+// keep it.
+func From(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		if s := status.Convert(err); s.Code() != codes.Unknown {
+			return err
+		}
+	}
+	var coded Coded
+	switch {
+	case errors.As(err, &coded):
+		return status.Error(coded.GRPCCode(), err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrTimeout),
+		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost),
+		errors.Is(err, rpctypes.ErrLeaderChanged):
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
+		return err
+	}
+	return status.Error(codes.Internal, err.Error())
+}
