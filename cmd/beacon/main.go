@@ -28,8 +28,8 @@ func main() {
 
 // global flags shared by the client commands.
 type globals struct {
-	agent   string
-	output  string
+	agent       string
+	output      string
 	callTimeout time.Duration
 }
 
