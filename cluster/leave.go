@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 )
@@ -48,8 +50,28 @@ func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
 			break
 		}
 	}
-	_, err = cli.MemberRemove(ctx, id)
-	return err
+	return removeWhenHealthy(ctx, cli, id)
+}
+
+// removeWhenHealthy retries etcd's ErrUnhealthy, which it answers to
+// membership changes until every voter has been connected for a few
+// seconds (right after a start or restart), until ctx ends.
+func removeWhenHealthy(ctx context.Context, cli *clientv3.Client, id uint64) error {
+	backoff := 100 * time.Millisecond
+	for {
+		_, err := cli.MemberRemove(ctx, id)
+		if !errors.Is(err, rpctypes.ErrUnhealthy) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		if backoff < time.Second {
+			backoff *= 2
+		}
+	}
 }
 
 type leave struct {

@@ -69,9 +69,9 @@ func join(ctx context.Context, o Options) (*Node, error) {
 		return nil, err
 	}
 
-	added, err := cli.MemberAddAsLearner(ctx, []string{o.PeerURL})
+	added, err := addLearner(ctx, cli, o)
 	if err != nil {
-		return nil, fmt.Errorf("adding %s as a learner: %v", o.Name, err)
+		return nil, err
 	}
 	id := added.Member.ID
 	o.Logger.Info("added as learner", zap.String("member-id", fmt.Sprintf("%x", id)))
@@ -139,6 +139,32 @@ func clearStaleSelf(ctx context.Context, cli *clientv3.Client, o Options, member
 	return nil
 }
 
+// addLearner adds this host as a learner. etcd refuses membership changes
+// (ErrUnhealthy) until every voter has been connected for a few seconds,
+// as right after a cluster starts or a member restarts; that passes, so it
+// is retried until the join's deadline.
+func addLearner(ctx context.Context, cli *clientv3.Client, o Options) (*clientv3.MemberAddResponse, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		added, err := cli.MemberAddAsLearner(ctx, []string{o.PeerURL})
+		if err == nil {
+			return added, nil
+		}
+		if !errors.Is(err, rpctypes.ErrUnhealthy) {
+			return nil, fmt.Errorf("adding %s as a learner: %v", o.Name, err)
+		}
+		o.Logger.Info("cluster not ready for a new member yet; retrying", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("adding %s as a learner: %v (last: %v)", o.Name, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		if backoff < time.Second {
+			backoff *= 2
+		}
+	}
+}
+
 // startLearner starts the embedded member with the member list etcd
 // returned, as `etcdctl member add` prints it.
 func startLearner(ctx context.Context, o Options, added *clientv3.MemberAddResponse) (*Node, error) {
@@ -176,8 +202,7 @@ func promote(ctx context.Context, cli *clientv3.Client, n *Node, id uint64) erro
 			n.opts.Logger.Info("promoted to voter", zap.String("member-id", fmt.Sprintf("%x", id)))
 			return nil
 		}
-		if !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) &&
-			!strings.Contains(err.Error(), "in sync with leader") {
+		if !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) && !errors.Is(err, rpctypes.ErrUnhealthy) {
 			return fmt.Errorf("promoting %s to voter: %v", n.opts.Name, err)
 		}
 		select {

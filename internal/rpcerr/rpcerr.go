@@ -44,7 +44,7 @@ func From(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrTimeout),
 		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost),
-		errors.Is(err, rpctypes.ErrLeaderChanged):
+		errors.Is(err, rpctypes.ErrLeaderChanged), errors.Is(err, rpctypes.ErrUnhealthy):
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {

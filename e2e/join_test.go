@@ -1,0 +1,72 @@
+package e2e
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/beaconhq/beacon/internal/testcluster"
+)
+
+// TestAutoJoin: three members bootstrapped statically, then two hosts
+// started at the same moment with --role auto --join: 3 voters, 2 proxies,
+// and every agent agrees.
+func TestAutoJoin(t *testing.T) {
+	c := testcluster.New(t)
+	members := startStatic(t, c, 3)
+	joiners := startAutoTogether(t, c, members[0], 2)
+
+	all := append(members, joiners...)
+	got := waitMembers(t, all, func(ms []testcluster.Member) error {
+		if v, p := countRole(ms, "voter"), countRole(ms, "proxy"); v != 3 || p != 2 || len(ms) != 5 {
+			return fmt.Errorf("want 3 voters and 2 proxies, have %d voters, %d proxies of %d", v, p, len(ms))
+		}
+		return nil
+	})
+	t.Logf("membership: %s", got)
+	for _, a := range all {
+		if err := putVia(t, a, "/t/"+a.Name, a.Name); err != nil {
+			t.Errorf("put via %s: %v", a.Name, err)
+		}
+	}
+}
+
+// TestAutoJoinFiveVoters: with --voters 5 both joiners become voters, even
+// though they start at the same moment (joins are serialised).
+func TestAutoJoinFiveVoters(t *testing.T) {
+	c := testcluster.New(t)
+	members := startStatic(t, c, 3)
+	joiners := startAutoTogether(t, c, members[1], 2, "--voters", "5")
+	got := waitMembers(t, append(members, joiners...), func(ms []testcluster.Member) error {
+		if v := countRole(ms, "voter"); v != 5 || len(ms) != 5 {
+			return fmt.Errorf("want 5 voters, have %d of %d", v, len(ms))
+		}
+		return nil
+	})
+	t.Logf("membership: %s", got)
+}
+
+// startAutoTogether starts n hosts with --role auto --join at once.
+func startAutoTogether(t *testing.T, c *testcluster.Cluster, via *testcluster.Agent, n int, extra ...string) []*testcluster.Agent {
+	t.Helper()
+	var joiners []*testcluster.Agent
+	for i := 0; i < n; i++ {
+		joiners = append(joiners, c.Host(fmt.Sprintf("a%d", i+1)))
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for _, j := range joiners {
+		wg.Add(1)
+		go func(j *testcluster.Agent) {
+			defer wg.Done()
+			<-start
+			j.Start(append([]string{"--role", "auto", "--join", via.ClientURL}, extra...)...)
+		}(j)
+	}
+	close(start)
+	wg.Wait()
+	for _, j := range joiners {
+		j.WaitReady(readyWithin)
+	}
+	return joiners
+}
