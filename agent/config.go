@@ -138,14 +138,14 @@ func LoadConfig(fs *pflag.FlagSet) (Config, error) {
 func readConfigFile(v *viper.Viper, file string, known map[string]bool) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return &ConfigError{Key: "config", Err: err}
+		return &ConfigError{Key: "config file", Err: err}
 	}
 	// A separate viper holds only the file's keys, so unknown ones stand out
 	// from the defaults.
 	fileV := viper.New()
 	fileV.SetConfigType("yaml")
 	if err := fileV.ReadConfig(bytes.NewReader(data)); err != nil {
-		return &ConfigError{Key: "config", Err: fmt.Errorf("%s is not valid YAML: %v", file, oneLine(err))}
+		return &ConfigError{Key: "config file", Err: fmt.Errorf("%s is not valid YAML: %v", file, oneLine(err))}
 	}
 	var unknown []string
 	for _, k := range fileV.AllKeys() {

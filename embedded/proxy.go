@@ -9,9 +9,11 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.etcd.io/etcd/server/v3/proxy/grpcproxy"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
 
@@ -53,6 +55,24 @@ func startProxy(ctx context.Context, o Options, known []string) (*Node, error) {
 	}
 
 	lg := o.Logger.Named("proxy")
+	srv := NewProxyServer(cli, lg)
+	n := newNode(o, RoleProxy)
+	n.client = cli
+	n.proxy = srv
+	go func() {
+		_ = srv.Serve(lis) // returns when Close stops the server
+	}()
+	go func() {
+		if err := n.SaveState(context.Background()); err != nil {
+			lg.Warn("could not record cluster state in the data dir")
+		}
+	}()
+	return n, nil
+}
+
+// NewProxyServer is etcd's grpc-proxy on cli: KV, Watch, Lease, Cluster,
+// Maintenance, Auth, Election and Lock, each forwarded to the members.
+func NewProxyServer(cli *clientv3.Client, lg *zap.Logger) *grpc.Server {
 	kv, _ := grpcproxy.NewKvProxy(cli)
 	watch, _ := grpcproxy.NewWatchProxy(cli.Ctx(), lg, cli)
 	cluster, _ := grpcproxy.NewClusterProxy(lg, cli, "", "")
@@ -67,17 +87,5 @@ func startProxy(ctx context.Context, o Options, known []string) (*Node, error) {
 	pb.RegisterAuthServer(srv, grpcproxy.NewAuthProxy(cli))
 	v3electionpb.RegisterElectionServer(srv, grpcproxy.NewElectionProxy(cli))
 	v3lockpb.RegisterLockServer(srv, grpcproxy.NewLockProxy(cli))
-
-	n := newNode(o, RoleProxy)
-	n.client = cli
-	n.proxy = srv
-	go func() {
-		_ = srv.Serve(lis) // returns when Close stops the server
-	}()
-	go func() {
-		if err := n.SaveState(context.Background()); err != nil {
-			lg.Warn("could not record cluster state in the data dir")
-		}
-	}()
-	return n, nil
+	return srv
 }

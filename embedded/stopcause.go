@@ -21,6 +21,10 @@ type stopCauseValue struct {
 	err string
 }
 
+// closingNoise is the message etcd logs as an error for each listener it
+// closes during an orderly stop.
+const closingNoise = "setting up serving from embedded etcd failed."
+
 func newStopCause(lg *zap.Logger) (*zap.Logger, *stopCauseValue) {
 	v := &stopCauseValue{}
 	wrapped := lg.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
@@ -40,6 +44,11 @@ func (c *stopCause) With(fields []zapcore.Field) zapcore.Core {
 }
 
 func (c *stopCause) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if ent.Message == closingNoise {
+		// etcd reports its own listeners closing at shutdown as errors;
+		// they are the expected end of a stop, so debug only.
+		ent.Level = zapcore.DebugLevel
+	}
 	if ent.Message == "server error" || c.Core.Enabled(ent.Level) {
 		return ce.AddCore(ent, c)
 	}
@@ -47,6 +56,9 @@ func (c *stopCause) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.
 }
 
 func (c *stopCause) Write(ent zapcore.Entry, fields []zapcore.Field) error {
+	if ent.Message == closingNoise {
+		ent.Level = zapcore.DebugLevel
+	}
 	if ent.Message == "server error" {
 		for _, f := range fields {
 			if f.Key == "error" {

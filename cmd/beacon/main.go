@@ -88,3 +88,5 @@ func codeWords(c codes.Code) string {
 	}
 	return strings.ToLower(b.String())
 }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -1,0 +1,115 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func load(t *testing.T, file string, args ...string) (Config, error) {
+	t.Helper()
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	BindFlags(fs)
+	if file != "" {
+		args = append(args, "--config", file)
+	}
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return LoadConfig(fs)
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "beacon.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestPrecedence: flag > env > file > default, key by key.
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, "name: from-file\nvoters: 5\nnode-ttl: 20s\nlog-level: warn\ndomain: file.example\n")
+	t.Setenv("BEACON_VOTERS", "7")
+	t.Setenv("BEACON_LOG_LEVEL", "error")
+	t.Setenv("BEACON_NAME", "from-env")
+	c, err := load(t, file, "--name", "from-flag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		key       string
+		got, want any
+	}{
+		{"name (flag beats env and file)", c.Name, "from-flag"},
+		{"voters (env beats file)", c.Voters, 7},
+		{"log-level (env beats file)", c.LogLevel, "error"},
+		{"node-ttl (file beats default)", c.NodeTTL, 20 * time.Second},
+		{"domain (file, made absolute)", c.Domain, "file.example."},
+		{"api-addr (default)", c.APIAddr, "127.0.0.1:7600"},
+		{"api-socket (default in data dir)", c.APISocket, filepath.Join("beacon-data", "beacon.sock")},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s: got %v, want %v", ch.key, ch.got, ch.want)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := load(t, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	want := Config{
+		Name: host, DataDir: "./beacon-data", Role: RoleMember,
+		ClientURL: "http://127.0.0.1:2379", PeerURL: "http://127.0.0.1:2380", Voters: 3,
+		APIAddr: "127.0.0.1:7600", APISocket: filepath.Join("beacon-data", "beacon.sock"),
+		HTTPAddr: "127.0.0.1:7601", DNSAddr: "127.0.0.1:8600", Domain: "beacon.", Namespace: "/beacon/",
+		LogLevel: "info", NodeTTL: 10 * time.Second,
+	}
+	if c.Name != want.Name || c.DataDir != want.DataDir || c.Role != want.Role || c.ClientURL != want.ClientURL ||
+		c.PeerURL != want.PeerURL || c.Voters != want.Voters || c.APIAddr != want.APIAddr || c.APISocket != want.APISocket ||
+		c.HTTPAddr != want.HTTPAddr || c.DNSAddr != want.DNSAddr || c.Domain != want.Domain || c.Namespace != want.Namespace ||
+		c.LogLevel != want.LogLevel || c.NodeTTL != want.NodeTTL {
+		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
+	}
+}
+
+// TestErrorsNameTheKey: each bad value is a ConfigError for its key.
+func TestErrorsNameTheKey(t *testing.T) {
+	cases := map[string]string{
+		"voters: 0\n":                    "voters",
+		"voters: 10\n":                   "voters",
+		"namespace: beacon\n":            "namespace",
+		"domain: \"bad domain\"\n":       "domain",
+		"name: \"a/b\"\n":                "name",
+		"leave-on-terminate: maybe\n":    "leave-on-terminate",
+		"client-url: http://[::1\n":      "client-url",
+		"endpoints: ftp://1.2.3.4:21\n":  "endpoints",
+		"initial-cluster: n1\n":          "initial-cluster",
+		"http-addr: 127.0.0.1:99999\n":   "http-addr",
+		"dns-addr: example.com:53\n":     "dns-addr",
+		"role: external\nendpoints: \n": "endpoints",
+	}
+	for body, key := range cases {
+		_, err := load(t, writeFile(t, body))
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != key {
+			t.Errorf("%q: got %v, want an error naming %s", body, err, key)
+		}
+	}
+}
+
+// TestExampleConfigLoads: the commented example in the repo is valid.
+func TestExampleConfigLoads(t *testing.T) {
+	if _, err := load(t, filepath.Join("..", "beacon.example.yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
