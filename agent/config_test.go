@@ -85,17 +85,17 @@ func TestDefaults(t *testing.T) {
 // TestErrorsNameTheKey: each bad value is a ConfigError for its key.
 func TestErrorsNameTheKey(t *testing.T) {
 	cases := map[string]string{
-		"voters: 0\n":                    "voters",
-		"voters: 10\n":                   "voters",
-		"namespace: beacon\n":            "namespace",
-		"domain: \"bad domain\"\n":       "domain",
-		"name: \"a/b\"\n":                "name",
-		"leave-on-terminate: maybe\n":    "leave-on-terminate",
-		"client-url: http://[::1\n":      "client-url",
-		"endpoints: ftp://1.2.3.4:21\n":  "endpoints",
-		"initial-cluster: n1\n":          "initial-cluster",
-		"http-addr: 127.0.0.1:99999\n":   "http-addr",
-		"dns-addr: example.com:53\n":     "dns-addr",
+		"voters: 0\n":                   "voters",
+		"voters: 10\n":                  "voters",
+		"namespace: beacon\n":           "namespace",
+		"domain: \"bad domain\"\n":      "domain",
+		"name: \"a/b\"\n":               "name",
+		"leave-on-terminate: maybe\n":   "leave-on-terminate",
+		"client-url: http://[::1\n":     "client-url",
+		"endpoints: ftp://1.2.3.4:21\n": "endpoints",
+		"initial-cluster: n1\n":         "initial-cluster",
+		"http-addr: 127.0.0.1:99999\n":  "http-addr",
+		"dns-addr: example.com:53\n":    "dns-addr",
 		"role: external\nendpoints: \n": "endpoints",
 	}
 	for body, key := range cases {

@@ -104,7 +104,7 @@ func maxOf(ss []sample, f func(sample) time.Duration) time.Duration {
 	return m
 }
 
-func ms(d time.Duration) float64  { return float64(d) / float64(time.Millisecond) }
+func ms(d time.Duration) float64   { return float64(d) / float64(time.Millisecond) }
 func mib(kb time.Duration) float64 { return float64(kb) / 1024 }
 
 // host is a fresh loopback address, so runs never collide on ports.
