@@ -1,0 +1,341 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/beaconhq/beacon/cluster"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Catalog is the agent's in-memory index of every instance and node in the
+// cluster, fed by one etcd watch: a snapshot at revision R, then events
+// from R+1, a full relist after a compaction or a broken watch, and never a
+// step back in time. DNS and the gRPC API read it without waiting on etcd;
+// when the cluster is unreachable it keeps serving what it last knew.
+//
+// Instances handed out are shared and must not be modified.
+type Catalog struct {
+	cli       *clientv3.Client
+	namespace string
+	lg        *zap.Logger
+
+	mu       sync.RWMutex
+	services map[string]*serviceEntry
+	nodes    map[string]cluster.NodeInfo // by lower-case name
+	rev      int64
+	subs     map[*Subscription]struct{}
+
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+// serviceEntry holds one service's instances; list is rebuilt lazily after
+// a change so that readers get a sorted slice nobody mutates.
+type serviceEntry struct {
+	byID map[string]*Instance
+	list []*Instance
+}
+
+// NewCatalog returns an empty catalog; Run fills it.
+func NewCatalog(cli *clientv3.Client, namespace string, lg *zap.Logger) *Catalog {
+	return &Catalog{
+		cli: cli, namespace: namespace, lg: lg,
+		services: map[string]*serviceEntry{},
+		nodes:    map[string]cluster.NodeInfo{},
+		subs:     map[*Subscription]struct{}{},
+		ready:    make(chan struct{}),
+	}
+}
+
+// Ready is closed once the first snapshot is loaded.
+func (c *Catalog) Ready() <-chan struct{} { return c.ready }
+
+// Revision is the etcd revision the catalog reflects.
+func (c *Catalog) Revision() int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.rev
+}
+
+// Service returns the instances of a service sorted by id, whatever their
+// status; nil if the service has none.
+func (c *Catalog) Service(name string) []*Instance {
+	c.mu.RLock()
+	e := c.services[name]
+	if e == nil {
+		c.mu.RUnlock()
+		return nil
+	}
+	if list := e.list; list != nil || len(e.byID) == 0 {
+		c.mu.RUnlock()
+		return list
+	}
+	c.mu.RUnlock()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e = c.services[name]
+	if e == nil {
+		return nil
+	}
+	if e.list == nil {
+		e.list = make([]*Instance, 0, len(e.byID))
+		for _, in := range e.byID {
+			e.list = append(e.list, in)
+		}
+		sort.Slice(e.list, func(i, j int) bool { return e.list[i].ID < e.list[j].ID })
+	}
+	return e.list
+}
+
+// Instance returns one instance.
+func (c *Catalog) Instance(service, id string) (*Instance, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e := c.services[service]; e != nil {
+		in, ok := e.byID[id]
+		return in, ok
+	}
+	return nil, false
+}
+
+// Services returns the names of the services with at least one instance.
+func (c *Catalog) Services() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	names := make([]string, 0, len(c.services))
+	for n, e := range c.services {
+		if len(e.byID) > 0 {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Node returns a live agent's record by name, case-insensitively.
+func (c *Catalog) Node(name string) (cluster.NodeInfo, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	n, ok := c.nodes[strings.ToLower(name)]
+	return n, ok
+}
+
+// Run keeps the catalog current until ctx ends.
+func (c *Catalog) Run(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		rev, err := c.relist(ctx)
+		if err == nil {
+			backoff = 50 * time.Millisecond
+			err = c.follow(ctx, rev)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.lg.Debug("catalog watch interrupted; relisting", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < 2*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// relist loads every instance and node at one revision and swaps them in,
+// telling subscribers what changed since the catalog's last state.
+func (c *Catalog) relist(ctx context.Context) (int64, error) {
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	svc, err := c.cli.Get(lctx, ServicesPrefix(c.namespace), clientv3.WithPrefix())
+	if err != nil {
+		return 0, err
+	}
+	rev := svc.Header.Revision
+	nodes, err := c.cli.Get(lctx, cluster.NodesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev))
+	if err != nil {
+		return 0, err
+	}
+
+	fresh := map[string]*serviceEntry{}
+	for _, kv := range svc.Kvs {
+		if in := c.decode(kv); in != nil {
+			e := fresh[in.Service]
+			if e == nil {
+				e = &serviceEntry{byID: map[string]*Instance{}}
+				fresh[in.Service] = e
+			}
+			e.byID[in.ID] = in
+		}
+	}
+	freshNodes := map[string]cluster.NodeInfo{}
+	for _, kv := range nodes.Kvs {
+		var n cluster.NodeInfo
+		if json.Unmarshal(kv.Value, &n) == nil && n.Name != "" {
+			freshNodes[strings.ToLower(n.Name)] = n
+		}
+	}
+
+	c.mu.Lock()
+	if rev < c.rev {
+		c.mu.Unlock()
+		return 0, errors.New("relist answered from an older revision")
+	}
+	var events []Event
+	for name, e := range c.services {
+		for id, old := range e.byID {
+			if f := fresh[name]; f == nil || f.byID[id] == nil {
+				events = append(events, Event{Type: EventDelete, Instance: old, Revision: rev})
+			}
+		}
+	}
+	for name, f := range fresh {
+		for id, in := range f.byID {
+			var old *Instance
+			if e := c.services[name]; e != nil {
+				old = e.byID[id]
+			}
+			if old == nil || !sameInstance(old, in) {
+				events = append(events, Event{Type: EventPut, Instance: in, Revision: rev})
+			}
+		}
+	}
+	c.services, c.nodes, c.rev = fresh, freshNodes, rev
+	c.publishLocked(events)
+	c.mu.Unlock()
+	c.readyOnce.Do(func() { close(c.ready) })
+	return rev, nil
+}
+
+// follow applies watch events from rev+1 until the watch breaks.
+func (c *Catalog) follow(ctx context.Context, rev int64) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	svcCh := c.cli.Watch(wctx, ServicesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+	nodeCh := c.cli.Watch(wctx, cluster.NodesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	for {
+		select {
+		case wr, ok := <-svcCh:
+			if err := watchErr(wr, ok); err != nil {
+				return err
+			}
+			c.applyServices(wr)
+		case wr, ok := <-nodeCh:
+			if err := watchErr(wr, ok); err != nil {
+				return err
+			}
+			c.applyNodes(wr)
+		}
+	}
+}
+
+func watchErr(wr clientv3.WatchResponse, ok bool) error {
+	switch {
+	case !ok:
+		return errors.New("watch closed")
+	case wr.CompactRevision != 0:
+		return rpctypes.ErrCompacted
+	case wr.Canceled:
+		if err := wr.Err(); err != nil {
+			return err
+		}
+		return errors.New("watch canceled")
+	}
+	return wr.Err()
+}
+
+func (c *Catalog) applyServices(wr clientv3.WatchResponse) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var events []Event
+	for _, ev := range wr.Events {
+		rev := ev.Kv.ModRevision
+		if rev <= c.rev {
+			continue // already reflected by a relist
+		}
+		service, id, ok := splitKey(c.namespace, string(ev.Kv.Key))
+		if !ok {
+			continue
+		}
+		e := c.services[service]
+		switch ev.Type {
+		case mvccpb.PUT:
+			in := c.decode(ev.Kv)
+			if in == nil {
+				continue
+			}
+			if e == nil {
+				e = &serviceEntry{byID: map[string]*Instance{}}
+				c.services[service] = e
+			}
+			e.byID[id] = in
+			e.list = nil
+			events = append(events, Event{Type: EventPut, Instance: in, Revision: rev})
+		case mvccpb.DELETE:
+			if e == nil || e.byID[id] == nil {
+				continue
+			}
+			old := e.byID[id]
+			delete(e.byID, id)
+			e.list = nil
+			if len(e.byID) == 0 {
+				delete(c.services, service)
+			}
+			events = append(events, Event{Type: EventDelete, Instance: old, Revision: rev})
+		}
+	}
+	if wr.Header.Revision > c.rev {
+		c.rev = wr.Header.Revision
+	}
+	c.publishLocked(events)
+}
+
+func (c *Catalog) applyNodes(wr clientv3.WatchResponse) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range wr.Events {
+		name := strings.ToLower(strings.TrimPrefix(string(ev.Kv.Key), cluster.NodesPrefix(c.namespace)))
+		switch ev.Type {
+		case mvccpb.PUT:
+			var n cluster.NodeInfo
+			if json.Unmarshal(ev.Kv.Value, &n) == nil {
+				c.nodes[name] = n
+			}
+		case mvccpb.DELETE:
+			delete(c.nodes, name)
+		}
+	}
+}
+
+// decode reads an instance value, skipping (and logging) one that is not
+// beacon's: the catalog must not fail on what another client wrote.
+func (c *Catalog) decode(kv *mvccpb.KeyValue) *Instance {
+	service, id, ok := splitKey(c.namespace, string(kv.Key))
+	if !ok {
+		return nil
+	}
+	in := &Instance{}
+	if err := json.Unmarshal(kv.Value, in); err != nil || in.Service != service || in.ID != id {
+		c.lg.Debug("skipping a value that is not an instance", zap.ByteString("key", kv.Key))
+		return nil
+	}
+	return in
+}
+
+func sameInstance(a, b *Instance) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}

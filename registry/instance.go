@@ -1,0 +1,164 @@
+// Package registry is beacon's service registry: the instance model, this
+// agent's own registrations with their health checks, anti-entropy, the
+// watch-fed catalog of every instance, and the Registry gRPC service.
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// Instance statuses, as health checks set them.
+const (
+	StatusPassing  = "passing"
+	StatusWarning  = "warning"
+	StatusCritical = "critical"
+)
+
+// MaxMetaBytes bounds an instance's meta (keys and values together).
+const MaxMetaBytes = 64 << 10
+
+// Instance is the value of services/<service>/<id>.
+type Instance struct {
+	ID       string            `json:"id"`
+	Service  string            `json:"service"`
+	Node     string            `json:"node"`
+	Address  string            `json:"address"`
+	Port     int               `json:"port"`
+	Tags     []string          `json:"tags,omitempty"`
+	Meta     map[string]string `json:"meta,omitempty"`
+	Weight   int               `json:"weight"`
+	Priority int               `json:"priority"`
+	Status   string            `json:"status"`
+	Output   string            `json:"output,omitempty"`
+}
+
+// FieldError names the field of an instance that is wrong; it answers
+// INVALID_ARGUMENT.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// ErrInvalid is what every FieldError is.
+var ErrInvalid = errors.New("invalid instance")
+
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// Healthy says whether DNS and healthy-only listings include the instance.
+func (in *Instance) Healthy(includeWarning bool) bool {
+	return in.Status == StatusPassing || includeWarning && in.Status == StatusWarning
+}
+
+// HasTags says whether the instance carries every tag given.
+func (in *Instance) HasTags(tags []string) bool {
+	for _, want := range tags {
+		found := false
+		for _, t := range in.Tags {
+			if strings.EqualFold(t, want) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// Normalize fills defaults and checks every field. node and nodeAddr are
+// the registering agent's.
+func (in *Instance) Normalize(node, nodeAddr string) error {
+	in.Service = strings.ToLower(strings.TrimSpace(in.Service))
+	if err := ValidLabel("service", in.Service); err != nil {
+		return err
+	}
+	if in.Port < 1 || in.Port > 65535 {
+		return &FieldError{"port", fmt.Sprintf("%d is not a port from 1 to 65535", in.Port)}
+	}
+	in.Node = node
+	if in.Address == "" {
+		in.Address = nodeAddr
+	}
+	if ip := net.ParseIP(in.Address); ip == nil {
+		return &FieldError{"address", fmt.Sprintf("%q is not an IPv4 or IPv6 address", in.Address)}
+	} else {
+		in.Address = ip.String()
+	}
+	if in.ID == "" {
+		in.ID = fmt.Sprintf("%s-%s-%d", strings.ToLower(node), in.Service, in.Port)
+	}
+	in.ID = strings.ToLower(in.ID)
+	if err := ValidLabel("id", in.ID); err != nil {
+		return err
+	}
+	for _, t := range in.Tags {
+		if err := ValidLabel("tags", strings.ToLower(t)); err != nil {
+			return err
+		}
+	}
+	sort.Strings(in.Tags)
+	size := 0
+	for k, v := range in.Meta {
+		if k == "" || !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return &FieldError{"meta", fmt.Sprintf("key %q: keys must be non-empty and keys and values UTF-8", k)}
+		}
+		size += len(k) + len(v)
+	}
+	if size > MaxMetaBytes {
+		return &FieldError{"meta", fmt.Sprintf("%d bytes is over the limit of %d", size, MaxMetaBytes)}
+	}
+	if in.Weight == 0 {
+		in.Weight = 1
+	}
+	if in.Weight < 0 || in.Weight > 65535 {
+		return &FieldError{"weight", fmt.Sprintf("%d is not from 1 to 65535", in.Weight)}
+	}
+	if in.Priority < 0 || in.Priority > 65535 {
+		return &FieldError{"priority", fmt.Sprintf("%d is not from 0 to 65535", in.Priority)}
+	}
+	return nil
+}
+
+// ValidLabel checks that s is a DNS label: 1 to 63 letters, digits and
+// '-', not starting or ending with '-'.
+func ValidLabel(field, s string) error {
+	if s == "" {
+		return &FieldError{field, "must not be empty"}
+	}
+	if len(s) > 63 {
+		return &FieldError{field, fmt.Sprintf("%q is longer than 63 characters", s)}
+	}
+	for i, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' && i > 0 && i < len(s)-1
+		if !ok {
+			return &FieldError{field, fmt.Sprintf("%q is not a DNS label (lower-case letters, digits and inner '-')", s)}
+		}
+	}
+	return nil
+}
+
+// ServicesPrefix is where instances live in etcd.
+func ServicesPrefix(namespace string) string { return namespace + "services/" }
+
+// Key is the instance's key in etcd.
+func Key(namespace, service, id string) string {
+	return ServicesPrefix(namespace) + service + "/" + id
+}
+
+// splitKey returns the service and id of an instance key.
+func splitKey(namespace, key string) (service, id string, ok bool) {
+	rest, ok := strings.CutPrefix(key, ServicesPrefix(namespace))
+	if !ok {
+		return "", "", false
+	}
+	service, id, ok = strings.Cut(rest, "/")
+	return service, id, ok && service != "" && id != ""
+}
