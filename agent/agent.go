@@ -19,7 +19,10 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/apiserver"
 	"github.com/beaconhq/beacon/cluster"
+	"github.com/beaconhq/beacon/dnsserver"
 	"github.com/beaconhq/beacon/embedded"
+	"github.com/beaconhq/beacon/registry"
+	"github.com/beaconhq/beacon/session"
 	"github.com/beaconhq/beacon/version"
 	"go.uber.org/zap"
 )
@@ -36,14 +39,23 @@ type Agent struct {
 	http      *http.Server
 	announcer *cluster.Announcer
 
+	sessions  *session.Manager
+	agentSess *session.Session
+	catalog   *registry.Catalog
+	local     *registry.Local
+	dns       *dnsserver.Server
+	lateCat   *lateCatalog
+	cancelBG  context.CancelFunc // ends the catalog watch and anti-entropy
+
 	leaveMu sync.Mutex
 	left    chan struct{} // closed once the agent has left the cluster
 }
 
 // Run starts the agent and blocks until it stops: on SIGINT or SIGTERM, on
 // ctx's end, after a leave, or when its member stops on its own. It returns
-// nil for a requested stop and a one-line error otherwise.
-func Run(ctx context.Context, cfg Config, lg *zap.Logger) error {
+// nil for a requested stop and a one-line error otherwise. On SIGHUP it
+// calls reload (if not nil) and applies the services: blocks it returns.
+func Run(ctx context.Context, cfg Config, lg *zap.Logger, reload func() (Config, error)) error {
 	a := &Agent{cfg: cfg, lg: lg, left: make(chan struct{})}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
@@ -51,19 +63,51 @@ func Run(ctx context.Context, cfg Config, lg *zap.Logger) error {
 	}
 	defer lock.Close()
 
-	if err := a.start(ctx); err != nil {
-		a.stop()
-		return err
-	}
-	lg.Info("agent ready", zap.String("name", cfg.Name), zap.String("role", a.node.Role()),
-		zap.String("api", cfg.APIAddr), zap.String("http", cfg.HTTPAddr), zap.String("client-url", cfg.ClientURL))
-
+	// Signals are caught from the start, so that an interrupt during a
+	// join ends the join cleanly (its learner removed) instead of killing
+	// the process half-way.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+
+	startCtx, cancelStart := context.WithCancel(ctx)
+	started := make(chan struct{})
+	interrupted := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			lg.Info("interrupted while starting", zap.String("signal", sig.String()))
+			close(interrupted)
+			cancelStart()
+		case <-started:
+		}
+	}()
+	err = a.start(startCtx)
+	close(started)
+	if err != nil {
+		cancelStart()
+		a.stop()
+		select {
+		case <-interrupted:
+			return errors.New("interrupted while starting; nothing was left half-done")
+		default:
+		}
+		return err
+	}
+	defer cancelStart()
+	lg.Info("agent ready", zap.String("name", cfg.Name), zap.String("role", a.node.Role()),
+		zap.String("api", cfg.APIAddr), zap.String("http", cfg.HTTPAddr), zap.String("dns", cfg.DNSAddr),
+		zap.String("client-url", cfg.ClientURL))
 
 	var runErr error
+wait:
 	select {
+	case <-hups:
+		a.reloadServices(reload)
+		goto wait
 	case <-ctx.Done():
 	case sig := <-sigs:
 		lg.Info("stopping", zap.String("signal", sig.String()))
@@ -103,6 +147,10 @@ func (a *Agent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := a.listenDNS(); err != nil {
+		httpLis.Close()
+		return err
+	}
 	if cfg.Role != RoleExternal {
 		if err := checkFree("client-url", cfg.ClientURL); err != nil {
 			httpLis.Close()
@@ -119,7 +167,7 @@ func (a *Agent) start(ctx context.Context) error {
 	a.node, err = embedded.Start(ctx, embedded.Options{
 		Name: cfg.Name, DataDir: cfg.DataDir, Role: cfg.Role,
 		ClientURL: cfg.ClientURL, PeerURL: cfg.PeerURL,
-		InitialCluster: cfg.InitialCluster, Join: cfg.Join, Endpoints: cfg.Endpoints,
+		InitialCluster: cfg.InitialCluster, ClusterToken: cfg.ClusterToken, Join: cfg.Join, Endpoints: cfg.Endpoints,
 		Voters: cfg.Voters, Namespace: cfg.Namespace,
 		LogLevel: cfg.LogLevel, Logger: a.lg,
 	})
@@ -128,12 +176,18 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 
+	if err := a.startRegistry(ctx); err != nil {
+		httpLis.Close()
+		return err
+	}
+	a.announcer = cluster.Announce(a.node.Client(), cfg.Namespace, a.nodeInfo(), cfg.NodeTTL, a.lg.Named("node"))
 	beaconpb.RegisterClusterServer(a.api.GRPC(), cluster.NewService(a.node.Client(), cfg.Namespace, a))
+	beaconpb.RegisterSessionServer(a.api.GRPC(), session.NewService(a.sessions))
+	beaconpb.RegisterRegistryServer(a.api.GRPC(), registry.NewService(a.local, a.catalog))
 	a.api.Serve()
+	a.dns.Serve()
 	a.http = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = a.http.Serve(httpLis) }()
-
-	a.announcer = cluster.Announce(a.node.Client(), cfg.Namespace, a.nodeInfo(), cfg.NodeTTL, a.lg.Named("node"))
 	return nil
 }
 
@@ -159,9 +213,28 @@ func (a *Agent) nodeInfo() cluster.NodeInfo {
 // stop takes everything down in the reverse order of start; each step is
 // bounded so that a stop finishes within a few seconds.
 func (a *Agent) stop() {
-	if a.announcer != nil {
+	if a.dns != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		_ = a.dns.Shutdown(ctx)
+		cancel()
+	}
+	if a.local != nil {
+		a.local.Close()
+	}
+	// Closing the sessions revokes their leases: this host's instances
+	// leave every agent's answers now, not after a TTL.
+	if a.sessions != nil {
+		a.sessions.CloseAll()
+	}
+	if a.cancelBG != nil {
+		a.cancelBG()
+	}
+	a.leaveMu.Lock()
+	announcer := a.announcer
+	a.leaveMu.Unlock()
+	if announcer != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		a.announcer.Stop(ctx)
+		announcer.Stop(ctx)
 		cancel()
 	}
 	if a.http != nil {
@@ -206,15 +279,24 @@ func (a *Agent) leave(ctx context.Context) (string, error) {
 		return fmt.Sprintf("%s (%s) left the cluster", a.cfg.Name, a.node.Role()), nil
 	}
 	id := a.node.MemberID()
-	if err := cluster.CheckLeave(ctx, a.node.Client(), id); err != nil {
-		return "", err
-	}
-	// Withdraw the node record while this member can still write.
-	a.announcer.Stop(ctx)
-	a.node.SetLeaving(true)
-	if err := cluster.RemoveMember(ctx, a.node.Client(), id); err != nil {
-		a.node.SetLeaving(false)
-		a.announcer = cluster.Announce(a.node.Client(), a.cfg.Namespace, a.nodeInfo(), a.cfg.NodeTTL, a.lg.Named("node"))
+	cli := a.node.Client()
+	// Under the membership lock: two voters leaving at once could each see
+	// quorum kept and together break it.
+	err := cluster.WithMembershipLock(ctx, cli, a.cfg.Namespace, func() error {
+		if err := cluster.CheckLeave(ctx, cli, id); err != nil {
+			return err
+		}
+		// Withdraw the node record while this member can still write.
+		a.announcer.Stop(ctx)
+		a.node.SetLeaving(true)
+		if err := cluster.RemoveMember(ctx, cli, id); err != nil {
+			a.node.SetLeaving(false)
+			a.announcer = cluster.Announce(cli, a.cfg.Namespace, a.nodeInfo(), a.cfg.NodeTTL, a.lg.Named("node"))
+			return err
+		}
+		return nil
+	})
+	if err != nil {
 		return "", err
 	}
 	if err := a.node.MarkLeft(); err != nil {

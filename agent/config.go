@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/beaconhq/beacon/registry"
 	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
@@ -33,6 +33,7 @@ type Config struct {
 	ClientURL      string   // etcd client URL, listened on and advertised
 	PeerURL        string   // etcd peer URL, listened on and advertised
 	InitialCluster string   // name=peerURL,... for a static bootstrap
+	ClusterToken   string   // distinguishes clusters bootstrapped on the same addresses
 	Join           []string // client URLs of running members or proxies
 	Endpoints      []string // an external cluster's client URLs
 	Voters         int      // auto: become a member while fewer voters than this
@@ -47,6 +48,13 @@ type Config struct {
 	LogLevel         string
 	LeaveOnTerminate bool
 	NodeTTL          time.Duration // TTL of the lease behind nodes/<name>
+
+	DNSTTL          time.Duration // TTL of DNS answers
+	DNSAllowWarning bool          // DNS answers warning instances too
+	DNSRecursors    []string      // upstreams for names outside the zone; none = REFUSED
+
+	// Services are the services: blocks of the config file.
+	Services []registry.Registration
 }
 
 // ConfigError names the config key whose value stopped the agent.
@@ -79,6 +87,7 @@ func options() []option {
 		{"client-url", "http://127.0.0.1:2379", "etcd client URL, listened on and advertised"},
 		{"peer-url", "http://127.0.0.1:2380", "etcd peer URL, listened on and advertised"},
 		{"initial-cluster", "", "static bootstrap: name=peer-url,... of every first member"},
+		{"initial-cluster-token", "beacon", "static bootstrap: a token unique to this cluster, the same on every first member"},
 		{"join", "", "client URLs (comma-separated) of any running member or proxy"},
 		{"endpoints", "", "role external: client URLs of an existing etcd cluster"},
 		{"voters", 3, "role auto: become a voting member while the cluster has fewer voters than this"},
@@ -90,7 +99,10 @@ func options() []option {
 		{"namespace", "/beacon/", "key prefix in etcd"},
 		{"log-level", "info", "debug, info, warn or error"},
 		{"leave-on-terminate", false, "on SIGTERM, leave the cluster before stopping"},
-		{"node-ttl", "10s", "TTL of the lease behind this agent's nodes/<name> key"},
+		{"node-ttl", "10s", "TTL of the lease behind this agent's nodes/<name> key and its own registrations"},
+		{"dns-ttl", "5s", "TTL of DNS answers"},
+		{"dns-allow-warning", false, "DNS answers instances whose check is warning, not only passing"},
+		{"dns-recursors", "", "host:port upstreams (comma-separated) for names outside the zone; empty = answer REFUSED"},
 	}
 }
 
@@ -113,7 +125,7 @@ func BindFlags(fs *pflag.FlagSet) {
 // config file > default, and validates it. The error names the key at fault.
 func LoadConfig(fs *pflag.FlagSet) (Config, error) {
 	v := viper.New()
-	known := map[string]bool{}
+	known := map[string]bool{"services": true} // services: blocks are file-only
 	for _, o := range options() {
 		v.SetDefault(o.key, o.def)
 		known[o.key] = true
@@ -144,8 +156,18 @@ func readConfigFile(v *viper.Viper, file string, known map[string]bool) error {
 	// from the defaults.
 	fileV := viper.New()
 	fileV.SetConfigType("yaml")
-	if err := fileV.ReadConfig(bytes.NewReader(data)); err != nil {
+	if err := fileV.ReadConfig(strings.NewReader(string(data))); err != nil {
 		return &ConfigError{Key: "config file", Err: fmt.Errorf("%s is not valid YAML: %v", file, oneLine(err))}
+	}
+	// DESIGN.md writes some keys with underscores (leave_on_terminate);
+	// both spellings mean the same key.
+	settings := map[string]any{}
+	for k, val := range fileV.AllSettings() {
+		settings[strings.ReplaceAll(k, "_", "-")] = val
+	}
+	fileV = viper.New()
+	if err := fileV.MergeConfigMap(settings); err != nil {
+		return &ConfigError{Key: "config file", Err: err}
 	}
 	var unknown []string
 	for _, k := range fileV.AllKeys() {
@@ -159,8 +181,7 @@ func readConfigFile(v *viper.Viper, file string, known map[string]bool) error {
 	}
 	// viper ranks its config layer below env and flags, which keeps the
 	// precedence flag > env > file > default.
-	v.SetConfigType("yaml")
-	return v.ReadConfig(bytes.NewReader(data))
+	return v.MergeConfigMap(settings)
 }
 
 func oneLine(err error) string {
@@ -205,6 +226,10 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	check("join", err)
 	c.Endpoints, err = parseURLList(str("endpoints"))
 	check("endpoints", err)
+	c.ClusterToken = str("initial-cluster-token")
+	if c.ClusterToken == "" {
+		check("initial-cluster-token", errors.New("must not be empty"))
+	}
 	c.InitialCluster = str("initial-cluster")
 	if c.InitialCluster != "" {
 		check("initial-cluster", validInitialCluster(c.InitialCluster, c.Name, c.PeerURL))
@@ -258,6 +283,29 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	c.NodeTTL, err = cast.ToDurationE(v.Get("node-ttl"))
 	if err != nil || c.NodeTTL < 2*time.Second || c.NodeTTL > time.Hour {
 		check("node-ttl", fmt.Errorf("%v is not a duration from 2s to 1h", v.Get("node-ttl")))
+	}
+
+	dnsTTL, err := cast.ToDurationE(v.Get("dns-ttl"))
+	if err != nil || dnsTTL < 0 || dnsTTL > 24*time.Hour {
+		check("dns-ttl", fmt.Errorf("%v is not a duration from 0s to 24h", v.Get("dns-ttl")))
+	}
+	c.DNSTTL = dnsTTL
+	c.DNSAllowWarning, err = cast.ToBoolE(v.Get("dns-allow-warning"))
+	if err != nil {
+		check("dns-allow-warning", fmt.Errorf("%v is not true or false", v.Get("dns-allow-warning")))
+	}
+	for _, r := range strings.Split(str("dns-recursors"), ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			if err := validHostPort(r); err != nil {
+				check("dns-recursors", err)
+			}
+			c.DNSRecursors = append(c.DNSRecursors, r)
+		}
+	}
+	c.Services, err = registry.ParseServiceBlocks(v.Get("services"))
+	if err != nil {
+		key, msg, _ := strings.Cut(err.Error(), ": ")
+		errs = append(errs, &ConfigError{key, errors.New(msg)})
 	}
 
 	if len(errs) == 0 {

@@ -5,13 +5,18 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
 // parseURL accepts http://host:port (host an IP or localhost) and returns it
 // in canonical form. TLS is not offered yet, so https is refused rather than
 // silently served in clear.
-func parseURL(raw string) (string, error) {
+func parseURL(raw string) (string, error) { return parseURLHost(raw, false) }
+
+// parseURLHost is parseURL that, with anyHost, also takes a host name: the
+// URLs the agent only dials (join, endpoints) may name hosts.
+func parseURLHost(raw string, anyHost bool) (string, error) {
 	if raw == "" {
 		return "", errors.New("must not be empty")
 	}
@@ -31,7 +36,11 @@ func parseURL(raw string) (string, error) {
 	if u.Port() == "" {
 		return "", fmt.Errorf("%q has no port", raw)
 	}
-	if err := validHostPort(u.Host); err != nil {
+	if anyHost {
+		if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+			return "", fmt.Errorf("%q: port must be a number from 1 to 65535", raw)
+		}
+	} else if err := validHostPort(u.Host); err != nil {
 		return "", err
 	}
 	return "http://" + u.Host, nil
@@ -48,7 +57,7 @@ func parseURLList(raw string) ([]string, error) {
 		if !strings.Contains(part, "://") {
 			part = "http://" + part
 		}
-		u, err := parseURL(part)
+		u, err := parseURLHost(part, true)
 		if err != nil {
 			return nil, err
 		}

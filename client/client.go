@@ -5,6 +5,7 @@ package client
 import (
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"google.golang.org/grpc"
@@ -20,6 +21,13 @@ type Client struct {
 	conn *grpc.ClientConn
 	// Cluster is the agent's Cluster service.
 	Cluster beaconpb.ClusterClient
+	// Registry is the agent's Registry service.
+	Registry beaconpb.RegistryClient
+	// Sessions is the agent's Session service; NewSession wraps it.
+	Sessions beaconpb.SessionClient
+
+	mu      sync.Mutex
+	session *Session // the automatic session of Register
 }
 
 type options struct {
@@ -71,11 +79,22 @@ func New(addr string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{conn: conn, Cluster: beaconpb.NewClusterClient(conn)}, nil
+	return &Client{conn: conn, Cluster: beaconpb.NewClusterClient(conn), Registry: beaconpb.NewRegistryClient(conn),
+		Sessions: beaconpb.NewSessionClient(conn)}, nil
 }
 
 // Conn is the underlying connection, for services without a typed helper.
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
-// Close closes the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close ends the automatic session (releasing what it holds at once) and
+// closes the connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	s := c.session
+	c.session = nil
+	c.mu.Unlock()
+	if s != nil {
+		_ = s.Close()
+	}
+	return c.conn.Close()
+}

@@ -23,7 +23,9 @@ const (
 // Members lists the etcd members and the proxy and external agents, each
 // with what its agent announces about itself. The cluster id comes with it.
 func Members(ctx context.Context, cli *clientv3.Client, namespace string) (string, []*beaconpb.Member, error) {
-	ml, err := cli.MemberList(ctx)
+	// Serializable reads: a member without quorum still answers, so that
+	// status can say the quorum is lost instead of timing out.
+	ml, err := cli.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
 		return "", nil, err
 	}

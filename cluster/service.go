@@ -47,7 +47,7 @@ func (s *Service) Status(ctx context.Context, _ *beaconpb.StatusRequest) (*beaco
 	}
 	resp.Local = s.local.Name()
 	resp.LocalRole = s.local.Role()
-	if rev, err := s.cli.Get(ctx, s.namespace, clientv3.WithCountOnly()); err == nil {
+	if rev, err := s.cli.Get(ctx, s.namespace, clientv3.WithCountOnly(), clientv3.WithSerializable()); err == nil {
 		resp.Revision = rev.Header.Revision
 	}
 	return resp, nil

@@ -19,7 +19,7 @@ func TestExternal(t *testing.T) {
 	etcd.WaitReady(readyWithin)
 
 	ext := c.Host("x1")
-	ext.Start("--role", "external", "--endpoints", etcd.ClientURL)
+	ext.Start("--role", "external", "--endpoints", etcd.ClientURL, "--node-ttl", "1h")
 	ext.WaitReady(readyWithin)
 	waitMembers(t, []*testcluster.Agent{etcd, ext}, func(ms []testcluster.Member) error {
 		if roles(ms) != "n1:voter x1:external" {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -44,6 +45,63 @@ func TestAutoJoinFiveVoters(t *testing.T) {
 		return nil
 	})
 	t.Logf("membership: %s", got)
+}
+
+// TestAutoJoinRace: one member, three hosts started at once with --role
+// auto: the voter count is read under the membership lock, so exactly two
+// of them become voters and one a proxy.
+func TestAutoJoinRace(t *testing.T) {
+	c := testcluster.New(t)
+	m := c.Host("n1")
+	m.Start()
+	m.WaitReady(readyWithin)
+	joiners := startAutoTogether(t, c, m, 3)
+	got := waitMembers(t, append([]*testcluster.Agent{m}, joiners...), func(ms []testcluster.Member) error {
+		if v, p := countRole(ms, "voter"), countRole(ms, "proxy"); v != 3 || p != 1 {
+			return fmt.Errorf("want 3 voters and 1 proxy, have %d and %d", v, p)
+		}
+		return nil
+	})
+	t.Logf("membership: %s", got)
+}
+
+// TestJoinInterrupted: a host killed (kill -9) while it joins leaves a
+// learner behind at worst; its next start cleans up and gets in, and so
+// does another host after it.
+func TestJoinInterrupted(t *testing.T) {
+	c := testcluster.New(t)
+	ms := startStatic(t, c, 3)
+	j := c.Host("j1")
+	j.Start("--join", ms[0].ClientURL)
+	// Kill it as soon as the cluster lists it (a learner, mid-join).
+	err := testcluster.Eventually(readyWithin, func() error {
+		list, err := ms[0].Members()
+		if err != nil {
+			return err
+		}
+		for _, m := range list {
+			if strings.Contains(strings.Join(m.PeerURLs, ","), j.IP) {
+				return nil
+			}
+		}
+		return fmt.Errorf("j1 not listed yet")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Kill()
+
+	j.Start("--join", ms[0].ClientURL)
+	j.WaitReady(readyWithin)
+	k := c.Host("k1")
+	k.Start("--join", ms[1].ClientURL)
+	k.WaitReady(readyWithin)
+	waitMembers(t, append(ms, j, k), func(list []testcluster.Member) error {
+		if v, l := countRole(list, "voter"), countRole(list, "learner"); v != 5 || l != 0 {
+			return fmt.Errorf("want 5 voters and no learner, have %d and %d", v, l)
+		}
+		return nil
+	})
 }
 
 // startAutoTogether starts n hosts with --role auto --join at once.

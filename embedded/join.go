@@ -7,18 +7,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/beaconhq/beacon/cluster"
+
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
-
-// joinLockKey serialises joins cluster-wide: etcd accepts one learner
-// promotion at a time and a voter count read by `auto` must not go stale
-// while another host joins.
-func joinLockKey(namespace string) string { return namespace + "cluster/join" }
 
 // join enters a running cluster through one of its client URLs: as a
 // learner that catches up and is then promoted, or, for role auto when the
@@ -33,29 +29,33 @@ func join(ctx context.Context, o Options) (*Node, error) {
 	}
 	defer cli.Close()
 
-	session, err := concurrency.NewSession(cli, concurrency.WithTTL(10), concurrency.WithContext(ctx))
+	var n *Node
+	err = cluster.WithMembershipLock(ctx, cli, o.Namespace, func() error {
+		var err error
+		n, err = joinLocked(ctx, o, cli)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, strings.Join(o.Join, ","), err)
+		return nil, err
 	}
-	defer session.Close()
-	mu := concurrency.NewMutex(session, joinLockKey(o.Namespace))
-	if err := mu.Lock(ctx); err != nil {
-		return nil, fmt.Errorf("waiting for another host's join to finish: %v", err)
-	}
-	defer func() {
-		uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer ucancel()
-		_ = mu.Unlock(uctx) // the session's lease ends the lock anyway
-	}()
+	return n, nil
+}
 
+// joinLocked does the join while holding the membership lock.
+func joinLocked(ctx context.Context, o Options, cli *clientv3.Client) (*Node, error) {
 	members, err := cli.MemberList(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: listing members: %v", ErrUnreachable, err)
 	}
+	// Clear what an interrupted run of this host left before counting, so
+	// its own dead entry neither counts as a voter nor blocks the join.
+	if err := clearStaleSelf(ctx, cli, o, members.Members); err != nil {
+		return nil, err
+	}
 	if o.Role == "auto" {
 		voters := 0
 		for _, m := range members.Members {
-			if !m.IsLearner {
+			if !m.IsLearner && !hasPeerURL(m, o.PeerURL) {
 				voters++
 			}
 		}
@@ -64,9 +64,6 @@ func join(ctx context.Context, o Options) (*Node, error) {
 				zap.Int("voters", voters), zap.Int("wanted", o.Voters))
 			return startProxy(ctx, o, cli.Endpoints())
 		}
-	}
-	if err := clearStaleSelf(ctx, cli, o, members.Members); err != nil {
-		return nil, err
 	}
 
 	added, err := addLearner(ctx, cli, o)
@@ -80,20 +77,69 @@ func join(ctx context.Context, o Options) (*Node, error) {
 	if err == nil {
 		err = promote(ctx, cli, n, id)
 	}
+	if err != nil && promoted(cli, id) {
+		err = nil // the promotion went through though its answer was lost
+	}
 	if err != nil {
-		// Undo: a learner that never got in must not linger in the member
-		// list, and its data must not be resumed on the next start.
-		rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, _ = cli.MemberRemove(rctx, id)
-		rcancel()
-		if n != nil {
-			n.Close()
-		}
-		_ = removeEtcdData(o.DataDir)
+		undoJoin(cli, n, o, id)
 		return nil, err
 	}
-	go n.saveStateWhenReady(context.Background())
+	// Record the membership now: data without a state file is what an
+	// interrupted join leaves, and is discarded on the next start.
+	if err := n.SaveState(ctx); err != nil {
+		o.Logger.Warn("could not record cluster state in the data dir", zap.Error(err))
+	}
 	return n, nil
+}
+
+// promoted asks whether member id is a voter.
+func promoted(cli *clientv3.Client, id uint64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		return false
+	}
+	for _, m := range ml.Members {
+		if m.ID == id {
+			return !m.IsLearner
+		}
+	}
+	return false
+}
+
+// undoJoin removes a learner that never got in, so it does not linger in
+// the member list (etcd admits one learner at a time), and deletes its
+// data only once the cluster no longer lists it.
+func undoJoin(cli *clientv3.Client, n *Node, o Options, id uint64) {
+	if n != nil {
+		n.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, err := cli.MemberRemove(ctx, id)
+		if err == nil || errors.Is(err, rpctypes.ErrMemberNotFound) {
+			_ = removeEtcdData(o.DataDir)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			o.Logger.Warn("could not remove the learner of a failed join; the next start removes it",
+				zap.String("member-id", fmt.Sprintf("%x", id)), zap.Error(err))
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func hasPeerURL(m *etcdserverpb.Member, u string) bool {
+	for _, p := range m.PeerURLs {
+		if p == u {
+			return true
+		}
+	}
+	return false
 }
 
 // reachCluster connects to the given client URLs and learns every member's.
@@ -116,12 +162,7 @@ func reachCluster(ctx context.Context, o Options, urls []string) (*clientv3.Clie
 // when the name or peer URL belongs to a live voter.
 func clearStaleSelf(ctx context.Context, cli *clientv3.Client, o Options, members []*etcdserverpb.Member) error {
 	for _, m := range members {
-		mine := false
-		for _, u := range m.PeerURLs {
-			if u == o.PeerURL {
-				mine = true
-			}
-		}
+		mine := hasPeerURL(m, o.PeerURL)
 		switch {
 		case mine && (m.IsLearner || m.Name == ""):
 			o.Logger.Info("removing the learner left by an interrupted join", zap.String("member-id", fmt.Sprintf("%x", m.ID)))
@@ -150,6 +191,10 @@ func addLearner(ctx context.Context, cli *clientv3.Client, o Options) (*clientv3
 		if err == nil {
 			return added, nil
 		}
+		if errors.Is(err, rpctypes.ErrTooManyLearners) {
+			return nil, fmt.Errorf("adding %s as a learner: %v: another host's join is in progress or was interrupted (%s); finish or remove it (etcdctl member remove)",
+				o.Name, err, learners(ctx, cli))
+		}
 		if !errors.Is(err, rpctypes.ErrUnhealthy) {
 			return nil, fmt.Errorf("adding %s as a learner: %v", o.Name, err)
 		}
@@ -163,6 +208,20 @@ func addLearner(ctx context.Context, cli *clientv3.Client, o Options) (*clientv3
 			backoff *= 2
 		}
 	}
+}
+
+func learners(ctx context.Context, cli *clientv3.Client) string {
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		return "unknown learner"
+	}
+	var out []string
+	for _, m := range ml.Members {
+		if m.IsLearner {
+			out = append(out, fmt.Sprintf("learner %x at %s", m.ID, strings.Join(m.PeerURLs, ",")))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // startLearner starts the embedded member with the member list etcd

@@ -95,7 +95,7 @@ func bootstrapMember(ctx context.Context, o Options) (*Node, error) {
 	if o.InitialCluster != "" {
 		cfg.InitialCluster = o.InitialCluster
 		// Every initial member must derive the same cluster id.
-		cfg.InitialClusterToken = "beacon"
+		cfg.InitialClusterToken = o.ClusterToken
 	} else {
 		// A lone new cluster gets its own token, so that two clusters
 		// created on the same addresses never share a cluster id.

@@ -33,6 +33,7 @@ type Options struct {
 	ClientURL      string
 	PeerURL        string
 	InitialCluster string
+	ClusterToken   string // static bootstrap's token; a lone cluster gets a random one
 	Join           []string
 	Endpoints      []string
 	Voters         int
@@ -68,6 +69,24 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	}
 	if o.JoinTimeout == 0 {
 		o.JoinTimeout = 2 * time.Minute
+	}
+	if o.Role != RoleExternal && hasMemberData(o.DataDir) {
+		st, err := readState(o.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if (st == nil || st.MemberID == "") && len(o.Join) > 0 {
+			// A join interrupted before promotion leaves etcd data but no
+			// recorded membership: discard it and join afresh (the join
+			// removes the learner it left in the cluster).
+			o.Logger.Info("discarding the data of an interrupted join", zap.String("data-dir", o.DataDir))
+			if err := removeEtcdData(o.DataDir); err != nil {
+				return nil, err
+			}
+		} else if o.Role == RoleProxy {
+			return nil, fmt.Errorf("role proxy keeps no raft state, but %s holds member %s's data; start it as --role member, or use another --data-dir for the proxy",
+				o.DataDir, o.Name)
+		}
 	}
 	switch {
 	case o.Role == RoleExternal:

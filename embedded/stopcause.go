@@ -43,6 +43,12 @@ func (c *stopCause) With(fields []zapcore.Field) zapcore.Core {
 	return &stopCause{Core: c.Core.With(fields), shared: c.shared}
 }
 
+// Enabled lets warnings through to Check whatever the level, since
+// zap asks Enabled first and "server error" is a warning.
+func (c *stopCause) Enabled(l zapcore.Level) bool {
+	return l >= zapcore.WarnLevel || c.Core.Enabled(l)
+}
+
 func (c *stopCause) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
 	if ent.Message == closingNoise {
 		// etcd reports its own listeners closing at shutdown as errors;

@@ -35,6 +35,10 @@ type Instance struct {
 	Priority int               `json:"priority"`
 	Status   string            `json:"status"`
 	Output   string            `json:"output,omitempty"`
+
+	// Revision is the etcd revision that last wrote the instance, as the
+	// catalog saw it; not part of the stored value.
+	Revision int64 `json:"-"`
 }
 
 // FieldError names the field of an instance that is wrong; it answers
@@ -99,8 +103,9 @@ func (in *Instance) Normalize(node, nodeAddr string) error {
 	if err := ValidLabel("id", in.ID); err != nil {
 		return err
 	}
-	for _, t := range in.Tags {
-		if err := ValidLabel("tags", strings.ToLower(t)); err != nil {
+	for i, t := range in.Tags {
+		in.Tags[i] = strings.ToLower(t)
+		if err := ValidLabel("tags", in.Tags[i]); err != nil {
 			return err
 		}
 	}

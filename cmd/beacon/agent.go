@@ -24,7 +24,8 @@ precedence is flag > env > config file > default.`,
 				return err
 			}
 			defer lg.Sync() //nolint:errcheck // stderr may not sync
-			return agent.Run(cmd.Context(), cfg, lg)
+			reload := func() (agent.Config, error) { return agent.LoadConfig(cmd.Flags()) }
+			return agent.Run(cmd.Context(), cfg, lg, reload)
 		},
 	}
 	agent.BindFlags(cmd.Flags())

@@ -53,6 +53,10 @@ func newRoot() *cobra.Command {
 		newMembersCmd(g),
 		newStatusCmd(g),
 		newLeaveCmd(g),
+		newRegisterCmd(g),
+		newDeregisterCmd(g),
+		newServicesCmd(g),
+		newCheckCmd(g),
 		newVersionCmd(),
 		newBenchCmd(),
 	)

@@ -46,6 +46,10 @@ func From(err error) error {
 		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost),
 		errors.Is(err, rpctypes.ErrLeaderChanged), errors.Is(err, rpctypes.ErrUnhealthy):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, rpctypes.ErrMemberNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, rpctypes.ErrMemberNotEnoughStarted), errors.Is(err, rpctypes.ErrTooManyLearners):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
 		return err

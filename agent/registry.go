@@ -1,0 +1,141 @@
+package agent
+
+import (
+	"context"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/beaconhq/beacon/cluster"
+	"github.com/beaconhq/beacon/dnsserver"
+	"github.com/beaconhq/beacon/embedded"
+	"github.com/beaconhq/beacon/registry"
+	"github.com/beaconhq/beacon/session"
+	"go.uber.org/zap"
+)
+
+// nodeAddress is the IP other hosts reach this one at: the host of its
+// client URL (an external agent has none of its own: loopback).
+func (a *Agent) nodeAddress() string {
+	if a.node != nil && a.node.Role() == embedded.RoleExternal {
+		return "127.0.0.1"
+	}
+	if u, err := url.Parse(a.cfg.ClientURL); err == nil {
+		return u.Hostname()
+	}
+	return "127.0.0.1"
+}
+
+// listenDNS binds the DNS sockets early, so a port in use stops the agent
+// with dns-addr named before the cluster starts. The catalog it reads is
+// filled later; until then every name is unknown.
+func (a *Agent) listenDNS() error {
+	cat := &lateCatalog{}
+	srv, err := dnsserver.New(dnsserver.Config{
+		Addr: a.cfg.DNSAddr, Domain: a.cfg.Domain, TTL: uint32(a.cfg.DNSTTL / time.Second),
+		IncludeWarning: a.cfg.DNSAllowWarning, Recursors: a.cfg.DNSRecursors,
+	}, cat, a.lg.Named("dns"))
+	if err != nil {
+		return &ConfigError{Key: "dns-addr", Err: err}
+	}
+	if err := srv.Listen(); err != nil {
+		return portError("dns-addr", a.cfg.DNSAddr, err)
+	}
+	a.dns = srv
+	a.lateCat = cat
+	return nil
+}
+
+// startRegistry starts sessions, the catalog and this agent's
+// registrations, once the cluster is up.
+func (a *Agent) startRegistry(ctx context.Context) error {
+	cli := a.node.Client()
+	bg, cancel := context.WithCancel(context.Background())
+	a.cancelBG = cancel
+
+	a.sessions = session.NewManager(cli, a.lg.Named("session"))
+	var err error
+	a.agentSess, err = a.openAgentSession(ctx)
+	if err != nil {
+		return err
+	}
+	a.catalog = registry.NewCatalog(cli, a.cfg.Namespace, a.lg.Named("catalog"))
+	a.lateCat.set(a.catalog)
+	go a.catalog.Run(bg)
+
+	a.local, err = registry.NewLocal(ctx, registry.LocalConfig{
+		Client: cli, Namespace: a.cfg.Namespace, Node: a.cfg.Name, NodeAddr: a.nodeAddress(),
+		DataDir: a.cfg.DataDir, Sessions: a.sessions, AgentSession: a.agentSess,
+		Catalog: a.catalog, Logger: a.lg.Named("registry"),
+	})
+	if err != nil {
+		return err
+	}
+	go a.local.RunAntiEntropy(bg)
+	if err := a.local.SyncConfig(ctx, a.cfg.Services); err != nil {
+		a.lg.Warn("some services of the config file were not registered", zap.Error(err))
+	}
+	return nil
+}
+
+// openAgentSession opens the session behind the agent's own
+// registrations, waiting for the cluster (a member restarting with its
+// peers still down has no quorum yet).
+func (a *Agent) openAgentSession(ctx context.Context) (*session.Session, error) {
+	for {
+		s, err := a.sessions.Open(ctx, "agent:"+a.cfg.Name, a.cfg.NodeTTL)
+		if err == nil {
+			return s, nil
+		}
+		a.lg.Info("waiting for the cluster to open the agent's session", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-a.node.Done():
+			return nil, a.node.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// reloadServices re-reads the config file on SIGHUP and applies its
+// services: blocks. Other keys need a restart.
+func (a *Agent) reloadServices(reload func() (Config, error)) {
+	if reload == nil || a.local == nil {
+		return
+	}
+	cfg, err := reload()
+	if err != nil {
+		a.lg.Error("SIGHUP: config not reloaded", zap.Error(err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.local.SyncConfig(ctx, cfg.Services); err != nil {
+		a.lg.Error("SIGHUP: services reloaded with errors", zap.Error(err))
+		return
+	}
+	a.lg.Info("SIGHUP: services reloaded", zap.Int("services", len(cfg.Services)))
+}
+
+// lateCatalog lets the DNS server bind before the catalog exists: until
+// then it knows no names.
+type lateCatalog struct {
+	p atomic.Pointer[registry.Catalog]
+}
+
+func (l *lateCatalog) set(c *registry.Catalog) { l.p.Store(c) }
+
+func (l *lateCatalog) Service(name string) []*registry.Instance {
+	if c := l.p.Load(); c != nil {
+		return c.Service(name)
+	}
+	return nil
+}
+
+func (l *lateCatalog) Node(name string) (cluster.NodeInfo, bool) {
+	if c := l.p.Load(); c != nil {
+		return c.Node(name)
+	}
+	return cluster.NodeInfo{}, false
+}

@@ -1,0 +1,427 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/client"
+	"github.com/beaconhq/beacon/internal/testcluster"
+	"github.com/miekg/dns"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// dnsAnswer asks an agent's DNS and returns the answer records as strings
+// ("A 127.0.0.1", "SRV 0 1 8080 id.web.service.beacon.").
+func dnsAnswer(t *testing.T, a *testcluster.Agent, name string, qtype uint16) ([]string, int) {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	c := &dns.Client{Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(m, a.DNSAddr)
+	if err != nil {
+		return []string{"error: " + err.Error()}, -1
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		f := strings.Fields(rr.String())
+		out = append(out, strings.Join(f[3:], " "))
+	}
+	sort.Strings(out)
+	return out, r.Rcode
+}
+
+// waitDNS waits until the agent's answer for name satisfies ok.
+func waitDNS(t *testing.T, a *testcluster.Agent, name string, qtype uint16, what string, ok func([]string) bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var last []string
+	err := testcluster.Eventually(30*time.Second, func() error {
+		last, _ = dnsAnswer(t, a, name, qtype)
+		if ok(last) {
+			return nil
+		}
+		return fmt.Errorf("not yet")
+	})
+	if err != nil {
+		t.Fatalf("%s's DNS for %s: want %s, last answer %v", a.Name, name, what, last)
+	}
+	return time.Since(start)
+}
+
+func has(sub string) func([]string) bool {
+	return func(rrs []string) bool { return strings.Contains(strings.Join(rrs, "\n"), sub) }
+}
+
+func empty(rrs []string) bool { return len(rrs) == 0 }
+
+// buildExample builds one of the programs under examples/.
+func buildExample(t *testing.T, name string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", "build", "-o", out, "./examples/"+name)
+	cmd.Dir = ".."
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build examples/%s: %v\n%s", name, err, b)
+	}
+	return out
+}
+
+// startApp runs examples/register against an agent and waits for its
+// registration; it returns the process and the instance id.
+func startApp(t *testing.T, bin string, a *testcluster.Agent, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--agent", a.APIAddr}, args...)...)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+	}()
+	select {
+	case l := <-line:
+		f := strings.Fields(l)
+		if len(f) < 2 || f[0] != "registered" {
+			t.Fatalf("app printed %q", l)
+		}
+		return cmd, f[1]
+	case <-time.After(30 * time.Second):
+		t.Fatal("app did not register")
+	}
+	return nil, ""
+}
+
+// TestRegisterAcrossAgents: an app registers over gRPC on agent A; agent
+// B, a proxy, answers for it in DNS; kill -9 of the app removes it from
+// every agent's answers at once (by the session's revoke, not its TTL).
+func TestRegisterAcrossAgents(t *testing.T) {
+	c := testcluster.New(t)
+	a := c.Host("a")
+	a.Start()
+	a.WaitReady(readyWithin)
+	b := c.Host("b")
+	b.Start("--role", "proxy", "--join", a.ClientURL)
+	b.WaitReady(readyWithin)
+
+	app := buildExample(t, "register")
+	proc, id := startApp(t, app, a, "--name", "payments", "--tag", "v2")
+
+	for _, ag := range []*testcluster.Agent{a, b} {
+		waitDNS(t, ag, "payments.service.beacon", dns.TypeSRV, "the app's SRV", has(id+".payments.service.beacon."))
+		waitDNS(t, ag, "payments.service.beacon", dns.TypeA, "the app's A", has("A 127.0.0.1"))
+		waitDNS(t, ag, "v2.payments.service.beacon", dns.TypeSRV, "the tag-filtered SRV", has(id))
+		if rrs, rcode := dnsAnswer(t, ag, "v1.payments.service.beacon", dns.TypeSRV); len(rrs) != 0 || rcode != dns.RcodeNameError {
+			t.Fatalf("%s: a tag nobody has names nothing (NXDOMAIN), got %v rcode %d", ag.Name, rrs, rcode)
+		}
+	}
+	// Go's own resolver against B.
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "udp", b.DNSAddr)
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, srvs, err := r.LookupSRV(ctx, "payments", "tcp", "service.beacon")
+	if err != nil || len(srvs) != 1 || !strings.HasPrefix(srvs[0].Target, id+".") {
+		t.Fatalf("LookupSRV _payments._tcp.service.beacon: %v %v", srvs, err)
+	}
+	hosts, err := r.LookupHost(ctx, srvs[0].Target)
+	if err != nil || len(hosts) != 1 || hosts[0] != "127.0.0.1" {
+		t.Fatalf("LookupHost %s: %v %v", srvs[0].Target, hosts, err)
+	}
+
+	// kill -9: the session stream breaks, the agent revokes the lease.
+	// The session's TTL is 10s; the instance must be gone well before.
+	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for _, ag := range []*testcluster.Agent{a, b} {
+		took := waitDNS(t, ag, "payments.service.beacon", dns.TypeSRV, "no answer", empty)
+		if took > 5*time.Second {
+			t.Fatalf("%s dropped the killed app after %s: that is the TTL, not the revoke", ag.Name, took)
+		}
+		t.Logf("%s dropped the killed app after %s", ag.Name, took)
+	}
+}
+
+// TestAgentKilledLosesInstances: kill -9 of an agent: its instances stay
+// until their lease's TTL, then are gone from the other agents' answers.
+func TestAgentKilledLosesInstances(t *testing.T) {
+	c := testcluster.New(t)
+	a := c.Host("a")
+	a.Start()
+	a.WaitReady(readyWithin)
+	p := c.Host("p")
+	p.Start("--role", "proxy", "--join", a.ClientURL, "--node-ttl", "3s")
+	p.WaitReady(readyWithin)
+	if _, stderr, err := p.CLI("register", "--name", "cache", "--port", "6379"); err != nil {
+		t.Fatalf("beacon register: %v %s", err, stderr)
+	}
+	waitDNS(t, a, "cache.service.beacon", dns.TypeA, "p's instance", has("A "+p.IP))
+	p.Kill()
+	// Still there right after the kill (nobody revoked anything)...
+	if rrs, _ := dnsAnswer(t, a, "cache.service.beacon", dns.TypeA); !has("A " + p.IP)(rrs) {
+		t.Logf("instance already gone right after kill -9 (lease TTL is 3s): %v", rrs)
+	}
+	// ...and gone after the TTL.
+	waitDNS(t, a, "cache.service.beacon", dns.TypeA, "nothing once the TTL passed", empty)
+	if _, rcode := dnsAnswer(t, a, "p.node.beacon", dns.TypeA); rcode != dns.RcodeNameError {
+		t.Fatalf("the dead agent's node name should be NXDOMAIN, got rcode %d", rcode)
+	}
+}
+
+// TestHealthChecks: a failing HTTP check takes the instance out of DNS, a
+// recovered one puts it back; a TTL check follows `beacon check`.
+func TestHealthChecks(t *testing.T) {
+	var healthy atomic.Bool
+	healthy.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !healthy.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	defer srv.Close()
+
+	c := testcluster.New(t)
+	a := c.Host("a")
+	a.Start()
+	a.WaitReady(readyWithin)
+	if _, stderr, err := a.CLI("register", "--name", "web", "--port", "80", "--id", "web1",
+		"--check-http", srv.URL, "--interval", "200ms"); err != nil {
+		t.Fatalf("register: %v %s", err, stderr)
+	}
+	waitDNS(t, a, "web.service.beacon", dns.TypeA, "web1 passing", has("A "+a.IP))
+	healthy.Store(false)
+	waitDNS(t, a, "web.service.beacon", dns.TypeA, "web1 out", empty)
+	out, _, _ := a.CLI("services", "web")
+	if !strings.Contains(out, "critical") {
+		t.Fatalf("beacon services web should show critical:\n%s", out)
+	}
+	healthy.Store(true)
+	waitDNS(t, a, "web.service.beacon", dns.TypeA, "web1 back", has("A "+a.IP))
+
+	// TTL check: critical until the first pass; fail takes it out.
+	if _, stderr, err := a.CLI("register", "--name", "batch", "--port", "9000", "--id", "b1", "--ttl", "1h"); err != nil {
+		t.Fatalf("register ttl: %v %s", err, stderr)
+	}
+	if rrs, rcode := dnsAnswer(t, a, "batch.service.beacon", dns.TypeA); len(rrs) != 0 || rcode != dns.RcodeSuccess {
+		t.Fatalf("a TTL instance before its first pass should be NODATA: %v %d", rrs, rcode)
+	}
+	if _, stderr, err := a.CLI("check", "pass", "b1"); err != nil {
+		t.Fatalf("check pass: %v %s", err, stderr)
+	}
+	waitDNS(t, a, "batch.service.beacon", dns.TypeA, "b1 passing", has("A "+a.IP))
+	if _, stderr, err := a.CLI("check", "fail", "b1", "--output", "disk full"); err != nil {
+		t.Fatalf("check fail: %v %s", err, stderr)
+	}
+	waitDNS(t, a, "batch.service.beacon", dns.TypeA, "b1 out", empty)
+	if _, stderr, err := a.CLI("check", "pass", "web1"); err == nil || !strings.Contains(stderr, "no TTL check") {
+		t.Fatalf("check on an HTTP-checked instance should fail: %v %s", err, stderr)
+	}
+}
+
+// TestAgentRestartRestores: agent-owned registrations leave DNS when the
+// agent stops and come back when it restarts on the same data dir.
+func TestAgentRestartRestores(t *testing.T) {
+	c := testcluster.New(t)
+	a := c.Host("a")
+	a.Start()
+	a.WaitReady(readyWithin)
+	b := c.Host("b")
+	b.Start("--role", "proxy", "--join", a.ClientURL)
+	b.WaitReady(readyWithin)
+	if _, stderr, err := b.CLI("register", "--name", "db", "--port", "5432", "--meta", "version=15"); err != nil {
+		t.Fatalf("register: %v %s", err, stderr)
+	}
+	waitDNS(t, a, "db.service.beacon", dns.TypeTXT, "db's meta", has("version=15"))
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitDNS(t, a, "db.service.beacon", dns.TypeA, "db gone with its agent", empty)
+	b.Start("--role", "proxy", "--join", a.ClientURL)
+	b.WaitReady(readyWithin)
+	waitDNS(t, a, "db.service.beacon", dns.TypeA, "db back", has("A "+b.IP))
+	if _, stderr, err := b.CLI("deregister", "b-db-5432"); err != nil {
+		t.Fatalf("deregister: %v %s", err, stderr)
+	}
+	waitDNS(t, a, "db.service.beacon", dns.TypeA, "db deregistered", empty)
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	b.Start("--role", "proxy", "--join", a.ClientURL)
+	b.WaitReady(readyWithin)
+	out, _, err := b.CLI("services", "-w", "json")
+	if err != nil || strings.Contains(out, "db") {
+		t.Fatalf("a deregistered instance came back after restart: %v\n%s", err, out)
+	}
+}
+
+// TestProxyCutOff: a proxy cut off from the members keeps answering DNS
+// from its last catalog; after the cut heals, what it lost (its lease
+// ended meanwhile) is written back by anti-entropy.
+func TestProxyCutOff(t *testing.T) {
+	c := testcluster.New(t)
+	a := c.Host("a")
+	a.Start()
+	a.WaitReady(readyWithin)
+	p := c.Host("p")
+	p.Start("--role", "proxy", "--join", a.ClientURL, "--node-ttl", "3s")
+	p.WaitReady(readyWithin)
+	if _, stderr, err := p.CLI("register", "--name", "api", "--port", "443"); err != nil {
+		t.Fatalf("register: %v %s", err, stderr)
+	}
+	waitDNS(t, p, "api.service.beacon", dns.TypeA, "api", has("A "+p.IP))
+
+	// Cut: the only member stops answering anyone.
+	if err := syscall.Kill(a.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		rrs, rcode := dnsAnswer(t, p, "api.service.beacon", dns.TypeA)
+		if rcode != dns.RcodeSuccess || !has("A " + p.IP)(rrs) {
+			_ = syscall.Kill(a.Pid(), syscall.SIGCONT)
+			t.Fatalf("cut-off proxy's DNS answered %v rcode %d", rrs, rcode)
+		}
+	}
+	if err := syscall.Kill(a.Pid(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+
+	// Whatever the cut did to the lease, end it now from outside, as an
+	// expiry would: the registration must come back under a new lease.
+	cli := a.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	key := "/beacon/services/api/p-api-443"
+	var got *clientv3.GetResponse
+	err := testcluster.Eventually(20*time.Second, func() error {
+		var err error
+		got, err = cli.Get(ctx, key)
+		if err == nil && len(got.Kvs) != 1 {
+			return fmt.Errorf("no %s yet", key)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := got.Kvs[0].Lease
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(old)); err != nil {
+		t.Fatal(err)
+	}
+	err = testcluster.Eventually(30*time.Second, func() error {
+		r, err := cli.Get(ctx, key)
+		if err != nil {
+			return err
+		}
+		if len(r.Kvs) != 1 || r.Kvs[0].Lease == old || r.Kvs[0].Lease == 0 {
+			return fmt.Errorf("not written back under a new lease yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDNS(t, a, "api.service.beacon", dns.TypeA, "api back everywhere", has("A "+p.IP))
+}
+
+// TestRegisterBadInput: bad registrations are refused with the field named
+// and leave nothing behind.
+func TestRegisterBadInput(t *testing.T) {
+	c := testcluster.New(t)
+	a := c.Host("a")
+	a.Start()
+	a.WaitReady(readyWithin)
+	cl, err := client.New(a.APIAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reg := func(in *beaconpb.Instance, chk *beaconpb.Check) error {
+		_, err := cl.Registry.Register(ctx, &beaconpb.RegisterRequest{Instance: in, Check: chk})
+		return err
+	}
+	big := strings.Repeat("x", 65<<10)
+	cases := []struct {
+		name  string
+		in    *beaconpb.Instance
+		chk   *beaconpb.Check
+		code  codes.Code
+		field string
+	}{
+		{"not a label", &beaconpb.Instance{Service: "my_service", Port: 80}, nil, codes.InvalidArgument, "service"},
+		{"dot in name", &beaconpb.Instance{Service: "a.b", Port: 80}, nil, codes.InvalidArgument, "service"},
+		{"port 0", &beaconpb.Instance{Service: "web", Port: 0}, nil, codes.InvalidArgument, "port"},
+		{"port 65536", &beaconpb.Instance{Service: "web", Port: 65536}, nil, codes.InvalidArgument, "port"},
+		{"meta too big", &beaconpb.Instance{Service: "web", Port: 80, Meta: map[string]string{"k": big}}, nil, codes.InvalidArgument, "meta"},
+		{"bad address", &beaconpb.Instance{Service: "web", Port: 80, Address: "example.com"}, nil, codes.InvalidArgument, "address"},
+		{"bad tag", &beaconpb.Instance{Service: "web", Port: 80, Tags: []string{"a b"}}, nil, codes.InvalidArgument, "tags"},
+		{"two checks", &beaconpb.Instance{Service: "web", Port: 80}, &beaconpb.Check{Http: "http://127.0.0.1:1/", Tcp: "127.0.0.1:1"}, codes.InvalidArgument, "check"},
+		{"bad interval", &beaconpb.Instance{Service: "web", Port: 80}, &beaconpb.Check{Tcp: "127.0.0.1:1", Interval: "often"}, codes.InvalidArgument, "check.interval"},
+		{"no instance", nil, nil, codes.InvalidArgument, "instance"},
+	}
+	for _, tc := range cases {
+		err := reg(tc.in, tc.chk)
+		if s := status.Convert(err); s.Code() != tc.code || !strings.Contains(s.Message(), tc.field) {
+			t.Errorf("%s: got %v, want %s naming %s", tc.name, err, tc.code, tc.field)
+		}
+	}
+	// Duplicate id: the first wins, the second is AlreadyExists.
+	if err := reg(&beaconpb.Instance{Service: "web", Id: "w1", Port: 80}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := cl.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	_, err = cl.Registry.Register(ctx, &beaconpb.RegisterRequest{SessionId: sess.ID, Instance: &beaconpb.Instance{Service: "web", Id: "w1", Port: 81}})
+	if s := status.Convert(err); s.Code() != codes.AlreadyExists || !strings.Contains(s.Message(), "w1") {
+		t.Fatalf("duplicate id: %v", err)
+	}
+	_, err = cl.Registry.Register(ctx, &beaconpb.RegisterRequest{SessionId: "nope", Instance: &beaconpb.Instance{Service: "web", Port: 82}})
+	if s := status.Convert(err); s.Code() != codes.NotFound || !strings.Contains(s.Message(), "session") {
+		t.Fatalf("unknown session: %v", err)
+	}
+	// Nothing half-written: only w1 exists.
+	list, err := cl.Registry.List(ctx, &beaconpb.ListRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Instances) != 1 || list.Instances[0].Id != "w1" || list.Instances[0].Port != 80 {
+		t.Fatalf("catalog after bad input: %v", list.Instances)
+	}
+	// Session open with a bad TTL.
+	stream, err := cl.Sessions.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &beaconpb.OpenSession{TtlSeconds: 100000}}})
+	if _, err := stream.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "ttl") {
+		t.Fatalf("session with ttl 100000s: %v", err)
+	}
+}

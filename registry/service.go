@@ -1,0 +1,202 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/healthcheck"
+	"github.com/beaconhq/beacon/internal/rpcerr"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Service implements the Registry gRPC service on one agent: writes go to
+// this agent's Local, reads come from its Catalog.
+type Service struct {
+	beaconpb.UnimplementedRegistryServer
+	local   *Local
+	catalog *Catalog
+}
+
+// NewService returns the Registry service.
+func NewService(local *Local, catalog *Catalog) *Service {
+	return &Service{local: local, catalog: catalog}
+}
+
+// Register adds an instance on this agent's node.
+func (s *Service) Register(ctx context.Context, req *beaconpb.RegisterRequest) (*beaconpb.RegisterResponse, error) {
+	if req.Instance == nil {
+		return nil, status.Error(codes.InvalidArgument, "instance: required")
+	}
+	check, err := checkFromProto(req.Check)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	owner := OwnerAgent
+	if req.SessionId != "" {
+		owner = req.SessionId
+	}
+	in, rev, err := s.local.Register(ctx, instanceFromProto(req.Instance), check, owner)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.RegisterResponse{Instance: in.Proto(), Revision: rev}, nil
+}
+
+// Deregister removes an instance registered on this agent.
+func (s *Service) Deregister(ctx context.Context, req *beaconpb.DeregisterRequest) (*beaconpb.DeregisterResponse, error) {
+	if req.Id == "" {
+		return nil, status.Error(codes.InvalidArgument, "id: required")
+	}
+	if err := s.local.Deregister(ctx, req.Service, req.Id); err != nil {
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.DeregisterResponse{}, nil
+}
+
+// Heartbeat reports a TTL check's status.
+func (s *Service) Heartbeat(_ context.Context, req *beaconpb.HeartbeatRequest) (*beaconpb.HeartbeatResponse, error) {
+	if err := s.local.Heartbeat(req.Service, req.Id, req.Status, req.Output); err != nil {
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.HeartbeatResponse{}, nil
+}
+
+// Get reads one instance from the catalog.
+func (s *Service) Get(_ context.Context, req *beaconpb.GetRequest) (*beaconpb.Instance, error) {
+	in, ok := s.catalog.Instance(strings.ToLower(req.Service), strings.ToLower(req.Id))
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "no instance %q of service %q", req.Id, req.Service)
+	}
+	return in.Proto(), nil
+}
+
+// List reads instances from the catalog.
+func (s *Service) List(_ context.Context, req *beaconpb.ListRequest) (*beaconpb.ListResponse, error) {
+	match := matcher(req.Service, req.Tags, req.HealthyOnly, req.IncludeWarning)
+	rev := s.catalog.Revision()
+	var names []string
+	if req.Service != "" {
+		names = []string{strings.ToLower(req.Service)}
+	} else {
+		names = s.catalog.Services()
+	}
+	resp := &beaconpb.ListResponse{Revision: rev}
+	for _, name := range names {
+		for _, in := range s.catalog.Service(name) {
+			if match(in) {
+				resp.Instances = append(resp.Instances, in.Proto())
+			}
+		}
+	}
+	return resp, nil
+}
+
+// Watch streams a snapshot, then every change in revision order. A watcher
+// that falls behind gets a fresh snapshot rather than a gap.
+func (s *Service) Watch(req *beaconpb.WatchRequest, stream beaconpb.Registry_WatchServer) error {
+	match := matcher(req.Service, req.Tags, req.HealthyOnly, req.IncludeWarning)
+	select {
+	case <-s.catalog.Ready():
+	case <-stream.Context().Done():
+		return stream.Context().Err()
+	}
+	for {
+		snap, rev, sub := s.catalog.Subscribe(match)
+		sort.Slice(snap, func(i, j int) bool { return snap[i].Service+"/"+snap[i].ID < snap[j].Service+"/"+snap[j].ID })
+		msg := &beaconpb.WatchResponse{Type: beaconpb.WatchResponse_SNAPSHOT, Revision: rev}
+		for _, in := range snap {
+			msg.Instances = append(msg.Instances, in.Proto())
+		}
+		if err := stream.Send(msg); err != nil {
+			s.catalog.Unsubscribe(sub)
+			return err
+		}
+		if err := s.forward(stream, sub); err != nil {
+			return err
+		}
+		// The subscription lagged: start over with a snapshot.
+	}
+}
+
+func (s *Service) forward(stream beaconpb.Registry_WatchServer, sub *Subscription) error {
+	defer s.catalog.Unsubscribe(sub)
+	for {
+		select {
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		case ev, ok := <-sub.Events():
+			if !ok {
+				return nil
+			}
+			t := beaconpb.WatchResponse_PUT
+			if ev.Type == EventDelete {
+				t = beaconpb.WatchResponse_DELETE
+			}
+			if err := stream.Send(&beaconpb.WatchResponse{Type: t, Instances: []*beaconpb.Instance{ev.Instance.Proto()}, Revision: ev.Revision}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func matcher(service string, tags []string, healthyOnly, includeWarning bool) func(*Instance) bool {
+	service = strings.ToLower(service)
+	return func(in *Instance) bool {
+		return (service == "" || in.Service == service) && in.HasTags(tags) && (!healthyOnly || in.Healthy(includeWarning))
+	}
+}
+
+// Proto converts an instance for the API.
+func (in *Instance) Proto() *beaconpb.Instance {
+	return &beaconpb.Instance{
+		Id: in.ID, Service: in.Service, Node: in.Node, Address: in.Address, Port: uint32(in.Port),
+		Tags: in.Tags, Meta: in.Meta, Weight: uint32(in.Weight), Priority: uint32(in.Priority),
+		Status: in.Status, Output: in.Output,
+	}
+}
+
+func instanceFromProto(p *beaconpb.Instance) Instance {
+	return Instance{
+		ID: p.Id, Service: p.Service, Address: p.Address, Port: clampInt(p.Port),
+		Tags: append([]string(nil), p.Tags...), Meta: p.Meta, Weight: clampInt(p.Weight), Priority: clampInt(p.Priority),
+	}
+}
+
+// clampInt keeps out-of-range uint32s out of range as ints, so validation
+// rejects them instead of seeing them wrap.
+func clampInt(v uint32) int {
+	if v > 1<<20 {
+		return 1 << 20
+	}
+	return int(v)
+}
+
+func checkFromProto(c *beaconpb.Check) (healthcheck.Definition, error) {
+	var d healthcheck.Definition
+	if c == nil {
+		return d, nil
+	}
+	d.HTTP, d.TCP, d.GRPC = c.Http, c.Tcp, c.Grpc
+	d.SuccessBeforePassing, d.FailuresBeforeCritical = int(c.SuccessBeforePassing), int(c.FailuresBeforeCritical)
+	for _, f := range []struct {
+		name string
+		raw  string
+		dst  *time.Duration
+	}{{"ttl", c.Ttl, &d.TTL}, {"interval", c.Interval, &d.Interval}, {"timeout", c.Timeout, &d.Timeout},
+		{"deregister_critical_after", c.DeregisterCriticalAfter, &d.DeregisterCriticalAfter}} {
+		if f.raw == "" {
+			continue
+		}
+		v, err := time.ParseDuration(f.raw)
+		if err != nil {
+			return d, &FieldError{Field: "check." + f.name, Msg: fmt.Sprintf("%q is not a duration like 10s", f.raw)}
+		}
+		*f.dst = v
+	}
+	return d, nil
+}

@@ -1,0 +1,52 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+)
+
+// fileStore keeps the agent-owned registrations in the data dir, so that
+// they come back after an agent restart.
+type fileStore struct {
+	dir string
+	mu  sync.Mutex // serialises snapshot+write, so an older list never lands last
+}
+
+const storeName = "services.json"
+
+func (s *fileStore) load() ([]Registration, error) {
+	path := filepath.Join(s.dir, storeName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var regs []Registration
+	if err := json.Unmarshal(b, &regs); err != nil {
+		return nil, fmt.Errorf("%s is damaged (%v); move it aside to start without the kept registrations", path, err)
+	}
+	return regs, nil
+}
+
+// save writes atomically: a crash mid-write leaves the previous file.
+func (s *fileStore) save(regs []Registration) error {
+	sort.Slice(regs, func(i, j int) bool {
+		return regs[i].Instance.Service+"/"+regs[i].Instance.ID < regs[j].Instance.Service+"/"+regs[j].Instance.ID
+	})
+	b, err := json.MarshalIndent(regs, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(s.dir, storeName+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.dir, storeName))
+}

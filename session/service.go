@@ -1,0 +1,88 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/internal/rpcerr"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Service implements the Session gRPC service.
+type Service struct {
+	beaconpb.UnimplementedSessionServer
+	m *Manager
+}
+
+// NewService serves sessions from m.
+func NewService(m *Manager) *Service { return &Service{m: m} }
+
+// Open runs one session for the life of the stream.
+func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	open := first.GetOpen()
+	if open == nil {
+		return status.Error(codes.InvalidArgument, "the first message must be open")
+	}
+	if open.TtlSeconds < 0 || open.TtlSeconds > int64(MaxTTL/time.Second) {
+		return status.Errorf(codes.InvalidArgument, "ttl_seconds: %d is not from 1 to %d", open.TtlSeconds, int64(MaxTTL/time.Second))
+	}
+	sess, err := s.m.Open(stream.Context(), open.Name, time.Duration(open.TtlSeconds)*time.Second)
+	if err != nil {
+		return rpcerr.From(err)
+	}
+	// Whatever ends this call, the lease goes with it.
+	defer sess.Close()
+
+	events := make(chan *beaconpb.SessionEvent, 16)
+	sess.OnLeaseChange(func(old, new clientv3.LeaseID) {
+		ev := &beaconpb.SessionEvent{Kind: &beaconpb.SessionEvent_LeaseLost{LeaseLost: &beaconpb.LeaseLost{
+			SessionId: sess.ID, OldLeaseId: fmt.Sprintf("%x", old), NewLeaseId: fmt.Sprintf("%x", new)}}}
+		select {
+		case events <- ev:
+		default: // the client is not reading; it learns from its calls failing
+		}
+	})
+	if err := stream.Send(&beaconpb.SessionEvent{Kind: &beaconpb.SessionEvent_Opened{Opened: &beaconpb.SessionOpened{
+		SessionId: sess.ID, TtlSeconds: int64(sess.TTL / time.Second), LeaseId: fmt.Sprintf("%x", sess.Lease())}}}); err != nil {
+		return err
+	}
+
+	recvDone := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				recvDone <- err
+				return
+			}
+			if msg.GetClose() != nil {
+				recvDone <- nil
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case err := <-recvDone:
+			if err == nil || errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case ev := <-events:
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
+	}
+}
