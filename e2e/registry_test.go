@@ -300,7 +300,7 @@ func TestProxyCutOff(t *testing.T) {
 	}
 	for i := 0; i < 20; i++ {
 		rrs, rcode := dnsAnswer(t, p, "api.service.beacon", dns.TypeA)
-		if rcode != dns.RcodeSuccess || !has("A " + p.IP)(rrs) {
+		if rcode != dns.RcodeSuccess || !has("A "+p.IP)(rrs) {
 			_ = syscall.Kill(a.Pid(), syscall.SIGCONT)
 			t.Fatalf("cut-off proxy's DNS answered %v rcode %d", rrs, rcode)
 		}
