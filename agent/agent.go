@@ -184,6 +184,7 @@ func (a *Agent) start(ctx context.Context) error {
 	beaconpb.RegisterClusterServer(a.api.GRPC(), cluster.NewService(a.node.Client(), cfg.Namespace, a))
 	beaconpb.RegisterSessionServer(a.api.GRPC(), session.NewService(a.sessions))
 	beaconpb.RegisterRegistryServer(a.api.GRPC(), registry.NewService(a.local, a.catalog))
+	a.registerRecipes()
 	a.api.Serve()
 	a.dns.Serve()
 	a.http = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}

@@ -286,8 +286,8 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	}
 
 	dnsTTL, err := cast.ToDurationE(v.Get("dns-ttl"))
-	if err != nil || dnsTTL < 0 || dnsTTL > 24*time.Hour {
-		check("dns-ttl", fmt.Errorf("%v is not a duration from 0s to 24h", v.Get("dns-ttl")))
+	if err != nil || dnsTTL < time.Second || dnsTTL > 24*time.Hour {
+		check("dns-ttl", fmt.Errorf("%v is not a duration from 1s to 24h", v.Get("dns-ttl")))
 	}
 	c.DNSTTL = dnsTTL
 	c.DNSAllowWarning, err = cast.ToBoolE(v.Get("dns-allow-warning"))

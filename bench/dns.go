@@ -57,6 +57,17 @@ func (r dnsResult) pct(p float64) time.Duration {
 // same answer (the one the server under test gave, glue and all) fixed,
 // loaded the same way; it prints both and the ratios.
 func DNS(ctx context.Context, w io.Writer, o DNSOptions) error {
+	_, err := dnsRun(ctx, w, o)
+	return err
+}
+
+// DNSFigures are the server under test's figures from one run.
+type DNSFigures struct {
+	QPS      float64
+	P50, P99 time.Duration
+}
+
+func dnsRun(ctx context.Context, w io.Writer, o DNSOptions) (DNSFigures, error) {
 	if o.Addr == "" {
 		o.Addr = "127.0.0.1:8600"
 	}
@@ -65,10 +76,10 @@ func DNS(ctx context.Context, w io.Writer, o DNSOptions) error {
 	}
 	qtype, ok := dns.StringToType[strings.ToUpper(o.Type)]
 	if !ok {
-		return fmt.Errorf("bench dns: %q is not a DNS type", o.Type)
+		return DNSFigures{}, fmt.Errorf("bench dns: %q is not a DNS type", o.Type)
 	}
 	if o.Name == "" {
-		return errors.New("bench dns: no name to ask")
+		return DNSFigures{}, errors.New("bench dns: no name to ask")
 	}
 	o.Name = dns.Fqdn(o.Name)
 	if o.Duration <= 0 {
@@ -81,7 +92,7 @@ func DNS(ctx context.Context, w io.Writer, o DNSOptions) error {
 		o.Concurrency = 4
 	}
 	if o.Rate < 0 {
-		return errors.New("bench dns: a negative rate")
+		return DNSFigures{}, errors.New("bench dns: a negative rate")
 	}
 
 	// The question, as a modern stub asks it: RD and EDNS0 at 1232.
@@ -90,15 +101,15 @@ func DNS(ctx context.Context, w io.Writer, o DNSOptions) error {
 	q.SetEdns0(1232, false)
 	query, err := q.Pack()
 	if err != nil {
-		return fmt.Errorf("bench dns: %w", err)
+		return DNSFigures{}, fmt.Errorf("bench dns: %w", err)
 	}
 	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
 	probe, _, err := c.ExchangeContext(ctx, q, o.Addr)
 	if err != nil {
-		return fmt.Errorf("bench dns: %s does not answer: %w", o.Addr, err)
+		return DNSFigures{}, fmt.Errorf("bench dns: %s does not answer: %w", o.Addr, err)
 	}
 	if probe.Rcode != dns.RcodeSuccess || len(probe.Answer) == 0 {
-		return fmt.Errorf("bench dns: %s answers %s %s with %s and %d records; register an instance first",
+		return DNSFigures{}, fmt.Errorf("bench dns: %s answers %s %s with %s and %d records; register an instance first",
 			o.Addr, o.Name, o.Type, dns.RcodeToString[probe.Rcode], len(probe.Answer))
 	}
 
@@ -106,14 +117,14 @@ func DNS(ctx context.Context, w io.Writer, o DNSOptions) error {
 	if o.PlainProcess {
 		cmd, addr, err := dnsPlainProcess(o)
 		if err != nil {
-			return fmt.Errorf("bench dns: plain server: %w", err)
+			return DNSFigures{}, fmt.Errorf("bench dns: plain server: %w", err)
 		}
 		defer stop(cmd)
 		plainAddr = addr
 	} else {
 		plain, addr, err := dnsPlainServer(probe)
 		if err != nil {
-			return fmt.Errorf("bench dns: plain server: %w", err)
+			return DNSFigures{}, fmt.Errorf("bench dns: plain server: %w", err)
 		}
 		defer func() { _ = plain.Shutdown() }()
 		plainAddr = addr
@@ -126,10 +137,10 @@ func DNS(ctx context.Context, w io.Writer, o DNSOptions) error {
 		res  *dnsResult
 	}{{o.Addr, &beacon}, {plainAddr, &fixed}} {
 		if _, err := dnsLoad(ctx, run.addr, query, o, warm); err != nil {
-			return err
+			return DNSFigures{}, err
 		}
 		if *run.res, err = dnsLoad(ctx, run.addr, query, o, o.Duration); err != nil {
-			return err
+			return DNSFigures{}, err
 		}
 	}
 
@@ -170,7 +181,7 @@ func DNS(ctx context.Context, w io.Writer, o DNSOptions) error {
 			fmt.Fprintf(w, "note: the plain server shares the loader's process and scheduler, the agent does not: on few CPUs that favours plain; PlainProcess evens it.\n")
 		}
 	}
-	return nil
+	return DNSFigures{QPS: beacon.qps(), P50: beacon.pct(0.50), P99: beacon.pct(0.99)}, nil
 }
 
 // dnsPlainServer answers every query on 127.0.0.1 with the records of

@@ -18,13 +18,33 @@ type agentProc struct {
 	ClientURL string
 }
 
-// startPair starts a member and a proxy joined to it, each on a loopback
-// address of its own, for benchmarks that need two agents.
-func startPair(ctx context.Context, dir string) (member, proxy *agentProc, stopAll func(), err error) {
+// startAgent starts an agent of this binary on a loopback address of its
+// own, and waits until it is ready.
+func startAgent(ctx context.Context, dir, name string, extra ...string) (*agentProc, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
+	ip := host()
+	p := &agentProc{IP: ip, API: ip + ":7600", DNS: ip + ":8600", ClientURL: "http://" + ip + ":2379"}
+	args := append([]string{"agent", "--name", name, "--data-dir", filepath.Join(dir, name),
+		"--client-url", p.ClientURL, "--peer-url", "http://" + ip + ":2380",
+		"--api-addr", p.API, "--http-addr", ip + ":7601", "--dns-addr", p.DNS, "--log-level", "error"}, extra...)
+	p.cmd = exec.Command(self, args...)
+	p.cmd.Stderr = os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	if _, err := waitReady(ctx, time.Now(), func(ctx context.Context) error { return httpReady(ctx, "http://"+ip+":7601/ready") }); err != nil {
+		stop(p.cmd)
+		return nil, fmt.Errorf("agent %s: %w", name, err)
+	}
+	return p, nil
+}
+
+// startPair starts a member and a proxy joined to it, for benchmarks that
+// need two agents.
+func startPair(ctx context.Context, dir string) (member, proxy *agentProc, stopAll func(), err error) {
 	var procs []*agentProc
 	stopAll = func() {
 		for _, p := range procs {
@@ -32,21 +52,11 @@ func startPair(ctx context.Context, dir string) (member, proxy *agentProc, stopA
 		}
 	}
 	start := func(name string, extra ...string) (*agentProc, error) {
-		ip := host()
-		p := &agentProc{IP: ip, API: ip + ":7600", DNS: ip + ":8600", ClientURL: "http://" + ip + ":2379"}
-		args := append([]string{"agent", "--name", name, "--data-dir", filepath.Join(dir, name),
-			"--client-url", p.ClientURL, "--peer-url", "http://" + ip + ":2380",
-			"--api-addr", p.API, "--http-addr", ip + ":7601", "--dns-addr", p.DNS, "--log-level", "error"}, extra...)
-		p.cmd = exec.Command(self, args...)
-		p.cmd.Stderr = os.Stderr
-		if err := p.cmd.Start(); err != nil {
-			return nil, err
+		p, err := startAgent(ctx, dir, name, extra...)
+		if err == nil {
+			procs = append(procs, p)
 		}
-		procs = append(procs, p)
-		if _, err := waitReady(ctx, time.Now(), func(ctx context.Context) error { return httpReady(ctx, "http://"+ip+":7601/ready") }); err != nil {
-			return nil, fmt.Errorf("agent %s: %w", name, err)
-		}
-		return p, nil
+		return p, err
 	}
 	if member, err = start("bench-a"); err != nil {
 		stopAll()

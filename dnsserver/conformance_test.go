@@ -559,3 +559,58 @@ func TestTXTMeta(t *testing.T) {
 		t.Fatalf("odd SRV: %v", r)
 	}
 }
+
+// TestWeightedShuffleLarge covers groups far larger than an answer,
+// where only the records that fit are drawn.
+func TestWeightedShuffleLarge(t *testing.T) {
+	cat := newMemCatalog()
+	for i := range 200 {
+		cat.put(registry.Instance{ID: fmt.Sprintf("u-%03d", i), Service: "uniform", Address: fmt.Sprintf("10.5.0.%d", i+1), Port: 1})
+		w := 1
+		if i == 7 {
+			w = 1000
+		}
+		cat.put(registry.Instance{ID: fmt.Sprintf("s-%03d", i), Service: "skewed", Address: fmt.Sprintf("10.6.0.%d", i+1), Port: 1, Weight: w})
+	}
+	s := start(t, cat, nil)
+	const n = 200
+	firstU, firstS := map[string]int{}, map[string]int{}
+	for range n {
+		for svc, first := range map[string]map[string]int{"uniform": firstU, "skewed": firstS} {
+			r := query(t, s.Addr(), svc+".service.beacon.", dns.TypeA)
+			got := addrs(r.Answer)
+			if len(got) < 20 || len(slices.Compact(got)) != len(got) {
+				t.Fatalf("%s: %d records, or duplicates: %v", svc, len(got), got)
+			}
+			first[r.Answer[0].(*dns.A).A.String()]++
+		}
+	}
+	// Uniform: about 126 different instances come first in 200 draws (sd
+	// about 6); skewed: the heavy one comes first with probability 0.83,
+	// about 166 times (sd about 5).
+	if len(firstU) < 80 {
+		t.Fatalf("uniform: only %d different instances came first", len(firstU))
+	}
+	if heavy := firstS["10.6.0.8"]; heavy < 120 || heavy == n {
+		t.Fatalf("skewed: the heavy instance came first %d times of %d", heavy, n)
+	}
+}
+
+// TestAddressesOncePerFamily: an address shared by many instances is
+// answered once, and a family in the minority is not crowded out.
+func TestAddressesOncePerFamily(t *testing.T) {
+	cat := newMemCatalog()
+	for i := range 50 {
+		cat.put(registry.Instance{ID: fmt.Sprintf("a-%02d", i), Service: "shared", Address: "10.7.0.1", Port: 1000 + i})
+		cat.put(registry.Instance{ID: fmt.Sprintf("v6-%02d", i), Service: "shared", Address: fmt.Sprintf("fd00::7:%x", i+1), Port: 1})
+	}
+	cat.put(registry.Instance{ID: "b", Service: "shared", Address: "10.7.0.2", Port: 1})
+	s := start(t, cat, nil)
+	wantAddrs(t, "A", query(t, s.Addr(), "shared.service.beacon.", dns.TypeA), "10.7.0.1", "10.7.0.2")
+	if r := query(t, s.Addr(), "shared.service.beacon.", dns.TypeAAAA, overTCP); len(addrs(r.Answer)) != 50 || len(slices.Compact(addrs(r.Answer))) != 50 {
+		t.Fatalf("AAAA: %d", len(r.Answer))
+	}
+	if r := query(t, s.Addr(), "shared.service.beacon.", dns.TypeSRV, overTCP); len(r.Answer) != 101 {
+		t.Fatalf("SRV: %d", len(r.Answer))
+	}
+}

@@ -5,10 +5,12 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/beaconhq/beacon/registry"
+	"github.com/miekg/dns"
 )
 
 // A pool is what answers for a service (and tag) draw from: its healthy
@@ -19,6 +21,7 @@ import (
 type pool struct {
 	list   []*registry.Instance // the version it was built from
 	tagged bool                 // the tag names an instance, healthy or not ("" always does)
+	tags   map[string]struct{}  // without a tag: every tag of the service, healthy or not
 	size   int                  // members in all groups
 	groups []group              // by ascending priority
 }
@@ -30,9 +33,32 @@ type group struct {
 }
 
 type member struct {
-	in   *registry.Instance
+	in   *registry.Instance // for an address: the first instance on it
 	addr netip.Addr
 	w    float64
+	prio int
+}
+
+// What a pool holds: instances (SRV, TXT), or the distinct IPv4 or IPv6
+// addresses of the instances (A, AAAA), each with the sum of their
+// weights and the best of their priorities, so that an address shared by
+// many instances appears once and a rare family is not crowded out.
+type poolKind uint8
+
+const (
+	poolInstances poolKind = iota
+	poolIPv4
+	poolIPv6
+)
+
+func poolKindOf(qtype uint16) poolKind {
+	switch qtype {
+	case dns.TypeA:
+		return poolIPv4
+	case dns.TypeAAAA:
+		return poolIPv6
+	}
+	return poolInstances
 }
 
 // candidate is an instance drawn for an answer, in answer order.
@@ -44,7 +70,10 @@ type candidate struct {
 // maxPools bounds the pools kept; past it the cache starts over.
 const maxPools = 4096
 
-type poolKey struct{ service, tag string }
+type poolKey struct {
+	service, tag string
+	kind         poolKind
+}
 
 type poolCache struct {
 	m sync.Map // poolKey → *pool
@@ -55,14 +84,23 @@ type poolCache struct {
 // building it when list is a version not seen yet. Lists are never
 // modified in place (the Catalog contract), so the identity of the slice
 // says whether it changed.
-func (h *handler) pool(service, tag string, list []*registry.Instance) *pool {
-	key := poolKey{service, tag}
+//
+// A tag that names nothing in the service gets a pool that says so and is
+// not kept: names made up by the thousand cost a map lookup each and
+// evict nothing.
+func (h *handler) pool(service, tag string, kind poolKind, list []*registry.Instance) *pool {
+	if tag != "" {
+		if _, ok := h.pool(service, "", poolInstances, list).tags[tag]; !ok {
+			return &pool{}
+		}
+	}
+	key := poolKey{service, tag, kind}
 	if v, ok := h.pools.m.Load(key); ok {
 		if p := v.(*pool); sameList(p.list, list) {
 			return p
 		}
 	}
-	p := buildPool(list, tag, h.warn)
+	p := buildPool(list, tag, kind, h.warn)
 	if _, loaded := h.pools.m.Swap(key, p); !loaded && h.pools.n.Add(1) > maxPools {
 		h.pools.m.Clear()
 		h.pools.n.Store(0)
@@ -74,11 +112,22 @@ func sameList(a, b []*registry.Instance) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
-func buildPool(list []*registry.Instance, tag string, warn bool) *pool {
+func buildPool(list []*registry.Instance, tag string, kind poolKind, warn bool) *pool {
 	p := &pool{list: list, tagged: tag == ""}
+	if tag == "" {
+		p.tags = map[string]struct{}{}
+	}
 	var members []member
+	var byAddr map[netip.Addr]int // kind IPv4, IPv6: index in members
+	if kind != poolInstances {
+		byAddr = map[netip.Addr]int{}
+	}
 	for _, in := range list {
-		if tag != "" {
+		if tag == "" {
+			for _, t := range in.Tags {
+				p.tags[strings.ToLower(t)] = struct{}{}
+			}
+		} else {
 			if !hasTag(in, tag) {
 				continue
 			}
@@ -91,13 +140,26 @@ func buildPool(list []*registry.Instance, tag string, warn bool) *pool {
 		if err != nil {
 			continue // a target that would not resolve is left out
 		}
-		members = append(members, member{in: in, addr: addr.Unmap(), w: float64(max1(in.Weight))})
+		m := member{in: in, addr: addr.Unmap(), w: float64(max1(in.Weight)), prio: in.Priority}
+		switch kind {
+		case poolIPv4, poolIPv6:
+			if m.addr.Is4() != (kind == poolIPv4) {
+				continue
+			}
+			if i, ok := byAddr[m.addr]; ok {
+				members[i].w += m.w
+				members[i].prio = min(members[i].prio, m.prio)
+				continue
+			}
+			byAddr[m.addr] = len(members)
+		}
+		members = append(members, m)
 	}
 	p.size = len(members)
-	slices.SortStableFunc(members, func(a, b member) int { return a.in.Priority - b.in.Priority })
+	slices.SortStableFunc(members, func(a, b member) int { return a.prio - b.prio })
 	for len(members) > 0 {
 		n := 1
-		for n < len(members) && members[n].in.Priority == members[0].in.Priority {
+		for n < len(members) && members[n].prio == members[0].prio {
 			n++
 		}
 		g := group{members: members[:n:n], uniform: true}

@@ -51,7 +51,7 @@ func (h *handler) resolve(resp *dns.Msg, q dns.Question, t target, limit int) {
 			}
 			tag = t.label
 		}
-		p := h.pool(t.service, tag, list)
+		p := h.pool(t.service, tag, poolKindOf(q.Qtype), list)
 		if !p.tagged {
 			h.nxdomain(resp)
 			return
@@ -106,31 +106,8 @@ func (h *handler) service(resp *dns.Msg, q dns.Question, owner, service string, 
 			// Glue: every target resolves, and its address travels along.
 			resp.Extra = append(resp.Extra, h.addrRR(name, c.addr))
 		}
-	case dns.TypeA, dns.TypeAAAA:
-		want4 := q.Qtype == dns.TypeA
-		var seen map[netip.Addr]struct{}
-		if len(picked) > 8 {
-			seen = make(map[netip.Addr]struct{}, len(picked))
-		}
-	next:
-		for i, c := range picked {
-			if c.addr.Is4() != want4 {
-				continue
-			}
-			// An RRset holds each address once, however many instances
-			// share it.
-			if seen != nil {
-				if _, dup := seen[c.addr]; dup {
-					continue
-				}
-				seen[c.addr] = struct{}{}
-			} else {
-				for _, p := range picked[:i] {
-					if p.addr == c.addr {
-						continue next
-					}
-				}
-			}
+	case dns.TypeA, dns.TypeAAAA: // distinct addresses of the family, by the pool
+		for _, c := range picked {
 			resp.Answer = append(resp.Answer, h.addrRR(owner, c.addr))
 		}
 	case dns.TypeTXT:

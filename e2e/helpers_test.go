@@ -91,3 +91,16 @@ func putVia(t *testing.T, a *testcluster.Agent, key, val string) error {
 	_, err := a.Client().Put(ctx, key, val)
 	return err
 }
+
+// memberAndProxy starts a one-member cluster "a" and a proxy "b" (or the
+// name given) joined to it, with extra flags for the proxy.
+func memberAndProxy(t *testing.T, c *testcluster.Cluster, proxyName string, proxyArgs ...string) (*testcluster.Agent, *testcluster.Agent) {
+	t.Helper()
+	a := c.Host("a")
+	a.Start()
+	a.WaitReady(readyWithin)
+	b := c.Host(proxyName)
+	b.Start(append([]string{"--role", "proxy", "--join", a.ClientURL}, proxyArgs...)...)
+	b.WaitReady(readyWithin)
+	return a, b
+}

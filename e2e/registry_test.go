@@ -119,12 +119,7 @@ func startApp(t *testing.T, bin string, a *testcluster.Agent, args ...string) (*
 // every agent's answers at once (by the session's revoke, not its TTL).
 func TestRegisterAcrossAgents(t *testing.T) {
 	c := testcluster.New(t)
-	a := c.Host("a")
-	a.Start()
-	a.WaitReady(readyWithin)
-	b := c.Host("b")
-	b.Start("--role", "proxy", "--join", a.ClientURL)
-	b.WaitReady(readyWithin)
+	a, b := memberAndProxy(t, c, "b")
 
 	app := buildExample(t, "register")
 	proc, id := startApp(t, app, a, "--name", "payments", "--tag", "v2")
@@ -170,12 +165,7 @@ func TestRegisterAcrossAgents(t *testing.T) {
 // until their lease's TTL, then are gone from the other agents' answers.
 func TestAgentKilledLosesInstances(t *testing.T) {
 	c := testcluster.New(t)
-	a := c.Host("a")
-	a.Start()
-	a.WaitReady(readyWithin)
-	p := c.Host("p")
-	p.Start("--role", "proxy", "--join", a.ClientURL, "--node-ttl", "3s")
-	p.WaitReady(readyWithin)
+	a, p := memberAndProxy(t, c, "p", "--node-ttl", "3s")
 	if _, stderr, err := p.CLI("register", "--name", "cache", "--port", "6379"); err != nil {
 		t.Fatalf("beacon register: %v %s", err, stderr)
 	}
@@ -246,12 +236,7 @@ func TestHealthChecks(t *testing.T) {
 // agent stops and come back when it restarts on the same data dir.
 func TestAgentRestartRestores(t *testing.T) {
 	c := testcluster.New(t)
-	a := c.Host("a")
-	a.Start()
-	a.WaitReady(readyWithin)
-	b := c.Host("b")
-	b.Start("--role", "proxy", "--join", a.ClientURL)
-	b.WaitReady(readyWithin)
+	a, b := memberAndProxy(t, c, "b")
 	if _, stderr, err := b.CLI("register", "--name", "db", "--port", "5432", "--meta", "version=15"); err != nil {
 		t.Fatalf("register: %v %s", err, stderr)
 	}
@@ -283,12 +268,7 @@ func TestAgentRestartRestores(t *testing.T) {
 // ended meanwhile) is written back by anti-entropy.
 func TestProxyCutOff(t *testing.T) {
 	c := testcluster.New(t)
-	a := c.Host("a")
-	a.Start()
-	a.WaitReady(readyWithin)
-	p := c.Host("p")
-	p.Start("--role", "proxy", "--join", a.ClientURL, "--node-ttl", "3s")
-	p.WaitReady(readyWithin)
+	a, p := memberAndProxy(t, c, "p", "--node-ttl", "3s")
 	if _, stderr, err := p.CLI("register", "--name", "api", "--port", "443"); err != nil {
 		t.Fatalf("register: %v %s", err, stderr)
 	}

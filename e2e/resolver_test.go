@@ -26,12 +26,7 @@ import (
 // them as they come and go (healthy instances only).
 func TestResolver(t *testing.T) {
 	c := testcluster.New(t)
-	a := c.Host("a")
-	a.Start()
-	a.WaitReady(readyWithin)
-	b := c.Host("b")
-	b.Start("--role", "proxy", "--join", a.ClientURL)
-	b.WaitReady(readyWithin)
+	a, b := memberAndProxy(t, c, "b")
 
 	// Two real gRPC servers, registered on agent A within a session.
 	serve := func() (string, int) {

@@ -1,18 +1,27 @@
 package main
 
 import (
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/beaconhq/beacon/bench"
 	"github.com/spf13/cobra"
 )
 
+// benchCommands are added by the recipes' files from init.
+var benchCommands []func() *cobra.Command
+
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Benchmarks, each beside the plain way in the same run, with the ratio",
 	}
-	cmd.AddCommand(newBenchAgentCmd(), newBenchRegisterCmd(), newBenchWatchCmd(), newPlainMemberCmd(), newPlainProxyCmd())
+	cmd.AddCommand(newBenchAgentCmd(), newBenchDNSCmd(), newBenchRegisterCmd(), newBenchWatchCmd(),
+		newPlainMemberCmd(), newPlainProxyCmd(), newPlainDNSCmd())
+	for _, mk := range benchCommands {
+		cmd.AddCommand(mk())
+	}
 	return cmd
 }
 
@@ -113,5 +122,67 @@ raw clientv3 put through A seen by a clientv3 watch through B. Without
 	cmd.Flags().StringVar(&o.EndpointB, "endpoint-b", "", "agent B's etcd client URL")
 	cmd.Flags().StringVar(&o.Domain, "domain", "beacon.", "DNS zone")
 	cmd.Flags().IntVar(&o.Samples, "samples", 200, "registrations timed per side")
+	return cmd
+}
+
+func newBenchDNSCmd() *cobra.Command {
+	o := bench.DNSOptions{}
+	var inProcess bool
+	var instances int
+	cmd := &cobra.Command{
+		Use:   "dns",
+		Short: "DNS queries/s and latency of the agent, beside a fixed-answer miekg/dns server",
+		Long: `DNS queries/s and p50/p99 latency over UDP, from several client sockets,
+against the agent and, in the same run, a minimal miekg/dns server returning
+the agent's answer fixed (in a process of its own, as the agent is).
+
+Without --addr it starts its own agent with three instances of "web"; with
+--instances N it then loads N more (over 1000 services) and reports p99
+against the empty case and the agent's memory. --rate R paces the load at
+R queries/s (for p99 at a given rate) instead of as fast as possible.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.PlainProcess = !inProcess
+			if instances < 0 || o.Rate < 0 {
+				return &usageError{errorf("--instances and --rate must not be negative")}
+			}
+			if o.Addr == "" {
+				return bench.DNSAgent(cmd.Context(), cmd.OutOrStdout(), o, instances)
+			}
+			if o.Name == "" || instances > 0 {
+				return &usageError{errorf("with --addr, give --name (a name the server answers) and no --instances")}
+			}
+			return bench.DNS(cmd.Context(), cmd.OutOrStdout(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", "", "DNS server to load (default: start an agent)")
+	f.StringVar(&o.Name, "name", "", "name to ask, with --addr")
+	f.StringVar(&o.Type, "type", "SRV", "record type to ask")
+	f.DurationVar(&o.Duration, "duration", 10*time.Second, "load per server")
+	f.IntVar(&o.Rate, "rate", 0, "queries/s in all (0: as fast as possible)")
+	f.IntVar(&o.Sockets, "sockets", 8, "client UDP sockets")
+	f.IntVar(&o.Concurrency, "concurrency", 4, "queries outstanding per socket")
+	f.IntVar(&instances, "instances", 0, "then load this many instances and measure again")
+	f.BoolVar(&inProcess, "plain-in-process", false, "run the plain server inside the loader's process")
+	return cmd
+}
+
+func newPlainDNSCmd() *cobra.Command {
+	var from, name, qtype string
+	cmd := &cobra.Command{
+		Use:    "plain-dns",
+		Short:  "Serve one DNS answer fixed (for bench dns)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return bench.PlainDNS(ctx, cmd.OutOrStdout(), from, name, qtype)
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "server whose answer to copy")
+	cmd.Flags().StringVar(&name, "name", "", "name")
+	cmd.Flags().StringVar(&qtype, "type", "SRV", "type")
 	return cmd
 }

@@ -60,8 +60,15 @@ func newRoot() *cobra.Command {
 		newVersionCmd(),
 		newBenchCmd(),
 	)
+	for _, mk := range extraCommands {
+		root.AddCommand(mk(g))
+	}
 	return root
 }
+
+// extraCommands are added by the recipes' files (lock.go, elect.go, ...)
+// from init, so each recipe's commands live in a file of its own.
+var extraCommands []func(*globals) *cobra.Command
 
 type usageError struct{ err error }
 

@@ -1,0 +1,131 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/client"
+	"github.com/miekg/dns"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// DNSAgent runs `beacon bench dns` against an agent it starts itself, with
+// three instances of "web" registered. With instances > 0 it then loads
+// that many more instances (over 1000 other services) and measures again,
+// reporting p99 against the empty case and the agent's resident memory.
+func DNSAgent(ctx context.Context, w io.Writer, o DNSOptions, instances int) error {
+	dir, err := os.MkdirTemp("", "beacon-bench-dns-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	a, err := startAgent(ctx, dir, "bench-dns")
+	if err != nil {
+		return err
+	}
+	defer stop(a.cmd)
+	c, err := client.New(a.API)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for i := 1; i <= 3; i++ {
+		if _, err := c.Registry.Register(ctx, &beaconpb.RegisterRequest{Instance: &beaconpb.Instance{
+			Service: "web", Id: fmt.Sprintf("web%d", i), Address: fmt.Sprintf("127.0.0.%d", 10+i), Port: 8080, Weight: uint32(i)}}); err != nil {
+			return err
+		}
+	}
+	o.Addr, o.Name = a.DNS, "web.service.beacon."
+	if err := waitAnswer(ctx, a.DNS, o.Name); err != nil {
+		return err
+	}
+	empty, err := dnsRun(ctx, w, o)
+	if err != nil || instances == 0 {
+		return err
+	}
+	rssEmpty, _ := rssKB(a.cmd.Process.Pid)
+
+	fmt.Fprintf(w, "\nloading %d instances over 1000 other services...\n", instances)
+	t0 := time.Now()
+	if err := loadInstances(ctx, a.ClientURL, instances); err != nil {
+		return err
+	}
+	last := fmt.Sprintf("load%d.service.beacon.", (instances-1)%1000)
+	if err := waitAnswer(ctx, a.DNS, last); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "loaded and in the agent's catalog after %s\n\n", time.Since(t0).Round(time.Millisecond))
+	full, err := dnsRun(ctx, w, o)
+	if err != nil {
+		return err
+	}
+	rss, err := rssKB(a.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	ratio := float64(full.P99) / float64(max(empty.P99, 1))
+	fmt.Fprintf(w, "\n%-34s %12s %12s %8s\n", "", "empty", fmt.Sprintf("%d inst.", instances), "ratio")
+	fmt.Fprintf(w, "%-34s %12.3f %12.3f %7.2fx   target ≤ 1.20x: %s\n", "beacon DNS p99 ms", ms(empty.P99), ms(full.P99), ratio, okIf(ratio <= 1.2))
+	fmt.Fprintf(w, "%-34s %12.0f %12.0f %7.2fx\n", "beacon DNS queries/s", empty.QPS, full.QPS, full.QPS/empty.QPS)
+	fmt.Fprintf(w, "%-34s %12.1f %12.1f %7.2fx   target < 300 MB: %s\n", "agent RSS MB", float64(rssEmpty)/1024, float64(rss)/1024,
+		float64(rss)/float64(max(rssEmpty, 1)), okIf(rss < 300*1024))
+	return nil
+}
+
+func waitAnswer(ctx context.Context, addr, name string) error {
+	q := new(dns.Msg)
+	q.SetQuestion(name, dns.TypeA)
+	c := &dns.Client{Timeout: time.Second}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if r, _, err := c.ExchangeContext(ctx, q, addr); err == nil && len(r.Answer) > 0 {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s never answered %s", addr, name)
+}
+
+// loadInstances writes n instances straight to etcd, as n registrations
+// from elsewhere in a fleet would arrive through the watch.
+func loadInstances(ctx context.Context, endpoint string, n int) error {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	lease, err := cli.Grant(ctx, 600)
+	if err != nil {
+		return err
+	}
+	const workers = 32
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for wkr := 0; wkr < workers; wkr++ {
+		wg.Add(1)
+		go func(wkr int) {
+			defer wg.Done()
+			for i := wkr; i < n; i += workers {
+				svc := fmt.Sprintf("load%d", i%1000)
+				id := fmt.Sprintf("i%d", i)
+				b, _ := json.Marshal(map[string]any{"id": id, "service": svc, "node": fmt.Sprintf("node%d", i%500),
+					"address": fmt.Sprintf("127.%d.%d.%d", 100+i>>16&127, i>>8&255, 1+i%250), "port": 8000 + i%1000,
+					"tags": []string{"load"}, "weight": 1, "priority": 0, "status": "passing"})
+				if _, err := cli.Put(ctx, "/beacon/services/"+svc+"/"+id, string(b), clientv3.WithLease(lease.ID)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(wkr)
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
