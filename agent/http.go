@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"time"
 
@@ -26,6 +27,11 @@ func (a *Agent) httpHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "role": a.node.Role()})
 	})
 	mux.Handle("GET /metrics", promhttp.Handler())
+	// Go's profiler, for operators chasing CPU or memory (http-addr is
+	// loopback unless configured otherwise).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"version": version.String(), "go": runtime.Version()})
 	})

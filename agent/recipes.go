@@ -23,7 +23,7 @@ type RecipeDeps struct {
 var recipes []func(RecipeDeps)
 
 func (a *Agent) registerRecipes() {
-	d := RecipeDeps{GRPC: a.api.GRPC(), Client: a.node.Client(), Sessions: a.sessions,
+	d := RecipeDeps{GRPC: a.api.GRPC(), Client: a.node.LocalClient(), Sessions: a.sessions,
 		Namespace: a.cfg.Namespace, Node: a.cfg.Name, Logger: a.lg}
 	for _, r := range recipes {
 		r(d)

@@ -49,7 +49,7 @@ func (a *Agent) listenDNS() error {
 // startRegistry starts sessions, the catalog and this agent's
 // registrations, once the cluster is up.
 func (a *Agent) startRegistry(ctx context.Context) error {
-	cli := a.node.Client()
+	cli := a.node.LocalClient()
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancelBG = cancel
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 )
 
@@ -67,6 +68,7 @@ func startEtcd(o Options, cfg *embed.Config, cause *stopCauseValue) (*Node, erro
 		return nil, err
 	}
 	n.client = cli
+	n.local = v3client.New(e.Server)
 	return n, nil
 }
 

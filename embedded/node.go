@@ -48,6 +48,7 @@ type Options struct {
 type Node struct {
 	role     string
 	client   *clientv3.Client
+	local    *clientv3.Client // in-process client of the embedded member, if any
 	memberID uint64
 	opts     Options
 
@@ -109,6 +110,18 @@ func (n *Node) Role() string { return n.role }
 // proxy or external agent found.
 func (n *Node) Client() *clientv3.Client { return n.client }
 
+// LocalClient is the fastest way to the cluster from this process: for a
+// member, an in-process client of the embedded server (no socket, no
+// serialisation); otherwise Client. Its Maintenance.Status answers for
+// this member whatever endpoint it is given, so per-member status must
+// use Client.
+func (n *Node) LocalClient() *clientv3.Client {
+	if n.local != nil {
+		return n.local
+	}
+	return n.client
+}
+
 // MemberID is this host's etcd member id, 0 unless a member.
 func (n *Node) MemberID() uint64 { return n.memberID }
 
@@ -141,6 +154,9 @@ func (n *Node) SetLeaving(v bool) { n.leaving.Store(v) }
 // Close stops the node: its client, its proxy server, its member.
 func (n *Node) Close() {
 	n.closeOnce.Do(func() {
+		if n.local != nil {
+			n.local.Close()
+		}
 		if n.client != nil {
 			n.client.Close()
 		}
