@@ -71,10 +71,12 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	go a.local.RunAntiEntropy(bg)
 	if err := a.local.SyncConfig(ctx, a.cfg.Services); err != nil {
 		a.lg.Warn("some services of the config file were not registered", zap.Error(err))
 	}
+	// After SyncConfig: the config's blocks are this node's again before
+	// anti-entropy looks for leftovers of an earlier run to remove.
+	go a.local.RunAntiEntropy(bg)
 	return nil
 }
 

@@ -27,7 +27,14 @@ type Client struct {
 	Sessions beaconpb.SessionClient
 
 	mu      sync.Mutex
-	session *Session // the automatic session of Register
+	session *Session             // the automatic session of Register
+	regs    map[string]*register // what Register registered, to replay on a new session
+	closed  bool
+}
+
+type register struct {
+	in    *beaconpb.Instance
+	check *beaconpb.Check
 }
 
 type options struct {
@@ -74,13 +81,17 @@ func New(addr string, opts ...Option) (*Client, error) {
 	for _, opt := range opts {
 		opt(o)
 	}
-	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, o.dialOpts...)
+	dial := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// A catalog of 100k instances lists as tens of MB.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256 << 20)),
+	}, o.dialOpts...)
 	conn, err := grpc.NewClient(target(Addr(addr)), dial...)
 	if err != nil {
 		return nil, err
 	}
 	return &Client{conn: conn, Cluster: beaconpb.NewClusterClient(conn), Registry: beaconpb.NewRegistryClient(conn),
-		Sessions: beaconpb.NewSessionClient(conn)}, nil
+		Sessions: beaconpb.NewSessionClient(conn), regs: map[string]*register{}}, nil
 }
 
 // Conn is the underlying connection, for services without a typed helper.
@@ -92,6 +103,7 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	s := c.session
 	c.session = nil
+	c.closed = true
 	c.mu.Unlock()
 	if s != nil {
 		_ = s.Close()

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 )
@@ -19,11 +20,17 @@ func (c *Client) Register(ctx context.Context, in *beaconpb.Instance, check *bea
 	if err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
+	c.regs[resp.Instance.Service+"/"+resp.Instance.Id] = &register{in: resp.Instance, check: check}
+	c.mu.Unlock()
 	return resp.Instance, nil
 }
 
 // Deregister removes an instance registered on this agent.
 func (c *Client) Deregister(ctx context.Context, service, id string) error {
+	c.mu.Lock()
+	delete(c.regs, service+"/"+id)
+	c.mu.Unlock()
 	_, err := c.Registry.Deregister(ctx, &beaconpb.DeregisterRequest{Service: service, Id: id})
 	return err
 }
@@ -45,5 +52,62 @@ func (c *Client) autoSession(ctx context.Context) (*Session, error) {
 		return nil, err
 	}
 	c.session = s
+	go c.keepRegistered(s)
 	return s, nil
+}
+
+// keepRegistered waits for the automatic session to break (the agent
+// restarted, say) while the client is still open, then opens a new one and
+// registers again everything Register registered.
+func (c *Client) keepRegistered(s *Session) {
+	<-s.Done()
+	backoff := 100 * time.Millisecond
+	for {
+		c.mu.Lock()
+		if c.closed || c.session != s {
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ns, err := c.NewSession(ctx, WithName("client"))
+		if err == nil {
+			err = c.replay(ctx, ns)
+			if err != nil {
+				_ = ns.Close()
+			}
+		}
+		cancel()
+		if err == nil {
+			c.mu.Lock()
+			if c.closed {
+				c.mu.Unlock()
+				_ = ns.Close()
+				return
+			}
+			c.session = ns
+			c.mu.Unlock()
+			go c.keepRegistered(ns)
+			return
+		}
+		time.Sleep(backoff)
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+func (c *Client) replay(ctx context.Context, s *Session) error {
+	c.mu.Lock()
+	regs := make([]*register, 0, len(c.regs))
+	for _, r := range c.regs {
+		regs = append(regs, r)
+	}
+	c.mu.Unlock()
+	for _, r := range regs {
+		if _, err := c.Registry.Register(ctx, &beaconpb.RegisterRequest{Instance: r.in, Check: r.check, SessionId: s.ID}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

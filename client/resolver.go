@@ -82,9 +82,12 @@ func (r *beaconResolver) run(ctx context.Context) {
 	defer r.wg.Done()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := r.watch(ctx)
+		served, err := r.watch(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if served {
+			backoff = 100 * time.Millisecond // the watch worked; retry soon
 		}
 		r.cc.ReportError(fmt.Errorf("beacon resolver: watching %s: %w", r.req.Service, err))
 		select {
@@ -98,17 +101,20 @@ func (r *beaconResolver) run(ctx context.Context) {
 	}
 }
 
-func (r *beaconResolver) watch(ctx context.Context) error {
+// watch follows one Watch stream; served says whether it delivered
+// anything before it ended.
+func (r *beaconResolver) watch(ctx context.Context) (served bool, err error) {
 	stream, err := r.c.Registry.Watch(ctx, r.req)
 	if err != nil {
-		return err
+		return false, err
 	}
 	set := map[string]*beaconpb.Instance{}
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
-			return err
+			return served, err
 		}
+		served = true
 		switch msg.Type {
 		case beaconpb.WatchResponse_SNAPSHOT:
 			set = map[string]*beaconpb.Instance{}
@@ -141,7 +147,6 @@ func addresses(set map[string]*beaconpb.Instance) []resolver.Address {
 		}
 		out = append(out, resolver.Address{
 			Addr:               fmt.Sprintf("%s:%d", host, in.Port),
-			ServerName:         in.Service,
 			BalancerAttributes: attributes.New(weightKey{}, in.Weight),
 		})
 	}

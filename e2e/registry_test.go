@@ -171,9 +171,10 @@ func TestAgentKilledLosesInstances(t *testing.T) {
 	}
 	waitDNS(t, a, "cache.service.beacon", dns.TypeA, "p's instance", has("A "+p.IP))
 	p.Kill()
-	// Still there right after the kill (nobody revoked anything)...
+	// Still there right after the kill: nobody revoked anything, and the
+	// lease has 3s to run...
 	if rrs, _ := dnsAnswer(t, a, "cache.service.beacon", dns.TypeA); !has("A " + p.IP)(rrs) {
-		t.Logf("instance already gone right after kill -9 (lease TTL is 3s): %v", rrs)
+		t.Fatalf("instance gone right after kill -9, before its 3s TTL: %v", rrs)
 	}
 	// ...and gone after the TTL.
 	waitDNS(t, a, "cache.service.beacon", dns.TypeA, "nothing once the TTL passed", empty)
@@ -403,5 +404,36 @@ func TestRegisterBadInput(t *testing.T) {
 	_ = stream.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &beaconpb.OpenSession{TtlSeconds: 100000}}})
 	if _, err := stream.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "ttl") {
 		t.Fatalf("session with ttl 100000s: %v", err)
+	}
+}
+
+// TestAppSurvivesAgentRestart: an app registered through the Go SDK stays
+// registered across a restart of its agent: the SDK opens a new session
+// and registers again.
+func TestAppSurvivesAgentRestart(t *testing.T) {
+	c := testcluster.New(t)
+	a, b := memberAndProxy(t, c, "b")
+	app := buildExample(t, "register")
+	_, id := startApp(t, app, b, "--name", "orders")
+	waitDNS(t, a, "orders.service.beacon", dns.TypeSRV, "the app", has(id))
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitDNS(t, a, "orders.service.beacon", dns.TypeSRV, "gone with its agent", empty)
+	b.Start("--role", "proxy", "--join", a.ClientURL)
+	b.WaitReady(readyWithin)
+	waitDNS(t, a, "orders.service.beacon", dns.TypeSRV, "the app registered again", has(id))
+}
+
+// TestDefaultIDFromHostName: a node name that is not a DNS label (dots,
+// underscores) still gives a valid default instance id.
+func TestDefaultIDFromHostName(t *testing.T) {
+	c := testcluster.New(t)
+	a := c.Host("ip-10-0-0-1.ec2_internal")
+	a.Start()
+	a.WaitReady(readyWithin)
+	out, stderr, err := a.CLI("register", "--name", "web", "--port", "8080")
+	if err != nil || !strings.Contains(out, "registered ip-10-0-0-1-ec2-internal-web-8080") {
+		t.Fatalf("register on a dotted node name: %v %s %s", err, out, stderr)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
 
@@ -52,44 +53,24 @@ func (l *Local) sync(ctx context.Context) {
 	for k, r := range l.regs {
 		mine[k] = r
 	}
-	for k := range l.pending {
-		mine[k] = nil
-	}
 	l.mu.Unlock()
 
 	written, removed := 0, 0
 	for k, r := range mine {
-		if r == nil {
-			continue
-		}
-		l.mu.Lock()
-		in := r.Instance
-		l.mu.Unlock()
-		cur, ok := l.catalog.Instance(in.Service, in.ID)
-		if ok && sameInstance(cur, &in) {
-			continue
-		}
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := l.write(wctx, in, r.sess.Lease(), false)
-		cancel()
+		ok, err := l.repair(ctx, k, r)
 		if err != nil {
 			l.lg.Debug("anti-entropy write failed", zap.String("instance", k), zap.Error(err))
-			continue
 		}
-		written++
+		if ok {
+			written++
+		}
 	}
 	for _, svc := range l.catalog.Services() {
 		for _, in := range l.catalog.Service(svc) {
 			if !strings.EqualFold(in.Node, l.node) || in.Revision > horizon {
 				continue
 			}
-			if _, ok := mine[regKey(in.Service, in.ID)]; ok {
-				continue
-			}
-			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := l.cli.Delete(dctx, Key(l.namespace, in.Service, in.ID))
-			cancel()
-			if err == nil {
+			if l.removeStale(ctx, in) {
 				removed++
 			}
 		}
@@ -97,4 +78,48 @@ func (l *Local) sync(ctx context.Context) {
 	if written+removed > 0 {
 		l.lg.Info("anti-entropy", zap.Int("written-back", written), zap.Int("removed", removed))
 	}
+}
+
+// repair writes r back if etcd lacks it or holds it differently, under the
+// key's lock and only while r is still registered.
+func (l *Local) repair(ctx context.Context, k string, r *registration) (bool, error) {
+	mu := l.keyLock(k)
+	mu.Lock()
+	defer mu.Unlock()
+	l.mu.Lock()
+	if l.regs[k] != r {
+		l.mu.Unlock()
+		return false, nil
+	}
+	in := r.Instance
+	lease := r.sess.Lease()
+	l.mu.Unlock()
+	if cur, ok := l.catalog.Instance(in.Service, in.ID); ok && sameInstance(cur, &in) {
+		return false, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := l.write(wctx, in, lease)
+	return err == nil, err
+}
+
+// removeStale deletes an instance etcd lists for this node that the node
+// does not have, unless a registration took the key meanwhile.
+func (l *Local) removeStale(ctx context.Context, in *Instance) bool {
+	k := regKey(in.Service, in.ID)
+	mu := l.keyLock(k)
+	mu.Lock()
+	defer mu.Unlock()
+	l.mu.Lock()
+	_, mine := l.regs[k]
+	l.mu.Unlock()
+	if mine {
+		return false
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	key := Key(l.namespace, in.Service, in.ID)
+	resp, err := l.cli.Txn(dctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", in.Revision)).
+		Then(clientv3.OpDelete(key)).Commit()
+	return err == nil && resp.Succeeded
 }

@@ -260,10 +260,13 @@ func (c *Catalog) applyServices(wr clientv3.WatchResponse) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var events []Event
+	// The watch starts after the relist's revision, so every event is new.
+	// The header revision is not a bound: a watch catching up sends its
+	// backlog in batches that all carry the store's current revision.
 	for _, ev := range wr.Events {
 		rev := ev.Kv.ModRevision
-		if rev <= c.rev {
-			continue // already reflected by a relist
+		if rev > c.rev {
+			c.rev = rev
 		}
 		service, id, ok := splitKey(c.namespace, string(ev.Kv.Key))
 		if !ok {
@@ -295,9 +298,6 @@ func (c *Catalog) applyServices(wr clientv3.WatchResponse) {
 			}
 			events = append(events, Event{Type: EventDelete, Instance: old, Revision: rev})
 		}
-	}
-	if wr.Header.Revision > c.rev {
-		c.rev = wr.Header.Revision
 	}
 	c.publishLocked(events)
 }
@@ -335,8 +335,22 @@ func (c *Catalog) decode(kv *mvccpb.KeyValue) *Instance {
 	return in
 }
 
+// sameInstance compares the stored fields (not Revision).
 func sameInstance(a, b *Instance) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
+	if a.ID != b.ID || a.Service != b.Service || a.Node != b.Node || a.Address != b.Address || a.Port != b.Port ||
+		a.Weight != b.Weight || a.Priority != b.Priority || a.Status != b.Status || a.Output != b.Output ||
+		len(a.Tags) != len(b.Tags) || len(a.Meta) != len(b.Meta) {
+		return false
+	}
+	for i := range a.Tags {
+		if a.Tags[i] != b.Tags[i] {
+			return false
+		}
+	}
+	for k, v := range a.Meta {
+		if bv, ok := b.Meta[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
 }

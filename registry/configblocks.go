@@ -148,12 +148,16 @@ func (l *Local) SyncConfig(ctx context.Context, regs []Registration) error {
 	want := map[string]bool{}
 	var errs []string
 	for _, r := range regs {
-		in, _, err := l.Register(ctx, r.Instance, r.Check, OwnerConfig)
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", r.Instance.Service, err))
-			continue
+		// Count the block as wanted whether or not its write succeeds now:
+		// a transient error must not deregister a running instance.
+		probe := r.Instance
+		probe.Tags = append([]string(nil), r.Instance.Tags...)
+		if probe.Normalize(l.node, l.nodeAddr) == nil {
+			want[regKey(probe.Service, probe.ID)] = true
 		}
-		want[regKey(in.Service, in.ID)] = true
+		if _, _, err := l.Register(ctx, r.Instance, r.Check, OwnerConfig); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", r.Instance.Service, err))
+		}
 	}
 	for _, r := range l.Registrations() {
 		if r.Owner == OwnerConfig && !want[regKey(r.Instance.Service, r.Instance.ID)] {

@@ -6,8 +6,10 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -97,7 +99,7 @@ func (in *Instance) Normalize(node, nodeAddr string) error {
 		in.Address = ip.String()
 	}
 	if in.ID == "" {
-		in.ID = fmt.Sprintf("%s-%s-%d", strings.ToLower(node), in.Service, in.Port)
+		in.ID = defaultID(node, in.Service, in.Port)
 	}
 	in.ID = strings.ToLower(in.ID)
 	if err := ValidLabel("id", in.ID); err != nil {
@@ -166,4 +168,27 @@ func splitKey(namespace, key string) (service, id string, ok bool) {
 	}
 	service, id, ok = strings.Cut(rest, "/")
 	return service, id, ok && service != "" && id != ""
+}
+
+// defaultID is <node>-<service>-<port> made a DNS label: host names like
+// ip-10-0-0-1.ec2.internal or db_01 keep their letters and digits, other
+// characters become '-', and a long result is cut and suffixed with a hash
+// so ids stay unique.
+func defaultID(node, service string, port int) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(node) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	id := strings.Trim(b.String(), "-") + "-" + service + "-" + strconv.Itoa(port)
+	id = strings.Trim(id, "-")
+	if len(id) > 63 {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(id))
+		id = strings.TrimRight(id[:54], "-") + "-" + fmt.Sprintf("%08x", h.Sum32())
+	}
+	return id
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -86,11 +87,22 @@ type Local struct {
 	catalog   *Catalog
 	lg        *zap.Logger
 
-	mu      sync.Mutex
-	regs    map[string]*registration // by service/id
-	pending map[string]bool          // being written by Register
-	hooked  map[string]bool          // sessions whose end we watch
-	kick    chan struct{}
+	mu     sync.Mutex
+	regs   map[string]*registration // by service/id
+	hooked map[string]bool          // sessions whose end we watch
+	kick   chan struct{}
+
+	// keyLocks serialise the etcd writes of one instance key (register,
+	// status, anti-entropy, deregister), so that none of them can bring
+	// back a deregistered key or roll back a newer status. Striped, so
+	// that different keys are written concurrently.
+	keyLocks [64]sync.Mutex
+}
+
+func (l *Local) keyLock(k string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(k))
+	return &l.keyLocks[h.Sum32()%uint32(len(l.keyLocks))]
 }
 
 // LocalConfig is what Local needs from the agent.
@@ -114,7 +126,7 @@ func NewLocal(ctx context.Context, c LocalConfig) (*Local, error) {
 		cli: c.Client, namespace: c.Namespace, node: c.Node, nodeAddr: c.NodeAddr,
 		store: &fileStore{dir: c.DataDir}, sessions: c.Sessions, agentSess: c.AgentSession,
 		catalog: c.Catalog, lg: c.Logger,
-		regs: map[string]*registration{}, pending: map[string]bool{}, hooked: map[string]bool{},
+		regs: map[string]*registration{}, hooked: map[string]bool{},
 		kick: make(chan struct{}, 1),
 	}
 	l.agentSess.OnLeaseChange(func(_, _ clientv3.LeaseID) { l.Kick() })
@@ -123,19 +135,42 @@ func NewLocal(ctx context.Context, c LocalConfig) (*Local, error) {
 		return nil, err
 	}
 	for _, r := range kept {
-		if _, _, err := l.Register(ctx, r.Instance, r.Check, OwnerAgent); err != nil {
-			l.lg.Warn("could not restore a registration kept in the data dir",
-				zap.String("service", r.Instance.Service), zap.String("id", r.Instance.ID), zap.Error(err))
-		}
+		l.restore(r)
 	}
 	return l, nil
+}
+
+// restore takes back a registration kept in the data dir with its last
+// known status; anti-entropy writes it to etcd as soon as etcd answers, so
+// a restart while etcd is unreachable loses nothing.
+func (l *Local) restore(kept Registration) {
+	in, check := kept.Instance, kept.Check
+	if err := in.Normalize(l.node, l.nodeAddr); err != nil {
+		l.lg.Warn("dropping an invalid kept registration", zap.String("service", in.Service), zap.Error(err))
+		return
+	}
+	if err := check.Normalize(); err != nil {
+		l.lg.Warn("dropping a kept registration with an invalid check", zap.String("service", in.Service), zap.Error(err))
+		return
+	}
+	in.Status, in.Output = kept.Instance.Status, kept.Instance.Output
+	if in.Status == "" {
+		in.Status = StatusCritical
+	}
+	r := &registration{Registration: Registration{Instance: in, Check: check, Owner: OwnerAgent}, sess: l.agentSess}
+	l.mu.Lock()
+	l.regs[regKey(in.Service, in.ID)] = r
+	l.mu.Unlock()
+	l.startMonitor(r)
+	l.Kick()
 }
 
 func regKey(service, id string) string { return service + "/" + id }
 
 // Register adds or updates an instance on this node. owner is OwnerAgent,
-// OwnerConfig, or the id of a session open on this agent. Re-registering
-// an instance of the same owner updates it; another owner's is refused.
+// OwnerConfig, or "session:<id>" of a session open on this agent.
+// Re-registering an instance of the same owner updates it; another
+// owner's is refused.
 func (l *Local) Register(ctx context.Context, in Instance, check healthcheck.Definition, owner string) (*Instance, int64, error) {
 	if err := in.Normalize(l.node, l.nodeAddr); err != nil {
 		return nil, 0, err
@@ -148,92 +183,100 @@ func (l *Local) Register(ctx context.Context, in Instance, check healthcheck.Def
 		return nil, 0, &FieldError{Field: "check", Msg: err.Error()}
 	}
 	sess := l.agentSess
-	if owner != OwnerAgent && owner != OwnerConfig {
-		s, err := l.sessions.Get(owner)
+	if id, ok := strings.CutPrefix(owner, "session:"); ok {
+		s, err := l.sessions.Get(id)
 		if err != nil {
 			return nil, 0, wrapf(ErrNotFound, "session_id: %v", err)
 		}
-		sess, owner = s, "session:"+owner
+		sess = s
+	} else if owner != OwnerAgent && owner != OwnerConfig {
+		return nil, 0, &FieldError{Field: "owner", Msg: fmt.Sprintf("%q is not an owner", owner)}
 	}
 	k := regKey(in.Service, in.ID)
 
+	mu := l.keyLock(k)
+	mu.Lock()
+	r, old, rev, err := l.registerLocked(ctx, k, in, check, owner, sess)
+	mu.Unlock()
+	// Stop the replaced monitor only now: its last notify may be waiting
+	// for the key's lock.
+	if old != nil && old.mon != nil {
+		old.mon.Stop()
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	if owner == OwnerAgent {
+		l.persist()
+	}
+	out := r.Instance
+	return &out, rev, nil
+}
+
+func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check healthcheck.Definition, owner string, sess *session.Session) (r, old *registration, rev int64, err error) {
 	l.mu.Lock()
-	old := l.regs[k]
-	switch {
-	case l.pending[k]:
+	old = l.regs[k]
+	if old != nil && old.Owner != owner {
 		l.mu.Unlock()
-		return nil, 0, wrapf(ErrAlreadyExists, "instance %s of service %s is being registered right now", in.ID, in.Service)
-	case old != nil && old.Owner != owner:
-		l.mu.Unlock()
-		return nil, 0, wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered on this node by %s", in.ID, in.Service, old.Owner)
+		return nil, nil, 0, wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered on this node by %s", in.ID, in.Service, old.Owner)
 	}
 	in.Status, in.Output = StatusPassing, ""
 	if check.Kind() != "" {
-		in.Status = StatusCritical
-		in.Output = "no check result yet"
+		in.Status, in.Output = StatusCritical, "no check result yet"
 		if old != nil && old.Check.Kind() == check.Kind() {
 			in.Status, in.Output = old.Instance.Status, old.Instance.Output
 		}
 	}
-	l.pending[k] = true
 	l.mu.Unlock()
 
-	rev, err := l.write(ctx, in, sess.Lease(), old == nil)
-	l.mu.Lock()
-	delete(l.pending, k)
-	if err != nil {
-		l.mu.Unlock()
-		return nil, 0, err
+	if rev, err = l.write(ctx, in, sess.Lease()); err != nil {
+		return nil, nil, 0, err
 	}
-	r := &registration{Registration: Registration{Instance: in, Check: check, Owner: owner}, sess: sess}
+	r = &registration{Registration: Registration{Instance: in, Check: check, Owner: owner}, sess: sess}
+	l.mu.Lock()
 	l.regs[k] = r
 	watchSession := strings.HasPrefix(owner, "session:") && !l.hooked[sess.ID]
 	if watchSession {
 		l.hooked[sess.ID] = true
 	}
 	l.mu.Unlock()
-
-	if old != nil && old.mon != nil {
-		old.mon.Stop()
-	}
-	if check.Kind() != "" {
-		svc, id := in.Service, in.ID
-		r.mon = healthcheck.Start(check, healthcheck.Result{Status: in.Status, Output: in.Output},
-			func(res healthcheck.Result) { l.setStatus(r, res) },
-			func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if err := l.Deregister(ctx, svc, id); err == nil {
-					l.lg.Info("deregistered an instance critical for too long", zap.String("service", svc), zap.String("id", id))
-				}
-			})
-	}
+	l.startMonitor(r)
 	if watchSession {
 		sid := sess.ID
 		sess.OnClose(func() { l.dropSession(sid) })
 		sess.OnLeaseChange(func(_, _ clientv3.LeaseID) { l.Kick() })
 	}
-	if owner == OwnerAgent {
-		l.persist()
-	}
-	out := in
-	return &out, rev, nil
+	return r, old, rev, nil
 }
 
-// write puts the instance under lease. A new registration must not take
-// over an instance another node holds; a stale one of this node's (left
-// by an earlier run) is taken over.
-func (l *Local) write(ctx context.Context, in Instance, lease clientv3.LeaseID, isNew bool) (int64, error) {
+// startMonitor runs r's check, if it has one. Its results reach etcd
+// through setStatus, which ignores them once r is no longer registered.
+func (l *Local) startMonitor(r *registration) {
+	if r.Check.Kind() == "" {
+		return
+	}
+	mon := healthcheck.Start(r.Check, healthcheck.Result{Status: r.Instance.Status, Output: r.Instance.Output},
+		func(res healthcheck.Result) { l.setStatus(r, res) },
+		func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if l.deregister(ctx, r) {
+				l.lg.Info("deregistered an instance critical for too long",
+					zap.String("service", r.Instance.Service), zap.String("id", r.Instance.ID))
+			}
+		})
+	l.mu.Lock()
+	r.mon = mon
+	l.mu.Unlock()
+}
+
+// write puts the instance under lease. It never takes over an instance
+// another node holds; a leftover of this node's (an earlier run's) is
+// taken over.
+func (l *Local) write(ctx context.Context, in Instance, lease clientv3.LeaseID) (int64, error) {
 	b, _ := json.Marshal(in) // strings and ints only
 	key := Key(l.namespace, in.Service, in.ID)
 	put := clientv3.OpPut(key, string(b), clientv3.WithLease(lease))
-	if !isNew {
-		resp, err := l.cli.Put(ctx, key, string(b), clientv3.WithLease(lease))
-		if err != nil {
-			return 0, err
-		}
-		return resp.Header.Revision, nil
-	}
 	resp, err := l.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(put).Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
 		return 0, err
@@ -243,13 +286,21 @@ func (l *Local) write(ctx context.Context, in Instance, lease clientv3.LeaseID, 
 	}
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	var cur Instance
-	if len(kvs) == 1 && json.Unmarshal(kvs[0].Value, &cur) == nil && cur.Node != l.node {
+	if len(kvs) == 1 && json.Unmarshal(kvs[0].Value, &cur) == nil && cur.Node != "" && cur.Node != l.node {
 		return 0, wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered by node %s", in.ID, in.Service, cur.Node)
 	}
-	// This node's own leftover, or a value that is not an instance: ours.
-	presp, err := l.cli.Put(ctx, key, string(b), clientv3.WithLease(lease))
+	// Ours (or not an instance at all): replace it, unless it changed
+	// since we looked.
+	cmp := clientv3.Compare(clientv3.ModRevision(key), "=", 0)
+	if len(kvs) == 1 {
+		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision)
+	}
+	presp, err := l.cli.Txn(ctx).If(cmp).Then(put).Commit()
 	if err != nil {
 		return 0, err
+	}
+	if !presp.Succeeded {
+		return 0, wrapf(ErrAlreadyExists, "id: instance %s of service %s changed while being registered; try again", in.ID, in.Service)
 	}
 	return presp.Header.Revision, nil
 }
@@ -257,8 +308,11 @@ func (l *Local) write(ctx context.Context, in Instance, lease clientv3.LeaseID, 
 // setStatus records a check result and writes it, unless the instance was
 // deregistered meanwhile (then nothing may bring its key back).
 func (l *Local) setStatus(r *registration, res healthcheck.Result) {
-	l.mu.Lock()
 	k := regKey(r.Instance.Service, r.Instance.ID)
+	mu := l.keyLock(k)
+	mu.Lock()
+	defer mu.Unlock()
+	l.mu.Lock()
 	if l.regs[k] != r {
 		l.mu.Unlock()
 		return
@@ -313,37 +367,61 @@ func (l *Local) resolveLocked(service, id string) (string, *registration, error)
 // empty when the id is unambiguous.
 func (l *Local) Deregister(ctx context.Context, service, id string) error {
 	l.mu.Lock()
-	k, r, err := l.resolveLocked(service, id)
+	_, r, err := l.resolveLocked(service, id)
+	l.mu.Unlock()
 	if err != nil {
-		l.mu.Unlock()
 		return err
 	}
-	delete(l.regs, k)
-	l.mu.Unlock()
-	if r.mon != nil {
-		r.mon.Stop()
+	if !l.deregister(ctx, r) {
+		return wrapf(ErrNotFound, "instance %s of service %s was deregistered meanwhile", r.Instance.ID, r.Instance.Service)
 	}
+	return nil
+}
+
+// deregister removes r if it is still the registration of its key, and
+// says whether it did.
+func (l *Local) deregister(ctx context.Context, r *registration) bool {
+	k := regKey(r.Instance.Service, r.Instance.ID)
+	mu := l.keyLock(k)
+	mu.Lock()
+	l.mu.Lock()
+	if l.regs[k] != r {
+		l.mu.Unlock()
+		mu.Unlock()
+		return false
+	}
+	delete(l.regs, k)
+	mon := r.mon
+	l.mu.Unlock()
 	if _, err := l.cli.Delete(ctx, Key(l.namespace, r.Instance.Service, r.Instance.ID)); err != nil {
 		l.Kick() // anti-entropy removes it once etcd answers
+	}
+	mu.Unlock()
+	if mon != nil {
+		mon.Stop()
 	}
 	if r.Owner == OwnerAgent {
 		l.persist()
 	}
-	return nil
+	return true
 }
 
 // Heartbeat reports a TTL check's status.
 func (l *Local) Heartbeat(service, id, status, output string) error {
 	l.mu.Lock()
 	_, r, err := l.resolveLocked(service, id)
+	var mon *healthcheck.Monitor
+	if r != nil {
+		mon = r.mon
+	}
 	l.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if r.mon == nil || r.Check.Kind() != "ttl" {
+	if mon == nil || r.Check.Kind() != "ttl" {
 		return wrapf(ErrNoTTLCheck, "instance %s of service %s has no TTL check", id, service)
 	}
-	if err := r.mon.Heartbeat(status, output); err != nil {
+	if err := mon.Heartbeat(status, output); err != nil {
 		return &FieldError{Field: "status", Msg: err.Error()}
 	}
 	return nil
@@ -365,19 +443,19 @@ func (l *Local) Registrations() []Registration {
 func (l *Local) dropSession(id string) {
 	owner := "session:" + id
 	l.mu.Lock()
-	var stop []*registration
+	var stop []*healthcheck.Monitor
 	for k, r := range l.regs {
 		if r.Owner == owner {
 			delete(l.regs, k)
-			stop = append(stop, r)
+			if r.mon != nil {
+				stop = append(stop, r.mon)
+			}
 		}
 	}
 	delete(l.hooked, id)
 	l.mu.Unlock()
-	for _, r := range stop {
-		if r.mon != nil {
-			r.mon.Stop()
-		}
+	for _, m := range stop {
+		m.Stop()
 	}
 }
 
@@ -385,13 +463,16 @@ func (l *Local) dropSession(id string) {
 // leases end.
 func (l *Local) Close() {
 	l.mu.Lock()
-	regs := l.regs
+	var stop []*healthcheck.Monitor
+	for _, r := range l.regs {
+		if r.mon != nil {
+			stop = append(stop, r.mon)
+		}
+	}
 	l.regs = map[string]*registration{}
 	l.mu.Unlock()
-	for _, r := range regs {
-		if r.mon != nil {
-			r.mon.Stop()
-		}
+	for _, m := range stop {
+		m.Stop()
 	}
 }
 

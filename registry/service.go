@@ -38,7 +38,7 @@ func (s *Service) Register(ctx context.Context, req *beaconpb.RegisterRequest) (
 	}
 	owner := OwnerAgent
 	if req.SessionId != "" {
-		owner = req.SessionId
+		owner = "session:" + req.SessionId
 	}
 	in, rev, err := s.local.Register(ctx, instanceFromProto(req.Instance), check, owner)
 	if err != nil {

@@ -24,9 +24,27 @@ func NewService(m *Manager) *Service { return &Service{m: m} }
 
 // Open runs one session for the life of the stream.
 func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
-	first, err := stream.Recv()
-	if err != nil {
-		return err
+	// A client that never says open must not hold a handler forever.
+	type recv struct {
+		msg *beaconpb.SessionRequest
+		err error
+	}
+	got := make(chan recv, 1)
+	go func() {
+		m, err := stream.Recv()
+		got <- recv{m, err}
+	}()
+	var first *beaconpb.SessionRequest
+	select {
+	case r := <-got:
+		if r.err != nil {
+			return r.err
+		}
+		first = r.msg
+	case <-time.After(firstMessageTimeout):
+		return status.Error(codes.DeadlineExceeded, "no open message within 10s")
+	case <-stream.Context().Done():
+		return stream.Context().Err()
 	}
 	open := first.GetOpen()
 	if open == nil {
@@ -36,6 +54,9 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 		return status.Errorf(codes.InvalidArgument, "ttl_seconds: %d is not from 1 to %d", open.TtlSeconds, int64(MaxTTL/time.Second))
 	}
 	sess, err := s.m.Open(stream.Context(), open.Name, time.Duration(open.TtlSeconds)*time.Second)
+	if errors.Is(err, ErrStopping) {
+		return status.Error(codes.Unavailable, err.Error())
+	}
 	if err != nil {
 		return rpcerr.From(err)
 	}
@@ -81,8 +102,12 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 			if err := stream.Send(ev); err != nil {
 				return err
 			}
+		case <-sess.Done():
+			return status.Error(codes.Unavailable, "the session ended: the agent is stopping")
 		case <-stream.Context().Done():
 			return stream.Context().Err()
 		}
 	}
 }
+
+const firstMessageTimeout = 10 * time.Second

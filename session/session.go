@@ -175,7 +175,11 @@ type Manager struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Session
+	stopping bool
 }
+
+// ErrStopping: the agent is stopping and opens no new session.
+var ErrStopping = errors.New("the agent is stopping")
 
 // NewManager returns a manager whose leases live in cli's cluster.
 func NewManager(cli *clientv3.Client, lg *zap.Logger) *Manager {
@@ -197,6 +201,12 @@ func (m *Manager) Open(ctx context.Context, name string, ttl time.Duration) (*Se
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Session{ID: newID(), Name: name, TTL: ttl, m: m, ctx: sctx, cancel: cancel, done: make(chan struct{}), lease: lease}
 	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		cancel()
+		_, _ = m.cli.Revoke(context.Background(), lease)
+		return nil, ErrStopping
+	}
 	m.sessions[s.ID] = s
 	m.mu.Unlock()
 	go s.keepAlive()
@@ -224,10 +234,12 @@ func (m *Manager) Get(id string) (*Session, error) {
 	return s, nil
 }
 
-// CloseAll closes every session, revoking their leases: the agent is
-// stopping, so what its applications hold must not linger for a TTL.
+// CloseAll closes every session, revoking their leases, and opens no new
+// one: the agent is stopping, so what its applications hold must not
+// linger for a TTL.
 func (m *Manager) CloseAll() {
 	m.mu.Lock()
+	m.stopping = true
 	all := make([]*Session, 0, len(m.sessions))
 	for _, s := range m.sessions {
 		all = append(all, s)
