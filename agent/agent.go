@@ -19,6 +19,7 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/apiserver"
 	"github.com/beaconhq/beacon/cluster"
+	"github.com/beaconhq/beacon/config"
 	"github.com/beaconhq/beacon/dnsserver"
 	"github.com/beaconhq/beacon/embedded"
 	"github.com/beaconhq/beacon/registry"
@@ -45,6 +46,7 @@ type Agent struct {
 	local     *registry.Local
 	dns       *dnsserver.Server
 	lateCat   *lateCatalog
+	templates *config.Templates
 	cancelBG  context.CancelFunc // ends the catalog watch and anti-entropy
 
 	leaveMu sync.Mutex
@@ -185,6 +187,8 @@ func (a *Agent) start(ctx context.Context) error {
 	beaconpb.RegisterSessionServer(a.api.GRPC(), session.NewService(a.sessions))
 	beaconpb.RegisterRegistryServer(a.api.GRPC(), registry.NewService(a.local, a.catalog))
 	a.registerRecipes()
+	a.templates = newTemplates(a.node.LocalClient(), cfg.Namespace, a.lg)
+	a.templates.Sync(cfg.Templates)
 	a.api.Serve()
 	a.dns.Serve()
 	a.http = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -218,6 +222,9 @@ func (a *Agent) stop() {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		_ = a.dns.Shutdown(ctx)
 		cancel()
+	}
+	if a.templates != nil {
+		a.templates.Close()
 	}
 	if a.local != nil {
 		a.local.Close()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/beaconhq/beacon/config"
 	"github.com/beaconhq/beacon/registry"
 	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
@@ -55,6 +56,9 @@ type Config struct {
 
 	// Services are the services: blocks of the config file.
 	Services []registry.Registration
+	// Templates are the templates: blocks of the config file (config
+	// render, run by the agent).
+	Templates []config.TemplateBlock
 }
 
 // ConfigError names the config key whose value stopped the agent.
@@ -125,7 +129,7 @@ func BindFlags(fs *pflag.FlagSet) {
 // config file > default, and validates it. The error names the key at fault.
 func LoadConfig(fs *pflag.FlagSet) (Config, error) {
 	v := viper.New()
-	known := map[string]bool{"services": true} // services: blocks are file-only
+	known := map[string]bool{"services": true, "templates": true} // blocks are file-only
 	for _, o := range options() {
 		v.SetDefault(o.key, o.def)
 		known[o.key] = true
@@ -303,6 +307,11 @@ func parseConfig(v *viper.Viper) (Config, error) {
 		}
 	}
 	c.Services, err = registry.ParseServiceBlocks(v.Get("services"))
+	if err != nil {
+		key, msg, _ := strings.Cut(err.Error(), ": ")
+		errs = append(errs, &ConfigError{key, errors.New(msg)})
+	}
+	c.Templates, err = config.ParseTemplateBlocks(v.Get("templates"))
 	if err != nil {
 		key, msg, _ := strings.Cut(err.Error(), ": ")
 		errs = append(errs, &ConfigError{key, errors.New(msg)})

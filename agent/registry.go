@@ -101,7 +101,7 @@ func (a *Agent) openAgentSession(ctx context.Context) (*session.Session, error) 
 }
 
 // reloadServices re-reads the config file on SIGHUP and applies its
-// services: blocks. Other keys need a restart.
+// services: and templates: blocks. Other keys need a restart.
 func (a *Agent) reloadServices(reload func() (Config, error)) {
 	if reload == nil || a.local == nil {
 		return
@@ -113,6 +113,9 @@ func (a *Agent) reloadServices(reload func() (Config, error)) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if a.templates != nil {
+		a.templates.Sync(cfg.Templates)
+	}
 	if err := a.local.SyncConfig(ctx, cfg.Services); err != nil {
 		a.lg.Error("SIGHUP: services reloaded with errors", zap.Error(err))
 		return
