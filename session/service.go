@@ -97,7 +97,9 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 			if err == nil || errors.Is(err, io.EOF) {
 				return nil
 			}
-			return err
+			// The client went away (exited, was killed): the normal end of
+			// a session, not a server error.
+			return status.Error(codes.Canceled, "the client ended the session: "+status.Convert(err).Message())
 		case ev := <-events:
 			if err := stream.Send(ev); err != nil {
 				return err
@@ -105,7 +107,7 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 		case <-sess.Done():
 			return status.Error(codes.Unavailable, "the session ended: the agent is stopping")
 		case <-stream.Context().Done():
-			return stream.Context().Err()
+			return status.FromContextError(stream.Context().Err()).Err()
 		}
 	}
 }

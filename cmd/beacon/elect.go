@@ -1,0 +1,604 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"reflect"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/bench"
+	"github.com/beaconhq/beacon/client"
+	"github.com/beaconhq/beacon/election"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+func init() {
+	extraCommands = append(extraCommands, newElectCmd)
+	benchCommands = append(benchCommands, newBenchElectionCmd, newPlainElectCmd)
+}
+
+type electOptions struct {
+	proposal string
+	ttl      time.Duration
+	timeout  time.Duration
+	grace    time.Duration
+	observe  bool
+}
+
+func newElectCmd(g *globals) *cobra.Command {
+	o := &electOptions{}
+	cmd := &cobra.Command{
+		Use:   "elect NAME [--proposal V] [--ttl 10s] [-- CMD ARGS...]",
+		Short: "Run CMD only while this process leads the election NAME, or observe its leaders",
+		Long: `Campaign in the election NAME in a session of the local agent and run CMD
+only while leading, with BEACON_LEADER_KEY and BEACON_LEADER_REV (the leader's
+revision, higher for every new leader) in its environment. When the
+leadership is lost, CMD gets SIGTERM, then SIGKILL after --grace (at most a
+third of --ttl), and beacon campaigns again. When CMD exits on its own beacon
+resigns and exits with CMD's code. SIGINT and SIGTERM stop CMD the same way,
+then resign; other signals are passed to CMD. CMD runs in a process group
+of its own and dies with beacon, even if beacon is killed with kill -9; the
+agent then revokes the session and the next candidate leads at once.
+
+Without CMD, beacon prints the leader key and rev on stdout when elected
+and holds the leadership until interrupted.
+With --observe, it prints the leader and every change, one line each
+(-w json: one JSON object a line).
+
+The keys are etcd's concurrency.Election layout, so beacon elect NAME and
+etcdctl elect /beacon/elections/NAME campaign in the same election.`,
+		Example: `  beacon elect scheduler -- ./scheduler --port 9000
+  beacon elect --observe scheduler -w json`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, argv := args[0], args[1:]
+			if dash := cmd.ArgsLenAtDash(); dash != -1 && dash != 1 {
+				return &usageError{errorf("elect takes one NAME, then -- CMD ARGS...")}
+			} else if dash == -1 && len(args) > 1 {
+				return &usageError{errorf("elect takes one NAME; put CMD after --")}
+			}
+			if err := election.ValidateName(name); err != nil {
+				return &usageError{errorf("elect: %v", err)}
+			}
+			if o.observe {
+				if len(argv) > 0 || cmd.Flags().Changed("proposal") {
+					return &usageError{errorf("elect --observe takes only NAME")}
+				}
+				p, err := newPrinter(cmd.OutOrStdout(), g.output)
+				if err != nil {
+					return err
+				}
+				return electObserve(cmd.Context(), g, name, p)
+			}
+			if o.ttl < time.Second || o.ttl > 24*time.Hour {
+				return &usageError{errorf("--ttl %s is not from 1s to 24h", o.ttl)}
+			}
+			if o.timeout < 0 || o.timeout > 24*time.Hour {
+				return &usageError{errorf("--timeout %s is not from 0 (none) to 24h", o.timeout)}
+			}
+			if o.grace < 0 {
+				return &usageError{errorf("--grace %s must not be negative", o.grace)}
+			}
+			if o.proposal == "" {
+				host, _ := os.Hostname()
+				o.proposal = fmt.Sprintf("%s:%d", host, os.Getpid())
+			}
+			if err := election.ValidateProposal(o.proposal); err != nil {
+				return &usageError{errorf("--%v", err)}
+			}
+			r := &electRunner{g: g, name: name, argv: argv, o: o, stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr()}
+			code, err := r.run(cmd.Context())
+			if err != nil {
+				return err
+			}
+			os.Exit(code)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.proposal, "proposal", "", "the leader's value, shown to observers (default host:pid)")
+	f.DurationVar(&o.ttl, "ttl", 10*time.Second, "session TTL: how long the leadership outlives this host's agent if the agent dies")
+	f.DurationVar(&o.timeout, "timeout", 0, "give up if not elected within this time (0: wait)")
+	f.DurationVar(&o.grace, "grace", 10*time.Second, "time CMD has to exit after SIGTERM before SIGKILL")
+	f.BoolVar(&o.observe, "observe", false, "print the leader and every change instead of campaigning")
+	return cmd
+}
+
+// electObserve prints the election's leader and its changes until
+// interrupted.
+func electObserve(ctx context.Context, g *globals, name string, p *printer) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	c, err := client.New(g.agent)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stream, err := beaconpb.NewElectionClient(c.Conn()).Observe(ctx, &beaconpb.ElectionObserveRequest{Name: name})
+	if err != nil {
+		return err
+	}
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if p.format == "json" {
+			b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(ev)
+			if err != nil {
+				return err
+			}
+			// protojson varies its spacing on purpose; one compact line
+			// per change is what line-oriented scripts want.
+			var line bytes.Buffer
+			if err := json.Compact(&line, b); err != nil {
+				return err
+			}
+			fmt.Fprintln(p.w, line.String())
+			continue
+		}
+		if l := ev.Leader; l != nil {
+			fmt.Fprintf(p.w, "leader rev %d key %s proposal %q (revision %d)\n", l.Rev, l.Key, l.Proposal, ev.Revision)
+		} else {
+			fmt.Fprintf(p.w, "no leader (revision %d)\n", ev.Revision)
+		}
+	}
+}
+
+// electRunner campaigns, runs CMD while leading, and campaigns again
+// after a loss, for as long as beacon runs.
+type electRunner struct {
+	g      *globals
+	name   string
+	argv   []string
+	o      *electOptions
+	stdout io.Writer
+	stderr io.Writer
+
+	ec   beaconpb.ElectionClient
+	sigs chan os.Signal
+}
+
+// errElectReopen: the session broke; open a new one and campaign again.
+var errElectReopen = errors.New("session ended")
+
+func (r *electRunner) logf(format string, args ...any) {
+	fmt.Fprintf(r.stderr, "beacon: elect %s: "+format+"\n", append([]any{r.name}, args...)...)
+}
+
+// run returns the exit code for beacon, or an error to print.
+func (r *electRunner) run(ctx context.Context) (int, error) {
+	r.sigs = make(chan os.Signal, 8)
+	signal.Notify(r.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
+	defer signal.Stop(r.sigs)
+	c, err := client.New(r.g.agent)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	r.ec = beaconpb.NewElectionClient(c.Conn())
+
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		octx, cancel := context.WithTimeout(ctx, r.g.callTimeout)
+		sess, err := c.NewSession(octx, client.WithTTL(r.o.ttl), client.WithName("elect "+r.name))
+		cancel()
+		if err != nil {
+			if attempt == 0 {
+				return 0, fmt.Errorf("opening a session: %w", err)
+			}
+			// The agent went away after we had a session: wait for it to
+			// come back, as a supervisor would.
+			r.logf("cannot open a session (%s); retrying", oneLine(err))
+			if sig, ok := r.pause(backoff); !ok {
+				return electSignalCode(sig), nil
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		code, err := r.session(ctx, sess)
+		_ = sess.Close()
+		if !errors.Is(err, errElectReopen) {
+			return code, err
+		}
+	}
+}
+
+// pause waits d; it reports false with the signal if SIGINT or SIGTERM
+// came first.
+func (r *electRunner) pause(d time.Duration) (os.Signal, bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return nil, true
+		case sig := <-r.sigs:
+			if electTerminating(sig) {
+				return sig, false
+			}
+		}
+	}
+}
+
+// session campaigns and leads in one session until beacon is done
+// (errElectReopen when the session broke).
+func (r *electRunner) session(ctx context.Context, sess *client.Session) (int, error) {
+	events := sess.Events()
+	for {
+		for drained := false; !drained; { // lease changes before this campaign are no news
+			select {
+			case _, ok := <-events:
+				if !ok {
+					return 0, errElectReopen
+				}
+			default:
+				drained = true
+			}
+		}
+		leader, sig, err := r.campaign(ctx, sess)
+		switch {
+		case sig != nil:
+			return electSignalCode(sig), nil
+		case err != nil:
+			return 0, err
+		case leader == nil:
+			continue
+		}
+		code, done, err := r.lead(ctx, sess, leader)
+		if done || err != nil {
+			return code, err
+		}
+	}
+}
+
+// campaign blocks until elected (leader set), a terminating signal (sig
+// set), or a failure; a nil leader with no error means "campaign again".
+func (r *electRunner) campaign(ctx context.Context, sess *client.Session) (*beaconpb.ElectionLeader, os.Signal, error) {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		resp *beaconpb.ElectionCampaignResponse
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		timeout := r.o.timeout.Milliseconds()
+		if r.o.timeout > 0 && timeout == 0 {
+			timeout = 1 // 0 would mean no timeout
+		}
+		resp, err := r.ec.Campaign(cctx, &beaconpb.ElectionCampaignRequest{Name: r.name, SessionId: sess.ID,
+			Proposal: r.o.proposal, TimeoutMs: timeout})
+		done <- result{resp, err}
+	}()
+	for {
+		select {
+		case res := <-done:
+			if res.err == nil {
+				return res.resp.Leader, nil, nil
+			}
+			select {
+			case <-sess.Done():
+				return nil, nil, errElectReopen
+			default:
+			}
+			switch status.Code(res.err) {
+			case codes.DeadlineExceeded:
+				return nil, nil, fmt.Errorf("not elected within --timeout %s", r.o.timeout)
+			case codes.FailedPrecondition: // the session's lease changed while waiting
+				if sig, ok := r.pause(100 * time.Millisecond); !ok {
+					return nil, sig, nil
+				}
+				return nil, nil, nil
+			case codes.Unavailable:
+				if sig, ok := r.pause(time.Second); !ok {
+					return nil, sig, nil
+				}
+				return nil, nil, nil
+			}
+			return nil, nil, res.err
+		case sig := <-r.sigs:
+			if !electTerminating(sig) {
+				continue // no CMD to pass it to
+			}
+			cancel()
+			if res := <-done; res.err == nil { // won just now: give it back
+				r.resign(sess, res.resp.Leader)
+			}
+			return nil, sig, nil
+		case <-sess.Done():
+			cancel()
+			<-done
+			return nil, nil, errElectReopen
+		}
+	}
+}
+
+// lead runs CMD while leader. done means beacon should exit with code.
+func (r *electRunner) lead(ctx context.Context, sess *client.Session, leader *beaconpb.ElectionLeader) (code int, done bool, err error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watch, err := r.ec.WatchLeadership(wctx, &beaconpb.ElectionWatchLeadershipRequest{Name: r.name, SessionId: sess.ID, Rev: leader.Rev})
+	if err == nil {
+		_, err = watch.Recv()
+	}
+	if err != nil {
+		switch status.Code(err) {
+		case codes.FailedPrecondition, codes.Unavailable, codes.DeadlineExceeded:
+		default: // the agent cannot watch leaderships: campaigning again would not help
+			r.resign(sess, leader)
+			return 0, true, err
+		}
+		r.logf("leadership at rev %d not confirmed: %s", leader.Rev, oneLine(err))
+		r.resign(sess, leader)
+		if sig, ok := r.pause(100 * time.Millisecond); !ok {
+			return electSignalCode(sig), true, nil
+		}
+		return r.afterLoss(sess)
+	}
+	lost := make(chan error, 1)
+	go func() {
+		_, err := watch.Recv()
+		lost <- err
+	}()
+	r.logf("leading at rev %d (key %s)", leader.Rev, leader.Key)
+
+	var child *electChild
+	var childDone <-chan struct{}
+	if len(r.argv) > 0 {
+		env := append(os.Environ(), "BEACON_LEADER_KEY="+leader.Key, "BEACON_LEADER_REV="+strconv.FormatInt(leader.Rev, 10))
+		if child, err = startElectChild(r.argv, env); err != nil {
+			r.resign(sess, leader)
+			return 0, true, err
+		}
+		childDone = child.done
+	} else {
+		fmt.Fprintf(r.stdout, "%s %d\n", leader.Key, leader.Rev)
+	}
+	// After a loss someone else may lead already (or will, once the lease
+	// expires): CMD gets at most a third of the TTL, which the agent's
+	// lease still has left when the loss is for want of contact.
+	lossGrace := min(r.o.grace, sess.TTL/3)
+	events := sess.Events()
+	for {
+		select {
+		case err := <-lost:
+			r.logf("lost the leadership at rev %d: %s", leader.Rev, electReason(err))
+			child.stop(syscall.SIGTERM, lossGrace)
+			r.resign(sess, leader)
+			return r.afterLoss(sess)
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue // sess.Done is closed too
+			}
+			if ll := ev.GetLeaseLost(); ll != nil && ll.NewLeaseId != leader.LeaseId {
+				r.logf("lost the leadership at rev %d: the session's lease ended", leader.Rev)
+				child.stop(syscall.SIGTERM, lossGrace)
+				return r.afterLoss(sess)
+			}
+		case <-sess.Done():
+			r.logf("lost the leadership at rev %d: the session with the agent ended", leader.Rev)
+			child.stop(syscall.SIGTERM, lossGrace)
+			return 0, false, errElectReopen
+		case <-childDone:
+			code := child.exitCode()
+			r.resign(sess, leader)
+			return code, true, nil
+		case sig := <-r.sigs:
+			if !electTerminating(sig) {
+				child.signal(sig.(syscall.Signal))
+				continue
+			}
+			if child == nil {
+				r.resign(sess, leader)
+				return 0, true, nil
+			}
+			child.stop(sig.(syscall.Signal), r.o.grace)
+			r.resign(sess, leader)
+			return child.exitCode(), true, nil
+		}
+	}
+}
+
+// afterLoss decides what follows a lost leadership: campaign again in the
+// same session if it lives, else in a new one.
+func (r *electRunner) afterLoss(sess *client.Session) (int, bool, error) {
+	select {
+	case <-sess.Done():
+		return 0, false, errElectReopen
+	default:
+		return 0, false, nil
+	}
+}
+
+// resign gives the leadership up so the next candidate leads at once; if
+// the agent cannot be reached the session's end does the same.
+func (r *electRunner) resign(sess *client.Session, leader *beaconpb.ElectionLeader) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.g.callTimeout)
+	defer cancel()
+	_, _ = r.ec.Resign(ctx, &beaconpb.ElectionResignRequest{Name: r.name, SessionId: sess.ID, Rev: leader.Rev})
+}
+
+func electReason(err error) string {
+	if err == nil {
+		return "the agent ended the watch"
+	}
+	return oneLine(err)
+}
+
+func electTerminating(sig os.Signal) bool { return sig == syscall.SIGINT || sig == syscall.SIGTERM }
+
+func electSignalCode(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 1
+}
+
+// electChild is CMD, running while this process leads.
+type electChild struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// startElectChild starts argv in a process group of its own (so stopping
+// it reaches its children) that the kernel kills if beacon dies.
+//
+// Pdeathsig fires when the thread that forked the child ends, not the
+// process: the goroutine that starts CMD keeps its thread locked until
+// CMD has exited, so the Go runtime never retires that thread under it.
+func startElectChild(argv, env []string) (*electChild, error) {
+	ch := &electChild{done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = env
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.SysProcAttr = electSysProcAttr()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		ch.cmd = cmd
+		started <- nil
+		ch.err = cmd.Wait()
+		close(ch.done)
+	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("starting %s: %w", argv[0], err)
+	}
+	return ch, nil
+}
+
+// electSysProcAttr: a process group of its own, and SIGKILL when beacon
+// dies. Pdeathsig exists only in Linux's SysProcAttr; it is set by name
+// so that this file builds on every Unix.
+func electSysProcAttr() *syscall.SysProcAttr {
+	attr := &syscall.SysProcAttr{Setpgid: true}
+	if f := reflect.ValueOf(attr).Elem().FieldByName("Pdeathsig"); f.IsValid() && f.CanSet() {
+		f.Set(reflect.ValueOf(syscall.SIGKILL))
+	}
+	return attr
+}
+
+// signal passes sig to CMD's process group.
+func (ch *electChild) signal(sig syscall.Signal) {
+	if ch == nil {
+		return
+	}
+	_ = syscall.Kill(-ch.cmd.Process.Pid, sig)
+}
+
+// stop sends sig to CMD's group, SIGKILL after grace, and waits for CMD to
+// be gone; whatever of its group is left is killed too, so nothing of the
+// leader's work outlives the leadership.
+func (ch *electChild) stop(sig syscall.Signal, grace time.Duration) {
+	if ch == nil {
+		return
+	}
+	ch.signal(sig)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-ch.done:
+	case <-t.C:
+		ch.signal(syscall.SIGKILL)
+		<-ch.done
+	}
+	ch.signal(syscall.SIGKILL)
+}
+
+// exitCode is CMD's exit code, 128+N if a signal N ended it.
+func (ch *electChild) exitCode() int {
+	var ee *exec.ExitError
+	if !errors.As(ch.err, &ee) {
+		return 0
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ee.ExitCode()
+}
+
+func newBenchElectionCmd() *cobra.Command {
+	o := bench.ElectionOptions{}
+	cmd := &cobra.Command{
+		Use:   "election",
+		Short: "Leader failover when the leader's process or its agent is killed, beside etcd's concurrency.Election",
+		Long: `Failover time: from kill -9 of the leader to the next candidate's Campaign
+returning on another agent. Twice: when the leader's process dies (a
+` + "`beacon elect NAME -- sleep`" + ` process; its agent revokes the session at once)
+and when the leader's agent dies (the lease expires after --agent-ttl).
+Beside each, in the same run, the plain way: etcd's concurrency.Election
+held by a process of its own, whose death is noticed only when its TTL
+runs out. Without --agent it starts its own pair of agents (a member and
+a proxy); the agents it kills are proxies it starts for the purpose.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Samples < 1 || o.PlainSamples < 1 || o.AgentSamples < 1 {
+				return &usageError{errorf("--samples, --plain-samples and --agent-samples must be at least 1")}
+			}
+			if o.TTL < time.Second || o.AgentTTL < 2*time.Second || o.TTL > time.Hour || o.AgentTTL > time.Hour {
+				return &usageError{errorf("--ttl must be from 1s and --agent-ttl from 2s (etcd's shortest lease), both at most 1h")}
+			}
+			o.Agent, _ = cmd.Flags().GetString("agent")
+			if o.Agent != "" && o.Endpoint == "" {
+				return &usageError{errorf("with --agent, give --endpoint (that agent's etcd client URL) too")}
+			}
+			return bench.Election(cmd.Context(), cmd.OutOrStdout(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.AgentB, "agent-b", "", "the waiters' agent (default --agent)")
+	f.StringVar(&o.Endpoint, "endpoint", "", "etcd client URL of --agent, for the plain way")
+	f.StringVar(&o.EndpointB, "endpoint-b", "", "etcd client URL for the plain waiters (default --endpoint)")
+	f.IntVar(&o.Samples, "samples", 20, "leader processes killed, beacon side")
+	f.IntVar(&o.PlainSamples, "plain-samples", 3, "leader processes killed, plain side (each waits out --ttl)")
+	f.IntVar(&o.AgentSamples, "agent-samples", 3, "agents killed (and plain leaders killed with --agent-ttl)")
+	f.DurationVar(&o.TTL, "ttl", 10*time.Second, "session TTL when the leader process is killed")
+	f.DurationVar(&o.AgentTTL, "agent-ttl", 2*time.Second, "session TTL when the leader's agent is killed")
+	return cmd
+}
+
+// newPlainElectCmd is the plain way's leader process for bench election.
+func newPlainElectCmd() *cobra.Command {
+	var endpoint, name string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:    "plain-elect",
+		Short:  "Lead an etcd concurrency.Election until killed (for bench election)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return bench.PlainElectLeader(ctx, cmd.OutOrStdout(), endpoint, name, ttl)
+		},
+	}
+	cmd.Flags().StringVar(&endpoint, "endpoint", "", "etcd client URL")
+	cmd.Flags().StringVar(&name, "election", "", "election key prefix")
+	cmd.Flags().DurationVar(&ttl, "ttl", 10*time.Second, "session TTL")
+	return cmd
+}

@@ -1,0 +1,112 @@
+package election
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+)
+
+// Named errors. Each knows its gRPC code (see internal/rpcerr), so the
+// service answers FAILED_PRECONDITION for a lost leadership and NOT_FOUND
+// for an election without a leader.
+var (
+	// ErrLost: the leadership or candidacy ended: its key was deleted
+	// (resigned, revoked, expired, or removed by hand) or the session's
+	// lease changed under it.
+	ErrLost = &codedError{codes.FailedPrecondition, "election: leadership lost"}
+	// ErrNotLeader: Proclaim or WatchLeadership with a rev that is not
+	// this session's current leadership.
+	ErrNotLeader = &codedError{codes.FailedPrecondition, "election: not the leader"}
+	// ErrSessionEnded: the session closed while campaigning or leading.
+	ErrSessionEnded = &codedError{codes.FailedPrecondition, "election: session ended"}
+	// ErrNoLeader: nobody leads the election.
+	ErrNoLeader = &codedError{codes.NotFound, "election: no leader"}
+	// ErrInvalid is what every FieldError is.
+	ErrInvalid = &codedError{codes.InvalidArgument, "invalid argument"}
+)
+
+type codedError struct {
+	code codes.Code
+	msg  string
+}
+
+func (e *codedError) Error() string        { return e.msg }
+func (e *codedError) GRPCCode() codes.Code { return e.code }
+
+// wrapf adds specifics to a named error and keeps its code and identity
+// (errors.Is(err, ErrLost) still holds).
+func wrapf(base *codedError, format string, args ...any) error {
+	return &wrapped{base: base, msg: base.msg + ": " + fmt.Sprintf(format, args...)}
+}
+
+type wrapped struct {
+	base *codedError
+	msg  string
+}
+
+func (w *wrapped) Error() string        { return w.msg }
+func (w *wrapped) Unwrap() error        { return w.base }
+func (w *wrapped) GRPCCode() codes.Code { return w.base.code }
+
+// FieldError names the request field that is wrong; it answers
+// INVALID_ARGUMENT.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string        { return e.Field + ": " + e.Msg }
+func (e *FieldError) Unwrap() error        { return ErrInvalid }
+func (e *FieldError) GRPCCode() codes.Code { return codes.InvalidArgument }
+
+// Limits on what a request may carry.
+const (
+	MaxNameBytes     = 256
+	MaxProposalBytes = 1 << 20
+	MaxTimeoutMillis = 24 * 60 * 60 * 1000
+)
+
+// ValidateName checks an election name: it becomes one path segment of the
+// etcd key, so it must be non-empty and hold no '/'.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return &FieldError{"name", "must not be empty"}
+	case len(name) > MaxNameBytes:
+		return &FieldError{"name", fmt.Sprintf("%d bytes is over the limit of %d", len(name), MaxNameBytes)}
+	case !utf8.ValidString(name):
+		return &FieldError{"name", "must be UTF-8"}
+	}
+	for _, r := range name {
+		if r == '/' {
+			return &FieldError{"name", fmt.Sprintf("%q must not contain '/'", name)}
+		}
+		if r < 0x20 || r == 0x7f {
+			return &FieldError{"name", fmt.Sprintf("%q must not contain control characters", name)}
+		}
+	}
+	return nil
+}
+
+// ValidateProposal checks a leader's value.
+func ValidateProposal(p string) error {
+	if len(p) > MaxProposalBytes {
+		return &FieldError{"proposal", fmt.Sprintf("%d bytes is over the limit of %d", len(p), MaxProposalBytes)}
+	}
+	return nil
+}
+
+func validateRev(rev int64) error {
+	if rev <= 0 {
+		return &FieldError{"rev", fmt.Sprintf("%d is not a leader revision (the rev Campaign returned)", rev)}
+	}
+	return nil
+}
+
+// isLost reports whether err says the leadership is over rather than that
+// etcd could not be asked.
+func isLost(err error) bool {
+	return errors.Is(err, ErrLost) || errors.Is(err, ErrNotLeader) || errors.Is(err, ErrSessionEnded)
+}
