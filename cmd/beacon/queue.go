@@ -1,0 +1,545 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/bench"
+	"github.com/beaconhq/beacon/client"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+func init() {
+	extraCommands = append(extraCommands, newQueueCmd)
+	benchCommands = append(benchCommands, newBenchQueueCmd)
+}
+
+func newQueueCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "queue",
+		Short: "Durable FIFO queues: push, reserve, ack, nack, extend, stats, dead, wait",
+		Long: `Durable named FIFO queues with at-least-once delivery. A reserved message
+stays reserved until it is acked, nacked, its visibility timeout passes, or
+(for a worker, "reserve QUEUE -- CMD") the reserving process dies; then it
+is ready again at its place in line.`,
+	}
+	cmd.AddCommand(newQueuePushCmd(g), newQueueReserveCmd(g), newQueueAckCmd(g), newQueueNackCmd(g),
+		newQueueExtendCmd(g), newQueueStatsCmd(g), newQueueDeadCmd(g), newQueueWaitCmd(g))
+	return cmd
+}
+
+// queueCall runs fn with a client of the agent and a context bounded by
+// timeout (none when 0), for calls that may block longer than
+// --call-timeout.
+func queueCall(cmd *cobra.Command, g *globals, timeout time.Duration, fn func(context.Context, beaconpb.QueueClient, *client.Client) error) error {
+	c, err := client.New(g.agent)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(cmd.Context())
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(cmd.Context(), timeout)
+	}
+	defer cancel()
+	return fn(ctx, beaconpb.NewQueueClient(c.Conn()), c)
+}
+
+// queueDuration sends a duration flag only when it was given, so that the
+// agent applies its default otherwise and refuses a bad value by name.
+func queueDuration(cmd *cobra.Command, name string, d time.Duration) *durationpb.Duration {
+	if !cmd.Flags().Changed(name) {
+		return nil
+	}
+	return durationpb.New(d)
+}
+
+func newQueuePushCmd(g *globals) *cobra.Command {
+	var dedup string
+	var window, delay time.Duration
+	cmd := &cobra.Command{
+		Use:   "push QUEUE [DATA]",
+		Short: "Append a message (DATA, or stdin when DATA is not given); prints its id",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := newPrinter(cmd.OutOrStdout(), g.output)
+			if err != nil {
+				return err
+			}
+			var data []byte
+			if len(args) == 2 {
+				data = []byte(args[1])
+			} else if data, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 64<<20)); err != nil {
+				return errorf("reading the message from stdin: %v", err)
+			}
+			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
+				resp, err := q.Enqueue(ctx, &beaconpb.QueueEnqueueRequest{Queue: args[0], Payload: data, DedupId: dedup,
+					DedupWindow: queueDuration(cmd, "dedup-window", window), Delay: queueDuration(cmd, "delay", delay)})
+				if err != nil {
+					return err
+				}
+				if p.format == "json" {
+					return p.json(resp)
+				}
+				if resp.Duplicate {
+					fmt.Fprintf(p.w, "%s (duplicate of dedup id %q; nothing added)\n", resp.Id, dedup)
+					return nil
+				}
+				fmt.Fprintln(p.w, resp.Id)
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dedup, "dedup", "", "dedup id: a second push with it within the window adds nothing")
+	f.DurationVar(&window, "dedup-window", 5*time.Minute, "how long a dedup id is remembered (1s to 24h)")
+	f.DurationVar(&delay, "delay", 0, "make the message ready only after this delay (up to 24h)")
+	return cmd
+}
+
+type queueReserveFlags struct {
+	visibility, wait, ttl, nackDelay time.Duration
+	maxDeliveries                    uint32
+	count                            int
+}
+
+func newQueueReserveCmd(g *globals) *cobra.Command {
+	o := &queueReserveFlags{}
+	cmd := &cobra.Command{
+		Use:   "reserve QUEUE [-- CMD ARGS...]",
+		Short: "Reserve the oldest ready message: print it, or run CMD on it (worker form)",
+		Long: `Reserve the oldest ready message of QUEUE.
+
+Without CMD, print the message and its receipt (-w json for scripts). The
+reservation is not tied to this process: it lasts until the visibility
+timeout passes (default 30s), or until "beacon queue ack|nack RECEIPT";
+"beacon queue extend RECEIPT" pushes the deadline back.
+
+With "-- CMD ARGS...", the worker form: beacon opens a session, reserves a
+message under it and runs CMD with the payload on its stdin and
+BEACON_QUEUE, BEACON_QUEUE_MESSAGE_ID, BEACON_QUEUE_DELIVERIES and
+BEACON_QUEUE_RECEIPT in its environment, extending the reservation while CMD
+runs. CMD exiting 0 acks the message, anything else nacks it. If beacon is
+killed (even with kill -9) CMD is killed too, the session ends, and the
+message is ready again at once. With --count N it handles N messages
+(0: until a reserve finds nothing within --wait). The exit status is CMD's
+(in a loop, that of the last CMD that failed, or 0).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dash := cmd.ArgsLenAtDash()
+			if dash == -1 && len(args) > 1 || dash > 1 {
+				return &usageError{errorf("reserve takes one QUEUE, then optionally -- CMD ARGS...")}
+			}
+			if dash == 1 {
+				if len(args) < 2 {
+					return &usageError{errorf("no CMD after --")}
+				}
+				if o.count < 0 {
+					return &usageError{errorf("--count must not be negative")}
+				}
+				return queueWork(cmd, g, o, args[0], args[1:])
+			}
+			return queueReservePrint(cmd, g, o, args[0])
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.visibility, "visibility", 30*time.Second, "how long the message stays reserved without ack, nack or extend")
+	f.DurationVar(&o.wait, "wait", 0, "wait up to this long for a message (up to 24h); 0: answer at once")
+	f.Uint32Var(&o.maxDeliveries, "max-deliveries", 5, "a message delivered this many times goes to the dead letters instead")
+	f.IntVar(&o.count, "count", 1, "worker form: messages to handle (0: until none arrives within --wait)")
+	f.DurationVar(&o.ttl, "ttl", 10*time.Second, "worker form: session TTL (matters only if the agent dies)")
+	f.DurationVar(&o.nackDelay, "nack-delay", 0, "worker form: when CMD fails, the message is ready again after this delay")
+	return cmd
+}
+
+func (o *queueReserveFlags) request(cmd *cobra.Command, queue, session string) *beaconpb.QueueReserveRequest {
+	r := &beaconpb.QueueReserveRequest{Queue: queue, SessionId: session, Visibility: queueDuration(cmd, "visibility", o.visibility),
+		Wait: durationpb.New(o.wait)}
+	if cmd.Flags().Changed("max-deliveries") {
+		r.MaxDeliveries = &o.maxDeliveries
+	}
+	return r
+}
+
+func queueReservePrint(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue string) error {
+	p, err := newPrinter(cmd.OutOrStdout(), g.output)
+	if err != nil {
+		return err
+	}
+	return queueCall(cmd, g, o.wait+g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
+		resp, err := q.Reserve(ctx, o.request(cmd, queue, ""))
+		if err != nil {
+			return err
+		}
+		if p.format == "json" {
+			return p.json(resp)
+		}
+		m := resp.Message
+		if err := p.table([]string{"ID", "DELIVERIES", "DEADLINE", "RECEIPT"}, [][]string{{m.Id, strconv.Itoa(int(m.Deliveries)),
+			resp.Deadline.AsTime().Local().Format(time.RFC3339), resp.Receipt}}); err != nil {
+			return err
+		}
+		fmt.Fprintln(p.w)
+		_, err = p.w.Write(m.Payload)
+		if len(m.Payload) > 0 && m.Payload[len(m.Payload)-1] != '\n' {
+			fmt.Fprintln(p.w)
+		}
+		return err
+	})
+}
+
+func newQueueAckCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ack RECEIPT",
+		Short: "Remove a reserved message for good",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
+				_, err := q.Ack(ctx, &beaconpb.QueueAckRequest{Receipt: args[0]})
+				return err
+			})
+		},
+	}
+}
+
+func newQueueNackCmd(g *globals) *cobra.Command {
+	var delay time.Duration
+	cmd := &cobra.Command{
+		Use:   "nack RECEIPT",
+		Short: "Put a reserved message back at its place in the queue",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
+				_, err := q.Nack(ctx, &beaconpb.QueueNackRequest{Receipt: args[0], Delay: queueDuration(cmd, "delay", delay)})
+				return err
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&delay, "delay", 0, "ready again only after this delay")
+	return cmd
+}
+
+func newQueueExtendCmd(g *globals) *cobra.Command {
+	var vis time.Duration
+	cmd := &cobra.Command{
+		Use:   "extend RECEIPT",
+		Short: "Move a reservation's deadline to now + --visibility; prints the deadline",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
+				resp, err := q.Extend(ctx, &beaconpb.QueueExtendRequest{Receipt: args[0], Visibility: queueDuration(cmd, "visibility", vis)})
+				if err == nil {
+					fmt.Fprintln(cmd.OutOrStdout(), resp.Deadline.AsTime().Local().Format(time.RFC3339Nano))
+				}
+				return err
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&vis, "visibility", 30*time.Second, "new visibility from now")
+	return cmd
+}
+
+func newQueueStatsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "stats QUEUE",
+		Short: "Count a queue's messages: depth, ready, in flight, delayed, dead, age of the oldest",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := newPrinter(cmd.OutOrStdout(), g.output)
+			if err != nil {
+				return err
+			}
+			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
+				s, err := q.Stats(ctx, &beaconpb.QueueStatsRequest{Queue: args[0]})
+				if err != nil {
+					return err
+				}
+				if p.format == "json" {
+					return p.json(s)
+				}
+				u := func(n uint64) string { return strconv.FormatUint(n, 10) }
+				oldest := ""
+				if s.Depth > 0 {
+					oldest = s.OldestAge.AsDuration().Round(time.Millisecond).String()
+				}
+				return p.table([]string{"QUEUE", "DEPTH", "READY", "IN FLIGHT", "DELAYED", "DEAD", "OLDEST"},
+					[][]string{{s.Queue, u(s.Depth), u(s.Ready), u(s.InFlight), u(s.Delayed), u(s.Dead), oldest}})
+			})
+		},
+	}
+}
+
+func newQueueDeadCmd(g *globals) *cobra.Command {
+	var limit uint32
+	cmd := &cobra.Command{
+		Use:   "dead QUEUE",
+		Short: "List the dead letters: messages that reached their maximum deliveries",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := newPrinter(cmd.OutOrStdout(), g.output)
+			if err != nil {
+				return err
+			}
+			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
+				resp, err := q.DeadLetters(ctx, &beaconpb.QueueDeadLettersRequest{Queue: args[0], Limit: limit})
+				if err != nil {
+					return err
+				}
+				if p.format == "json" {
+					return p.json(resp)
+				}
+				var rows [][]string
+				for _, m := range resp.Messages {
+					payload := strconv.Quote(string(m.Payload))
+					if len(payload) > 40 {
+						payload = payload[:37] + "..."
+					}
+					rows = append(rows, []string{m.Id, strconv.Itoa(int(m.Deliveries)), m.DeadAt.AsTime().Local().Format(time.RFC3339), m.DeadReason, payload})
+				}
+				if err := p.table([]string{"ID", "DELIVERIES", "DIED", "REASON", "PAYLOAD"}, rows); err != nil {
+					return err
+				}
+				if resp.More {
+					fmt.Fprintf(p.w, "(more than %d; raise --limit)\n", len(resp.Messages))
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().Uint32Var(&limit, "limit", 100, "at most this many, oldest first (up to 1000)")
+	return cmd
+}
+
+func newQueueWaitCmd(g *globals) *cobra.Command {
+	var count uint64
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "wait QUEUE --count N",
+		Short: "Block until the queue holds at least N messages; prints how many it holds",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("count") {
+				return &usageError{errorf("--count is required")}
+			}
+			return queueCall(cmd, g, timeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
+				resp, err := q.Wait(ctx, &beaconpb.QueueWaitRequest{Queue: args[0], Count: count})
+				if status.Code(err) == codes.DeadlineExceeded && timeout > 0 {
+					return errorf("queue %q did not reach %d messages within %s", args[0], count, timeout)
+				}
+				if err == nil {
+					fmt.Fprintln(cmd.OutOrStdout(), resp.Count)
+				}
+				return err
+			})
+		},
+	}
+	cmd.Flags().Uint64Var(&count, "count", 0, "messages to wait for (at least 1)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: never)")
+	return cmd
+}
+
+func newBenchQueueCmd() *cobra.Command {
+	o := bench.QueueOptions{}
+	cmd := &cobra.Command{
+		Use:   "queue",
+		Short: "Messages/s (enqueue + reserve + ack) through the agent, beside etcd's recipe queue",
+		Long: `Messages per second, each enqueued, reserved and acked through the agent's
+Queue service (reservations bound to consumer sessions), beside etcd's
+recipe queue (client/v3/experimental/recipes: Enqueue, Dequeue) on the same
+cluster in the same run. Without --agent it starts its own agent.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Count < 10 || o.Producers < 1 || o.Consumers < 1 || o.PayloadSize < 0 || o.PayloadSize > 1<<20 {
+				return &usageError{errorf("--count must be at least 10, --producers and --consumers at least 1, --payload 0 to 1 MiB")}
+			}
+			o.Agent, _ = cmd.Flags().GetString("agent")
+			if o.Agent != "" && o.Endpoint == "" {
+				return &usageError{errorf("with --agent, give --endpoint (its etcd client URL) too")}
+			}
+			return bench.Queue(cmd.Context(), cmd.OutOrStdout(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Endpoint, "endpoint", "", "the agent's etcd client URL, for the plain way (with --agent)")
+	f.IntVar(&o.Count, "count", 2000, "messages per side and round")
+	f.IntVar(&o.Producers, "producers", 8, "concurrent producers in the concurrent round")
+	f.IntVar(&o.Consumers, "consumers", 8, "concurrent consumers in the concurrent round")
+	f.IntVar(&o.PayloadSize, "payload", 128, "payload bytes")
+	f.BoolVar(&o.SeparateAck, "separate-ack", false, "consumers call Ack per message instead of acking within the next Reserve")
+	return cmd
+}
+
+// queueWork is the worker form: it exits with CMD's status once its
+// session is closed.
+func queueWork(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue string, argv []string) error {
+	code, err := queueWorkLoop(cmd, g, o, queue, argv)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		os.Exit(code)
+	}
+	return nil
+}
+
+func queueWorkLoop(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue string, argv []string) (int, error) {
+	// Signals from here on are CMD's, or end the wait for a message.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	c, err := client.New(g.agent)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	q := beaconpb.NewQueueClient(c.Conn())
+	ctx, cancel := context.WithTimeout(cmd.Context(), g.callTimeout)
+	sess, err := c.NewSession(ctx, client.WithTTL(o.ttl), client.WithName("beacon queue reserve "+queue))
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("opening a session with the agent: %w", err)
+	}
+	// Closing the session ends any reservation still held at once.
+	defer sess.Close()
+
+	failed := 0
+	for n := 0; o.count == 0 || n < o.count; n++ {
+		type reserved struct {
+			resp *beaconpb.QueueReserveResponse
+			err  error
+		}
+		got := make(chan reserved, 1)
+		ctx, cancel := context.WithTimeout(cmd.Context(), o.wait+g.callTimeout)
+		go func() {
+			resp, err := q.Reserve(ctx, o.request(cmd, queue, sess.ID))
+			got <- reserved{resp, err}
+		}()
+		var r reserved
+		select {
+		case r = <-got:
+		case sig := <-sigs:
+			cancel()
+			return 128 + int(sig.(syscall.Signal)), nil
+		}
+		cancel()
+		if r.err != nil {
+			if n > 0 && status.Code(r.err) == codes.NotFound {
+				break // the queue stayed empty for --wait: done
+			}
+			return 0, r.err
+		}
+		code, stop, err := queueRun(q, g, o, sess, r.resp, argv, sigs)
+		if err != nil {
+			return 0, err
+		}
+		if code != 0 {
+			failed = code
+		}
+		if stop {
+			break
+		}
+	}
+	return failed, nil
+}
+
+// queueRun runs CMD on one reserved message, extending the reservation
+// while it runs, and acks or nacks it by CMD's status. stop reports a
+// signal that was passed to CMD: the loop ends after it.
+func queueRun(q beaconpb.QueueClient, g *globals, o *queueReserveFlags, sess *client.Session,
+	r *beaconpb.QueueReserveResponse, argv []string, sigs <-chan os.Signal) (code int, stop bool, err error) {
+	m := r.Message
+	c := exec.Command(argv[0], argv[1:]...)
+	c.Stdin = bytes.NewReader(m.Payload)
+	c.Stdout, c.Stderr = os.Stdout, os.Stderr
+	c.Env = append(os.Environ(), "BEACON_QUEUE="+m.Queue, "BEACON_QUEUE_MESSAGE_ID="+m.Id,
+		"BEACON_QUEUE_DELIVERIES="+strconv.Itoa(int(m.Deliveries)), "BEACON_QUEUE_RECEIPT="+r.Receipt)
+	// If beacon dies, even by SIGKILL, the kernel kills CMD: nothing works
+	// on a message whose reservation is gone. The signal follows the
+	// thread that started CMD, so keep this goroutine on its thread.
+	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	call := func(f func(context.Context) error) error {
+		ctx, cancel := context.WithTimeout(context.Background(), g.callTimeout)
+		defer cancel()
+		return f(ctx)
+	}
+	nack := func() error {
+		return call(func(ctx context.Context) error {
+			_, err := q.Nack(ctx, &beaconpb.QueueNackRequest{Receipt: r.Receipt, Delay: durationpb.New(o.nackDelay)})
+			return err
+		})
+	}
+	if err := c.Start(); err != nil {
+		_ = nack()
+		return 0, false, fmt.Errorf("starting %s: %w", argv[0], err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait() }()
+	extend := time.NewTicker(max(o.visibility/3, 10*time.Millisecond))
+	defer extend.Stop()
+	var lost string
+	var kill <-chan time.Time
+	sessDone := sess.Done()
+	terminate := func(why string) {
+		if lost == "" {
+			lost = why
+			_ = c.Process.Signal(syscall.SIGTERM)
+			kill = time.After(10 * time.Second)
+		}
+	}
+	for {
+		select {
+		case <-exited:
+			code = c.ProcessState.ExitCode()
+			if ws, ok := c.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				code = 128 + int(ws.Signal())
+			}
+			switch {
+			case lost != "":
+				return code, true, fmt.Errorf("message %s of queue %s: %s while %s ran; it will be delivered again", m.Id, m.Queue, lost, argv[0])
+			case code == 0:
+				err = call(func(ctx context.Context) error {
+					_, err := q.Ack(ctx, &beaconpb.QueueAckRequest{Receipt: r.Receipt})
+					return err
+				})
+			default:
+				err = nack()
+			}
+			if err != nil {
+				err = fmt.Errorf("message %s of queue %s: %w", m.Id, m.Queue, err)
+			}
+			return code, stop, err
+		case sig := <-sigs:
+			stop = true
+			_ = c.Process.Signal(sig)
+		case <-extend.C:
+			err := call(func(ctx context.Context) error {
+				_, err := q.Extend(ctx, &beaconpb.QueueExtendRequest{Receipt: r.Receipt, Visibility: durationpb.New(o.visibility)})
+				return err
+			})
+			if status.Code(err) == codes.FailedPrecondition {
+				terminate("the reservation was lost")
+			}
+		case <-sessDone:
+			sessDone = nil
+			terminate("the session with the agent ended")
+		case <-kill:
+			_ = c.Process.Kill()
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+)
+
+var (
+	// ErrEmpty: no message became ready within the wait.
+	ErrEmpty = &codedError{codes.NotFound, "no message ready"}
+	// ErrStaleReceipt: the receipt's reservation is gone — acked, nacked,
+	// ended with the consumer's session, or expired and taken again.
+	ErrStaleReceipt = &codedError{codes.FailedPrecondition, "stale receipt: the reservation has ended"}
+	// ErrSessionEnded: the session the reservation was to be bound to has
+	// ended.
+	ErrSessionEnded = &codedError{codes.FailedPrecondition, "session ended"}
+)
+
+type codedError struct {
+	code codes.Code
+	msg  string
+}
+
+func (e *codedError) Error() string        { return e.msg }
+func (e *codedError) GRPCCode() codes.Code { return e.code }
+
+// wrapf adds specifics to a named error; errors.Is still finds it and the
+// gRPC code is kept.
+func wrapf(base *codedError, format string, args ...any) error {
+	return &wrapped{base: base, msg: fmt.Sprintf(format, args...)}
+}
+
+type wrapped struct {
+	base *codedError
+	msg  string
+}
+
+func (w *wrapped) Error() string        { return w.msg + ": " + w.base.msg }
+func (w *wrapped) Unwrap() error        { return w.base }
+func (w *wrapped) GRPCCode() codes.Code { return w.base.code }
+
+// FieldError is bad input; it answers INVALID_ARGUMENT naming the field.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string        { return e.Field + ": " + e.Reason }
+func (e *FieldError) GRPCCode() codes.Code { return codes.InvalidArgument }
+
+// ValidateName checks a queue name: 1 to MaxNameLen bytes of printable
+// UTF-8, no '/' (it would nest in the key layout) and no spaces.
+func ValidateName(name string) error {
+	return validateName("queue", name)
+}
+
+func validateName(field, name string) error {
+	switch {
+	case name == "":
+		return &FieldError{field, "required"}
+	case len(name) > MaxNameLen:
+		return &FieldError{field, fmt.Sprintf("longer than %d bytes", MaxNameLen)}
+	case !utf8.ValidString(name):
+		return &FieldError{field, "not valid UTF-8"}
+	}
+	for _, r := range name {
+		if r == '/' {
+			return &FieldError{field, fmt.Sprintf("%q contains '/'", name)}
+		}
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return &FieldError{field, fmt.Sprintf("%q contains a space or control character", name)}
+		}
+	}
+	return nil
+}
+
+// validateDuration checks a duration field: from min to MaxDuration.
+func validateDuration(field string, d, min time.Duration) error {
+	if d < min || d > MaxDuration {
+		return &FieldError{field, fmt.Sprintf("%s is not from %s to 24h", d, min)}
+	}
+	return nil
+}
+
+// leaseGone reports whether etcd refused a write because its lease no
+// longer exists.
+func leaseGone(err error) bool { return errors.Is(err, rpctypes.ErrLeaseNotFound) }

@@ -1,0 +1,67 @@
+package queue
+
+// Picking a candidate from a view: which message a Reserve tries next.
+
+type action int
+
+const (
+	actReserve action = iota
+	actReap           // the reservation's deadline passed: delete it first
+	actBury           // delivered the maximum times: move to dead letters
+)
+
+type candidate struct {
+	seq uint64
+	e   entry
+	res resState
+	act action
+}
+
+// pick finds the first message in sequence order that is ready, or whose
+// reservation expired; else it returns when (unix ns) the next one will
+// be, 0 for never. The candidate is marked attempted in its current state.
+func (v *view) pick(now int64, maxDeliveries uint32) (c candidate, found bool, wake int64) {
+	v.compact()
+	soon := func(t int64) {
+		if wake == 0 || t < wake {
+			wake = t
+		}
+	}
+	for _, seq := range v.order[v.head:] {
+		e := v.msgs[seq]
+		if e == nil {
+			continue
+		}
+		r, reserved := v.res[seq]
+		st := state{msgMod: e.mod, resMod: r.mod}
+		if a, ok := v.attempted[seq]; ok {
+			if a == st {
+				continue
+			}
+			delete(v.attempted, seq)
+		}
+		c = candidate{seq: seq, e: *e, res: r}
+		switch {
+		case reserved && r.r.Deadline > now:
+			soon(r.r.Deadline)
+			continue
+		case reserved:
+			c.act = actReap
+		case e.m.NotBefore > now:
+			soon(e.m.NotBefore)
+			continue
+		case e.m.Deliveries >= maxDeliveries:
+			c.act = actBury
+		}
+		v.attempted[seq] = st
+		return c, true, 0
+	}
+	return candidate{}, false, wake
+}
+
+// forget lets a candidate be tried again in the state it was tried in.
+func (v *view) forget(c candidate) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.attempted, c.seq)
+}

@@ -1,0 +1,113 @@
+package queue
+
+import (
+	"context"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// holds is the comparison every receipt operation makes: the reservation
+// key still exists with the create revision the receipt names. A
+// reservation that ended (session gone, nacked, reaped after its deadline)
+// and was made again has a newer create revision, so an old receipt fails.
+func holds(k keys, r Receipt) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(k.res(r.Seq)), "=", r.Rev)
+}
+
+// Ack removes the reserved message for good, in one transaction that
+// holds only if the receipt's reservation does; otherwise ErrStaleReceipt.
+// An ack after the visibility deadline still succeeds if nobody has taken
+// the message since.
+func (b *Broker) Ack(ctx context.Context, r Receipt) error {
+	if err := ValidateName(r.Queue); err != nil {
+		return err
+	}
+	k := b.keys(r.Queue)
+	resp, err := b.cli.Txn(ctx).If(holds(k, r)).
+		Then(clientv3.OpDelete(k.msg(r.Seq)), clientv3.OpDelete(k.body(r.Seq)), clientv3.OpDelete(k.res(r.Seq))).Commit()
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return wrapf(ErrStaleReceipt, "ack %s", r)
+	}
+	return nil
+}
+
+// Nack ends the reservation and leaves the message at its place in the
+// queue, ready again after delay.
+func (b *Broker) Nack(ctx context.Context, r Receipt, delay time.Duration) error {
+	if err := ValidateName(r.Queue); err != nil {
+		return err
+	}
+	if err := validateDuration("delay", delay, 0); err != nil {
+		return err
+	}
+	k := b.keys(r.Queue)
+	ops := []clientv3.Op{clientv3.OpDelete(k.res(r.Seq))}
+	cmps := []clientv3.Cmp{holds(k, r)}
+	if delay > 0 {
+		// The message's metadata cannot change while the reservation
+		// holds (only a reserve or a burial writes it, and both need the
+		// reservation gone), so read, then write under the same compare.
+		got, err := b.cli.Get(ctx, k.msg(r.Seq))
+		if err != nil {
+			return err
+		}
+		if len(got.Kvs) == 0 {
+			return wrapf(ErrStaleReceipt, "nack %s", r)
+		}
+		m, err := decodeMeta(got.Kvs[0].Value)
+		if err != nil {
+			return err
+		}
+		m.NotBefore = time.Now().Add(delay).UnixNano()
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k.msg(r.Seq)), "=", got.Kvs[0].ModRevision))
+		ops = append(ops, clientv3.OpPut(k.msg(r.Seq), encode(m)))
+	}
+	resp, err := b.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return wrapf(ErrStaleReceipt, "nack %s", r)
+	}
+	b.wrote(r.Queue, resp.Header.Revision)
+	return nil
+}
+
+// Extend moves the reservation's deadline to now + visibility, keeping its
+// lease and its receipt, and returns the new deadline.
+func (b *Broker) Extend(ctx context.Context, r Receipt, visibility time.Duration) (time.Time, error) {
+	if err := ValidateName(r.Queue); err != nil {
+		return time.Time{}, err
+	}
+	if err := validateDuration("visibility", visibility, time.Millisecond); err != nil {
+		return time.Time{}, err
+	}
+	k := b.keys(r.Queue)
+	got, err := b.cli.Get(ctx, k.res(r.Seq))
+	for err == nil {
+		if len(got.Kvs) == 0 || got.Kvs[0].CreateRevision != r.Rev {
+			return time.Time{}, wrapf(ErrStaleReceipt, "extend %s", r)
+		}
+		kv := got.Kvs[0]
+		res, derr := decodeReservation(kv.Value)
+		if derr != nil {
+			return time.Time{}, derr
+		}
+		res.Deadline = time.Now().Add(visibility).UnixNano()
+		var resp *clientv3.TxnResponse
+		resp, err = b.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
+			Then(clientv3.OpPut(string(kv.Key), encode(res), clientv3.WithIgnoreLease())).
+			Else(clientv3.OpGet(string(kv.Key))).Commit()
+		if err == nil && resp.Succeeded {
+			return unixTime(res.Deadline), nil
+		}
+		if err == nil { // changed meanwhile (another extend, or reaped): look again
+			got = (*clientv3.GetResponse)(resp.Responses[0].GetResponseRange())
+		}
+	}
+	return time.Time{}, err
+}

@@ -1,0 +1,125 @@
+package queue
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// meta is the value of msg/<seq>: everything about a message but its
+// payload, so that views and stats never read payloads.
+type meta struct {
+	Enqueued   int64  `json:"enqueued"`             // unix ns
+	NotBefore  int64  `json:"not_before,omitempty"` // unix ns; ready from then on
+	Deliveries uint32 `json:"deliveries"`           // reservations so far
+	Dedup      string `json:"dedup,omitempty"`
+}
+
+// reservation is the value of res/<seq>.
+type reservation struct {
+	Deadline int64  `json:"deadline"` // unix ns; after it the message is ready again
+	Session  string `json:"session,omitempty"`
+	Node     string `json:"node,omitempty"`
+}
+
+// deadRecord is the value of dead/<seq>.
+type deadRecord struct {
+	meta
+	Died   int64  `json:"died"`
+	Reason string `json:"reason"`
+}
+
+func encode(v any) string {
+	b, _ := json.Marshal(v) // plain structs of numbers and strings
+	return string(b)
+}
+
+func decodeMeta(b []byte) (meta, error) {
+	var m meta
+	err := json.Unmarshal(b, &m)
+	return m, err
+}
+
+func decodeReservation(b []byte) (reservation, error) {
+	var r reservation
+	err := json.Unmarshal(b, &r)
+	return r, err
+}
+
+// Message is a message as a consumer or an operator sees it.
+type Message struct {
+	Queue      string
+	ID         string // the sequence number in decimal
+	Payload    []byte
+	Enqueued   time.Time
+	Deliveries int
+	DedupID    string
+	// Dead letters only.
+	DeadAt     time.Time
+	DeadReason string
+}
+
+// Delivery is a reserved message: until Deadline, or until the consumer's
+// session ends, nobody else is handed it.
+type Delivery struct {
+	Message
+	Receipt  Receipt
+	Deadline time.Time
+}
+
+// Receipt names one reservation: the queue, the message's sequence number,
+// and the etcd revision that created the reservation key. A reservation
+// that ended and was made again has another revision, so an old receipt
+// can never ack, nack or extend it.
+type Receipt struct {
+	Queue string
+	Seq   uint64
+	Rev   int64
+}
+
+// String is the receipt's text form, QUEUE/SEQ/REV.
+func (r Receipt) String() string { return fmt.Sprintf("%s/%d/%d", r.Queue, r.Seq, r.Rev) }
+
+// ParseReceipt reads the text form of a receipt.
+func ParseReceipt(s string) (Receipt, error) {
+	bad := &FieldError{Field: "receipt", Reason: fmt.Sprintf("%q is not QUEUE/SEQ/REVISION", s)}
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
+		return Receipt{}, bad
+	}
+	j := strings.LastIndexByte(s[:i], '/')
+	if j < 0 {
+		return Receipt{}, bad
+	}
+	seq, err1 := strconv.ParseUint(s[j+1:i], 10, 64)
+	rev, err2 := strconv.ParseInt(s[i+1:], 10, 64)
+	if err1 != nil || err2 != nil || seq == 0 || rev <= 0 {
+		return Receipt{}, bad
+	}
+	r := Receipt{Queue: s[:j], Seq: seq, Rev: rev}
+	if err := ValidateName(r.Queue); err != nil {
+		return Receipt{}, bad
+	}
+	return r, nil
+}
+
+// Stats counts a queue's messages at one revision.
+type Stats struct {
+	Queue     string
+	Depth     int // Ready + InFlight + Delayed
+	Ready     int
+	InFlight  int
+	Delayed   int
+	Dead      int
+	OldestAge time.Duration
+	Revision  int64
+}
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}

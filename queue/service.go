@@ -1,0 +1,208 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/internal/rpcerr"
+	"github.com/beaconhq/beacon/session"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Service implements the Queue gRPC service on one agent. Sessions named
+// in Reserve must be open on this agent.
+type Service struct {
+	beaconpb.UnimplementedQueueServer
+	b        *Broker
+	sessions *session.Manager
+}
+
+// NewService serves b's queues; sessions resolves Reserve's session_id.
+func NewService(b *Broker, sessions *session.Manager) *Service {
+	return &Service{b: b, sessions: sessions}
+}
+
+// duration reads an optional duration field: absent is def, present is
+// checked by the broker (so that 0 where 0 is not allowed is refused).
+func duration(field string, d *durationpb.Duration, def time.Duration) (time.Duration, error) {
+	if d == nil {
+		return def, nil
+	}
+	if err := d.CheckValid(); err != nil {
+		return 0, status.Errorf(codes.InvalidArgument, "%s: %v", field, err)
+	}
+	return d.AsDuration(), nil
+}
+
+// Enqueue appends a message.
+func (s *Service) Enqueue(ctx context.Context, req *beaconpb.QueueEnqueueRequest) (*beaconpb.QueueEnqueueResponse, error) {
+	var opts []EnqueueOption
+	delay, err := duration("delay", req.Delay, 0)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, WithDelay(delay))
+	if req.DedupId != "" {
+		window, err := duration("dedup_window", req.DedupWindow, DefaultDedupWindow)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, WithDedup(req.DedupId, window))
+	}
+	id, dup, err := s.b.Enqueue(ctx, req.Queue, req.Payload, opts...)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.QueueEnqueueResponse{Id: id, Duplicate: dup}, nil
+}
+
+// Reserve hands out the oldest ready message.
+func (s *Service) Reserve(ctx context.Context, req *beaconpb.QueueReserveRequest) (*beaconpb.QueueReserveResponse, error) {
+	vis, err := duration("visibility", req.Visibility, DefaultVisibility)
+	if err != nil {
+		return nil, err
+	}
+	wait, err := duration("wait", req.Wait, 0)
+	if err != nil {
+		return nil, err
+	}
+	maxDel := DefaultMaxDeliveries
+	if req.MaxDeliveries != nil {
+		maxDel = int(*req.MaxDeliveries)
+	}
+	opts := []ReserveOption{WithVisibility(vis), WithWait(wait), WithMaxDeliveries(maxDel)}
+	if req.AckReceipt != "" {
+		r, err := ParseReceipt(req.AckReceipt)
+		if err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				fe.Field = "ack_receipt"
+			}
+			return nil, rpcerr.From(err)
+		}
+		opts = append(opts, WithAck(r))
+	}
+	var sess *session.Session
+	if req.SessionId != "" {
+		if sess, err = s.sessions.Get(req.SessionId); err != nil {
+			return nil, status.Errorf(codes.NotFound, "session_id: %v", err)
+		}
+		opts = append(opts, WithSession(sess.ID, sess.Lease))
+		// A wait ends with the session: its reservation could not outlive it.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(sess.Context(), cancel)
+		defer stop()
+	}
+	d, err := s.b.Reserve(ctx, req.Queue, opts...)
+	if err != nil {
+		if sess != nil && sess.Context().Err() != nil && errors.Is(err, context.Canceled) {
+			err = ErrSessionEnded
+		}
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.QueueReserveResponse{Message: messageProto(d.Message), Receipt: d.Receipt.String(),
+		Deadline: timestamppb.New(d.Deadline)}, nil
+}
+
+// Ack removes a reserved message.
+func (s *Service) Ack(ctx context.Context, req *beaconpb.QueueAckRequest) (*beaconpb.QueueAckResponse, error) {
+	r, err := ParseReceipt(req.Receipt)
+	if err == nil {
+		err = s.b.Ack(ctx, r)
+	}
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.QueueAckResponse{}, nil
+}
+
+// Nack puts a reserved message back.
+func (s *Service) Nack(ctx context.Context, req *beaconpb.QueueNackRequest) (*beaconpb.QueueNackResponse, error) {
+	r, err := ParseReceipt(req.Receipt)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	delay, err := duration("delay", req.Delay, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.b.Nack(ctx, r, delay); err != nil {
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.QueueNackResponse{}, nil
+}
+
+// Extend moves a reservation's deadline.
+func (s *Service) Extend(ctx context.Context, req *beaconpb.QueueExtendRequest) (*beaconpb.QueueExtendResponse, error) {
+	r, err := ParseReceipt(req.Receipt)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	vis, err := duration("visibility", req.Visibility, DefaultVisibility)
+	if err != nil {
+		return nil, err
+	}
+	deadline, err := s.b.Extend(ctx, r, vis)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.QueueExtendResponse{Deadline: timestamppb.New(deadline)}, nil
+}
+
+// Stats counts a queue's messages.
+func (s *Service) Stats(ctx context.Context, req *beaconpb.QueueStatsRequest) (*beaconpb.QueueStats, error) {
+	st, err := s.b.Stats(ctx, req.Queue)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.QueueStats{Queue: st.Queue, Depth: uint64(st.Depth), Ready: uint64(st.Ready), InFlight: uint64(st.InFlight),
+		Delayed: uint64(st.Delayed), Dead: uint64(st.Dead), OldestAge: durationpb.New(st.OldestAge), Revision: st.Revision}, nil
+}
+
+// DeadLetters lists dead letters.
+func (s *Service) DeadLetters(ctx context.Context, req *beaconpb.QueueDeadLettersRequest) (*beaconpb.QueueDeadLettersResponse, error) {
+	limit := int(req.Limit)
+	if limit == 0 {
+		limit = 100
+	}
+	msgs, more, err := s.b.DeadLetters(ctx, req.Queue, limit)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	resp := &beaconpb.QueueDeadLettersResponse{More: more}
+	for _, m := range msgs {
+		resp.Messages = append(resp.Messages, messageProto(m))
+	}
+	return resp, nil
+}
+
+// Wait returns once the queue holds count messages.
+func (s *Service) Wait(ctx context.Context, req *beaconpb.QueueWaitRequest) (*beaconpb.QueueWaitResponse, error) {
+	if req.Count > 1<<31 {
+		return nil, status.Errorf(codes.InvalidArgument, "count: %d is too large", req.Count)
+	}
+	n, err := s.b.Wait(ctx, req.Queue, int(req.Count))
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.QueueWaitResponse{Count: uint64(n)}, nil
+}
+
+func messageProto(m Message) *beaconpb.QueueMessage {
+	p := &beaconpb.QueueMessage{Queue: m.Queue, Id: m.ID, Payload: m.Payload, Deliveries: uint32(m.Deliveries),
+		DedupId: m.DedupID, DeadReason: m.DeadReason}
+	if !m.Enqueued.IsZero() {
+		p.EnqueuedAt = timestamppb.New(m.Enqueued)
+	}
+	if !m.DeadAt.IsZero() {
+		p.DeadAt = timestamppb.New(m.DeadAt)
+	}
+	return p
+}

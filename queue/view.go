@@ -1,0 +1,259 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// view is one agent's picture of a queue's msg/ and res/ keys (never the
+// payloads), loaded once and then kept current by a watch. Reserve picks
+// candidates from it without reading etcd, and blocks on its change
+// signal, never polling. It is only a hint: every decision taken from it
+// is a transaction that compares the revisions it saw.
+type view struct {
+	b      *Broker
+	k      keys
+	ctx    context.Context
+	cancel context.CancelFunc
+	refs   int         // guarded by b.mu
+	idle   *time.Timer // guarded by b.mu
+
+	mu        sync.Mutex
+	loaded    chan struct{} // closed after the first load
+	lastErr   error         // of the last load or watch, while failing
+	rev       int64         // applied up to this revision
+	want      int64         // picks wait until rev reaches it (see Broker.wrote)
+	msgs      map[uint64]*entry
+	order     []uint64 // sequence numbers ascending, from head; may hold removed ones
+	head      int
+	res       map[uint64]resState
+	attempted map[uint64]state // candidates tried in the state they were tried in
+	changed   chan struct{}    // closed and replaced on every change
+}
+
+type entry struct {
+	m   meta
+	mod int64 // mod revision of msg/<seq>
+}
+
+type resState struct {
+	r           reservation
+	create, mod int64
+}
+
+// state is what a transaction on a candidate compares; a candidate is
+// not tried twice in the same state, since the first try proved the view
+// stale (or won, and the watch will say so).
+type state struct{ msgMod, resMod int64 }
+
+func newView(b *Broker, queue string) *view {
+	ctx, cancel := context.WithCancel(b.ctx)
+	v := &view{b: b, k: b.keys(queue), ctx: ctx, cancel: cancel, loaded: make(chan struct{}),
+		msgs: map[uint64]*entry{}, res: map[uint64]resState{}, attempted: map[uint64]state{}, changed: make(chan struct{})}
+	go v.run()
+	return v
+}
+
+func (v *view) run() {
+	backoff := 100 * time.Millisecond
+	for v.ctx.Err() == nil {
+		rev, err := v.reload(v.ctx)
+		if err == nil {
+			backoff = 100 * time.Millisecond
+			err = v.follow(rev + 1)
+		}
+		if v.ctx.Err() != nil {
+			return
+		}
+		v.mu.Lock()
+		v.lastErr = err
+		v.mu.Unlock()
+		v.b.lg.Debug("queue view restarting", zap.String("queue", v.k.queue), zap.Error(err))
+		select {
+		case <-v.ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// follow applies the watch from rev on until it fails (compaction, lost
+// leader, closed client).
+func (v *view) follow(rev int64) error {
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(v.ctx))
+	defer cancel()
+	start, end := v.k.viewRange()
+	for resp := range v.b.cli.Watch(ctx, start, clientv3.WithRange(end), clientv3.WithRev(rev)) {
+		if err := resp.Err(); err != nil {
+			return err
+		}
+		if resp.Canceled {
+			return errors.New("watch canceled")
+		}
+		v.apply(resp.Events)
+	}
+	return errors.New("watch ended")
+}
+
+// reload reads both ranges at one revision and replaces the view if that
+// revision is newer than what it holds.
+func (v *view) reload(ctx context.Context) (int64, error) {
+	start, end := v.k.viewRange()
+	resp, err := v.b.cli.Get(ctx, start, clientv3.WithRange(end))
+	if err != nil {
+		return 0, err
+	}
+	msgs, res := map[uint64]*entry{}, map[uint64]resState{}
+	var order []uint64
+	for _, kv := range resp.Kvs {
+		v.put(msgs, res, kv, func(seq uint64) { order = append(order, seq) })
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if resp.Header.Revision > v.rev {
+		v.msgs, v.res, v.order, v.head, v.rev = msgs, res, order, 0, resp.Header.Revision
+		v.lastErr = nil
+		v.signal()
+	}
+	select {
+	case <-v.loaded:
+	default:
+		close(v.loaded)
+	}
+	return resp.Header.Revision, nil
+}
+
+// put records one msg/ or res/ key; added is told of a new message.
+func (v *view) put(msgs map[uint64]*entry, res map[uint64]resState, kv *mvccpb.KeyValue, added func(uint64)) {
+	seq, ok := seqOf(kv.Key)
+	if !ok {
+		return
+	}
+	if bytes.HasPrefix(kv.Key, []byte(v.k.msgPrefix())) {
+		m, err := decodeMeta(kv.Value)
+		if err != nil {
+			v.b.lg.Warn("skipping an unreadable queue message", zap.ByteString("key", kv.Key), zap.Error(err))
+			return
+		}
+		if _, ok := msgs[seq]; !ok {
+			added(seq)
+		}
+		msgs[seq] = &entry{m: m, mod: kv.ModRevision}
+		return
+	}
+	r, err := decodeReservation(kv.Value)
+	if err != nil {
+		v.b.lg.Warn("skipping an unreadable reservation", zap.ByteString("key", kv.Key), zap.Error(err))
+		return
+	}
+	res[seq] = resState{r: r, create: kv.CreateRevision, mod: kv.ModRevision}
+}
+
+func (v *view) apply(events []*clientv3.Event) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	from, rev := v.rev, v.rev
+	for _, ev := range events {
+		if ev.Kv.ModRevision <= from {
+			continue // a reload already holds it
+		}
+		rev = max(rev, ev.Kv.ModRevision)
+		if ev.Type == clientv3.EventTypePut {
+			v.put(v.msgs, v.res, ev.Kv, v.insert)
+			continue
+		}
+		seq, ok := seqOf(ev.Kv.Key)
+		if !ok {
+			continue
+		}
+		if bytes.HasPrefix(ev.Kv.Key, []byte(v.k.msgPrefix())) {
+			delete(v.msgs, seq)
+			delete(v.attempted, seq)
+		} else {
+			delete(v.res, seq)
+		}
+	}
+	if rev > v.rev {
+		v.rev = rev
+		v.lastErr = nil
+		v.signal()
+	}
+}
+
+// insert adds a new sequence number to the order. New messages arrive in
+// sequence order (the sequence key serialises enqueues), so this is an
+// append but for odd cases.
+func (v *view) insert(seq uint64) {
+	n := len(v.order)
+	if n == v.head || v.order[n-1] < seq {
+		v.order = append(v.order, seq)
+		return
+	}
+	i := v.head + sort.Search(n-v.head, func(i int) bool { return v.order[v.head+i] >= seq })
+	if i < n && v.order[i] == seq {
+		return
+	}
+	v.order = append(v.order, 0)
+	copy(v.order[i+1:], v.order[i:])
+	v.order[i] = seq
+}
+
+func (v *view) signal() {
+	close(v.changed)
+	v.changed = make(chan struct{})
+}
+
+// compact drops removed messages from the front of the order, and
+// rebuilds it when holes (messages acked out of order) dominate.
+func (v *view) compact() {
+	for v.head < len(v.order) && v.msgs[v.order[v.head]] == nil {
+		v.head++
+	}
+	if live := len(v.order) - v.head; v.head > 1024 && v.head > live || live > 2*len(v.msgs)+1024 {
+		order := make([]uint64, 0, len(v.msgs))
+		for _, seq := range v.order[v.head:] {
+			if v.msgs[seq] != nil {
+				order = append(order, seq)
+			}
+		}
+		v.order, v.head = order, 0
+	}
+}
+
+// wrote tells the queue's view (if any) that this agent changed the queue
+// at rev, so that its next pick waits until the watch has brought that
+// change: a consumer that nacks and reserves again gets the nacked message
+// back in its place, not the one behind it.
+func (b *Broker) wrote(queue string, rev int64) {
+	b.mu.Lock()
+	v := b.views[queue]
+	b.mu.Unlock()
+	if v != nil {
+		v.mu.Lock()
+		v.want = max(v.want, rev)
+		v.mu.Unlock()
+	}
+}
+
+// waitLoaded waits for the first load.
+func (v *view) waitLoaded(ctx context.Context) error {
+	select {
+	case <-v.loaded:
+		return nil
+	case <-ctx.Done():
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if v.lastErr != nil {
+			return v.lastErr
+		}
+		return ctx.Err()
+	}
+}
