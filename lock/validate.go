@@ -1,0 +1,118 @@
+package lock
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"google.golang.org/grpc/codes"
+)
+
+// Limits checked at the gRPC boundary.
+const (
+	MaxNameLen   = 128
+	MaxValueSize = 1 << 20 // per fenced put, and for all of a request's values together
+	MaxOps       = 128
+	maxKeyLen    = 4096
+	maxTimeoutMs = 24 * 60 * 60 * 1000
+)
+
+// FieldError names the request field that is wrong; it answers
+// INVALID_ARGUMENT.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string        { return e.Field + ": " + e.Msg }
+func (e *FieldError) GRPCCode() codes.Code { return codes.InvalidArgument }
+
+// ValidName checks a lock's name: one path segment of printable UTF-8.
+func ValidName(name string) error {
+	switch {
+	case name == "":
+		return &FieldError{"name", "must not be empty"}
+	case len(name) > MaxNameLen:
+		return &FieldError{"name", fmt.Sprintf("is %d bytes, more than %d", len(name), MaxNameLen)}
+	case strings.Contains(name, "/"):
+		return &FieldError{"name", fmt.Sprintf("%q must not contain '/'", name)}
+	case !utf8.ValidString(name):
+		return &FieldError{"name", "is not valid UTF-8"}
+	case strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0:
+		return &FieldError{"name", fmt.Sprintf("%q must not contain spaces or control characters", name)}
+	}
+	return nil
+}
+
+func validateAcquire(req *beaconpb.LockAcquireRequest) error {
+	if err := ValidName(req.Name); err != nil {
+		return err
+	}
+	if req.SessionId == "" {
+		return &FieldError{"session_id", "must not be empty: open a session first (Session.Open)"}
+	}
+	if req.TimeoutMs < 0 || req.TimeoutMs > maxTimeoutMs {
+		return &FieldError{"timeout_ms", fmt.Sprintf("%d is not from 0 to %d (a day)", req.TimeoutMs, maxTimeoutMs)}
+	}
+	if req.Limit < 0 || req.Limit > MaxLimit {
+		return &FieldError{"limit", fmt.Sprintf("%d is not from 1 to %d (0 means 1)", req.Limit, MaxLimit)}
+	}
+	return nil
+}
+
+// checkKey checks that key is a lock key of this agent's namespace and
+// returns the lock's name.
+func (s *Service) checkKey(field, key string, token int64) (string, error) {
+	root := s.c.Namespace + "locks/"
+	rest, ok := strings.CutPrefix(key, root)
+	i := strings.LastIndexByte(rest, '/')
+	if !ok || i < 0 {
+		return "", &FieldError{field, fmt.Sprintf("%q is not a lock key (%s<name>/<lease id in hex>)", key, root)}
+	}
+	if err := ValidName(rest[:i]); err != nil {
+		return "", &FieldError{field, fmt.Sprintf("%q: the lock's %v", key, err)}
+	}
+	if _, err := LeaseOf(key); err != nil {
+		return "", &FieldError{field, err.Error()}
+	}
+	if token <= 0 {
+		return "", &FieldError{"token", fmt.Sprintf("%d is not a fencing token (a revision, from Acquire)", token)}
+	}
+	return rest[:i], nil
+}
+
+// checkOps checks fenced operations: keys outside beacon's own state
+// (except its config/ keys, which are the applications'), values within
+// the payload limit.
+func (s *Service) checkOps(ops []*beaconpb.LockFencedOp) error {
+	if len(ops) == 0 || len(ops) > MaxOps {
+		return &FieldError{"ops", fmt.Sprintf("%d operations; give 1 to %d", len(ops), MaxOps)}
+	}
+	total := 0
+	for i, op := range ops {
+		f := fmt.Sprintf("ops[%d]", i)
+		switch op.GetType() {
+		case beaconpb.LockOpType_LOCK_OP_PUT, beaconpb.LockOpType_LOCK_OP_DELETE, beaconpb.LockOpType_LOCK_OP_GET:
+		default:
+			return &FieldError{f + ".type", fmt.Sprintf("%v: give PUT, DELETE or GET", op.GetType())}
+		}
+		switch {
+		case op.Key == "":
+			return &FieldError{f + ".key", "must not be empty"}
+		case len(op.Key) > maxKeyLen:
+			return &FieldError{f + ".key", fmt.Sprintf("is %d bytes, more than %d", len(op.Key), maxKeyLen)}
+		case strings.HasPrefix(op.Key, s.c.Namespace) && !strings.HasPrefix(op.Key, s.c.Namespace+"config/"):
+			return &FieldError{f + ".key", fmt.Sprintf("%q is beacon's own state; fenced writes go outside %s, or under %sconfig/",
+				op.Key, s.c.Namespace, s.c.Namespace)}
+		case len(op.Value) > MaxValueSize:
+			return &FieldError{f + ".value", fmt.Sprintf("is %d bytes, more than 1 MiB", len(op.Value))}
+		}
+		total += len(op.Value)
+	}
+	if total > MaxValueSize {
+		return &FieldError{"ops", fmt.Sprintf("values add up to %d bytes, more than 1 MiB", total)}
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Watch follows the grant (key, token) until it stops holding, and returns
+// ErrLost saying why (or ctx's error). held is called once, when the grant
+// is first confirmed; if it does not hold at the start, Watch returns
+// ErrLost without calling it.
+//
+// When the cluster cannot be reached (no leader, connection down), Watch
+// keeps trying; once the grant has gone unconfirmed for longer than its
+// lease's TTL, the lease has surely expired, and Watch reports it lost
+// rather than let a holder believe in it indefinitely.
+func Watch(ctx context.Context, cli *clientv3.Client, key string, token int64, held func()) error {
+	if _, err := LeaseOf(key); err != nil {
+		return err
+	}
+	var (
+		ttl       time.Duration
+		confirmed time.Time
+		backoff   = 20 * time.Millisecond
+	)
+	for {
+		err := watchOnce(ctx, cli, key, token, func(leaseTTL time.Duration) {
+			if confirmed.IsZero() {
+				ttl = leaseTTL
+				held()
+			}
+			confirmed = time.Now()
+		})
+		if ctx.Err() != nil {
+			return cause(ctx)
+		}
+		if errors.Is(err, ErrLost) {
+			return err
+		}
+		if confirmed.IsZero() {
+			// Never confirmed: say so rather than retry blindly.
+			return err
+		}
+		if time.Since(confirmed) > ttl {
+			return fmt.Errorf("%w: the cluster could not confirm %s for longer than its lease's TTL (%s): %v", ErrLost, key, ttl, err)
+		}
+		select {
+		case <-ctx.Done():
+			return cause(ctx)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// watchOnce confirms the grant after its watch exists, then waits for the
+// key's delete. Errors other than ErrLost are transient.
+func watchOnce(ctx context.Context, cli *clientv3.Client, key string, token int64, confirmed func(ttl time.Duration)) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := cli.Watch(wctx, key, clientv3.WithCreatedNotify())
+	if _, err := watchCreated(ctx, wch); err != nil {
+		return err
+	}
+	resp, err := cli.Get(ctx, key) // with the lease, which keys-only answers leave out
+	if err != nil {
+		return err
+	}
+	if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != token {
+		return fmt.Errorf("%w: %s with token %d does not hold", ErrLost, key, token)
+	}
+	ttl := 10 * time.Second
+	if t, err := cli.TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err == nil && t.GrantedTTL > 0 {
+		ttl = time.Duration(t.GrantedTTL) * time.Second
+	}
+	confirmed(ttl)
+	for wr := range wch {
+		if wr.Err() != nil || wr.Canceled {
+			// Held until this moment: the watch stood (with a leader).
+			confirmed(ttl)
+			return errRewatch
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == mvccpb.DELETE || ev.Kv.CreateRevision != token {
+				return fmt.Errorf("%w: %s was deleted (released, or its lease ended)", ErrLost, key)
+			}
+		}
+	}
+	confirmed(ttl)
+	return errRewatch
+}
