@@ -412,3 +412,11 @@ func (a *Agent) StartIn(dir string, args ...string) {
 	a.c.t.Helper()
 	a.startCmd(dir, nil, args)
 }
+
+// Cleanup removes the binaries built for the test run; call it from
+// TestMain after m.Run.
+func Cleanup() {
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+}
