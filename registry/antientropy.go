@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -65,14 +64,9 @@ func (l *Local) sync(ctx context.Context) {
 			written++
 		}
 	}
-	for _, svc := range l.catalog.Services() {
-		for _, in := range l.catalog.Service(svc) {
-			if !strings.EqualFold(in.Node, l.node) || in.Revision > horizon {
-				continue
-			}
-			if l.removeStale(ctx, in) {
-				removed++
-			}
+	for _, in := range l.catalog.NodeInstances(l.node) {
+		if in.Revision <= horizon && l.removeStale(ctx, in) {
+			removed++
 		}
 	}
 	if written+removed > 0 {

@@ -30,7 +30,8 @@ type Catalog struct {
 
 	mu       sync.RWMutex
 	services map[string]*serviceEntry
-	nodes    map[string]cluster.NodeInfo // by lower-case name
+	byNode   map[string]map[string]*Instance // lower-case node → service/id → instance
+	nodes    map[string]cluster.NodeInfo     // by lower-case name
 	rev      int64
 	subs     map[*Subscription]struct{}
 
@@ -50,6 +51,7 @@ func NewCatalog(cli *clientv3.Client, namespace string, lg *zap.Logger) *Catalog
 	return &Catalog{
 		cli: cli, namespace: namespace, lg: lg,
 		services: map[string]*serviceEntry{},
+		byNode:   map[string]map[string]*Instance{},
 		nodes:    map[string]cluster.NodeInfo{},
 		subs:     map[*Subscription]struct{}{},
 		ready:    make(chan struct{}),
@@ -120,6 +122,40 @@ func (c *Catalog) Services() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// NodeInstances returns the instances that name node as theirs: what
+// anti-entropy compares a node's registrations with, without scanning the
+// whole catalog.
+func (c *Catalog) NodeInstances(node string) []*Instance {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	m := c.byNode[strings.ToLower(node)]
+	out := make([]*Instance, 0, len(m))
+	for _, in := range m {
+		out = append(out, in)
+	}
+	return out
+}
+
+func (c *Catalog) indexLocked(in *Instance) {
+	n := strings.ToLower(in.Node)
+	m := c.byNode[n]
+	if m == nil {
+		m = map[string]*Instance{}
+		c.byNode[n] = m
+	}
+	m[in.Service+"/"+in.ID] = in
+}
+
+func (c *Catalog) unindexLocked(in *Instance) {
+	n := strings.ToLower(in.Node)
+	if m := c.byNode[n]; m != nil {
+		delete(m, in.Service+"/"+in.ID)
+		if len(m) == 0 {
+			delete(c.byNode, n)
+		}
+	}
 }
 
 // Node returns a live agent's record by name, case-insensitively.
@@ -213,6 +249,12 @@ func (c *Catalog) relist(ctx context.Context) (int64, error) {
 		}
 	}
 	c.services, c.nodes, c.rev = fresh, freshNodes, rev
+	c.byNode = map[string]map[string]*Instance{}
+	for _, e := range fresh {
+		for _, in := range e.byID {
+			c.indexLocked(in)
+		}
+	}
 	c.publishLocked(events)
 	c.mu.Unlock()
 	c.readyOnce.Do(func() { close(c.ready) })
@@ -283,8 +325,12 @@ func (c *Catalog) applyServices(wr clientv3.WatchResponse) {
 				e = &serviceEntry{byID: map[string]*Instance{}}
 				c.services[service] = e
 			}
+			if old := e.byID[id]; old != nil {
+				c.unindexLocked(old)
+			}
 			e.byID[id] = in
 			e.list = nil
+			c.indexLocked(in)
 			events = append(events, Event{Type: EventPut, Instance: in, Revision: rev})
 		case mvccpb.DELETE:
 			if e == nil || e.byID[id] == nil {
@@ -293,6 +339,7 @@ func (c *Catalog) applyServices(wr clientv3.WatchResponse) {
 			old := e.byID[id]
 			delete(e.byID, id)
 			e.list = nil
+			c.unindexLocked(old)
 			if len(e.byID) == 0 {
 				delete(c.services, service)
 			}
