@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/beaconhq/beacon/internal/rpcerr"
+
 	"google.golang.org/grpc/codes"
 )
 
@@ -15,40 +17,23 @@ var (
 	// ErrLost: the leadership or candidacy ended: its key was deleted
 	// (resigned, revoked, expired, or removed by hand) or the session's
 	// lease changed under it.
-	ErrLost = &codedError{codes.FailedPrecondition, "election: leadership lost"}
+	ErrLost = rpcerr.NewNamed(codes.FailedPrecondition, "election: leadership lost")
 	// ErrNotLeader: Proclaim or WatchLeadership with a rev that is not
 	// this session's current leadership.
-	ErrNotLeader = &codedError{codes.FailedPrecondition, "election: not the leader"}
+	ErrNotLeader = rpcerr.NewNamed(codes.FailedPrecondition, "election: not the leader")
 	// ErrSessionEnded: the session closed while campaigning or leading.
-	ErrSessionEnded = &codedError{codes.FailedPrecondition, "election: session ended"}
+	ErrSessionEnded = rpcerr.NewNamed(codes.FailedPrecondition, "election: session ended")
 	// ErrNoLeader: nobody leads the election.
-	ErrNoLeader = &codedError{codes.NotFound, "election: no leader"}
+	ErrNoLeader = rpcerr.NewNamed(codes.NotFound, "election: no leader")
 	// ErrInvalid is what every FieldError is.
-	ErrInvalid = &codedError{codes.InvalidArgument, "invalid argument"}
+	ErrInvalid = rpcerr.NewNamed(codes.InvalidArgument, "invalid argument")
 )
-
-type codedError struct {
-	code codes.Code
-	msg  string
-}
-
-func (e *codedError) Error() string        { return e.msg }
-func (e *codedError) GRPCCode() codes.Code { return e.code }
 
 // wrapf adds specifics to a named error and keeps its code and identity
 // (errors.Is(err, ErrLost) still holds).
-func wrapf(base *codedError, format string, args ...any) error {
-	return &wrapped{base: base, msg: base.msg + ": " + fmt.Sprintf(format, args...)}
+func wrapf(base *rpcerr.Named, format string, args ...any) error {
+	return rpcerr.Wrap(base, base.Error()+": "+fmt.Sprintf(format, args...))
 }
-
-type wrapped struct {
-	base *codedError
-	msg  string
-}
-
-func (w *wrapped) Error() string        { return w.msg }
-func (w *wrapped) Unwrap() error        { return w.base }
-func (w *wrapped) GRPCCode() codes.Code { return w.base.code }
 
 // FieldError names the request field that is wrong; it answers
 // INVALID_ARGUMENT.

@@ -7,43 +7,28 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/beaconhq/beacon/internal/rpcerr"
+
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
 )
 
 var (
 	// ErrEmpty: no message became ready within the wait.
-	ErrEmpty = &codedError{codes.NotFound, "no message ready"}
+	ErrEmpty = rpcerr.NewNamed(codes.NotFound, "no message ready")
 	// ErrStaleReceipt: the receipt's reservation is gone — acked, nacked,
 	// ended with the consumer's session, or expired and taken again.
-	ErrStaleReceipt = &codedError{codes.FailedPrecondition, "stale receipt: the reservation has ended"}
+	ErrStaleReceipt = rpcerr.NewNamed(codes.FailedPrecondition, "stale receipt: the reservation has ended")
 	// ErrSessionEnded: the session the reservation was to be bound to has
 	// ended.
-	ErrSessionEnded = &codedError{codes.FailedPrecondition, "session ended"}
+	ErrSessionEnded = rpcerr.NewNamed(codes.FailedPrecondition, "session ended")
 )
-
-type codedError struct {
-	code codes.Code
-	msg  string
-}
-
-func (e *codedError) Error() string        { return e.msg }
-func (e *codedError) GRPCCode() codes.Code { return e.code }
 
 // wrapf adds specifics to a named error; errors.Is still finds it and the
 // gRPC code is kept.
-func wrapf(base *codedError, format string, args ...any) error {
-	return &wrapped{base: base, msg: fmt.Sprintf(format, args...)}
+func wrapf(base *rpcerr.Named, format string, args ...any) error {
+	return rpcerr.Wrap(base, fmt.Sprintf(format, args...)+": "+base.Error())
 }
-
-type wrapped struct {
-	base *codedError
-	msg  string
-}
-
-func (w *wrapped) Error() string        { return w.msg + ": " + w.base.msg }
-func (w *wrapped) Unwrap() error        { return w.base }
-func (w *wrapped) GRPCCode() codes.Code { return w.base.code }
 
 // FieldError is bad input; it answers INVALID_ARGUMENT naming the field.
 type FieldError struct {

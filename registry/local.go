@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/beaconhq/beacon/internal/rpcerr"
+
 	"github.com/beaconhq/beacon/healthcheck"
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -28,32 +30,15 @@ const (
 
 // Named errors of the registry, each with its gRPC code.
 var (
-	ErrNotFound      = &codedError{codes.NotFound, "not found"}
-	ErrAlreadyExists = &codedError{codes.AlreadyExists, "already exists"}
-	ErrNoTTLCheck    = &codedError{codes.FailedPrecondition, "the instance has no TTL check"}
+	ErrNotFound      = rpcerr.NewNamed(codes.NotFound, "not found")
+	ErrAlreadyExists = rpcerr.NewNamed(codes.AlreadyExists, "already exists")
+	ErrNoTTLCheck    = rpcerr.NewNamed(codes.FailedPrecondition, "the instance has no TTL check")
 )
 
-type codedError struct {
-	code codes.Code
-	msg  string
-}
-
-func (e *codedError) Error() string        { return e.msg }
-func (e *codedError) GRPCCode() codes.Code { return e.code }
-
 // wrapf adds specifics to a named error and keeps its code.
-func wrapf(base *codedError, format string, args ...any) error {
-	return &wrapped{base: base, msg: fmt.Sprintf(format, args...)}
+func wrapf(base *rpcerr.Named, format string, args ...any) error {
+	return rpcerr.Wrap(base, fmt.Sprintf(format, args...))
 }
-
-type wrapped struct {
-	base *codedError
-	msg  string
-}
-
-func (w *wrapped) Error() string        { return w.msg }
-func (w *wrapped) Unwrap() error        { return w.base }
-func (w *wrapped) GRPCCode() codes.Code { return w.base.code }
 
 // GRPCCode makes a FieldError answer INVALID_ARGUMENT.
 func (e *FieldError) GRPCCode() codes.Code { return codes.InvalidArgument }

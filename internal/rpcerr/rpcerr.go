@@ -56,3 +56,31 @@ func From(err error) error {
 	}
 	return status.Error(codes.Internal, err.Error())
 }
+
+// Named is a package's named error (lock.ErrLost, queue.ErrEmpty) that
+// answers its gRPC code.
+type Named struct {
+	code codes.Code
+	msg  string
+}
+
+// NewNamed returns a named error with a code.
+func NewNamed(code codes.Code, msg string) *Named { return &Named{code: code, msg: msg} }
+
+func (e *Named) Error() string { return e.msg }
+
+// GRPCCode is the code the error answers.
+func (e *Named) GRPCCode() codes.Code { return e.code }
+
+// Wrap gives a named error a message of its own while keeping its code and
+// its identity: errors.Is(Wrap(ErrX, "…"), ErrX) holds.
+func Wrap(base *Named, msg string) error { return &wrapped{base: base, msg: msg} }
+
+type wrapped struct {
+	base *Named
+	msg  string
+}
+
+func (w *wrapped) Error() string        { return w.msg }
+func (w *wrapped) Unwrap() error        { return w.base }
+func (w *wrapped) GRPCCode() codes.Code { return w.base.code }
