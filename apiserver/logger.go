@@ -6,12 +6,18 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // interceptorLogger adapts zap to the logging interceptor.
 func interceptorLogger(lg *zap.Logger) logging.Logger {
 	lg = lg.WithOptions(zap.AddCallerSkip(1))
 	return logging.LoggerFunc(func(_ context.Context, lvl logging.Level, msg string, fields ...any) {
+		// Most calls finish OK and log at debug: skip building fields that
+		// zap would drop.
+		if !lg.Core().Enabled(zapLevel(lvl)) {
+			return
+		}
 		zf := make([]zap.Field, 0, len(fields)/2)
 		for i := 0; i+1 < len(fields); i += 2 {
 			zf = append(zf, zap.Any(fmt.Sprint(fields[i]), fields[i+1]))
@@ -27,4 +33,16 @@ func interceptorLogger(lg *zap.Logger) logging.Logger {
 			lg.Error(msg, zf...)
 		}
 	})
+}
+
+func zapLevel(l logging.Level) zapcore.Level {
+	switch l {
+	case logging.LevelDebug:
+		return zapcore.DebugLevel
+	case logging.LevelInfo:
+		return zapcore.InfoLevel
+	case logging.LevelWarn:
+		return zapcore.WarnLevel
+	}
+	return zapcore.ErrorLevel
 }
