@@ -77,9 +77,14 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 			return nil, err
 		}
 		if (st == nil || st.MemberID == "") && len(o.Join) > 0 {
-			// A join interrupted before promotion leaves etcd data but no
-			// recorded membership: discard it and join afresh (the join
+			// Data without a recorded membership: a join was interrupted.
+			// If etcd had already promoted it, the data is a voter's:
+			// resume it. Otherwise discard it and join afresh (the join
 			// removes the learner it left in the cluster).
+			if promotedBefore(ctx, o) {
+				o.Logger.Info("resuming the member of an interrupted join that had been promoted")
+				return resumeMember(ctx, o)
+			}
 			o.Logger.Info("discarding the data of an interrupted join", zap.String("data-dir", o.DataDir))
 			if err := removeEtcdData(o.DataDir); err != nil {
 				return nil, err
@@ -229,4 +234,27 @@ func startExternal(ctx context.Context, o Options) (*Node, error) {
 	n := newNode(o, RoleExternal)
 	n.client = cli
 	return n, nil
+}
+
+// promotedBefore asks the cluster whether a voter already has this host's
+// peer URL and name: the trace of a join that completed in etcd but was
+// killed before it recorded its state.
+func promotedBefore(ctx context.Context, o Options) bool {
+	cli, err := reachCluster(ctx, o, o.Join)
+	if err != nil {
+		return false
+	}
+	defer cli.Close()
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ml, err := cli.MemberList(lctx)
+	if err != nil {
+		return false
+	}
+	for _, m := range ml.Members {
+		if hasPeerURL(m, o.PeerURL) && !m.IsLearner && (m.Name == "" || m.Name == o.Name) {
+			return true
+		}
+	}
+	return false
 }
