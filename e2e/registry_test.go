@@ -437,3 +437,92 @@ func TestDefaultIDFromHostName(t *testing.T) {
 		t.Fatalf("register on a dotted node name: %v %s %s", err, out, stderr)
 	}
 }
+
+// TestConcurrentRegistrations: two sessions race to register the same 100
+// ids, 16 at a time each (new registrations are group-committed): every id
+// ends with exactly one owner, the loser is told AlreadyExists, and the
+// catalog holds exactly the winners.
+func TestConcurrentRegistrations(t *testing.T) {
+	c := testcluster.New(t)
+	a := c.Host("a")
+	a.Start()
+	a.WaitReady(readyWithin)
+	cl, err := client.New(a.APIAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var sessions [2]*client.Session
+	for i := range sessions {
+		if sessions[i], err = cl.NewSession(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer sessions[i].Close()
+	}
+	const n = 100
+	var won [2][n]atomic.Bool
+	errs := make(chan error, 2*n)
+	done := make(chan struct{})
+	for s := 0; s < 2; s++ {
+		for w := 0; w < 16; w++ {
+			go func(s, w int) {
+				for i := w; i < n; i += 16 {
+					_, err := cl.Registry.Register(ctx, &beaconpb.RegisterRequest{SessionId: sessions[s].ID,
+						Instance: &beaconpb.Instance{Service: "race", Id: fmt.Sprintf("i%d", i), Port: uint32(1000 + s)}})
+					switch status.Code(err) {
+					case codes.OK:
+						won[s][i].Store(true)
+					case codes.AlreadyExists:
+					default:
+						errs <- err
+					}
+					done <- struct{}{}
+				}
+			}(s, w)
+		}
+	}
+	for i := 0; i < 2*n; i++ {
+		select {
+		case <-done:
+		case err := <-errs:
+			t.Fatalf("registration failed: %v", err)
+		}
+	}
+	// The catalog is fed by a watch: wait until it holds all n.
+	got := map[string]uint32{}
+	err = testcluster.Eventually(30*time.Second, func() error {
+		list, err := cl.Registry.List(ctx, &beaconpb.ListRequest{Service: "race"})
+		if err != nil {
+			return err
+		}
+		got = map[string]uint32{}
+		for _, in := range list.Instances {
+			got[in.Id] = in.Port
+		}
+		if len(got) < n {
+			return errNotYet
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("catalog holds %d of %d instances: %v", len(got), n, err)
+	}
+	for i := 0; i < n; i++ {
+		a, b := won[0][i].Load(), won[1][i].Load()
+		if a == b {
+			t.Fatalf("i%d: session 0 won %v, session 1 won %v; want exactly one", i, a, b)
+		}
+		want := uint32(1000)
+		if b {
+			want = 1001
+		}
+		if got[fmt.Sprintf("i%d", i)] != want {
+			t.Fatalf("i%d: catalog has port %d, the winner registered %d", i, got[fmt.Sprintf("i%d", i)], want)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("catalog holds %d instances, want %d", len(got), n)
+	}
+}

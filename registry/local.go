@@ -82,6 +82,8 @@ type Local struct {
 	// back a deregistered key or roll back a newer status. Striped, so
 	// that different keys are written concurrently.
 	keyLocks [64]sync.Mutex
+
+	batch createBatcher
 }
 
 func (l *Local) keyLock(k string) *sync.Mutex {
@@ -114,6 +116,7 @@ func NewLocal(ctx context.Context, c LocalConfig) (*Local, error) {
 		regs: map[string]*registration{}, hooked: map[string]bool{},
 		kick: make(chan struct{}, 1),
 	}
+	l.batch.cli = c.Client
 	l.agentSess.OnLeaseChange(func(_, _ clientv3.LeaseID) { l.Kick() })
 	kept, err := l.store.load()
 	if err != nil {
@@ -214,7 +217,7 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 	}
 	l.mu.Unlock()
 
-	if rev, err = l.write(ctx, in, sess.Lease()); err != nil {
+	if rev, err = l.writeNew(ctx, in, sess.Lease(), old == nil); err != nil {
 		return nil, nil, 0, err
 	}
 	r = &registration{Registration: Registration{Instance: in, Check: check, Owner: owner}, sess: sess}
@@ -253,6 +256,20 @@ func (l *Local) startMonitor(r *registration) {
 	l.mu.Lock()
 	r.mon = mon
 	l.mu.Unlock()
+}
+
+// writeNew is write for a registration: one this agent does not have yet
+// goes through the create batcher first (the common case, a new key, in a
+// group commit); anything else takes write's checked path.
+func (l *Local) writeNew(ctx context.Context, in Instance, lease clientv3.LeaseID, isNew bool) (int64, error) {
+	if isNew {
+		b, _ := json.Marshal(in)
+		rev, created, err := l.batch.create(ctx, Key(l.namespace, in.Service, in.ID), string(b), lease)
+		if err != nil || created {
+			return rev, err
+		}
+	}
+	return l.write(ctx, in, lease)
 }
 
 // write puts the instance under lease. It never takes over an instance
