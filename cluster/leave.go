@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 )
 
@@ -50,7 +51,34 @@ func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
 			break
 		}
 	}
-	return removeWhenHealthy(ctx, cli, id)
+	err = removeWhenHealthy(ctx, cli, id)
+	if err != nil && plan.successor != nil && goneFrom(ctx, plan.successor, id) {
+		// The request went to this member, which stops as soon as it
+		// applies its own removal; the answer can be lost on the way.
+		return nil
+	}
+	return err
+}
+
+// goneFrom asks another voter whether member id has left its list.
+func goneFrom(ctx context.Context, other *etcdserverpb.Member, id uint64) bool {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: other.ClientURLs, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return false
+	}
+	defer cli.Close()
+	lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	ml, err := cli.MemberList(lctx)
+	if err != nil {
+		return false
+	}
+	for _, m := range ml.Members {
+		if m.ID == id {
+			return false
+		}
+	}
+	return true
 }
 
 // removeWhenHealthy retries etcd's ErrUnhealthy, which it answers to
