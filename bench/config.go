@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
@@ -26,16 +25,11 @@ type ConfigOptions struct {
 // the same member: a clientv3 Put seen by a clientv3 Watch.
 func Config(ctx context.Context, w io.Writer, o ConfigOptions) error {
 	if o.Agent == "" {
-		dir, err := os.MkdirTemp("", "beacon-bench-config-")
+		a, done, err := ownAgent(ctx, "bench-config")
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
-		a, err := startAgent(ctx, dir, "bench-config")
-		if err != nil {
-			return err
-		}
-		defer stop(a.cmd)
+		defer done()
 		o.Agent, o.Endpoint = a.API, a.ClientURL
 	}
 	run := time.Now().UnixNano() % 100000

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,16 +34,11 @@ type LockOptions struct {
 // sessions looping acquire→release on one lock.
 func Lock(ctx context.Context, w io.Writer, o LockOptions) error {
 	if o.Agent == "" {
-		dir, err := os.MkdirTemp("", "beacon-bench-lock-")
+		a, done, err := ownAgent(ctx, "bench-lock")
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
-		a, err := startAgent(ctx, dir, "bench-lock")
-		if err != nil {
-			return err
-		}
-		defer stop(a.cmd)
+		defer done()
 		o.Agent, o.Endpoint = a.API, a.ClientURL
 	}
 	c, err := client.New(o.Agent)

@@ -68,3 +68,18 @@ func startPair(ctx context.Context, dir string) (member, proxy *agentProc, stopA
 	}
 	return member, proxy, stopAll, nil
 }
+
+// ownAgent starts a one-node agent in a temporary data dir for a
+// benchmark that was not pointed at one; done stops it and removes the dir.
+func ownAgent(ctx context.Context, name string) (a *agentProc, done func(), err error) {
+	dir, err := os.MkdirTemp("", "beacon-"+name+"-")
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err = startAgent(ctx, dir, name)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return a, func() { stop(a.cmd); os.RemoveAll(dir) }, nil
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,16 +36,11 @@ type QueueOptions struct {
 // consumer, one with several of each.
 func Queue(ctx context.Context, w io.Writer, o QueueOptions) error {
 	if o.Agent == "" {
-		dir, err := os.MkdirTemp("", "beacon-bench-queue-")
+		p, done, err := ownAgent(ctx, "bench-queue")
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
-		p, err := startAgent(ctx, dir, "bench-queue")
-		if err != nil {
-			return err
-		}
-		defer stop(p.cmd)
+		defer done()
 		o.Agent, o.Endpoint = p.API, p.ClientURL
 	}
 	c, err := client.New(o.Agent)

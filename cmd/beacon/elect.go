@@ -8,10 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
-	"reflect"
-	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -20,6 +17,7 @@ import (
 	"github.com/beaconhq/beacon/bench"
 	"github.com/beaconhq/beacon/client"
 	"github.com/beaconhq/beacon/election"
+	"github.com/beaconhq/beacon/internal/supervise"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -369,7 +367,7 @@ func (r *electRunner) lead(ctx context.Context, sess *client.Session, leader *be
 			r.resign(sess, leader)
 			return 0, true, err
 		}
-		childDone = child.done
+		childDone = child.Done()
 	} else {
 		fmt.Fprintf(r.stdout, "%s %d\n", leader.Key, leader.Rev)
 	}
@@ -454,93 +452,43 @@ func electSignalCode(sig os.Signal) int {
 	return 1
 }
 
-// electChild is CMD, running while this process leads.
-type electChild struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
+// electChild is CMD, running while this process leads; nil when elect runs
+// no command. It is supervised like `beacon lock`'s: its own process
+// group, PR_SET_PDEATHSIG, and a guard that kills the group (grandchildren
+// too) if beacon is killed.
+type electChild struct{ *supervise.Command }
 
-// startElectChild starts argv in a process group of its own (so stopping
-// it reaches its children) that the kernel kills if beacon dies.
-//
-// Pdeathsig fires when the thread that forked the child ends, not the
-// process: the goroutine that starts CMD keeps its thread locked until
-// CMD has exited, so the Go runtime never retires that thread under it.
 func startElectChild(argv, env []string) (*electChild, error) {
-	ch := &electChild{done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Env = env
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		cmd.SysProcAttr = electSysProcAttr()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		ch.cmd = cmd
-		started <- nil
-		ch.err = cmd.Wait()
-		close(ch.done)
-	}()
-	if err := <-started; err != nil {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	c, err := supervise.StartCommand(supervise.CommandOptions{Args: argv, Env: env, GuardArgs: []string{self, "lock-guard"}})
+	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", argv[0], err)
 	}
-	return ch, nil
-}
-
-// electSysProcAttr: a process group of its own, and SIGKILL when beacon
-// dies. Pdeathsig exists only in Linux's SysProcAttr; it is set by name
-// so that this file builds on every Unix.
-func electSysProcAttr() *syscall.SysProcAttr {
-	attr := &syscall.SysProcAttr{Setpgid: true}
-	if f := reflect.ValueOf(attr).Elem().FieldByName("Pdeathsig"); f.IsValid() && f.CanSet() {
-		f.Set(reflect.ValueOf(syscall.SIGKILL))
-	}
-	return attr
+	return &electChild{c}, nil
 }
 
 // signal passes sig to CMD's process group.
 func (ch *electChild) signal(sig syscall.Signal) {
-	if ch == nil {
-		return
+	if ch != nil {
+		ch.Signal(sig)
 	}
-	_ = syscall.Kill(-ch.cmd.Process.Pid, sig)
 }
 
-// stop sends sig to CMD's group, SIGKILL after grace, and waits for CMD to
-// be gone; whatever of its group is left is killed too, so nothing of the
-// leader's work outlives the leadership.
+// stop sends sig to CMD's group, SIGKILL after grace, waits for CMD, and
+// kills whatever of its group is left: nothing of the leader's work
+// outlives the leadership.
 func (ch *electChild) stop(sig syscall.Signal, grace time.Duration) {
-	if ch == nil {
-		return
+	if ch != nil {
+		ch.StopWith(sig, grace)
+		ch.Finish()
 	}
-	ch.signal(sig)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-ch.done:
-	case <-t.C:
-		ch.signal(syscall.SIGKILL)
-		<-ch.done
-	}
-	ch.signal(syscall.SIGKILL)
 }
 
 // exitCode is CMD's exit code, 128+N if a signal N ended it.
-func (ch *electChild) exitCode() int {
-	var ee *exec.ExitError
-	if !errors.As(ch.err, &ee) {
-		return 0
-	}
-	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ee.ExitCode()
-}
+func (ch *electChild) exitCode() int { return ch.Finish() }
 
 func newBenchElectionCmd() *cobra.Command {
 	o := bench.ElectionOptions{}

@@ -12,6 +12,7 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/bench"
 	"github.com/beaconhq/beacon/client"
+	"github.com/beaconhq/beacon/internal/supervise"
 	"github.com/beaconhq/beacon/lock"
 	"github.com/spf13/cobra"
 )
@@ -139,7 +140,7 @@ func runLock(ctx context.Context, g *globals, name string, argv []string, f *loc
 	if g.agent != "" {
 		env = append(env, "BEACON_AGENT="+g.agent)
 	}
-	command, err := lock.StartCommand(lock.CommandOptions{Args: argv, Env: env, GuardArgs: []string{self, "lock-guard"}})
+	command, err := supervise.StartCommand(supervise.CommandOptions{Args: argv, Env: env, GuardArgs: []string{self, "lock-guard"}})
 	if err != nil {
 		release()
 		return 0, fmt.Errorf("lock %q: %v", name, err)
@@ -247,7 +248,7 @@ func newLockGuardCmd(*globals) *cobra.Command {
 		Short:  "Kill a process group when stdin ends (for beacon lock)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
-		RunE:   func(*cobra.Command, []string) error { return lock.Guard(os.Stdin) },
+		RunE:   func(*cobra.Command, []string) error { return supervise.Guard(os.Stdin) },
 	}
 }
 

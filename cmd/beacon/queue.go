@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/bench"
 	"github.com/beaconhq/beacon/client"
+	"github.com/beaconhq/beacon/internal/supervise"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -461,17 +460,12 @@ func queueWorkLoop(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue s
 func queueRun(q beaconpb.QueueClient, g *globals, o *queueReserveFlags, sess *client.Session,
 	r *beaconpb.QueueReserveResponse, argv []string, sigs <-chan os.Signal) (code int, stop bool, err error) {
 	m := r.Message
-	c := exec.Command(argv[0], argv[1:]...)
-	c.Stdin = bytes.NewReader(m.Payload)
-	c.Stdout, c.Stderr = os.Stdout, os.Stderr
-	c.Env = append(os.Environ(), "BEACON_QUEUE="+m.Queue, "BEACON_QUEUE_MESSAGE_ID="+m.Id,
+	env := append(os.Environ(), "BEACON_QUEUE="+m.Queue, "BEACON_QUEUE_MESSAGE_ID="+m.Id,
 		"BEACON_QUEUE_DELIVERIES="+strconv.Itoa(int(m.Deliveries)), "BEACON_QUEUE_RECEIPT="+r.Receipt)
-	// If beacon dies, even by SIGKILL, the kernel kills CMD: nothing works
-	// on a message whose reservation is gone. The signal follows the
-	// thread that started CMD, so keep this goroutine on its thread.
-	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	self, err := os.Executable()
+	if err != nil {
+		return 0, false, err
+	}
 
 	call := func(f func(context.Context) error) error {
 		ctx, cancel := context.WithTimeout(context.Background(), g.callTimeout)
@@ -484,12 +478,15 @@ func queueRun(q beaconpb.QueueClient, g *globals, o *queueReserveFlags, sess *cl
 			return err
 		})
 	}
-	if err := c.Start(); err != nil {
+	// Supervised like `beacon lock`'s CMD: if beacon dies, even by SIGKILL,
+	// CMD and its children die too; nothing works on a message whose
+	// reservation is gone.
+	c, err := supervise.StartCommand(supervise.CommandOptions{Args: argv, Env: env,
+		Stdin: bytes.NewReader(m.Payload), GuardArgs: []string{self, "lock-guard"}})
+	if err != nil {
 		_ = nack()
 		return 0, false, fmt.Errorf("starting %s: %w", argv[0], err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- c.Wait() }()
 	extend := time.NewTicker(max(o.visibility/3, 10*time.Millisecond))
 	defer extend.Stop()
 	var lost string
@@ -498,17 +495,14 @@ func queueRun(q beaconpb.QueueClient, g *globals, o *queueReserveFlags, sess *cl
 	terminate := func(why string) {
 		if lost == "" {
 			lost = why
-			_ = c.Process.Signal(syscall.SIGTERM)
+			c.Signal(syscall.SIGTERM)
 			kill = time.After(10 * time.Second)
 		}
 	}
 	for {
 		select {
-		case <-exited:
-			code = c.ProcessState.ExitCode()
-			if ws, ok := c.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				code = 128 + int(ws.Signal())
-			}
+		case <-c.Done():
+			code = c.Finish()
 			switch {
 			case lost != "":
 				return code, true, fmt.Errorf("message %s of queue %s: %s while %s ran; it will be delivered again", m.Id, m.Queue, lost, argv[0])
@@ -526,7 +520,9 @@ func queueRun(q beaconpb.QueueClient, g *globals, o *queueReserveFlags, sess *cl
 			return code, stop, err
 		case sig := <-sigs:
 			stop = true
-			_ = c.Process.Signal(sig)
+			if s, ok := sig.(syscall.Signal); ok {
+				c.Signal(s)
+			}
 		case <-extend.C:
 			err := call(func(ctx context.Context) error {
 				_, err := q.Extend(ctx, &beaconpb.QueueExtendRequest{Receipt: r.Receipt, Visibility: durationpb.New(o.visibility)})
@@ -539,7 +535,7 @@ func queueRun(q beaconpb.QueueClient, g *globals, o *queueReserveFlags, sess *cl
 			sessDone = nil
 			terminate("the session with the agent ended")
 		case <-kill:
-			_ = c.Process.Kill()
+			c.Kill()
 		}
 	}
 }

@@ -1,4 +1,7 @@
-package lock
+// Package supervise runs the CMD of `beacon lock … -- CMD` and
+// `beacon elect … -- CMD`: a program that may run only while its beacon
+// process holds something (a lock, a leadership), and must die with it.
+package supervise
 
 import (
 	"bufio"
@@ -15,8 +18,7 @@ import (
 	"time"
 )
 
-// Command is a program run while a lock is held (`beacon lock NAME --
-// CMD`). It runs in a process group of its own, so that signals and the
+// Command is a program run while a lock or leadership is held. It runs in a process group of its own, so that signals and the
 // final stop reach everything it started, and it must not outlive the
 // process that holds the lock for it, even one killed with SIGKILL:
 //
@@ -42,9 +44,10 @@ type Command struct {
 
 // CommandOptions configure StartCommand.
 type CommandOptions struct {
-	Args      []string // the program and its arguments
-	Env       []string // the full environment
-	GuardArgs []string // how to run the guard (reads the group id, then waits for EOF)
+	Args      []string  // the program and its arguments
+	Env       []string  // the full environment
+	GuardArgs []string  // how to run the guard (reads the group id, then waits for EOF)
+	Stdin     io.Reader // the program's stdin; default this process's
 }
 
 // StartCommand starts the program with this process's stdin, stdout and
@@ -72,6 +75,9 @@ func StartCommand(o CommandOptions) (*Command, error) {
 	c.cmd = exec.Command(o.Args[0], o.Args[1:]...)
 	c.cmd.Env = o.Env
 	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if o.Stdin != nil {
+		c.cmd.Stdin = o.Stdin
+	}
 	c.cmd.SysProcAttr, c.fg = sysProcAttr()
 
 	// PDEATHSIG fires when the thread that forked the child ends, not the
@@ -119,8 +125,12 @@ func (c *Command) Kill() { c.Signal(syscall.SIGKILL) }
 
 // Stop sends SIGTERM to the group, then SIGKILL after grace if the
 // program is still running. It returns once the program has exited.
-func (c *Command) Stop(grace time.Duration) {
-	c.Signal(syscall.SIGTERM)
+func (c *Command) Stop(grace time.Duration) { c.StopWith(syscall.SIGTERM, grace) }
+
+// StopWith is Stop with another first signal (one beacon itself received,
+// passed on).
+func (c *Command) StopWith(sig syscall.Signal, grace time.Duration) {
+	c.Signal(sig)
 	select {
 	case <-c.done:
 	case <-time.After(grace):
