@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 
@@ -30,6 +31,20 @@ type handler struct {
 	serial  uint32
 	recurse bool // recursors are configured: RA, and forwarding
 	pools   poolCache
+	names   nameCache
+	// For tests that compare the fast path with the general way:
+	// generalOnly turns the fast path off, and testRand, when set, gives
+	// each draw its source of randomness.
+	generalOnly bool
+	testRand    func() *rand.Rand
+}
+
+// rng is a draw's source of randomness: nil, the global one, but in tests.
+func (h *handler) rng() *rand.Rand {
+	if h.testRand == nil {
+		return nil
+	}
+	return h.testRand()
 }
 
 // forwardReq is a query for a name outside the zone, to be forwarded.
@@ -44,6 +59,11 @@ type forwardReq struct {
 // or neither when the packet deserves no answer (shorter than a header, or
 // a response: answering those would let anyone build a loop).
 func (h *handler) answer(pkt []byte, tcp bool, buf []byte) ([]byte, *forwardReq) {
+	if !tcp && !h.generalOnly {
+		if out, ok := h.fastAnswer(pkt, buf); ok {
+			return out, nil
+		}
+	}
 	if len(pkt) < 12 || pkt[2]&0x80 != 0 {
 		return nil, nil
 	}

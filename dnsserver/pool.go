@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/beaconhq/beacon/registry"
 	"github.com/miekg/dns"
@@ -24,6 +23,9 @@ type pool struct {
 	tags   map[string]struct{}  // without a tag: every tag of the service, healthy or not
 	size   int                  // members in all groups
 	groups []group              // by ascending priority
+	// targets holds, for instance pools, each member's SRV target in
+	// wire form, so that the fast path copies rather than encodes.
+	targets []byte
 }
 
 type group struct {
@@ -37,6 +39,18 @@ type member struct {
 	addr netip.Addr
 	w    float64
 	prio int
+	// The SRV target <id>.<service>.service.<zone> in wire form is
+	// pool.targets[tOff:tOff+tLen]; tLen 0 when it is no domain name.
+	tOff int32
+	tLen uint8
+}
+
+// target is m's SRV target in wire form, nil when it has none.
+func (p *pool) target(m *member) []byte {
+	if m.tLen == 0 {
+		return nil
+	}
+	return p.targets[m.tOff : m.tOff+int32(m.tLen)]
 }
 
 // What a pool holds: instances (SRV, TXT), or the distinct IPv4 or IPv6
@@ -61,12 +75,6 @@ func poolKindOf(qtype uint16) poolKind {
 	return poolInstances
 }
 
-// candidate is an instance drawn for an answer, in answer order.
-type candidate struct {
-	in   *registry.Instance
-	addr netip.Addr
-}
-
 // maxPools bounds the pools kept; past it the cache starts over.
 const maxPools = 4096
 
@@ -75,9 +83,12 @@ type poolKey struct {
 	kind         poolKind
 }
 
+// poolCache is read on every query and written once per version of a
+// service: a plain map behind a read-write lock, whose reads allocate
+// nothing (a sync.Map would box every key).
 type poolCache struct {
-	m sync.Map // poolKey → *pool
-	n atomic.Int64
+	mu sync.RWMutex
+	m  map[poolKey]*pool
 }
 
 // pool returns the pool of list, the current instances of service,
@@ -95,16 +106,19 @@ func (h *handler) pool(service, tag string, kind poolKind, list []*registry.Inst
 		}
 	}
 	key := poolKey{service, tag, kind}
-	if v, ok := h.pools.m.Load(key); ok {
-		if p := v.(*pool); sameList(p.list, list) {
-			return p
-		}
+	h.pools.mu.RLock()
+	p := h.pools.m[key]
+	h.pools.mu.RUnlock()
+	if p != nil && sameList(p.list, list) {
+		return p
 	}
-	p := buildPool(list, tag, kind, h.warn)
-	if _, loaded := h.pools.m.Swap(key, p); !loaded && h.pools.n.Add(1) > maxPools {
-		h.pools.m.Clear()
-		h.pools.n.Store(0)
+	p = h.buildPool(service, list, tag, kind)
+	h.pools.mu.Lock()
+	if _, ok := h.pools.m[key]; !ok && len(h.pools.m) >= maxPools || h.pools.m == nil {
+		h.pools.m = make(map[poolKey]*pool)
 	}
+	h.pools.m[key] = p
+	h.pools.mu.Unlock()
 	return p
 }
 
@@ -112,7 +126,7 @@ func sameList(a, b []*registry.Instance) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
-func buildPool(list []*registry.Instance, tag string, kind poolKind, warn bool) *pool {
+func (h *handler) buildPool(service string, list []*registry.Instance, tag string, kind poolKind) *pool {
 	p := &pool{list: list, tagged: tag == ""}
 	if tag == "" {
 		p.tags = map[string]struct{}{}
@@ -133,7 +147,7 @@ func buildPool(list []*registry.Instance, tag string, kind poolKind, warn bool) 
 			}
 			p.tagged = true
 		}
-		if !in.Healthy(warn) {
+		if !in.Healthy(h.warn) {
 			continue
 		}
 		addr, err := netip.ParseAddr(in.Address)
@@ -152,6 +166,9 @@ func buildPool(list []*registry.Instance, tag string, kind poolKind, warn bool) 
 				continue
 			}
 			byAddr[m.addr] = len(members)
+		}
+		if kind == poolInstances {
+			p.targets, m.tOff, m.tLen = h.appendTarget(p.targets, in.ID, service)
 		}
 		members = append(members, m)
 	}
@@ -183,67 +200,116 @@ func buildPool(list []*registry.Instance, tag string, kind poolKind, warn bool) 
 	return p
 }
 
-// draw returns up to k members in answer order: by priority, and within a
-// priority shuffled by weight as RFC 2782 says, each next one drawn with
-// probability weight/(sum of the weights left).
-func (p *pool) draw(k int) []candidate {
-	out := make([]candidate, 0, min(k, p.size))
+// appendTarget packs the SRV target of instance id of service onto
+// arena, the way the general path's packer would: the offset and length
+// of the name, or length 0 when it is no domain name.
+func (h *handler) appendTarget(arena []byte, id, service string) ([]byte, int32, uint8) {
+	off := len(arena)
+	arena = slices.Grow(arena, 256)[:off+256]
+	n, err := dns.PackDomainName(id+"."+service+".service."+h.zone, arena, off, nil, false)
+	if err != nil || n-off > 255 {
+		return arena[:off], 0, 0
+	}
+	return arena[:n], int32(off), uint8(n - off)
+}
+
+// drawScratch is memory a draw may reuse from one query to the next,
+// and its source of randomness: the global one, unless a test fixes it.
+type drawScratch struct {
+	chosen []int
+	keyed  []keyedIndex
+	rng    *rand.Rand
+}
+
+func (sc *drawScratch) intN(n int) int {
+	if sc.rng != nil {
+		return sc.rng.IntN(n)
+	}
+	return rand.IntN(n)
+}
+
+func (sc *drawScratch) float64() float64 {
+	if sc.rng != nil {
+		return sc.rng.Float64()
+	}
+	return rand.Float64()
+}
+
+func (sc *drawScratch) expFloat64() float64 {
+	if sc.rng != nil {
+		return sc.rng.ExpFloat64()
+	}
+	return rand.ExpFloat64()
+}
+
+type keyedIndex struct {
+	key float64
+	i   int
+}
+
+// draw appends up to k members to out in answer order: by priority, and
+// within a priority shuffled by weight as RFC 2782 says, each next one
+// drawn with probability weight/(sum of the weights left). sc, when not
+// nil, lends its memory.
+func (p *pool) draw(k int, out []*member, sc *drawScratch) []*member {
+	if sc == nil {
+		sc = new(drawScratch)
+	}
+	start := len(out)
 	for i := range p.groups {
-		if len(out) >= k {
+		if len(out)-start >= k {
 			break
 		}
-		out = p.groups[i].draw(out, k-len(out))
+		out = p.groups[i].draw(out, k-(len(out)-start), sc)
 	}
 	return out
 }
 
-func (g *group) draw(out []candidate, k int) []candidate {
+func (g *group) draw(out []*member, k int, sc *drawScratch) []*member {
 	m := len(g.members)
 	if m <= 4*k || m <= 32 {
-		return g.drawAll(out, k)
+		return g.drawAll(out, k, sc)
 	}
 	// Few out of many: draw by weight and redraw what was drawn already,
-	// which is the same law as drawing from what is left.
-	chosen := make(map[int]struct{}, k)
+	// which is the same law as drawing from what is left. k is small
+	// here (what fits in a message), so a list finds repeats.
+	chosen := sc.chosen[:0]
 	total := 0.0
 	if !g.uniform {
 		total = g.cum[m-1]
 	}
 	for tries := 0; len(chosen) < k; tries++ {
 		if tries > 16*k+64 { // a few weights dwarf the rest: go the long way
-			return g.drawAll(out[:len(out)-len(chosen)], k)
+			sc.chosen = chosen
+			return g.drawAll(out[:len(out)-len(chosen)], k, sc)
 		}
 		var i int
 		if g.uniform {
-			i = rand.IntN(m)
+			i = sc.intN(m)
 		} else {
-			u := rand.Float64() * total
+			u := sc.float64() * total
 			i = min(sort.Search(m, func(j int) bool { return g.cum[j] > u }), m-1)
 		}
-		if _, dup := chosen[i]; dup {
+		if slices.Contains(chosen, i) {
 			continue
 		}
-		chosen[i] = struct{}{}
-		out = append(out, candidate{in: g.members[i].in, addr: g.members[i].addr})
+		chosen = append(chosen, i)
+		out = append(out, &g.members[i])
 	}
+	sc.chosen = chosen
 	return out
 }
 
 // drawAll orders the whole group by keys E/weight (E exponential), which
 // is the same law as drawing one by one (Efraimidis–Spirakis), and keeps
 // the k first.
-func (g *group) drawAll(out []candidate, k int) []candidate {
-	keyed := make([]struct {
-		key float64
-		i   int
-	}, len(g.members))
-	for i, m := range g.members {
-		keyed[i].key, keyed[i].i = rand.ExpFloat64()/m.w, i
+func (g *group) drawAll(out []*member, k int, sc *drawScratch) []*member {
+	keyed := slices.Grow(sc.keyed[:0], len(g.members))[:len(g.members)]
+	sc.keyed = keyed
+	for i := range g.members {
+		keyed[i] = keyedIndex{sc.expFloat64() / g.members[i].w, i}
 	}
-	slices.SortFunc(keyed, func(a, b struct {
-		key float64
-		i   int
-	}) int {
+	slices.SortFunc(keyed, func(a, b keyedIndex) int {
 		switch {
 		case a.key < b.key:
 			return -1
@@ -253,7 +319,7 @@ func (g *group) drawAll(out []candidate, k int) []candidate {
 		return a.i - b.i
 	})
 	for _, x := range keyed[:min(k, len(keyed))] {
-		out = append(out, candidate{in: g.members[x.i].in, addr: g.members[x.i].addr})
+		out = append(out, &g.members[x.i])
 	}
 	return out
 }

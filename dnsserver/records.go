@@ -87,7 +87,7 @@ func (h *handler) service(resp *dns.Msg, q dns.Question, owner, service string, 
 	default:
 		return
 	}
-	picked := p.draw(limit/least + 1)
+	picked := p.draw(limit/least+1, nil, &drawScratch{rng: h.rng()})
 	resp.Answer = make([]dns.RR, 0, len(picked))
 	switch q.Qtype {
 	case dns.TypeSRV:

@@ -36,27 +36,32 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			}
 			continue
 		}
-		reply := func(b []byte) {
-			if s.pktinfo {
-				_, _ = dns.WriteToSessionUDP(c, b, session)
-			} else {
-				_, _ = c.WriteToUDPAddrPort(b, from)
-			}
-		}
 		resp, fwd := s.safeAnswer(in[:n], false, out)
 		switch {
 		case fwd != nil:
-			s.forwardAsync(fwd, reply)
+			s.forwardAsync(fwd, c, from, session)
 		case resp != nil:
-			reply(resp)
+			s.writeUDP(c, resp, from, session)
 		}
+	}
+}
+
+// writeUDP sends b to the client a packet came from. It takes the
+// client's address as values, so that the loop of serveUDP allocates
+// nothing for a reply.
+func (s *Server) writeUDP(c *net.UDPConn, b []byte, from netip.AddrPort, session *dns.SessionUDP) {
+	if s.pktinfo {
+		_, _ = dns.WriteToSessionUDP(c, b, session)
+	} else {
+		_, _ = c.WriteToUDPAddrPort(b, from)
 	}
 }
 
 // forwardAsync forwards in a goroutine of its own, so that a slow
 // recursor never holds up answers from the zone; at most MaxInFlight at
 // once, beyond which the answer is SERVFAIL at once.
-func (s *Server) forwardAsync(f *forwardReq, reply func([]byte)) {
+func (s *Server) forwardAsync(f *forwardReq, c *net.UDPConn, from netip.AddrPort, session *dns.SessionUDP) {
+	reply := func(b []byte) { s.writeUDP(c, b, from, session) }
 	select {
 	case s.fwdSlots <- struct{}{}:
 	default:
