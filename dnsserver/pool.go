@@ -78,6 +78,13 @@ func poolKindOf(qtype uint16) poolKind {
 // maxPools bounds the pools kept; past it the cache starts over.
 const maxPools = 4096
 
+// asyncPoolSize: a pool over more instances than this is rebuilt by one
+// goroutine in the background, while queries go on drawing from the
+// version before it. For 100k instances a build takes tens of ms; a
+// query should not wait for it, nor every worker build the same pool at
+// once. The answers lag the catalog by one build, far less than a TTL.
+const asyncPoolSize = 4096
+
 type poolKey struct {
 	service, tag string
 	kind         poolKind
@@ -87,8 +94,9 @@ type poolKey struct {
 // service: a plain map behind a read-write lock, whose reads allocate
 // nothing (a sync.Map would box every key).
 type poolCache struct {
-	mu sync.RWMutex
-	m  map[poolKey]*pool
+	mu       sync.RWMutex
+	m        map[poolKey]*pool
+	building map[poolKey]struct{} // large pools being rebuilt in the background
 }
 
 // pool returns the pool of list, the current instances of service,
@@ -109,17 +117,47 @@ func (h *handler) pool(service, tag string, kind poolKind, list []*registry.Inst
 	h.pools.mu.RLock()
 	p := h.pools.m[key]
 	h.pools.mu.RUnlock()
-	if p != nil && sameList(p.list, list) {
+	switch {
+	case p != nil && sameList(p.list, list):
+		return p
+	case p != nil && len(list) > asyncPoolSize:
+		h.rebuildInBackground(key, list)
 		return p
 	}
 	p = h.buildPool(service, list, tag, kind)
+	h.storePool(key, p)
+	return p
+}
+
+// rebuildInBackground builds key's pool of list in a goroutine, unless
+// one is at it already.
+func (h *handler) rebuildInBackground(key poolKey, list []*registry.Instance) {
 	h.pools.mu.Lock()
+	if _, busy := h.pools.building[key]; busy {
+		h.pools.mu.Unlock()
+		return
+	}
+	if h.pools.building == nil {
+		h.pools.building = make(map[poolKey]struct{})
+	}
+	h.pools.building[key] = struct{}{}
+	h.pools.mu.Unlock()
+	go func() {
+		p := h.buildPool(key.service, list, key.tag, key.kind)
+		h.pools.mu.Lock()
+		delete(h.pools.building, key)
+		h.pools.mu.Unlock()
+		h.storePool(key, p)
+	}()
+}
+
+func (h *handler) storePool(key poolKey, p *pool) {
+	h.pools.mu.Lock()
+	defer h.pools.mu.Unlock()
 	if _, ok := h.pools.m[key]; !ok && len(h.pools.m) >= maxPools || h.pools.m == nil {
 		h.pools.m = make(map[poolKey]*pool)
 	}
 	h.pools.m[key] = p
-	h.pools.mu.Unlock()
-	return p
 }
 
 func sameList(a, b []*registry.Instance) bool {
@@ -132,9 +170,16 @@ func (h *handler) buildPool(service string, list []*registry.Instance, tag strin
 		p.tags = map[string]struct{}{}
 	}
 	var members []member
+	if tag == "" {
+		members = make([]member, 0, len(list))
+	}
 	var byAddr map[netip.Addr]int // kind IPv4, IPv6: index in members
+	var suffix []byte             // kind instances: <service>.service.<zone> in wire form
 	if kind != poolInstances {
 		byAddr = map[netip.Addr]int{}
+	} else {
+		suffix = h.targetSuffix(service)
+		p.targets = make([]byte, 0, len(list)*(8+len(suffix)))
 	}
 	for _, in := range list {
 		if tag == "" {
@@ -168,7 +213,7 @@ func (h *handler) buildPool(service string, list []*registry.Instance, tag strin
 			byAddr[m.addr] = len(members)
 		}
 		if kind == poolInstances {
-			p.targets, m.tOff, m.tLen = h.appendTarget(p.targets, in.ID, service)
+			p.targets, m.tOff, m.tLen = h.appendTarget(p.targets, suffix, in.ID, service)
 		}
 		members = append(members, m)
 	}
@@ -200,17 +245,50 @@ func (h *handler) buildPool(service string, list []*registry.Instance, tag strin
 	return p
 }
 
+// targetSuffix is <service>.service.<zone> in wire form, nil when it
+// does not pack.
+func (h *handler) targetSuffix(service string) []byte {
+	b := make([]byte, 256)
+	n, err := dns.PackDomainName(service+".service."+h.zone, b, 0, nil, false)
+	if err != nil {
+		return nil
+	}
+	return b[:n]
+}
+
 // appendTarget packs the SRV target of instance id of service onto
 // arena, the way the general path's packer would: the offset and length
-// of the name, or length 0 when it is no domain name.
-func (h *handler) appendTarget(arena []byte, id, service string) ([]byte, int32, uint8) {
+// of the name, or length 0 when it is no domain name. An id that is one
+// plain label, as ids nearly always are, is copied in front of suffix
+// without making the name as a string first: a pool over 100k instances
+// is built without 100k allocations.
+func (h *handler) appendTarget(arena, suffix []byte, id, service string) ([]byte, int32, uint8) {
 	off := len(arena)
+	if suffix != nil && plainLabel(id) && 1+len(id)+len(suffix) <= 255 {
+		arena = append(append(append(arena, byte(len(id))), id...), suffix...)
+		return arena, int32(off), uint8(len(arena) - off)
+	}
 	arena = slices.Grow(arena, 256)[:off+256]
 	n, err := dns.PackDomainName(id+"."+service+".service."+h.zone, arena, off, nil, false)
 	if err != nil || n-off > 255 {
 		return arena[:off], 0, 0
 	}
 	return arena[:n], int32(off), uint8(n - off)
+}
+
+// plainLabel reports whether s is one DNS label that needs no escaping.
+func plainLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // drawScratch is memory a draw may reuse from one query to the next,

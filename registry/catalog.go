@@ -39,13 +39,6 @@ type Catalog struct {
 	readyOnce sync.Once
 }
 
-// serviceEntry holds one service's instances; list is rebuilt lazily after
-// a change so that readers get a sorted slice nobody mutates.
-type serviceEntry struct {
-	byID map[string]*Instance
-	list []*Instance
-}
-
 // NewCatalog returns an empty catalog; Run fills it.
 func NewCatalog(cli *clientv3.Client, namespace string, lg *zap.Logger) *Catalog {
 	return &Catalog{
@@ -77,7 +70,7 @@ func (c *Catalog) Service(name string) []*Instance {
 		c.mu.RUnlock()
 		return nil
 	}
-	if list := e.list; list != nil || len(e.byID) == 0 {
+	if list, ok := e.current(); ok {
 		c.mu.RUnlock()
 		return list
 	}
@@ -85,18 +78,10 @@ func (c *Catalog) Service(name string) []*Instance {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e = c.services[name]
-	if e == nil {
+	if e = c.services[name]; e == nil {
 		return nil
 	}
-	if e.list == nil {
-		e.list = make([]*Instance, 0, len(e.byID))
-		for _, in := range e.byID {
-			e.list = append(e.list, in)
-		}
-		sort.Slice(e.list, func(i, j int) bool { return e.list[i].ID < e.list[j].ID })
-	}
-	return e.list
+	return e.sorted()
 }
 
 // Instance returns one instance.
@@ -210,10 +195,10 @@ func (c *Catalog) relist(ctx context.Context) (int64, error) {
 		if in := c.decode(kv); in != nil {
 			e := fresh[in.Service]
 			if e == nil {
-				e = &serviceEntry{byID: map[string]*Instance{}}
+				e = newServiceEntry()
 				fresh[in.Service] = e
 			}
-			e.byID[in.ID] = in
+			e.put(in)
 		}
 	}
 	freshNodes := map[string]cluster.NodeInfo{}
@@ -322,14 +307,13 @@ func (c *Catalog) applyServices(wr clientv3.WatchResponse) {
 				continue
 			}
 			if e == nil {
-				e = &serviceEntry{byID: map[string]*Instance{}}
+				e = newServiceEntry()
 				c.services[service] = e
 			}
 			if old := e.byID[id]; old != nil {
 				c.unindexLocked(old)
 			}
-			e.byID[id] = in
-			e.list = nil
+			e.put(in)
 			c.indexLocked(in)
 			events = append(events, Event{Type: EventPut, Instance: in, Revision: rev})
 		case mvccpb.DELETE:
@@ -337,8 +321,7 @@ func (c *Catalog) applyServices(wr clientv3.WatchResponse) {
 				continue
 			}
 			old := e.byID[id]
-			delete(e.byID, id)
-			e.list = nil
+			e.remove(id)
 			c.unindexLocked(old)
 			if len(e.byID) == 0 {
 				delete(c.services, service)

@@ -1,0 +1,58 @@
+package dnsserver
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/beaconhq/beacon/registry"
+)
+
+// TestLargePoolRebuiltInBackground: after a change to a service larger
+// than asyncPoolSize, queries draw from the pool before the change at
+// once, and the new one replaces it when built.
+func TestLargePoolRebuiltInBackground(t *testing.T) {
+	cat := newMemCatalog()
+	n := asyncPoolSize + 100
+	list := make([]*registry.Instance, 0, n)
+	for i := range n {
+		list = append(list, &registry.Instance{ID: fmt.Sprintf("i%05d", i), Service: "huge", Address: fmt.Sprintf("10.20.%d.%d", i/250, i%250+1),
+			Port: 80, Weight: 1, Status: registry.StatusPassing})
+	}
+	cat.services["huge"] = list
+	s, err := New(Config{}, cat, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.h
+	before := h.pool("huge", "", poolInstances, cat.Service("huge"))
+	if before.size != n || !sameList(before.list, list) {
+		t.Fatalf("first pool: %d members", before.size)
+	}
+
+	cat.put(registry.Instance{ID: "new", Service: "huge", Address: "10.99.0.1", Port: 80})
+	changed := cat.Service("huge")
+	if p := h.pool("huge", "", poolInstances, changed); p != before {
+		t.Fatalf("the query after the change got a pool of %d members, not the one before", p.size)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p := h.pool("huge", "", poolInstances, changed)
+		if sameList(p.list, changed) {
+			if p.size != n+1 {
+				t.Fatalf("rebuilt pool: %d members, want %d", p.size, n+1)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pool was not rebuilt within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.pools.mu.RLock()
+	busy := len(h.pools.building)
+	h.pools.mu.RUnlock()
+	if busy != 0 {
+		t.Fatalf("%d builds still marked busy", busy)
+	}
+}
