@@ -45,6 +45,9 @@ func (h *handler) fastAnswer(pkt, buf []byte) (out []byte, ok bool) {
 	sc := fastScratchPool.Get().(*fastScratch)
 	defer func() {
 		clear(sc.picks) // hold on to no pool once the catalog moves on
+		if cap(sc.draw.keyed) > 4096 {
+			sc.draw.keyed = nil // left by a draw over a huge group
+		}
 		fastScratchPool.Put(sc)
 	}()
 	q, ok := readFastQuery(pkt, sc)
@@ -118,8 +121,10 @@ func readFastQuery(pkt []byte, sc *fastScratch) (q fastQuery, ok bool) {
 		if l == 0 {
 			break
 		}
-		if l > 63 || off+l > len(pkt) {
-			return q, false // a compression pointer, or cut short
+		// A compression pointer, a name cut short, or one over 255
+		// bytes with the root label still to come.
+		if l > 63 || off+l > len(pkt) || off+l+1-12 > 255 {
+			return q, false
 		}
 		for _, c := range pkt[off : off+l] {
 			switch {
@@ -135,7 +140,7 @@ func readFastQuery(pkt []byte, sc *fastScratch) (q fastQuery, ok bool) {
 		off += l
 	}
 	sc.name = name
-	if len(name) == 0 || off-12 > 255 || off+4 > len(pkt) {
+	if len(name) == 0 || off+4 > len(pkt) {
 		return q, false
 	}
 	q.qtype = binary.BigEndian.Uint16(pkt[off:])
@@ -282,9 +287,11 @@ func (h *handler) appendAddr(out []byte, owner uint16, m *member) []byte {
 	return append(h.appendRRHeader(out, owner, dns.TypeAAAA, 16), a[:]...)
 }
 
-// nameCache remembers what the names asked stand for, so that the fast
-// path does not make a string of each; names made up by the thousand
-// start it over, as the pool cache does.
+// nameCache remembers what the names of services and tags asked stand
+// for, so that the fast path does not make a string of each. Other names
+// are not kept: they go the general way, which makes strings anyway, and
+// a flood of them must not take the write lock on every query. Service
+// names made up by the thousand start it over, as the pool cache does.
 type nameCache struct {
 	mu sync.RWMutex
 	m  map[string]nameVerdict
@@ -308,6 +315,9 @@ func (c *nameCache) lookup(h *handler, name []byte) (target, bool) {
 	}
 	s := string(name)
 	v.t, v.inZone = h.parse(s)
+	if !v.inZone || v.t.kind != kindService && v.t.kind != kindTagOrID {
+		return v.t, v.inZone
+	}
 	c.mu.Lock()
 	if len(c.m) >= maxNames || c.m == nil {
 		c.m = make(map[string]nameVerdict)

@@ -40,7 +40,7 @@ type member struct {
 	w    float64
 	prio int
 	// The SRV target <id>.<service>.service.<zone> in wire form is
-	// pool.targets[tOff:tOff+tLen]; tLen 0 when it is no domain name.
+	// pool.targets[tOff:tOff+tLen]; tLen 0: left to the general way.
 	tOff int32
 	tLen uint8
 }
@@ -213,7 +213,7 @@ func (h *handler) buildPool(service string, list []*registry.Instance, tag strin
 			byAddr[m.addr] = len(members)
 		}
 		if kind == poolInstances {
-			p.targets, m.tOff, m.tLen = h.appendTarget(p.targets, suffix, in.ID, service)
+			p.targets, m.tOff, m.tLen = appendTarget(p.targets, suffix, in.ID)
 		}
 		members = append(members, m)
 	}
@@ -256,24 +256,21 @@ func (h *handler) targetSuffix(service string) []byte {
 	return b[:n]
 }
 
-// appendTarget packs the SRV target of instance id of service onto
-// arena, the way the general path's packer would: the offset and length
-// of the name, or length 0 when it is no domain name. An id that is one
-// plain label, as ids nearly always are, is copied in front of suffix
-// without making the name as a string first: a pool over 100k instances
-// is built without 100k allocations.
-func (h *handler) appendTarget(arena, suffix []byte, id, service string) ([]byte, int32, uint8) {
+// appendTarget packs the SRV target of instance id onto arena: the
+// offset and length of the name, or length 0 when the fast path must
+// leave the instance to the general way. That is when id is not one
+// plain label (nearly every id is): an id with a dot can end with another
+// id, and then the general way's packer compresses one glue owner into
+// the other's target, which the fast path does not reproduce. The id is
+// copied in front of suffix: no name is made as a string, and a pool
+// over 100k instances is built without 100k allocations.
+func appendTarget(arena, suffix []byte, id string) ([]byte, int32, uint8) {
 	off := len(arena)
-	if suffix != nil && plainLabel(id) && 1+len(id)+len(suffix) <= 255 {
-		arena = append(append(append(arena, byte(len(id))), id...), suffix...)
-		return arena, int32(off), uint8(len(arena) - off)
+	if suffix == nil || !plainLabel(id) || 1+len(id)+len(suffix) > 255 {
+		return arena, 0, 0
 	}
-	arena = slices.Grow(arena, 256)[:off+256]
-	n, err := dns.PackDomainName(id+"."+service+".service."+h.zone, arena, off, nil, false)
-	if err != nil || n-off > 255 {
-		return arena[:off], 0, 0
-	}
-	return arena[:n], int32(off), uint8(n - off)
+	arena = append(append(append(arena, byte(len(id))), id...), suffix...)
+	return arena, int32(off), uint8(len(arena) - off)
 }
 
 // plainLabel reports whether s is one DNS label that needs no escaping.
@@ -349,9 +346,14 @@ func (g *group) draw(out []*member, k int, sc *drawScratch) []*member {
 		return g.drawAll(out, k, sc)
 	}
 	// Few out of many: draw by weight and redraw what was drawn already,
-	// which is the same law as drawing from what is left. k is small
-	// here (what fits in a message), so a list finds repeats.
+	// which is the same law as drawing from what is left. For what fits
+	// a UDP message a list finds repeats without allocating; the k of a
+	// TCP message (up to 4097) takes a set.
 	chosen := sc.chosen[:0]
+	var seen map[int]struct{}
+	if k > 64 {
+		seen = make(map[int]struct{}, k)
+	}
 	total := 0.0
 	if !g.uniform {
 		total = g.cum[m-1]
@@ -368,7 +370,12 @@ func (g *group) draw(out []*member, k int, sc *drawScratch) []*member {
 			u := sc.float64() * total
 			i = min(sort.Search(m, func(j int) bool { return g.cum[j] > u }), m-1)
 		}
-		if slices.Contains(chosen, i) {
+		if seen != nil {
+			if _, dup := seen[i]; dup {
+				continue
+			}
+			seen[i] = struct{}{}
+		} else if slices.Contains(chosen, i) {
 			continue
 		}
 		chosen = append(chosen, i)

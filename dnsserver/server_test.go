@@ -241,6 +241,25 @@ func TestUnspecifiedAddress(t *testing.T) {
 	if r := query(t, addr, "ns.beacon.", dns.TypeA); len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "127.0.0.1" {
 		t.Fatalf("ns: %v", r)
 	}
+	// Another address of the host: the client's socket, connected to it,
+	// takes the reply only from it. The fast path (SRV) and the general
+	// way (TXT) both.
+	other := net.JoinHostPort("127.0.0.2", port)
+	if r := query(t, other, "web.service.beacon.", dns.TypeSRV); len(r.Answer) != 3 {
+		t.Fatalf("SRV asked of 127.0.0.2: %v", r)
+	}
+	if r := query(t, other, "web-1.web.service.beacon.", dns.TypeTXT); len(r.Answer) != 1 {
+		t.Fatalf("TXT asked of 127.0.0.2: %v", r)
+	}
+
+	// Bound to ::, a dual-stack socket: IPv6 and IPv4 clients alike.
+	s6 := start(t, fixture(), func(c *Config) { c.Addr = "[::]:0" })
+	_, port6, _ := net.SplitHostPort(s6.Addr())
+	for _, host := range []string{"::1", "127.0.0.1", "127.0.0.2"} {
+		if r := query(t, net.JoinHostPort(host, port6), "web.service.beacon.", dns.TypeSRV); len(r.Answer) != 3 {
+			t.Fatalf("SRV asked of %s on [::]: %v", host, r)
+		}
+	}
 }
 
 func TestShutdown(t *testing.T) {

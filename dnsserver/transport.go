@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/miekg/dns"
@@ -18,15 +19,16 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 	defer s.wg.Done()
 	in := make([]byte, dns.MaxMsgSize)
 	out := make([]byte, advertisedUDPSize+1024)
+	var pb pktinfoBuf
 	for {
 		var (
-			n       int
-			from    netip.AddrPort
-			session *dns.SessionUDP
-			err     error
+			n    int
+			from netip.AddrPort
+			oob  []byte // the reply's source address, bound to an unspecified one
+			err  error
 		)
 		if s.pktinfo {
-			n, session, err = dns.ReadFromSessionUDP(c, in)
+			n, from, oob, err = readPktinfo(c, in, &pb)
 		} else {
 			n, from, err = c.ReadFromUDPAddrPort(in)
 		}
@@ -39,29 +41,28 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 		resp, fwd := s.safeAnswer(in[:n], false, out)
 		switch {
 		case fwd != nil:
-			s.forwardAsync(fwd, c, from, session)
+			s.forwardAsync(fwd, c, from, slices.Clone(oob))
 		case resp != nil:
-			s.writeUDP(c, resp, from, session)
+			writeUDP(c, resp, from, oob)
 		}
 	}
 }
 
-// writeUDP sends b to the client a packet came from. It takes the
-// client's address as values, so that the loop of serveUDP allocates
-// nothing for a reply.
-func (s *Server) writeUDP(c *net.UDPConn, b []byte, from netip.AddrPort, session *dns.SessionUDP) {
-	if s.pktinfo {
-		_, _ = dns.WriteToSessionUDP(c, b, session)
+// writeUDP sends b to the client a packet came from, from the address it
+// asked when oob says so.
+func writeUDP(c *net.UDPConn, b []byte, to netip.AddrPort, oob []byte) {
+	if oob != nil {
+		_, _, _ = c.WriteMsgUDPAddrPort(b, oob, to)
 	} else {
-		_, _ = c.WriteToUDPAddrPort(b, from)
+		_, _ = c.WriteToUDPAddrPort(b, to)
 	}
 }
 
 // forwardAsync forwards in a goroutine of its own, so that a slow
 // recursor never holds up answers from the zone; at most MaxInFlight at
 // once, beyond which the answer is SERVFAIL at once.
-func (s *Server) forwardAsync(f *forwardReq, c *net.UDPConn, from netip.AddrPort, session *dns.SessionUDP) {
-	reply := func(b []byte) { s.writeUDP(c, b, from, session) }
+func (s *Server) forwardAsync(f *forwardReq, c *net.UDPConn, from netip.AddrPort, oob []byte) {
+	reply := func(b []byte) { writeUDP(c, b, from, oob) }
 	select {
 	case s.fwdSlots <- struct{}{}:
 	default:
