@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Register registers an instance that lives as long as this client: it is
@@ -110,4 +111,29 @@ func (c *Client) replay(ctx context.Context, s *Session) error {
 		}
 	}
 	return nil
+}
+
+// listPage is how many instances List asks for at a time: pages of a few
+// MB at most, whatever the catalog's size.
+const listPage = 5000
+
+// List returns every instance matching req (its Limit and StartAfter
+// aside), asking the agent a page at a time, and the catalog revision of
+// the last page.
+func (c *Client) List(ctx context.Context, req *beaconpb.ListRequest) ([]*beaconpb.Instance, int64, error) {
+	page := proto.Clone(req).(*beaconpb.ListRequest)
+	page.Limit, page.StartAfter = listPage, ""
+	var all []*beaconpb.Instance
+	for {
+		resp, err := c.Registry.List(ctx, page)
+		if err != nil {
+			return nil, 0, err
+		}
+		all = append(all, resp.Instances...)
+		if !resp.More || len(resp.Instances) == 0 {
+			return all, resp.Revision, nil
+		}
+		last := resp.Instances[len(resp.Instances)-1]
+		page.StartAfter = last.Service + "/" + last.Id
+	}
 }

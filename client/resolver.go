@@ -109,6 +109,7 @@ func (r *beaconResolver) watch(ctx context.Context) (served bool, err error) {
 		return false, err
 	}
 	set := map[string]*beaconpb.Instance{}
+	var parts map[string]*beaconpb.Instance // a snapshot arriving in parts
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -117,10 +118,16 @@ func (r *beaconResolver) watch(ctx context.Context) (served bool, err error) {
 		served = true
 		switch msg.Type {
 		case beaconpb.WatchResponse_SNAPSHOT:
-			set = map[string]*beaconpb.Instance{}
-			for _, in := range msg.Instances {
-				set[in.Id] = in
+			if parts == nil {
+				parts = map[string]*beaconpb.Instance{}
 			}
+			for _, in := range msg.Instances {
+				parts[in.Id] = in
+			}
+			if msg.More {
+				continue // the channel hears of the whole set only
+			}
+			set, parts = parts, nil
 		case beaconpb.WatchResponse_PUT:
 			for _, in := range msg.Instances {
 				set[in.Id] = in

@@ -1,8 +1,10 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Service implements the Registry gRPC service on one agent: writes go to
@@ -75,8 +78,15 @@ func (s *Service) Get(_ context.Context, req *beaconpb.GetRequest) (*beaconpb.In
 	return in.Proto(), nil
 }
 
-// List reads instances from the catalog.
+// List reads instances from the catalog, a page at a time when asked.
 func (s *Service) List(_ context.Context, req *beaconpb.ListRequest) (*beaconpb.ListResponse, error) {
+	if req.Limit < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "limit: %d is not a count of instances", req.Limit)
+	}
+	afterService, afterID, paged := strings.Cut(req.StartAfter, "/")
+	if req.StartAfter != "" && (!paged || afterService == "") {
+		return nil, status.Errorf(codes.InvalidArgument, "start_after: %q is not service/id", req.StartAfter)
+	}
 	match := matcher(req.Service, req.Tags, req.HealthyOnly, req.IncludeWarning)
 	rev := s.catalog.Revision()
 	var names []string
@@ -87,14 +97,30 @@ func (s *Service) List(_ context.Context, req *beaconpb.ListRequest) (*beaconpb.
 	}
 	resp := &beaconpb.ListResponse{Revision: rev}
 	for _, name := range names {
-		for _, in := range s.catalog.Service(name) {
-			if match(in) {
-				resp.Instances = append(resp.Instances, in.Proto())
+		if paged && name < afterService {
+			continue
+		}
+		list := s.catalog.Service(name)
+		if paged && name == afterService {
+			list = list[sort.Search(len(list), func(i int) bool { return list[i].ID > afterID }):]
+		}
+		for _, in := range list {
+			if !match(in) {
+				continue
 			}
+			if req.Limit > 0 && len(resp.Instances) == int(req.Limit) {
+				resp.More = true
+				return resp, nil
+			}
+			resp.Instances = append(resp.Instances, in.Proto())
 		}
 	}
 	return resp, nil
 }
+
+// snapshotPart is the most a part of a Watch snapshot holds, in bytes:
+// well under gRPC's default 4 MB limit on what a client receives.
+const snapshotPart = 1 << 20
 
 // Watch streams a snapshot, then every change in revision order. A watcher
 // that falls behind gets a fresh snapshot rather than a gap.
@@ -107,12 +133,10 @@ func (s *Service) Watch(req *beaconpb.WatchRequest, stream beaconpb.Registry_Wat
 	}
 	for {
 		snap, rev, sub := s.catalog.Subscribe(match)
-		sort.Slice(snap, func(i, j int) bool { return snap[i].Service+"/"+snap[i].ID < snap[j].Service+"/"+snap[j].ID })
-		msg := &beaconpb.WatchResponse{Type: beaconpb.WatchResponse_SNAPSHOT, Revision: rev}
-		for _, in := range snap {
-			msg.Instances = append(msg.Instances, in.Proto())
-		}
-		if err := stream.Send(msg); err != nil {
+		slices.SortFunc(snap, func(a, b *Instance) int {
+			return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.ID, b.ID))
+		})
+		if err := sendSnapshot(stream, snap, rev); err != nil {
 			s.catalog.Unsubscribe(sub)
 			return err
 		}
@@ -121,6 +145,28 @@ func (s *Service) Watch(req *beaconpb.WatchRequest, stream beaconpb.Registry_Wat
 		}
 		// The subscription lagged: start over with a snapshot.
 	}
+}
+
+// sendSnapshot sends snap in parts of at most snapshotPart bytes (one
+// part, empty or not, at the least).
+func sendSnapshot(stream beaconpb.Registry_WatchServer, snap []*Instance, rev int64) error {
+	msg := &beaconpb.WatchResponse{Type: beaconpb.WatchResponse_SNAPSHOT, Revision: rev}
+	size := 0
+	for _, in := range snap {
+		p := in.Proto()
+		n := proto.Size(p) + 4 // and the field's tag and length
+		if size+n > snapshotPart && len(msg.Instances) > 0 {
+			msg.More = true
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			msg = &beaconpb.WatchResponse{Type: beaconpb.WatchResponse_SNAPSHOT, Revision: rev}
+			size = 0
+		}
+		msg.Instances = append(msg.Instances, p)
+		size += n
+	}
+	return stream.Send(msg)
 }
 
 func (s *Service) forward(stream beaconpb.Registry_WatchServer, sub *Subscription) error {

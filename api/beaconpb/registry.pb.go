@@ -678,8 +678,14 @@ type ListRequest struct {
 	// Passing instances only (and warning ones with include_warning).
 	HealthyOnly    bool `protobuf:"varint,3,opt,name=healthy_only,json=healthyOnly,proto3" json:"healthy_only,omitempty"`
 	IncludeWarning bool `protobuf:"varint,4,opt,name=include_warning,json=includeWarning,proto3" json:"include_warning,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// At most this many instances (0: all). With 100k instances an answer
+	// of all of them is ~25 MB, over gRPC clients' default 4 MB limit.
+	Limit int32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Instances after this "service/id", in the order List answers (by
+	// service, then id): the last one of the page before.
+	StartAfter    string `protobuf:"bytes,6,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRequest) Reset() {
@@ -740,10 +746,27 @@ func (x *ListRequest) GetIncludeWarning() bool {
 	return false
 }
 
+func (x *ListRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListRequest) GetStartAfter() string {
+	if x != nil {
+		return x.StartAfter
+	}
+	return ""
+}
+
 type ListResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Instances     []*Instance            `protobuf:"bytes,1,rep,name=instances,proto3" json:"instances,omitempty"`
-	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Instances []*Instance            `protobuf:"bytes,1,rep,name=instances,proto3" json:"instances,omitempty"`
+	Revision  int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// More instances match: ask again with start_after set to the last one
+	// here. Each page reads the catalog as it is then, as etcd's ranges do.
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -790,6 +813,13 @@ func (x *ListResponse) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *ListResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 type WatchRequest struct {
@@ -865,8 +895,12 @@ type WatchResponse struct {
 	Type  WatchResponse_Type     `protobuf:"varint,1,opt,name=type,proto3,enum=beacon.v1.WatchResponse_Type" json:"type,omitempty"`
 	// SNAPSHOT: every matching instance; PUT: the new state of one; DELETE:
 	// the one removed (or no longer matching).
-	Instances     []*Instance `protobuf:"bytes,2,rep,name=instances,proto3" json:"instances,omitempty"`
-	Revision      int64       `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	Instances []*Instance `protobuf:"bytes,2,rep,name=instances,proto3" json:"instances,omitempty"`
+	Revision  int64       `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// SNAPSHOT only: the snapshot goes on in the next message. A snapshot
+	// over 1 MiB is sent in parts, each under gRPC's default 4 MB limit;
+	// the last part has more false, and the parts together are the set.
+	More          bool `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -922,6 +956,13 @@ func (x *WatchResponse) GetRevision() int64 {
 	return 0
 }
 
+func (x *WatchResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 var File_registry_proto protoreflect.FileDescriptor
 
 const file_registry_proto_rawDesc = "" +
@@ -974,24 +1015,29 @@ const file_registry_proto_rawDesc = "" +
 	"\n" +
 	"GetRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\"\x87\x01\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\xbe\x01\n" +
 	"\vListRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
 	"\x04tags\x18\x02 \x03(\tR\x04tags\x12!\n" +
 	"\fhealthy_only\x18\x03 \x01(\bR\vhealthyOnly\x12'\n" +
-	"\x0finclude_warning\x18\x04 \x01(\bR\x0eincludeWarning\"]\n" +
+	"\x0finclude_warning\x18\x04 \x01(\bR\x0eincludeWarning\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\x12\x1f\n" +
+	"\vstart_after\x18\x06 \x01(\tR\n" +
+	"startAfter\"q\n" +
 	"\fListResponse\x121\n" +
 	"\tinstances\x18\x01 \x03(\v2\x13.beacon.v1.InstanceR\tinstances\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"\x88\x01\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"\x88\x01\n" +
 	"\fWatchRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
 	"\x04tags\x18\x02 \x03(\tR\x04tags\x12!\n" +
 	"\fhealthy_only\x18\x03 \x01(\bR\vhealthyOnly\x12'\n" +
-	"\x0finclude_warning\x18\x04 \x01(\bR\x0eincludeWarning\"\xbc\x01\n" +
+	"\x0finclude_warning\x18\x04 \x01(\bR\x0eincludeWarning\"\xd0\x01\n" +
 	"\rWatchResponse\x121\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1d.beacon.v1.WatchResponse.TypeR\x04type\x121\n" +
 	"\tinstances\x18\x02 \x03(\v2\x13.beacon.v1.InstanceR\tinstances\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\")\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x12\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more\")\n" +
 	"\x04Type\x12\f\n" +
 	"\bSNAPSHOT\x10\x00\x12\a\n" +
 	"\x03PUT\x10\x01\x12\n" +

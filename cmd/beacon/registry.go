@@ -129,10 +129,11 @@ func newServicesCmd(g *globals) *cobra.Command {
 				req.Service = args[0]
 			}
 			return withAgent(cmd, g, func(ctx context.Context, c *client.Client) error {
-				resp, err := c.Registry.List(ctx, req)
+				instances, rev, err := c.List(ctx, req)
 				if err != nil {
 					return err
 				}
+				resp := &beaconpb.ListResponse{Instances: instances, Revision: rev}
 				if p.format == "json" {
 					return p.json(resp)
 				}
