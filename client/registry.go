@@ -119,7 +119,9 @@ const listPage = 5000
 
 // List returns every instance matching req (its Limit and StartAfter
 // aside), asking the agent a page at a time, and the catalog revision of
-// the last page.
+// the last page. Each page reads the catalog as it is then, so a set of
+// many pages is not one revision's: an instance added or removed while
+// List goes may be missing or still listed, as with etcd's paged ranges.
 func (c *Client) List(ctx context.Context, req *beaconpb.ListRequest) ([]*beaconpb.Instance, int64, error) {
 	page := proto.Clone(req).(*beaconpb.ListRequest)
 	page.Limit, page.StartAfter = listPage, ""

@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -121,7 +122,7 @@ func (h *handler) pool(service, tag string, kind poolKind, list []*registry.Inst
 	case p != nil && sameList(p.list, list):
 		return p
 	case p != nil && len(list) > asyncPoolSize:
-		h.rebuildInBackground(key, list)
+		h.rebuildInBackground(key, list, p)
 		return p
 	}
 	p = h.buildPool(service, list, tag, kind)
@@ -130,10 +131,12 @@ func (h *handler) pool(service, tag string, kind poolKind, list []*registry.Inst
 }
 
 // rebuildInBackground builds key's pool of list in a goroutine, unless
-// one is at it already.
-func (h *handler) rebuildInBackground(key poolKey, list []*registry.Instance) {
+// one is at it already or as many builds run as there are CPUs (after a
+// change, the next query tries again). The new pool replaces stale only:
+// a pool built meanwhile from a newer list is not set back.
+func (h *handler) rebuildInBackground(key poolKey, list []*registry.Instance, stale *pool) {
 	h.pools.mu.Lock()
-	if _, busy := h.pools.building[key]; busy {
+	if _, busy := h.pools.building[key]; busy || len(h.pools.building) >= runtime.GOMAXPROCS(0) {
 		h.pools.mu.Unlock()
 		return
 	}
@@ -143,17 +146,27 @@ func (h *handler) rebuildInBackground(key poolKey, list []*registry.Instance) {
 	h.pools.building[key] = struct{}{}
 	h.pools.mu.Unlock()
 	go func() {
-		p := h.buildPool(key.service, list, key.tag, key.kind)
-		h.pools.mu.Lock()
-		delete(h.pools.building, key)
-		h.pools.mu.Unlock()
-		h.storePool(key, p)
+		var p *pool
+		defer func() {
+			_ = recover() // a bug here must not take the agent down; the stale pool stays
+			h.pools.mu.Lock()
+			defer h.pools.mu.Unlock()
+			delete(h.pools.building, key)
+			if cur, ok := h.pools.m[key]; p != nil && (cur == stale || !ok) {
+				h.storePoolLocked(key, p)
+			}
+		}()
+		p = h.buildPool(key.service, list, key.tag, key.kind)
 	}()
 }
 
 func (h *handler) storePool(key poolKey, p *pool) {
 	h.pools.mu.Lock()
 	defer h.pools.mu.Unlock()
+	h.storePoolLocked(key, p)
+}
+
+func (h *handler) storePoolLocked(key poolKey, p *pool) {
 	if _, ok := h.pools.m[key]; !ok && len(h.pools.m) >= maxPools || h.pools.m == nil {
 		h.pools.m = make(map[poolKey]*pool)
 	}

@@ -56,3 +56,47 @@ func TestLargePoolRebuiltInBackground(t *testing.T) {
 		t.Fatalf("%d builds still marked busy", busy)
 	}
 }
+
+// TestOlderBuildDoesNotWin: a background build of an older list that
+// ends after a newer pool was stored (the cache started over meanwhile)
+// does not set the pool back.
+func TestOlderBuildDoesNotWin(t *testing.T) {
+	mk := func(n int, prefix string) []*registry.Instance {
+		list := make([]*registry.Instance, 0, n)
+		for i := range n {
+			list = append(list, &registry.Instance{ID: fmt.Sprintf("%s%06d", prefix, i), Service: "huge", Address: "10.30.0.1", Port: 80, Weight: 1, Status: registry.StatusPassing})
+		}
+		return list
+	}
+	s, err := New(Config{}, newMemCatalog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.h
+	l0, l1, l2 := mk(asyncPoolSize+1, "a"), mk(300000, "b"), mk(asyncPoolSize+1, "c")
+	h.pool("huge", "", poolInstances, l0)
+	h.pool("huge", "", poolInstances, l1) // a slow build in the background
+	h.pools.mu.Lock()
+	h.pools.m = nil // the cache starts over, as past maxPools
+	h.pools.mu.Unlock()
+	newer := h.pool("huge", "", poolInstances, l2) // built and stored at once
+	if !sameList(newer.list, l2) {
+		t.Fatal("no pool of the newest list")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		h.pools.mu.RLock()
+		busy, cur := len(h.pools.building), h.pools.m[poolKey{"huge", "", poolInstances}]
+		h.pools.mu.RUnlock()
+		if busy == 0 {
+			if cur != newer {
+				t.Fatalf("the cached pool is of %d instances, not the newest list's", cur.size)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the background build never ended")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -106,6 +106,16 @@ func TestListPagesAndWatchParts(t *testing.T) {
 	if err != nil || len(listed.Instances) != 24 {
 		t.Fatalf("beacon services big -w json: %d instances, %v\n%.300s", len(listed.Instances), err, out)
 	}
+	// A page stops at 1 MiB whatever its limit; start_after is read
+	// whatever its letter case, as names are.
+	page, err := reg.List(ctx, &beaconpb.ListRequest{Service: "big", Limit: 100})
+	if err != nil || !page.More || len(page.Instances) >= 24 || len(page.Instances) == 0 || proto.Size(page) > 2<<20 {
+		t.Fatalf("a page of 60 KB instances with limit 100: %d instances, more %v, %d bytes, %v", len(page.Instances), page.More, proto.Size(page), err)
+	}
+	page, err = reg.List(ctx, &beaconpb.ListRequest{Limit: 1, StartAfter: "BIG/B05"})
+	if err != nil || len(page.Instances) != 1 || page.Instances[0].Id != "b06" {
+		t.Fatalf("start_after BIG/B05: %v %v", page.GetInstances(), err)
+	}
 	// Bad paging: InvalidArgument naming the field.
 	for _, bad := range []*beaconpb.ListRequest{{Limit: -1}, {StartAfter: "no-slash"}, {StartAfter: "/id"}} {
 		_, err := reg.List(ctx, bad)

@@ -83,7 +83,7 @@ func (s *Service) List(_ context.Context, req *beaconpb.ListRequest) (*beaconpb.
 	if req.Limit < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "limit: %d is not a count of instances", req.Limit)
 	}
-	afterService, afterID, paged := strings.Cut(req.StartAfter, "/")
+	afterService, afterID, paged := strings.Cut(strings.ToLower(req.StartAfter), "/") // names and ids are kept lower-case
 	if req.StartAfter != "" && (!paged || afterService == "") {
 		return nil, status.Errorf(codes.InvalidArgument, "start_after: %q is not service/id", req.StartAfter)
 	}
@@ -96,6 +96,7 @@ func (s *Service) List(_ context.Context, req *beaconpb.ListRequest) (*beaconpb.
 		names = s.catalog.Services()
 	}
 	resp := &beaconpb.ListResponse{Revision: rev}
+	size := 0 // of a page's instances, encoded
 	for _, name := range names {
 		if paged && name < afterService {
 			continue
@@ -108,19 +109,28 @@ func (s *Service) List(_ context.Context, req *beaconpb.ListRequest) (*beaconpb.
 			if !match(in) {
 				continue
 			}
-			if req.Limit > 0 && len(resp.Instances) == int(req.Limit) {
+			if req.Limit > 0 && (len(resp.Instances) == int(req.Limit) || size > listPageBytes) {
 				resp.More = true
 				return resp, nil
 			}
-			resp.Instances = append(resp.Instances, in.Proto())
+			p := in.Proto()
+			resp.Instances = append(resp.Instances, p)
+			if req.Limit > 0 {
+				size += proto.Size(p) + 4
+			}
 		}
 	}
 	return resp, nil
 }
 
 // snapshotPart is the most a part of a Watch snapshot holds, in bytes:
-// well under gRPC's default 4 MB limit on what a client receives.
-const snapshotPart = 1 << 20
+// well under gRPC's default 4 MB limit on what a client receives. A page
+// of List stops after listPageBytes too, whatever its limit: 5000
+// instances with 64 KiB of meta each would be 320 MB.
+const (
+	snapshotPart  = 1 << 20
+	listPageBytes = 1 << 20
+)
 
 // Watch streams a snapshot, then every change in revision order. A watcher
 // that falls behind gets a fresh snapshot rather than a gap.

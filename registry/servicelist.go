@@ -13,7 +13,7 @@ import (
 // A service may hold 100k instances and change many times a second, and
 // the list is built under the catalog's write lock, which holds up every
 // reader of every service. So a new list is not sorted from scratch: it is
-// the last one merged with the ids changed since, O(n + k log k) for k
+// the last one merged with the ids changed since, O(n + k log n) for k
 // changes, which for 100k instances is a copy of 800 KB of pointers.
 type serviceEntry struct {
 	byID    map[string]*Instance
