@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"github.com/miekg/dns"
 )
@@ -31,6 +32,7 @@ type handler struct {
 	serial  uint32
 	recurse bool // recursors are configured: RA, and forwarding
 	pools   poolCache
+	builds  sync.WaitGroup // pools being built in the background
 	names   nameCache
 	// For tests that compare the fast path with the general way:
 	// generalOnly turns the fast path off, and testRand, when set, gives

@@ -37,7 +37,8 @@ func readPktinfo(c *net.UDPConn, b []byte, pb *pktinfoBuf) (n int, from netip.Ad
 	return n, from, pktinfoSrc(pb.out[:0], dst), nil
 }
 
-// pktinfoDst finds the destination address among control messages.
+// pktinfoDst finds among control messages the local address a packet
+// came to: the source its reply must have.
 func pktinfoDst(oob []byte) (netip.Addr, bool) {
 	lenSize := syscall.SizeofCmsghdr - 8 // cmsg_len is a size_t
 	for len(oob) >= cmsgHeader {
@@ -55,8 +56,11 @@ func pktinfoDst(oob []byte) (netip.Addr, bool) {
 		data := oob[cmsgHeader:msgLen]
 		switch {
 		case level == syscall.IPPROTO_IP && typ == syscall.IP_PKTINFO && len(data) >= 12:
-			// struct in_pktinfo: ifindex, spec_dst, addr (the header's destination)
-			return netip.AddrFrom4([4]byte(data[8:12])), true
+			// struct in_pktinfo: ifindex, spec_dst, addr. spec_dst is the
+			// local address the packet came to: the header's destination
+			// for unicast, the interface's address for a broadcast, which
+			// is no source a reply can have.
+			return netip.AddrFrom4([4]byte(data[4:8])), true
 		case level == syscall.IPPROTO_IPV6 && typ == syscall.IPV6_PKTINFO && len(data) >= 16:
 			// struct in6_pktinfo: addr, ifindex
 			return netip.AddrFrom16([16]byte(data[:16])).Unmap(), true

@@ -110,8 +110,13 @@ type poolCache struct {
 // evict nothing.
 func (h *handler) pool(service, tag string, kind poolKind, list []*registry.Instance) *pool {
 	if tag != "" {
-		if _, ok := h.pool(service, "", poolInstances, list).tags[tag]; !ok {
-			return &pool{}
+		// A tag unknown to a stale pool (one being rebuilt) may be new:
+		// a pool of its own, built now, says whether it names anything.
+		if base := h.pool(service, "", poolInstances, list); !hasKey(base.tags, tag) {
+			if sameList(base.list, list) {
+				return &pool{}
+			}
+			return h.buildPool(service, list, tag, kind)
 		}
 	}
 	key := poolKey{service, tag, kind}
@@ -145,7 +150,9 @@ func (h *handler) rebuildInBackground(key poolKey, list []*registry.Instance, st
 	}
 	h.pools.building[key] = struct{}{}
 	h.pools.mu.Unlock()
+	h.builds.Add(1)
 	go func() {
+		defer h.builds.Done()
 		var p *pool
 		defer func() {
 			_ = recover() // a bug here must not take the agent down; the stale pool stays
@@ -171,6 +178,11 @@ func (h *handler) storePoolLocked(key poolKey, p *pool) {
 		h.pools.m = make(map[poolKey]*pool)
 	}
 	h.pools.m[key] = p
+}
+
+func hasKey(m map[string]struct{}, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 func sameList(a, b []*registry.Instance) bool {

@@ -30,10 +30,17 @@ func TestLargePoolRebuiltInBackground(t *testing.T) {
 		t.Fatalf("first pool: %d members", before.size)
 	}
 
-	cat.put(registry.Instance{ID: "new", Service: "huge", Address: "10.99.0.1", Port: 80})
+	cat.put(registry.Instance{ID: "new", Service: "huge", Address: "10.99.0.1", Port: 80, Tags: []string{"fresh"}})
 	changed := cat.Service("huge")
 	if p := h.pool("huge", "", poolInstances, changed); p != before {
 		t.Fatalf("the query after the change got a pool of %d members, not the one before", p.size)
+	}
+	// A tag only the new instance has is not NXDOMAIN meanwhile.
+	if p := h.pool("huge", "fresh", poolIPv4, changed); !p.tagged || p.size != 1 {
+		t.Fatalf("the new tag while the pool is rebuilt: tagged %v, %d members", p.tagged, p.size)
+	}
+	if p := h.pool("huge", "nosuch", poolIPv4, changed); p.tagged {
+		t.Fatal("a tag nobody has names something")
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {

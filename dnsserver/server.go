@@ -301,7 +301,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	finished := make(chan struct{})
-	go func() { s.wg.Wait(); close(finished) }()
+	go func() { s.wg.Wait(); s.h.builds.Wait(); close(finished) }()
 	select {
 	case <-finished:
 		return nil
