@@ -30,7 +30,7 @@ type fastScratch struct {
 
 var fastScratchPool = sync.Pool{New: func() any { return &fastScratch{name: make([]byte, 0, 256)} }}
 
-// query is what the fast path reads of a query packet.
+// fastQuery is what the fast path reads of a query packet.
 type fastQuery struct {
 	qend   int // the question ends at pkt[qend]
 	qtype  uint16
@@ -73,15 +73,8 @@ func (h *handler) fastAnswer(pkt, buf []byte) (out []byte, ok bool) {
 	if !p.tagged {
 		return nil, false // NXDOMAIN
 	}
-	least := 2 + 10 + 4
-	switch q.qtype {
-	case dns.TypeAAAA:
-		least = 2 + 10 + 16
-	case dns.TypeSRV:
-		least = 2 + 10 + 6 + 2 + len(t.service) + len(".service.") + len(h.zone) + 1
-	}
 	sc.draw.rng = h.rng()
-	sc.picks = p.draw(q.limit/least+1, sc.picks[:0], &sc.draw)
+	sc.picks = p.draw(q.limit/h.leastRecord(q.qtype, t.service)+1, sc.picks[:0], &sc.draw)
 	picks := sc.picks[:0]
 	for _, m := range sc.picks {
 		if q.qtype == dns.TypeSRV {
@@ -89,7 +82,7 @@ func (h *handler) fastAnswer(pkt, buf []byte) (out []byte, ok bool) {
 				continue // left out, as the general way does
 			}
 			if m.tLen == 0 {
-				return nil, false // a target that does not pack: SERVFAIL there
+				return nil, false // its target is left to the general way (see appendTarget)
 			}
 		}
 		picks = append(picks, m)

@@ -70,24 +70,15 @@ func (h *handler) resolve(resp *dns.Msg, q dns.Question, t target, limit int) {
 // service answers for the healthy instances of a service (and tag),
 // building no more records than could fit in limit bytes.
 func (h *handler) service(resp *dns.Msg, q dns.Question, owner, service string, p *pool, limit int) {
-	// The least a record takes, its owner name compressed to 2 bytes.
-	least := 0
 	switch q.Qtype {
 	case dns.TypeANY:
 		resp.Answer = append(resp.Answer, h.hinfo(owner))
 		return
-	case dns.TypeA:
-		least = 2 + 10 + 4
-	case dns.TypeAAAA:
-		least = 2 + 10 + 16
-	case dns.TypeSRV: // the target is never compressed (RFC 2782)
-		least = 2 + 10 + 6 + 2 + len(service) + len(".service.") + len(h.zone) + 1
-	case dns.TypeTXT:
-		least = 2 + 10 + 1
+	case dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeTXT:
 	default:
 		return
 	}
-	picked := p.draw(limit/least+1, nil, &drawScratch{rng: h.rng()})
+	picked := p.draw(limit/h.leastRecord(q.Qtype, service)+1, nil, &drawScratch{rng: h.rng()})
 	resp.Answer = make([]dns.RR, 0, len(picked))
 	switch q.Qtype {
 	case dns.TypeSRV:
@@ -125,6 +116,21 @@ func (h *handler) service(resp *dns.Msg, q dns.Question, owner, service string, 
 			resp.Answer = append(resp.Answer, &dns.TXT{Hdr: h.hdr(owner, dns.TypeTXT), Txt: txt})
 		}
 	}
+}
+
+// leastRecord is the least a record of a service's answer of type qtype
+// (A, AAAA, SRV or TXT) takes, its owner compressed to 2 bytes: a bound
+// on how many can fit a message, and so on how many to draw.
+func (h *handler) leastRecord(qtype uint16, service string) int {
+	switch qtype {
+	case dns.TypeA:
+		return 2 + 10 + 4
+	case dns.TypeAAAA:
+		return 2 + 10 + 16
+	case dns.TypeSRV: // the target is never compressed (RFC 2782)
+		return 2 + 10 + 6 + 2 + len(service) + len(".service.") + len(h.zone) + 1
+	}
+	return 2 + 10 + 1 // TXT
 }
 
 // instance answers for <instance-id>.<service>.service: the SRV target.
