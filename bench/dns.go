@@ -35,6 +35,28 @@ type DNSOptions struct {
 	PlainProcess bool
 }
 
+// withDefaults fills in the zero fields.
+func (o DNSOptions) withDefaults() DNSOptions {
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Sockets <= 0 {
+		o.Sockets = 8
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	return o
+}
+
+// loadMode says how the load is offered.
+func loadMode(o DNSOptions) string {
+	if o.Rate > 0 {
+		return fmt.Sprintf("%d sockets at %d queries/s in all", o.Sockets, o.Rate)
+	}
+	return fmt.Sprintf("%d sockets × %d outstanding, as fast as possible", o.Sockets, o.Concurrency)
+}
+
 // dnsResult is one server's figures under the load.
 type dnsResult struct {
 	sent, answered, lost, bad int64
@@ -82,15 +104,7 @@ func dnsRun(ctx context.Context, w io.Writer, o DNSOptions) (DNSFigures, error) 
 		return DNSFigures{}, errors.New("bench dns: no name to ask")
 	}
 	o.Name = dns.Fqdn(o.Name)
-	if o.Duration <= 0 {
-		o.Duration = 10 * time.Second
-	}
-	if o.Sockets <= 0 {
-		o.Sockets = 8
-	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = 4
-	}
+	o = o.withDefaults()
 	if o.Rate < 0 {
 		return DNSFigures{}, errors.New("bench dns: a negative rate")
 	}
@@ -144,11 +158,7 @@ func dnsRun(ctx context.Context, w io.Writer, o DNSOptions) (DNSFigures, error) 
 		}
 	}
 
-	mode := fmt.Sprintf("%d sockets × %d outstanding, as fast as possible", o.Sockets, o.Concurrency)
-	if o.Rate > 0 {
-		mode = fmt.Sprintf("%d sockets at %d queries/s in all", o.Sockets, o.Rate)
-	}
-	fmt.Fprintf(w, "beacon bench dns: %s %s over UDP, %s, %s per server\n", dns.TypeToString[qtype], o.Name, mode, o.Duration)
+	fmt.Fprintf(w, "beacon bench dns: %s %s over UDP, %s, %s per server\n", dns.TypeToString[qtype], o.Name, loadMode(o), o.Duration)
 	fmt.Fprintf(w, "answer: %d records, %d additional, %d bytes\n\n", len(probe.Answer), len(dnsGlue(probe)), beacon.replyBytes)
 	fmt.Fprintf(w, "%-28s %12s %9s %9s %9s %8s\n", "", "queries/s", "p50 ms", "p99 ms", "lost", "errors")
 	row := func(label string, r dnsResult) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,67 +21,53 @@ import (
 
 // DNSAgent runs `beacon bench dns` against agents it starts itself: a
 // member (embedding etcd) and a proxy joined to it, with three instances
-// of "web" registered. With instances > 0 it then loads that many more
-// instances (over 1000 other services) and measures again, reporting each
-// agent's p99 against its empty case and its resident memory.
-func DNSAgent(ctx context.Context, w io.Writer, o DNSOptions, instances int) error {
+// of "web" registered, measured against the fixed-answer server.
+//
+// With instances > 0 it starts a second such pair and loads that many
+// more instances into it (over 1000 other services). Then the empty and
+// the loaded agents take turns under the same load, rounds times, the
+// order swapped each round, so that whatever else the machine does falls
+// on both alike; it reports the median p99 of each and their ratio, and
+// each agent's resident memory.
+func DNSAgent(ctx context.Context, w io.Writer, o DNSOptions, instances, rounds int) error {
 	dir, err := os.MkdirTemp("", "beacon-bench-dns-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	member, proxy, stopAll, err := startPair(ctx, dir)
+	empty, err := startWebPair(ctx, filepath.Join(dir, "empty"))
 	if err != nil {
 		return err
 	}
-	defer stopAll()
-	c, err := client.New(member.API)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	for i := 1; i <= 3; i++ {
-		if _, err := c.Registry.Register(ctx, &beaconpb.RegisterRequest{Instance: &beaconpb.Instance{
-			Service: "web", Id: fmt.Sprintf("web%d", i), Address: fmt.Sprintf("127.0.0.%d", 10+i), Port: 8080, Weight: uint32(i)}}); err != nil {
+	defer empty.stop()
+	o.Name = "web.service.beacon."
+	for _, ag := range empty.agents {
+		o.Addr = ag.p.DNS
+		if err := waitAnswer(ctx, ag.p.DNS, o.Name); err != nil {
 			return err
 		}
-	}
-	o.Name = "web.service.beacon."
-	agents := []struct {
-		label string
-		p     *agentProc
-	}{{"member", member}, {"proxy", proxy}}
-	measureAll := func() ([]DNSFigures, []int, error) {
-		var figs []DNSFigures
-		var rss []int
-		for _, ag := range agents {
-			o.Addr = ag.p.DNS
-			if err := waitAnswer(ctx, ag.p.DNS, o.Name); err != nil {
-				return nil, nil, err
-			}
-			fmt.Fprintf(w, "--- %s agent\n", ag.label)
-			f, err := dnsRun(ctx, w, o)
-			if err != nil {
-				return nil, nil, err
-			}
-			kb, _ := rssKB(ag.p.cmd.Process.Pid)
-			figs, rss = append(figs, f), append(rss, kb)
-			fmt.Fprintln(w)
+		fmt.Fprintf(w, "--- %s agent\n", ag.label)
+		if _, err := dnsRun(ctx, w, o); err != nil {
+			return err
 		}
-		return figs, rss, nil
+		fmt.Fprintln(w)
 	}
-	empty, rssEmpty, err := measureAll()
-	if err != nil || instances == 0 {
-		return err
+	if instances == 0 {
+		return nil
 	}
 
-	fmt.Fprintf(w, "loading %d instances over 1000 other services...\n", instances)
+	loaded, err := startWebPair(ctx, filepath.Join(dir, "loaded"))
+	if err != nil {
+		return err
+	}
+	defer loaded.stop()
+	fmt.Fprintf(w, "a second pair of agents: loading %d instances over 1000 other services...\n", instances)
 	t0 := time.Now()
-	if err := loadInstances(ctx, member.ClientURL, instances); err != nil {
+	if err := loadInstances(ctx, loaded.agents[0].p.ClientURL, instances); err != nil {
 		return err
 	}
 	last := fmt.Sprintf("load%d.service.beacon.", (instances-1)%1000)
-	for _, ag := range agents {
+	for _, ag := range loaded.agents {
 		if err := waitAnswer(ctx, ag.p.DNS, last); err != nil {
 			return err
 		}
@@ -88,21 +75,101 @@ func DNSAgent(ctx context.Context, w io.Writer, o DNSOptions, instances int) err
 	fmt.Fprintf(w, "loaded and in both agents' catalogs after %s\n", time.Since(t0).Round(time.Millisecond))
 	// The burst leaves etcd compacting and snapshotting its log for a while;
 	// measure the steady state of agents holding the catalog, not that.
-	settled := waitIdle(ctx, member.cmd.Process.Pid, 0.05, 60*time.Second)
-	fmt.Fprintf(w, "member settled (under 5%% CPU) after %s more\n\n", settled.Round(time.Millisecond))
-	full, rssFull, err := measureAll()
+	settled := waitIdle(ctx, loaded.agents[0].p.cmd.Process.Pid, 0.05, 60*time.Second)
+	fmt.Fprintf(w, "loaded member settled (under 5%% CPU) after %s more\n\n", settled.Round(time.Millisecond))
+
+	q := new(dns.Msg)
+	q.SetQuestion(o.Name, dns.TypeSRV)
+	q.SetEdns0(1232, false)
+	query, err := q.Pack()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "%-34s %12s %12s %8s\n", "", "empty", fmt.Sprintf("%d inst.", instances), "ratio")
-	for i, ag := range agents {
-		ratio := float64(full[i].P99) / float64(max(empty[i].P99, 1))
-		fmt.Fprintf(w, "%-34s %12.3f %12.3f %7.2fx   target ≤ 1.20x: %s\n", ag.label+" DNS p99 ms", ms(empty[i].P99), ms(full[i].P99), ratio, okIf(ratio <= 1.2))
-		fmt.Fprintf(w, "%-34s %12.1f %12.1f %7.2fx   target < 300 MB: %s\n", ag.label+" RSS MB", float64(rssEmpty[i])/1024, float64(rssFull[i])/1024,
-			float64(rssFull[i])/float64(max(rssEmpty[i], 1)), okIf(rssFull[i] < 300*1024))
+	o = o.withDefaults()
+	fmt.Fprintf(w, "p99 ms of SRV %s at %s, %s a run; empty and loaded agents take turns, %d rounds:\n\n", o.Name, loadMode(o), o.Duration, rounds)
+	fmt.Fprintf(w, "%-22s", "")
+	for r := range rounds {
+		fmt.Fprintf(w, " %8s", fmt.Sprintf("round %d", r+1))
 	}
-	fmt.Fprintln(w, "\nthe member agent also embeds the etcd member that stores the 100k keys; the proxy agent holds only its catalog.")
+	fmt.Fprintf(w, " %8s %8s\n", "median", "ratio")
+	for i := range empty.agents {
+		p99s := [2][]time.Duration{}
+		for r := range rounds {
+			for k := range 2 {
+				which := (k + r) % 2 // 0 empty, 1 loaded; swapped each round
+				pair := []*webPair{empty, loaded}[which]
+				if _, err := dnsLoad(ctx, pair.agents[i].p.DNS, query, o, min(o.Duration/10, time.Second)); err != nil {
+					return err
+				}
+				res, err := dnsLoad(ctx, pair.agents[i].p.DNS, query, o, o.Duration)
+				if err != nil {
+					return err
+				}
+				p99s[which] = append(p99s[which], res.pct(0.99))
+			}
+		}
+		self := func(d time.Duration) time.Duration { return d }
+		med := [2]time.Duration{median(p99s[0], self), median(p99s[1], self)}
+		ratio := float64(med[1]) / float64(max(med[0], 1))
+		for which, label := range []string{"empty", fmt.Sprintf("%d inst.", instances)} {
+			fmt.Fprintf(w, "%-22s", empty.agents[i].label+" "+label)
+			for _, d := range p99s[which] {
+				fmt.Fprintf(w, " %8.3f", ms(d))
+			}
+			fmt.Fprintf(w, " %8.3f", ms(med[which]))
+			if which == 1 {
+				fmt.Fprintf(w, " %7.2fx   target ≤ 1.20x: %s", ratio, okIf(ratio <= 1.2))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintln(w)
+	for i, ag := range empty.agents {
+		e, _ := rssKB(ag.p.cmd.Process.Pid)
+		l, _ := rssKB(loaded.agents[i].p.cmd.Process.Pid)
+		fmt.Fprintf(w, "%-22s %8.1f MB empty, %8.1f MB with %d instances   target < 300 MB: %s\n", ag.label+" RSS", float64(e)/1024, float64(l)/1024, instances, okIf(l < 300*1024))
+	}
+	fmt.Fprintln(w, "\nthe member agent also embeds the etcd member that stores the instances; the proxy agent holds only its catalog.")
 	return nil
+}
+
+// webPair is a member and a proxy joined to it, with three instances of
+// "web" registered.
+type webPair struct {
+	agents []struct {
+		label string
+		p     *agentProc
+	}
+	stop func()
+}
+
+func startWebPair(ctx context.Context, dir string) (*webPair, error) {
+	member, proxy, stopAll, err := startPair(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(member.API)
+	if err != nil {
+		stopAll()
+		return nil, err
+	}
+	defer c.Close()
+	for i := 1; i <= 3; i++ {
+		if _, err := c.Registry.Register(ctx, &beaconpb.RegisterRequest{Instance: &beaconpb.Instance{
+			Service: "web", Id: fmt.Sprintf("web%d", i), Address: fmt.Sprintf("127.0.0.%d", 10+i), Port: 8080, Weight: uint32(i)}}); err != nil {
+			stopAll()
+			return nil, err
+		}
+	}
+	pair := &webPair{stop: stopAll}
+	pair.agents = append(pair.agents, struct {
+		label string
+		p     *agentProc
+	}{"member", member}, struct {
+		label string
+		p     *agentProc
+	}{"proxy", proxy})
+	return pair, nil
 }
 
 func waitAnswer(ctx context.Context, addr, name string) error {

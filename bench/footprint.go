@@ -87,7 +87,7 @@ func verdict(ok bool, target string) string {
 func readyOf(s sample) time.Duration { return s.ready }
 func rssOf(s sample) time.Duration   { return time.Duration(s.rssKB) }
 
-func median(ss []sample, f func(sample) time.Duration) time.Duration {
+func median[T any](ss []T, f func(T) time.Duration) time.Duration {
 	v := make([]time.Duration, len(ss))
 	for i, s := range ss {
 		v[i] = f(s)

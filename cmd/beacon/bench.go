@@ -128,7 +128,7 @@ raw clientv3 put through A seen by a clientv3 watch through B. Without
 func newBenchDNSCmd() *cobra.Command {
 	o := bench.DNSOptions{}
 	var inProcess bool
-	var instances int
+	var instances, rounds int
 	cmd := &cobra.Command{
 		Use:   "dns",
 		Short: "DNS queries/s and latency of the agent, beside a fixed-answer miekg/dns server",
@@ -138,10 +138,12 @@ the agent's answer fixed (in a process of its own, as the agent is).
 
 Without --addr it starts its own agent with three instances of "web"; with
 --instances N it then loads N more (over 1000 services) and reports p99
-against the empty case and the agent's memory; then each run lasts 15s
-unless --duration says otherwise, as a p99 of well under a millisecond on
-shared cores needs the samples. --rate R paces the load at R queries/s (for
-p99 at a given rate) instead of as fast as possible.`,
+against the empty case and the agent's memory: a second pair of agents
+holds the instances, and the empty and the loaded agents take turns under
+the same load (--rounds times, 5s a run unless --duration says otherwise),
+so that what else the machine does falls on both alike; the medians are
+compared. --rate R paces the load at R queries/s (for p99 at a given rate)
+instead of as fast as possible.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.PlainProcess = !inProcess
@@ -149,10 +151,13 @@ p99 at a given rate) instead of as fast as possible.`,
 				return &usageError{errorf("--instances and --rate must not be negative")}
 			}
 			if instances > 0 && !cmd.Flags().Changed("duration") {
-				o.Duration = 15 * time.Second
+				o.Duration = 5 * time.Second
+			}
+			if rounds < 1 {
+				return &usageError{errorf("--rounds must be at least 1")}
 			}
 			if o.Addr == "" {
-				return bench.DNSAgent(cmd.Context(), cmd.OutOrStdout(), o, instances)
+				return bench.DNSAgent(cmd.Context(), cmd.OutOrStdout(), o, instances, rounds)
 			}
 			if o.Name == "" || instances > 0 {
 				return &usageError{errorf("with --addr, give --name (a name the server answers) and no --instances")}
@@ -164,11 +169,12 @@ p99 at a given rate) instead of as fast as possible.`,
 	f.StringVar(&o.Addr, "addr", "", "DNS server to load (default: start an agent)")
 	f.StringVar(&o.Name, "name", "", "name to ask, with --addr")
 	f.StringVar(&o.Type, "type", "SRV", "record type to ask")
-	f.DurationVar(&o.Duration, "duration", 10*time.Second, "load per server (15s with --instances)")
+	f.DurationVar(&o.Duration, "duration", 10*time.Second, "load per server (per run, 5s, with --instances)")
 	f.IntVar(&o.Rate, "rate", 0, "queries/s in all (0: as fast as possible)")
 	f.IntVar(&o.Sockets, "sockets", 8, "client UDP sockets")
 	f.IntVar(&o.Concurrency, "concurrency", 4, "queries outstanding per socket")
-	f.IntVar(&instances, "instances", 0, "then load this many instances and measure again")
+	f.IntVar(&instances, "instances", 0, "then load this many instances into a second pair of agents and compare")
+	f.IntVar(&rounds, "rounds", 5, "with --instances: turns of the empty and the loaded agents")
 	f.BoolVar(&inProcess, "plain-in-process", false, "run the plain server inside the loader's process")
 	return cmd
 }
