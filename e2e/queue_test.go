@@ -419,6 +419,7 @@ func TestQueueSemantics(t *testing.T) {
 		out, errOut, code := queueCLI(t, a, nil, "queue", "dead", "poison", "-w", "json")
 		var dead struct {
 			Messages []struct {
+				ID         string `json:"id"`
 				Payload    []byte `json:"payload"`
 				Deliveries int    `json:"deliveries"`
 				DeadReason string `json:"dead_reason"`
@@ -438,6 +439,34 @@ func TestQueueSemantics(t *testing.T) {
 		out, _, _ = queueCLI(t, a, nil, "queue", "dead", "poison")
 		if !strings.Contains(out, `"bad"`) || !strings.Contains(out, "max_deliveries 2") {
 			t.Fatalf("dead letters table: %s", out)
+		}
+
+		// Redrive: ids or --all, never neither; an id that is no dead
+		// letter fails the command, naming it.
+		if _, errOut, code := queueCLI(t, a, nil, "queue", "redrive", "poison"); code != 2 || !strings.Contains(errOut, "--all") {
+			t.Fatalf("redrive without ids: exit %d %s", code, errOut)
+		}
+		if _, errOut, code := queueCLI(t, a, nil, "queue", "redrive", "poison", "424242"); code != 1 || !strings.Contains(errOut, "424242") {
+			t.Fatalf("redrive of no dead letter: exit %d %s", code, errOut)
+		}
+		id := dead.Messages[0].ID
+		if out, errOut, code := queueCLI(t, b, nil, "queue", "redrive", "poison", id); code != 0 || strings.TrimSpace(out) != "redriven 1: "+id {
+			t.Fatalf("redrive %s: exit %d %q %s", id, code, out, errOut)
+		}
+		// Back in line with its payload, deliveries counted afresh; then
+		// buried again, and purged.
+		r := queueReserveCLI(t, a, "poison", "--max-deliveries", "1")
+		if r.Message.ID != id || string(r.Message.Payload) != "bad" || r.Message.Deliveries != 1 {
+			t.Fatalf("after redrive: %+v", r)
+		}
+		queueCLI(t, a, nil, "queue", "nack", r.Receipt)
+		queueCLI(t, a, nil, "queue", "reserve", "poison", "--max-deliveries", "1")
+		if out, errOut, code := queueCLI(t, b, nil, "queue", "purge-dead", "poison", "--all"); code != 0 || strings.TrimSpace(out) != "purged 1: "+id {
+			t.Fatalf("purge-dead --all: exit %d %q %s", code, out, errOut)
+		}
+		out, _, _ = queueCLI(t, a, nil, "queue", "stats", "poison", "-w", "json")
+		if json.Unmarshal([]byte(out), &st) != nil || st.Depth != "0" || st.Dead != "0" {
+			t.Fatalf("stats after purge: %s", out)
 		}
 	})
 

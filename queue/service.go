@@ -183,6 +183,24 @@ func (s *Service) DeadLetters(ctx context.Context, req *beaconpb.QueueDeadLetter
 	return resp, nil
 }
 
+// Redrive sends dead letters back to their queue.
+func (s *Service) Redrive(ctx context.Context, req *beaconpb.QueueDeadRequest) (*beaconpb.QueueDeadResponse, error) {
+	return s.handleDead(ctx, req, Redrive)
+}
+
+// PurgeDead deletes dead letters.
+func (s *Service) PurgeDead(ctx context.Context, req *beaconpb.QueueDeadRequest) (*beaconpb.QueueDeadResponse, error) {
+	return s.handleDead(ctx, req, Purge)
+}
+
+func (s *Service) handleDead(ctx context.Context, req *beaconpb.QueueDeadRequest, action DeadAction) (*beaconpb.QueueDeadResponse, error) {
+	done, notDead, err := s.b.HandleDead(ctx, req.Queue, action, req.Ids, req.All)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	return &beaconpb.QueueDeadResponse{Done: done, NotDead: notDead}, nil
+}
+
 // Wait returns once the queue holds count messages.
 func (s *Service) Wait(ctx context.Context, req *beaconpb.QueueWaitRequest) (*beaconpb.QueueWaitResponse, error) {
 	if req.Count > 1<<31 {

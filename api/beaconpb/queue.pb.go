@@ -943,6 +943,122 @@ func (x *QueueDeadLettersResponse) GetMore() bool {
 	return false
 }
 
+type QueueDeadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// The dead letters' ids; or all = true for every one (not both).
+	Ids           []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	All           bool     `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueDeadRequest) Reset() {
+	*x = QueueDeadRequest{}
+	mi := &file_queue_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueDeadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueDeadRequest) ProtoMessage() {}
+
+func (x *QueueDeadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_queue_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueDeadRequest.ProtoReflect.Descriptor instead.
+func (*QueueDeadRequest) Descriptor() ([]byte, []int) {
+	return file_queue_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *QueueDeadRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueueDeadRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *QueueDeadRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type QueueDeadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ids redriven or purged.
+	Done []string `protobuf:"bytes,1,rep,name=done,proto3" json:"done,omitempty"`
+	// Of the ids given, those that were no dead letter: unknown, or
+	// redriven or purged by someone else meanwhile.
+	NotDead       []string `protobuf:"bytes,2,rep,name=not_dead,json=notDead,proto3" json:"not_dead,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueDeadResponse) Reset() {
+	*x = QueueDeadResponse{}
+	mi := &file_queue_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueDeadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueDeadResponse) ProtoMessage() {}
+
+func (x *QueueDeadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_queue_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueDeadResponse.ProtoReflect.Descriptor instead.
+func (*QueueDeadResponse) Descriptor() ([]byte, []int) {
+	return file_queue_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *QueueDeadResponse) GetDone() []string {
+	if x != nil {
+		return x.Done
+	}
+	return nil
+}
+
+func (x *QueueDeadResponse) GetNotDead() []string {
+	if x != nil {
+		return x.NotDead
+	}
+	return nil
+}
+
 type QueueWaitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
@@ -954,7 +1070,7 @@ type QueueWaitRequest struct {
 
 func (x *QueueWaitRequest) Reset() {
 	*x = QueueWaitRequest{}
-	mi := &file_queue_proto_msgTypes[15]
+	mi := &file_queue_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1082,7 @@ func (x *QueueWaitRequest) String() string {
 func (*QueueWaitRequest) ProtoMessage() {}
 
 func (x *QueueWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[15]
+	mi := &file_queue_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1095,7 @@ func (x *QueueWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueWaitRequest.ProtoReflect.Descriptor instead.
 func (*QueueWaitRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{15}
+	return file_queue_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *QueueWaitRequest) GetQueue() string {
@@ -1006,7 +1122,7 @@ type QueueWaitResponse struct {
 
 func (x *QueueWaitResponse) Reset() {
 	*x = QueueWaitResponse{}
-	mi := &file_queue_proto_msgTypes[16]
+	mi := &file_queue_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1134,7 @@ func (x *QueueWaitResponse) String() string {
 func (*QueueWaitResponse) ProtoMessage() {}
 
 func (x *QueueWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[16]
+	mi := &file_queue_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1147,7 @@ func (x *QueueWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueWaitResponse.ProtoReflect.Descriptor instead.
 func (*QueueWaitResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{16}
+	return file_queue_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueueWaitResponse) GetCount() uint64 {
@@ -1116,12 +1232,19 @@ const file_queue_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"c\n" +
 	"\x18QueueDeadLettersResponse\x123\n" +
 	"\bmessages\x18\x01 \x03(\v2\x17.beacon.v1.QueueMessageR\bmessages\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more\">\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"L\n" +
+	"\x10QueueDeadRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"B\n" +
+	"\x11QueueDeadResponse\x12\x12\n" +
+	"\x04done\x18\x01 \x03(\tR\x04done\x12\x19\n" +
+	"\bnot_dead\x18\x02 \x03(\tR\anotDead\">\n" +
 	"\x10QueueWaitRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\")\n" +
 	"\x11QueueWaitResponse\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\x04R\x05count2\xc4\x04\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count2\xd2\x05\n" +
 	"\x05Queue\x12J\n" +
 	"\aEnqueue\x12\x1e.beacon.v1.QueueEnqueueRequest\x1a\x1f.beacon.v1.QueueEnqueueResponse\x12J\n" +
 	"\aReserve\x12\x1e.beacon.v1.QueueReserveRequest\x1a\x1f.beacon.v1.QueueReserveResponse\x12>\n" +
@@ -1129,7 +1252,9 @@ const file_queue_proto_rawDesc = "" +
 	"\x04Nack\x12\x1b.beacon.v1.QueueNackRequest\x1a\x1c.beacon.v1.QueueNackResponse\x12G\n" +
 	"\x06Extend\x12\x1d.beacon.v1.QueueExtendRequest\x1a\x1e.beacon.v1.QueueExtendResponse\x12<\n" +
 	"\x05Stats\x12\x1c.beacon.v1.QueueStatsRequest\x1a\x15.beacon.v1.QueueStats\x12V\n" +
-	"\vDeadLetters\x12\".beacon.v1.QueueDeadLettersRequest\x1a#.beacon.v1.QueueDeadLettersResponse\x12A\n" +
+	"\vDeadLetters\x12\".beacon.v1.QueueDeadLettersRequest\x1a#.beacon.v1.QueueDeadLettersResponse\x12D\n" +
+	"\aRedrive\x12\x1b.beacon.v1.QueueDeadRequest\x1a\x1c.beacon.v1.QueueDeadResponse\x12F\n" +
+	"\tPurgeDead\x12\x1b.beacon.v1.QueueDeadRequest\x1a\x1c.beacon.v1.QueueDeadResponse\x12A\n" +
 	"\x04Wait\x12\x1b.beacon.v1.QueueWaitRequest\x1a\x1c.beacon.v1.QueueWaitResponseB)Z'github.com/beaconhq/beacon/api/beaconpbb\x06proto3"
 
 var (
@@ -1144,7 +1269,7 @@ func file_queue_proto_rawDescGZIP() []byte {
 	return file_queue_proto_rawDescData
 }
 
-var file_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_queue_proto_goTypes = []any{
 	(*QueueEnqueueRequest)(nil),      // 0: beacon.v1.QueueEnqueueRequest
 	(*QueueEnqueueResponse)(nil),     // 1: beacon.v1.QueueEnqueueResponse
@@ -1161,24 +1286,26 @@ var file_queue_proto_goTypes = []any{
 	(*QueueStats)(nil),               // 12: beacon.v1.QueueStats
 	(*QueueDeadLettersRequest)(nil),  // 13: beacon.v1.QueueDeadLettersRequest
 	(*QueueDeadLettersResponse)(nil), // 14: beacon.v1.QueueDeadLettersResponse
-	(*QueueWaitRequest)(nil),         // 15: beacon.v1.QueueWaitRequest
-	(*QueueWaitResponse)(nil),        // 16: beacon.v1.QueueWaitResponse
-	(*durationpb.Duration)(nil),      // 17: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
+	(*QueueDeadRequest)(nil),         // 15: beacon.v1.QueueDeadRequest
+	(*QueueDeadResponse)(nil),        // 16: beacon.v1.QueueDeadResponse
+	(*QueueWaitRequest)(nil),         // 17: beacon.v1.QueueWaitRequest
+	(*QueueWaitResponse)(nil),        // 18: beacon.v1.QueueWaitResponse
+	(*durationpb.Duration)(nil),      // 19: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 20: google.protobuf.Timestamp
 }
 var file_queue_proto_depIdxs = []int32{
-	17, // 0: beacon.v1.QueueEnqueueRequest.dedup_window:type_name -> google.protobuf.Duration
-	17, // 1: beacon.v1.QueueEnqueueRequest.delay:type_name -> google.protobuf.Duration
-	17, // 2: beacon.v1.QueueReserveRequest.visibility:type_name -> google.protobuf.Duration
-	17, // 3: beacon.v1.QueueReserveRequest.wait:type_name -> google.protobuf.Duration
-	18, // 4: beacon.v1.QueueMessage.enqueued_at:type_name -> google.protobuf.Timestamp
-	18, // 5: beacon.v1.QueueMessage.dead_at:type_name -> google.protobuf.Timestamp
+	19, // 0: beacon.v1.QueueEnqueueRequest.dedup_window:type_name -> google.protobuf.Duration
+	19, // 1: beacon.v1.QueueEnqueueRequest.delay:type_name -> google.protobuf.Duration
+	19, // 2: beacon.v1.QueueReserveRequest.visibility:type_name -> google.protobuf.Duration
+	19, // 3: beacon.v1.QueueReserveRequest.wait:type_name -> google.protobuf.Duration
+	20, // 4: beacon.v1.QueueMessage.enqueued_at:type_name -> google.protobuf.Timestamp
+	20, // 5: beacon.v1.QueueMessage.dead_at:type_name -> google.protobuf.Timestamp
 	3,  // 6: beacon.v1.QueueReserveResponse.message:type_name -> beacon.v1.QueueMessage
-	18, // 7: beacon.v1.QueueReserveResponse.deadline:type_name -> google.protobuf.Timestamp
-	17, // 8: beacon.v1.QueueNackRequest.delay:type_name -> google.protobuf.Duration
-	17, // 9: beacon.v1.QueueExtendRequest.visibility:type_name -> google.protobuf.Duration
-	18, // 10: beacon.v1.QueueExtendResponse.deadline:type_name -> google.protobuf.Timestamp
-	17, // 11: beacon.v1.QueueStats.oldest_age:type_name -> google.protobuf.Duration
+	20, // 7: beacon.v1.QueueReserveResponse.deadline:type_name -> google.protobuf.Timestamp
+	19, // 8: beacon.v1.QueueNackRequest.delay:type_name -> google.protobuf.Duration
+	19, // 9: beacon.v1.QueueExtendRequest.visibility:type_name -> google.protobuf.Duration
+	20, // 10: beacon.v1.QueueExtendResponse.deadline:type_name -> google.protobuf.Timestamp
+	19, // 11: beacon.v1.QueueStats.oldest_age:type_name -> google.protobuf.Duration
 	3,  // 12: beacon.v1.QueueDeadLettersResponse.messages:type_name -> beacon.v1.QueueMessage
 	0,  // 13: beacon.v1.Queue.Enqueue:input_type -> beacon.v1.QueueEnqueueRequest
 	2,  // 14: beacon.v1.Queue.Reserve:input_type -> beacon.v1.QueueReserveRequest
@@ -1187,17 +1314,21 @@ var file_queue_proto_depIdxs = []int32{
 	9,  // 17: beacon.v1.Queue.Extend:input_type -> beacon.v1.QueueExtendRequest
 	11, // 18: beacon.v1.Queue.Stats:input_type -> beacon.v1.QueueStatsRequest
 	13, // 19: beacon.v1.Queue.DeadLetters:input_type -> beacon.v1.QueueDeadLettersRequest
-	15, // 20: beacon.v1.Queue.Wait:input_type -> beacon.v1.QueueWaitRequest
-	1,  // 21: beacon.v1.Queue.Enqueue:output_type -> beacon.v1.QueueEnqueueResponse
-	4,  // 22: beacon.v1.Queue.Reserve:output_type -> beacon.v1.QueueReserveResponse
-	6,  // 23: beacon.v1.Queue.Ack:output_type -> beacon.v1.QueueAckResponse
-	8,  // 24: beacon.v1.Queue.Nack:output_type -> beacon.v1.QueueNackResponse
-	10, // 25: beacon.v1.Queue.Extend:output_type -> beacon.v1.QueueExtendResponse
-	12, // 26: beacon.v1.Queue.Stats:output_type -> beacon.v1.QueueStats
-	14, // 27: beacon.v1.Queue.DeadLetters:output_type -> beacon.v1.QueueDeadLettersResponse
-	16, // 28: beacon.v1.Queue.Wait:output_type -> beacon.v1.QueueWaitResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
+	15, // 20: beacon.v1.Queue.Redrive:input_type -> beacon.v1.QueueDeadRequest
+	15, // 21: beacon.v1.Queue.PurgeDead:input_type -> beacon.v1.QueueDeadRequest
+	17, // 22: beacon.v1.Queue.Wait:input_type -> beacon.v1.QueueWaitRequest
+	1,  // 23: beacon.v1.Queue.Enqueue:output_type -> beacon.v1.QueueEnqueueResponse
+	4,  // 24: beacon.v1.Queue.Reserve:output_type -> beacon.v1.QueueReserveResponse
+	6,  // 25: beacon.v1.Queue.Ack:output_type -> beacon.v1.QueueAckResponse
+	8,  // 26: beacon.v1.Queue.Nack:output_type -> beacon.v1.QueueNackResponse
+	10, // 27: beacon.v1.Queue.Extend:output_type -> beacon.v1.QueueExtendResponse
+	12, // 28: beacon.v1.Queue.Stats:output_type -> beacon.v1.QueueStats
+	14, // 29: beacon.v1.Queue.DeadLetters:output_type -> beacon.v1.QueueDeadLettersResponse
+	16, // 30: beacon.v1.Queue.Redrive:output_type -> beacon.v1.QueueDeadResponse
+	16, // 31: beacon.v1.Queue.PurgeDead:output_type -> beacon.v1.QueueDeadResponse
+	18, // 32: beacon.v1.Queue.Wait:output_type -> beacon.v1.QueueWaitResponse
+	23, // [23:33] is the sub-list for method output_type
+	13, // [13:23] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1215,7 +1346,7 @@ func file_queue_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_queue_proto_rawDesc), len(file_queue_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

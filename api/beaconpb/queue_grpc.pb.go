@@ -26,6 +26,8 @@ const (
 	Queue_Extend_FullMethodName      = "/beacon.v1.Queue/Extend"
 	Queue_Stats_FullMethodName       = "/beacon.v1.Queue/Stats"
 	Queue_DeadLetters_FullMethodName = "/beacon.v1.Queue/DeadLetters"
+	Queue_Redrive_FullMethodName     = "/beacon.v1.Queue/Redrive"
+	Queue_PurgeDead_FullMethodName   = "/beacon.v1.Queue/PurgeDead"
 	Queue_Wait_FullMethodName        = "/beacon.v1.Queue/Wait"
 )
 
@@ -63,6 +65,11 @@ type QueueClient interface {
 	Stats(ctx context.Context, in *QueueStatsRequest, opts ...grpc.CallOption) (*QueueStats, error)
 	// DeadLetters lists the messages that reached their maximum deliveries.
 	DeadLetters(ctx context.Context, in *QueueDeadLettersRequest, opts ...grpc.CallOption) (*QueueDeadLettersResponse, error)
+	// Redrive sends dead letters back to their queue, ready and first in
+	// line (each keeps its id), their delivery counts reset.
+	Redrive(ctx context.Context, in *QueueDeadRequest, opts ...grpc.CallOption) (*QueueDeadResponse, error)
+	// PurgeDead deletes dead letters and their payloads.
+	PurgeDead(ctx context.Context, in *QueueDeadRequest, opts ...grpc.CallOption) (*QueueDeadResponse, error)
 	// Wait returns once the queue holds at least `count` messages (ready,
 	// reserved or delayed; not dead letters).
 	Wait(ctx context.Context, in *QueueWaitRequest, opts ...grpc.CallOption) (*QueueWaitResponse, error)
@@ -146,6 +153,26 @@ func (c *queueClient) DeadLetters(ctx context.Context, in *QueueDeadLettersReque
 	return out, nil
 }
 
+func (c *queueClient) Redrive(ctx context.Context, in *QueueDeadRequest, opts ...grpc.CallOption) (*QueueDeadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueueDeadResponse)
+	err := c.cc.Invoke(ctx, Queue_Redrive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queueClient) PurgeDead(ctx context.Context, in *QueueDeadRequest, opts ...grpc.CallOption) (*QueueDeadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueueDeadResponse)
+	err := c.cc.Invoke(ctx, Queue_PurgeDead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *queueClient) Wait(ctx context.Context, in *QueueWaitRequest, opts ...grpc.CallOption) (*QueueWaitResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(QueueWaitResponse)
@@ -190,6 +217,11 @@ type QueueServer interface {
 	Stats(context.Context, *QueueStatsRequest) (*QueueStats, error)
 	// DeadLetters lists the messages that reached their maximum deliveries.
 	DeadLetters(context.Context, *QueueDeadLettersRequest) (*QueueDeadLettersResponse, error)
+	// Redrive sends dead letters back to their queue, ready and first in
+	// line (each keeps its id), their delivery counts reset.
+	Redrive(context.Context, *QueueDeadRequest) (*QueueDeadResponse, error)
+	// PurgeDead deletes dead letters and their payloads.
+	PurgeDead(context.Context, *QueueDeadRequest) (*QueueDeadResponse, error)
 	// Wait returns once the queue holds at least `count` messages (ready,
 	// reserved or delayed; not dead letters).
 	Wait(context.Context, *QueueWaitRequest) (*QueueWaitResponse, error)
@@ -223,6 +255,12 @@ func (UnimplementedQueueServer) Stats(context.Context, *QueueStatsRequest) (*Que
 }
 func (UnimplementedQueueServer) DeadLetters(context.Context, *QueueDeadLettersRequest) (*QueueDeadLettersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeadLetters not implemented")
+}
+func (UnimplementedQueueServer) Redrive(context.Context, *QueueDeadRequest) (*QueueDeadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Redrive not implemented")
+}
+func (UnimplementedQueueServer) PurgeDead(context.Context, *QueueDeadRequest) (*QueueDeadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PurgeDead not implemented")
 }
 func (UnimplementedQueueServer) Wait(context.Context, *QueueWaitRequest) (*QueueWaitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Wait not implemented")
@@ -374,6 +412,42 @@ func _Queue_DeadLetters_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Queue_Redrive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueueDeadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServer).Redrive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Queue_Redrive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServer).Redrive(ctx, req.(*QueueDeadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Queue_PurgeDead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueueDeadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServer).PurgeDead(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Queue_PurgeDead_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServer).PurgeDead(ctx, req.(*QueueDeadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Queue_Wait_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(QueueWaitRequest)
 	if err := dec(in); err != nil {
@@ -426,6 +500,14 @@ var Queue_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeadLetters",
 			Handler:    _Queue_DeadLetters_Handler,
+		},
+		{
+			MethodName: "Redrive",
+			Handler:    _Queue_Redrive_Handler,
+		},
+		{
+			MethodName: "PurgeDead",
+			Handler:    _Queue_PurgeDead_Handler,
 		},
 		{
 			MethodName: "Wait",

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,14 +30,15 @@ func init() {
 func newQueueCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "queue",
-		Short: "Durable FIFO queues: push, reserve, ack, nack, extend, stats, dead, wait",
+		Short: "Durable FIFO queues: push, reserve, ack, nack, extend, stats, dead, redrive, purge-dead, wait",
 		Long: `Durable named FIFO queues with at-least-once delivery. A reserved message
 stays reserved until it is acked, nacked, its visibility timeout passes, or
 (for a worker, "reserve QUEUE -- CMD") the reserving process dies; then it
 is ready again at its place in line.`,
 	}
 	cmd.AddCommand(newQueuePushCmd(g), newQueueReserveCmd(g), newQueueAckCmd(g), newQueueNackCmd(g),
-		newQueueExtendCmd(g), newQueueStatsCmd(g), newQueueDeadCmd(g), newQueueWaitCmd(g))
+		newQueueExtendCmd(g), newQueueStatsCmd(g), newQueueDeadCmd(g), newQueueHandleDeadCmd(g, "redrive"),
+		newQueueHandleDeadCmd(g, "purge-dead"), newQueueWaitCmd(g))
 	return cmd
 }
 
@@ -319,6 +321,52 @@ func newQueueDeadCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().Uint32Var(&limit, "limit", 100, "at most this many, oldest first (up to 1000)")
+	return cmd
+}
+
+// newQueueHandleDeadCmd is "redrive" (dead letters back to the queue) or
+// "purge-dead" (deleted).
+func newQueueHandleDeadCmd(g *globals, name string) *cobra.Command {
+	var all bool
+	short, verb := "Send dead letters back to their queue, first in line, deliveries reset", "redriven"
+	if name == "purge-dead" {
+		short, verb = "Delete dead letters and their payloads", "purged"
+	}
+	cmd := &cobra.Command{
+		Use:   name + " QUEUE (ID... | --all)",
+		Short: short,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := newPrinter(cmd.OutOrStdout(), g.output)
+			if err != nil {
+				return err
+			}
+			if all == (len(args) > 1) {
+				return &usageError{errorf("give the dead letters' ids or --all, not both")}
+			}
+			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
+				req := &beaconpb.QueueDeadRequest{Queue: args[0], Ids: args[1:], All: all}
+				call := q.Redrive
+				if name == "purge-dead" {
+					call = q.PurgeDead
+				}
+				resp, err := call(ctx, req)
+				if err != nil {
+					return err
+				}
+				if p.format == "json" {
+					err = p.json(resp)
+				} else {
+					_, err = fmt.Fprintf(p.w, "%s %d: %s\n", verb, len(resp.Done), strings.Join(resp.Done, " "))
+				}
+				if err == nil && len(resp.NotDead) > 0 {
+					err = errorf("not dead letters of %s: %s", args[0], strings.Join(resp.NotDead, " "))
+				}
+				return err
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "every dead letter of the queue")
 	return cmd
 }
 

@@ -1,0 +1,137 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Dead letters are for an operator to look at, then either send back to
+// their queue, once whatever made them fail is fixed, or throw away.
+//
+// Redrive puts a dead letter back as a ready message under its own
+// sequence number, so it is first in line again, with its delivery count
+// reset: `If(mod_revision(dead) = seen, version(msg) = 0) Then(delete
+// dead, put msg)`. Its payload never moved (body/<seq>). Purge deletes a
+// dead letter and its payload: `If(mod_revision(dead) = seen) Then(delete
+// dead, delete body)`. Each letter is one transaction comparing what was
+// read, so a letter redriven and purged at once by two operators ends up
+// one way, whole.
+
+// DeadAction is what becomes of dead letters.
+type DeadAction int
+
+const (
+	// Redrive sends them back to their queue, ready, deliveries reset.
+	Redrive DeadAction = iota
+	// Purge deletes them and their payloads.
+	Purge
+)
+
+// deadPage is how many dead letters "all" reads at a time.
+const deadPage = 500
+
+// HandleDead redrives or purges dead letters of queue: those with the
+// given ids, or every one with all. It returns the ids it handled, and
+// the given ids that were no dead letter (unknown, or handled meanwhile
+// by someone else).
+func (b *Broker) HandleDead(ctx context.Context, queue string, action DeadAction, ids []string, all bool) (done, notDead []string, err error) {
+	if err := ValidateName(queue); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case all && len(ids) > 0:
+		return nil, nil, &FieldError{"ids", "give ids or all, not both"}
+	case !all && len(ids) == 0:
+		return nil, nil, &FieldError{"ids", "none given (or ask for all)"}
+	}
+	seqs := make([]uint64, 0, len(ids))
+	for _, id := range ids {
+		seq, err := strconv.ParseUint(id, 10, 64)
+		if err != nil || seq == 0 {
+			return nil, nil, &FieldError{"ids", fmt.Sprintf("%q is not a message id", id)}
+		}
+		seqs = append(seqs, seq)
+	}
+	k := b.keys(queue)
+	if !all {
+		for i, seq := range seqs {
+			resp, err := b.cli.Get(ctx, k.dead(seq))
+			if err != nil {
+				return done, notDead, err
+			}
+			ok := false
+			if len(resp.Kvs) > 0 {
+				if ok, err = b.handleOne(ctx, k, action, seq, resp.Kvs[0].Value, resp.Kvs[0].ModRevision); err != nil {
+					return done, notDead, err
+				}
+			}
+			if ok {
+				done = append(done, ids[i])
+			} else {
+				notDead = append(notDead, ids[i])
+			}
+		}
+		return done, notDead, nil
+	}
+	// All: a page at a time, from the oldest; a letter that a concurrent
+	// call handled first is skipped.
+	from := k.deadPrefix()
+	end := clientv3.GetPrefixRangeEnd(k.deadPrefix())
+	for {
+		resp, err := b.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(deadPage))
+		if err != nil {
+			return done, nil, err
+		}
+		for _, kv := range resp.Kvs {
+			seq, ok := seqOf(kv.Key)
+			if !ok {
+				continue
+			}
+			ok, err := b.handleOne(ctx, k, action, seq, kv.Value, kv.ModRevision)
+			if err != nil {
+				return done, nil, err
+			}
+			if ok {
+				done = append(done, strconv.FormatUint(seq, 10))
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return done, nil, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// handleOne redrives or purges one dead letter read at rev; false when it
+// was no longer as read.
+func (b *Broker) handleOne(ctx context.Context, k keys, action DeadAction, seq uint64, value []byte, rev int64) (bool, error) {
+	var d deadRecord
+	if err := json.Unmarshal(value, &d); err != nil {
+		d = deadRecord{} // unreadable metadata: redriven with none, purged all the same
+	}
+	same := clientv3.Compare(clientv3.ModRevision(k.dead(seq)), "=", rev)
+	var txn clientv3.Txn
+	switch action {
+	case Redrive:
+		m := d.meta
+		m.Deliveries, m.NotBefore = 0, 0
+		txn = b.cli.Txn(ctx).If(same, clientv3.Compare(clientv3.Version(k.msg(seq)), "=", 0)).
+			Then(clientv3.OpDelete(k.dead(seq)), clientv3.OpPut(k.msg(seq), encode(m)))
+	case Purge:
+		txn = b.cli.Txn(ctx).If(same).Then(clientv3.OpDelete(k.dead(seq)), clientv3.OpDelete(k.body(seq)))
+	default:
+		return false, &FieldError{"action", fmt.Sprintf("%d is not an action", action)}
+	}
+	resp, err := txn.Commit()
+	if err != nil {
+		return false, err
+	}
+	if resp.Succeeded && action == Redrive {
+		b.wrote(k.queue, resp.Header.Revision)
+	}
+	return resp.Succeeded, nil
+}
