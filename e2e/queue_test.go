@@ -446,6 +446,9 @@ func TestQueueSemantics(t *testing.T) {
 		if _, errOut, code := queueCLI(t, a, nil, "queue", "redrive", "poison"); code != 2 || !strings.Contains(errOut, "--all") {
 			t.Fatalf("redrive without ids: exit %d %s", code, errOut)
 		}
+		if _, errOut, code := queueCLI(t, a, nil, "queue", "redrive", "poison", "abc"); code != 2 || !strings.Contains(errOut, "abc") {
+			t.Fatalf("redrive of a bad id: exit %d %s", code, errOut)
+		}
 		if _, errOut, code := queueCLI(t, a, nil, "queue", "redrive", "poison", "424242"); code != 1 || !strings.Contains(errOut, "424242") {
 			t.Fatalf("redrive of no dead letter: exit %d %s", code, errOut)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -31,76 +32,91 @@ const (
 	Purge
 )
 
-// deadPage is how many dead letters "all" reads at a time.
-const deadPage = 500
+// MaxDeadBatch is the most dead letters one HandleDead call handles: the
+// ids it takes, and the letters "all" handles before it returns with more
+// set. Each letter is a transaction; a bound keeps a call within a
+// client's timeout and its answer small.
+const MaxDeadBatch = 1000
 
 // HandleDead redrives or purges dead letters of queue: those with the
-// given ids, or every one with all. It returns the ids it handled, and
-// the given ids that were no dead letter (unknown, or handled meanwhile
-// by someone else).
-func (b *Broker) HandleDead(ctx context.Context, queue string, action DeadAction, ids []string, all bool) (done, notDead []string, err error) {
+// given ids, or, with all, the oldest MaxDeadBatch (more says whether
+// others remain: call again). It returns the ids it handled, and the
+// given ids that were no dead letter (unknown, handled meanwhile by
+// someone else, or, for Redrive, a record too damaged to redrive: purge
+// it). Ids are answered in canonical form, each once.
+func (b *Broker) HandleDead(ctx context.Context, queue string, action DeadAction, ids []string, all bool) (done, notDead []string, more bool, err error) {
 	if err := ValidateName(queue); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	switch {
+	case action != Redrive && action != Purge:
+		return nil, nil, false, &FieldError{"action", fmt.Sprintf("%d is not an action", action)}
 	case all && len(ids) > 0:
-		return nil, nil, &FieldError{"ids", "give ids or all, not both"}
+		return nil, nil, false, &FieldError{"ids", "give ids or all, not both"}
 	case !all && len(ids) == 0:
-		return nil, nil, &FieldError{"ids", "none given (or ask for all)"}
+		return nil, nil, false, &FieldError{"ids", "none given (or ask for all)"}
+	case len(ids) > MaxDeadBatch:
+		return nil, nil, false, &FieldError{"ids", fmt.Sprintf("%d given; at most %d a call", len(ids), MaxDeadBatch)}
 	}
-	seqs := make([]uint64, 0, len(ids))
+	var seqs []uint64
 	for _, id := range ids {
 		seq, err := strconv.ParseUint(id, 10, 64)
 		if err != nil || seq == 0 {
-			return nil, nil, &FieldError{"ids", fmt.Sprintf("%q is not a message id", id)}
+			return nil, nil, false, &FieldError{"ids", fmt.Sprintf("%.40q is not a message id", id)}
 		}
-		seqs = append(seqs, seq)
+		if !slices.Contains(seqs, seq) {
+			seqs = append(seqs, seq)
+		}
 	}
 	k := b.keys(queue)
 	if !all {
-		for i, seq := range seqs {
+		for _, seq := range seqs {
 			resp, err := b.cli.Get(ctx, k.dead(seq))
 			if err != nil {
-				return done, notDead, err
+				return done, notDead, false, err
 			}
 			ok := false
 			if len(resp.Kvs) > 0 {
 				if ok, err = b.handleOne(ctx, k, action, seq, resp.Kvs[0].Value, resp.Kvs[0].ModRevision); err != nil {
-					return done, notDead, err
+					return done, notDead, false, err
 				}
 			}
 			if ok {
-				done = append(done, ids[i])
+				done = append(done, strconv.FormatUint(seq, 10))
 			} else {
-				notDead = append(notDead, ids[i])
+				notDead = append(notDead, strconv.FormatUint(seq, 10))
 			}
 		}
-		return done, notDead, nil
+		return done, notDead, false, nil
 	}
-	// All: a page at a time, from the oldest; a letter that a concurrent
-	// call handled first is skipped.
+	// All: the oldest letters, a page at a time. A letter a concurrent
+	// call handled first, or one too damaged to redrive, is skipped.
 	from := k.deadPrefix()
 	end := clientv3.GetPrefixRangeEnd(k.deadPrefix())
-	for {
-		resp, err := b.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(deadPage))
+	for tried := 0; ; {
+		resp, err := b.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(int64(min(MaxDeadBatch-tried, 500))))
 		if err != nil {
-			return done, nil, err
+			return done, nil, false, err
 		}
 		for _, kv := range resp.Kvs {
+			tried++
 			seq, ok := seqOf(kv.Key)
 			if !ok {
 				continue
 			}
 			ok, err := b.handleOne(ctx, k, action, seq, kv.Value, kv.ModRevision)
 			if err != nil {
-				return done, nil, err
+				return done, nil, false, err
 			}
 			if ok {
 				done = append(done, strconv.FormatUint(seq, 10))
 			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
-			return done, nil, nil
+			return done, nil, false, nil
+		}
+		if tried >= MaxDeadBatch {
+			return done, nil, true, nil
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
@@ -110,8 +126,8 @@ func (b *Broker) HandleDead(ctx context.Context, queue string, action DeadAction
 // was no longer as read.
 func (b *Broker) handleOne(ctx context.Context, k keys, action DeadAction, seq uint64, value []byte, rev int64) (bool, error) {
 	var d deadRecord
-	if err := json.Unmarshal(value, &d); err != nil {
-		d = deadRecord{} // unreadable metadata: redriven with none, purged all the same
+	if err := json.Unmarshal(value, &d); err != nil && action == Redrive {
+		return false, nil // its metadata is lost: purge it rather
 	}
 	same := clientv3.Compare(clientv3.ModRevision(k.dead(seq)), "=", rev)
 	var txn clientv3.Txn
@@ -124,7 +140,7 @@ func (b *Broker) handleOne(ctx context.Context, k keys, action DeadAction, seq u
 	case Purge:
 		txn = b.cli.Txn(ctx).If(same).Then(clientv3.OpDelete(k.dead(seq)), clientv3.OpDelete(k.body(seq)))
 	default:
-		return false, &FieldError{"action", fmt.Sprintf("%d is not an action", action)}
+		return false, fmt.Errorf("queue: dead-letter action %d", action) // HandleDead checked it
 	}
 	resp, err := txn.Commit()
 	if err != nil {

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -43,7 +46,7 @@ func TestRedrive(t *testing.T) {
 	ids := bury(t, b, q, "d1", "d2", "d3")
 	later := mustEnqueue(t, b, q, "later")
 
-	done, notDead, err := b.HandleDead(ctxT(t), q, Redrive, []string{ids[1], "999999"}, false)
+	done, notDead, _, err := b.HandleDead(ctxT(t), q, Redrive, []string{ids[1], "999999", "0" + ids[1]}, false)
 	if err != nil || !slices.Equal(done, []string{ids[1]}) || !slices.Equal(notDead, []string{"999999"}) {
 		t.Fatalf("redrive: done %v, not dead %v, %v", done, notDead, err)
 	}
@@ -55,11 +58,11 @@ func TestRedrive(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Redriven twice: the second time it is no dead letter.
-	if done, notDead, err := b.HandleDead(ctxT(t), q, Redrive, []string{ids[1]}, false); err != nil || len(done) != 0 || len(notDead) != 1 {
+	if done, notDead, _, err := b.HandleDead(ctxT(t), q, Redrive, []string{ids[1]}, false); err != nil || len(done) != 0 || len(notDead) != 1 {
 		t.Fatalf("redrive again: %v %v %v", done, notDead, err)
 	}
 	// All the rest, oldest first in line.
-	if done, _, err := b.HandleDead(ctxT(t), q, Redrive, nil, true); err != nil || !slices.Equal(done, []string{ids[0], ids[2]}) {
+	if done, _, _, err := b.HandleDead(ctxT(t), q, Redrive, nil, true); err != nil || !slices.Equal(done, []string{ids[0], ids[2]}) {
 		t.Fatalf("redrive all: %v %v", done, err)
 	}
 	for _, want := range []string{ids[0], ids[2], later} {
@@ -82,7 +85,7 @@ func TestPurgeDead(t *testing.T) {
 	b, q := newBroker(t, "a"), queueName(t)
 	ids := bury(t, b, q, "x", "y")
 	live := mustEnqueue(t, b, q, "live")
-	done, _, err := b.HandleDead(ctxT(t), q, Purge, nil, true)
+	done, _, _, err := b.HandleDead(ctxT(t), q, Purge, nil, true)
 	if err != nil || !slices.Equal(done, ids) {
 		t.Fatalf("purge all: %v %v", done, err)
 	}
@@ -100,21 +103,17 @@ func TestPurgeDead(t *testing.T) {
 // with its payload, or nothing at all).
 func TestRedriveAndPurgeRace(t *testing.T) {
 	b1, b2, q := newBroker(t, "a"), newBroker(t, "b"), queueName(t)
-	var payloads []string
-	for i := range 40 {
-		payloads = append(payloads, fmt.Sprint("p", i))
-	}
-	ids := bury(t, b1, q, payloads...)
+	ids := plantDead(t, b1, q, 1, 400)
 	var redriven, purged []string
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		redriven, _, _ = b1.HandleDead(ctxT(t), q, Redrive, nil, true)
+		redriven, _, _, _ = b1.HandleDead(ctxT(t), q, Redrive, nil, true)
 	}()
 	go func() {
 		defer wg.Done()
-		purged, _, _ = b2.HandleDead(ctxT(t), q, Purge, nil, true)
+		purged, _, _, _ = b2.HandleDead(ctxT(t), q, Purge, nil, true)
 	}()
 	wg.Wait()
 	all := append(slices.Clone(redriven), purged...)
@@ -150,12 +149,88 @@ func TestHandleDeadValidation(t *testing.T) {
 		all bool
 	}{{nil, false}, {[]string{"1"}, true}, {[]string{"x"}, false}, {[]string{"0"}, false}} {
 		var fe *FieldError
-		if _, _, err := b.HandleDead(ctxT(t), q, Redrive, c.ids, c.all); !errors.As(err, &fe) || fe.Field != "ids" {
+		if _, _, _, err := b.HandleDead(ctxT(t), q, Redrive, c.ids, c.all); !errors.As(err, &fe) || fe.Field != "ids" {
 			t.Errorf("ids %v all %v: %v", c.ids, c.all, err)
 		}
 	}
 	var fe *FieldError
-	if _, _, err := b.HandleDead(ctxT(t), "a/b", Purge, nil, true); !errors.As(err, &fe) {
+	if _, _, _, err := b.HandleDead(ctxT(t), "a/b", Purge, nil, true); !errors.As(err, &fe) {
 		t.Errorf("bad queue name: %v", err)
+	}
+}
+
+// plantDead writes n dead letters from sequence number first on, as
+// Reserve buries them, straight to etcd (burying thousands one by one
+// would take long); it returns their ids.
+func plantDead(t *testing.T, b *Broker, q string, first, n int) []string {
+	t.Helper()
+	k := b.keys(q)
+	var ids []string
+	for i := 0; i < n; i += 50 {
+		var ops []clientv3.Op
+		for seq := uint64(first + i); seq < uint64(first+min(i+50, n)); seq++ {
+			d := deadRecord{meta: meta{Enqueued: time.Now().UnixNano(), Deliveries: 5}, Died: time.Now().UnixNano(), Reason: "planted"}
+			ops = append(ops, clientv3.OpPut(k.dead(seq), encode(d)), clientv3.OpPut(k.body(seq), fmt.Sprint("p", seq)))
+			ids = append(ids, strconv.FormatUint(seq, 10))
+		}
+		if _, err := b.cli.Txn(ctxT(t)).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+// TestHandleDeadBatches: "all" handles at most MaxDeadBatch letters a
+// call and says more remain; ids are bounded the same way.
+func TestHandleDeadBatches(t *testing.T) {
+	b, q := newBroker(t, "a"), queueName(t)
+	plantDead(t, b, q, 1, MaxDeadBatch+200)
+	done, _, more, err := b.HandleDead(ctxT(t), q, Purge, nil, true)
+	if err != nil || len(done) != MaxDeadBatch || !more {
+		t.Fatalf("first call: %d done, more %v, %v", len(done), more, err)
+	}
+	done, _, more, err = b.HandleDead(ctxT(t), q, Purge, nil, true)
+	if err != nil || len(done) != 200 || more {
+		t.Fatalf("second call: %d done, more %v, %v", len(done), more, err)
+	}
+	if st, err := b.Stats(ctxT(t), q); err != nil || st.Dead != 0 {
+		t.Fatalf("stats: %+v %v", st, err)
+	}
+	many := make([]string, MaxDeadBatch+1)
+	for i := range many {
+		many[i] = strconv.Itoa(i + 1)
+	}
+	var fe *FieldError
+	if _, _, _, err := b.HandleDead(ctxT(t), q, Redrive, many, false); !errors.As(err, &fe) || fe.Field != "ids" {
+		t.Fatalf("%d ids: %v", len(many), err)
+	}
+}
+
+// TestUnreadableDeadLetter: a dead record that does not decode is listed
+// (so that listing and Stats agree), is not redriven (its metadata is
+// lost), and is purged.
+func TestUnreadableDeadLetter(t *testing.T) {
+	b, q := newBroker(t, "a"), queueName(t)
+	ids := plantDead(t, b, q, 1, 2)
+	if _, err := b.cli.Put(ctxT(t), b.keys(q).dead(2), "{garbage"); err != nil {
+		t.Fatal(err)
+	}
+	dead, _, err := b.DeadLetters(ctxT(t), q, 10)
+	if err != nil || len(dead) != 2 || !strings.Contains(dead[1].DeadReason, "unreadable") {
+		t.Fatalf("listed: %+v %v", dead, err)
+	}
+	done, notDead, _, err := b.HandleDead(ctxT(t), q, Redrive, ids, false)
+	if err != nil || !slices.Equal(done, ids[:1]) || !slices.Equal(notDead, ids[1:]) {
+		t.Fatalf("redrive: done %v, not dead %v, %v", done, notDead, err)
+	}
+	if done, _, _, err := b.HandleDead(ctxT(t), q, Redrive, nil, true); err != nil || len(done) != 0 {
+		t.Fatalf("redrive all: %v %v", done, err)
+	}
+	if done, _, _, err := b.HandleDead(ctxT(t), q, Purge, nil, true); err != nil || !slices.Equal(done, ids[1:]) {
+		t.Fatalf("purge all: %v %v", done, err)
+	}
+	var fe *FieldError
+	if _, _, _, err := b.HandleDead(ctxT(t), q, DeadAction(7), nil, true); !errors.As(err, &fe) || fe.Field != "action" {
+		t.Fatalf("action 7: %v", err)
 	}
 }

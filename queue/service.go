@@ -194,11 +194,11 @@ func (s *Service) PurgeDead(ctx context.Context, req *beaconpb.QueueDeadRequest)
 }
 
 func (s *Service) handleDead(ctx context.Context, req *beaconpb.QueueDeadRequest, action DeadAction) (*beaconpb.QueueDeadResponse, error) {
-	done, notDead, err := s.b.HandleDead(ctx, req.Queue, action, req.Ids, req.All)
+	done, notDead, more, err := s.b.HandleDead(ctx, req.Queue, action, req.Ids, req.All)
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}
-	return &beaconpb.QueueDeadResponse{Done: done, NotDead: notDead}, nil
+	return &beaconpb.QueueDeadResponse{Done: done, NotDead: notDead, More: more}, nil
 }
 
 // Wait returns once the queue holds count messages.

@@ -86,7 +86,9 @@ func (b *Broker) DeadLetters(ctx context.Context, queue string, limit int) ([]Me
 		}
 		var d deadRecord
 		if err := json.Unmarshal(kv.Value, &d); err != nil {
-			continue
+			// Listed all the same, so that Stats and this agree and an
+			// operator sees it: Redrive refuses it, PurgeDead removes it.
+			d = deadRecord{Reason: "unreadable dead-letter record: purge it"}
 		}
 		out = append(out, Message{Queue: queue, ID: strconv.FormatUint(seq, 10), Enqueued: unixTime(d.Enqueued),
 			Deliveries: int(d.Deliveries), DedupID: d.Dedup, DeadAt: unixTime(d.Died), DeadReason: d.Reason})

@@ -946,7 +946,8 @@ func (x *QueueDeadLettersResponse) GetMore() bool {
 type QueueDeadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
-	// The dead letters' ids; or all = true for every one (not both).
+	// The dead letters' ids, at most 1000; or all = true (not both) for the
+	// oldest 1000, and more in the answer says whether to call again.
 	Ids           []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
 	All           bool     `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1008,9 +1009,12 @@ type QueueDeadResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The ids redriven or purged.
 	Done []string `protobuf:"bytes,1,rep,name=done,proto3" json:"done,omitempty"`
-	// Of the ids given, those that were no dead letter: unknown, or
-	// redriven or purged by someone else meanwhile.
-	NotDead       []string `protobuf:"bytes,2,rep,name=not_dead,json=notDead,proto3" json:"not_dead,omitempty"`
+	// Of the ids given, those that were no dead letter: unknown, redriven
+	// or purged by someone else meanwhile, or (Redrive) a record too
+	// damaged to redrive, which PurgeDead removes.
+	NotDead []string `protobuf:"bytes,2,rep,name=not_dead,json=notDead,proto3" json:"not_dead,omitempty"`
+	// With all: more dead letters remain past the 1000 handled.
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1057,6 +1061,13 @@ func (x *QueueDeadResponse) GetNotDead() []string {
 		return x.NotDead
 	}
 	return nil
+}
+
+func (x *QueueDeadResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 type QueueWaitRequest struct {
@@ -1236,10 +1247,11 @@ const file_queue_proto_rawDesc = "" +
 	"\x10QueueDeadRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\tR\x03ids\x12\x10\n" +
-	"\x03all\x18\x03 \x01(\bR\x03all\"B\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"V\n" +
 	"\x11QueueDeadResponse\x12\x12\n" +
 	"\x04done\x18\x01 \x03(\tR\x04done\x12\x19\n" +
-	"\bnot_dead\x18\x02 \x03(\tR\anotDead\">\n" +
+	"\bnot_dead\x18\x02 \x03(\tR\anotDead\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\">\n" +
 	"\x10QueueWaitRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\")\n" +

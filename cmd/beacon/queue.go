@@ -17,6 +17,7 @@ import (
 	"github.com/beaconhq/beacon/client"
 	"github.com/beaconhq/beacon/internal/supervise"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -344,26 +345,57 @@ func newQueueHandleDeadCmd(g *globals, name string) *cobra.Command {
 			if all == (len(args) > 1) {
 				return &usageError{errorf("give the dead letters' ids or --all, not both")}
 			}
-			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
-				req := &beaconpb.QueueDeadRequest{Queue: args[0], Ids: args[1:], All: all}
-				call := q.Redrive
+			for _, id := range args[1:] {
+				if n, err := strconv.ParseUint(id, 10, 64); err != nil || n == 0 {
+					return &usageError{errorf("%.40q is not a message id", id)}
+				}
+			}
+			call := func(q beaconpb.QueueClient) func(context.Context, *beaconpb.QueueDeadRequest, ...grpc.CallOption) (*beaconpb.QueueDeadResponse, error) {
 				if name == "purge-dead" {
-					call = q.PurgeDead
+					return q.PurgeDead
 				}
-				resp, err := call(ctx, req)
-				if err != nil {
-					return err
+				return q.Redrive
+			}
+			// The agent takes 1000 ids a call, and handles the oldest 1000
+			// for --all: as many calls as it takes, each within the timeout.
+			total := &beaconpb.QueueDeadResponse{}
+			ids := args[1:]
+			for first := true; first || len(ids) > 0; first = false {
+				batch := ids[:min(len(ids), 1000)]
+				ids = ids[len(batch):]
+				for {
+					var resp *beaconpb.QueueDeadResponse
+					err := queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
+						var err error
+						resp, err = call(q)(ctx, &beaconpb.QueueDeadRequest{Queue: args[0], Ids: batch, All: all})
+						return err
+					})
+					if err != nil {
+						if len(total.Done) > 0 {
+							fmt.Fprintf(p.w, "%s %d before the error: %s\n", verb, len(total.Done), strings.Join(total.Done, " "))
+						}
+						return err
+					}
+					total.Done = append(total.Done, resp.Done...)
+					total.NotDead = append(total.NotDead, resp.NotDead...)
+					if !resp.More || len(resp.Done) == 0 { // none done: what is left cannot be
+						break
+					}
 				}
-				if p.format == "json" {
-					err = p.json(resp)
-				} else {
-					_, err = fmt.Fprintf(p.w, "%s %d: %s\n", verb, len(resp.Done), strings.Join(resp.Done, " "))
+			}
+			if p.format == "json" {
+				err = p.json(total)
+			} else {
+				line := fmt.Sprintf("%s %d", verb, len(total.Done))
+				if len(total.Done) > 0 {
+					line += ": " + strings.Join(total.Done, " ")
 				}
-				if err == nil && len(resp.NotDead) > 0 {
-					err = errorf("not dead letters of %s: %s", args[0], strings.Join(resp.NotDead, " "))
-				}
-				return err
-			})
+				_, err = fmt.Fprintln(p.w, line)
+			}
+			if err == nil && len(total.NotDead) > 0 {
+				err = errorf("not dead letters of %s: %s", args[0], strings.Join(total.NotDead, " "))
+			}
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "every dead letter of the queue")
