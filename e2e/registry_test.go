@@ -526,3 +526,50 @@ func TestConcurrentRegistrations(t *testing.T) {
 		t.Fatalf("catalog holds %d instances, want %d", len(got), n)
 	}
 }
+
+// TestKilledAgentRestartKeepsInstances: an agent killed with kill -9 and
+// started again takes its registrations back at once, under its new
+// lease. They must not stay under the dead run's lease and drop out of
+// etcd (and DNS) when it expires.
+func TestKilledAgentRestartKeepsInstances(t *testing.T) {
+	c := testcluster.New(t)
+	a, b := memberAndProxy(t, c, "b", "--node-ttl", "3s")
+	if _, stderr, err := b.CLI("register", "--name", "db", "--port", "5432"); err != nil {
+		t.Fatalf("register: %v %s", err, stderr)
+	}
+	cli := a.Client()
+	key := "/beacon/services/db/b-db-5432"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var oldLease int64
+	if err := testcluster.Eventually(10*time.Second, func() error {
+		resp, err := cli.Get(ctx, key)
+		if err != nil || len(resp.Kvs) == 0 {
+			return fmt.Errorf("not yet: %v", err)
+		}
+		oldLease = resp.Kvs[0].Lease
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	b.Kill()
+	b.Start("--role", "proxy", "--join", a.ClientURL, "--node-ttl", "3s")
+	b.WaitReady(readyWithin)
+	// Past the old lease's end (3 s after the kill) and then some, the key
+	// is there at every look.
+	for time.Since(killed) < 6*time.Second {
+		resp, err := cli.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) == 0 {
+			t.Fatalf("%s gone %s after the kill", key, time.Since(killed).Round(time.Millisecond))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := cli.Get(ctx, key)
+	if err != nil || len(resp.Kvs) == 0 || resp.Kvs[0].Lease == oldLease {
+		t.Fatalf("after the old lease ended: %v, lease %x (old %x)", err, resp.Kvs[0].Lease, oldLease)
+	}
+}

@@ -88,7 +88,10 @@ func (l *Local) repair(ctx context.Context, k string, r *registration) (bool, er
 	in := r.Instance
 	lease := r.sess.Lease()
 	l.mu.Unlock()
-	if cur, ok := l.catalog.Instance(in.Service, in.ID); ok && sameInstance(cur, &in) {
+	// The same instance under another lease is stale too: restored after
+	// a crash, its key is still under the dead run's lease and would go
+	// when that expires.
+	if cur, ok := l.catalog.Instance(in.Service, in.ID); ok && sameInstance(cur, &in) && cur.Lease == int64(lease) {
 		return false, nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -361,7 +361,7 @@ func (c *Catalog) decode(kv *mvccpb.KeyValue) *Instance {
 		c.lg.Debug("skipping a value that is not an instance", zap.ByteString("key", kv.Key))
 		return nil
 	}
-	in.Revision = kv.ModRevision
+	in.Revision, in.Lease = kv.ModRevision, kv.Lease
 	return in
 }
 

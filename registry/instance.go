@@ -41,6 +41,9 @@ type Instance struct {
 	// Revision is the etcd revision that last wrote the instance, as the
 	// catalog saw it; not part of the stored value.
 	Revision int64 `json:"-"`
+	// Lease is the etcd lease the instance's key is under, as the catalog
+	// read it: anti-entropy moves a key still under a dead run's lease.
+	Lease int64 `json:"-"`
 }
 
 // FieldError names the field of an instance that is wrong; it answers
