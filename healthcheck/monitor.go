@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -84,9 +85,17 @@ func Start(def Definition, initial Result, notify func(Result), deregister func(
 	if m.invalid == nil && def.Kind() == KindTTL {
 		m.ttlDeadline = now.Add(def.TTL)
 	}
+	running.Add(1)
 	go m.run()
 	return m
 }
+
+// running counts the monitors whose goroutine has not returned.
+var running atomic.Int64
+
+// Running is how many monitors run in this process: a check left running
+// for an instance nobody has any more is a leak, and this shows it.
+func Running() int { return int(running.Load()) }
 
 // Heartbeat reports a TTL check's status: "pass", "warn" or "fail" (or
 // "passing", "warning", "critical"). It takes effect at once, bypassing the

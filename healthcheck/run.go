@@ -11,6 +11,7 @@ import (
 // what to wait for next.
 func (m *Monitor) run() {
 	defer close(m.done)
+	defer running.Add(-1)
 
 	var tick <-chan time.Time
 	var probe prober

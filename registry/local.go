@@ -33,6 +33,9 @@ var (
 	ErrNotFound      = rpcerr.NewNamed(codes.NotFound, "not found")
 	ErrAlreadyExists = rpcerr.NewNamed(codes.AlreadyExists, "already exists")
 	ErrNoTTLCheck    = rpcerr.NewNamed(codes.FailedPrecondition, "the instance has no TTL check")
+	// ErrStopping: the agent is shutting down and takes no more changes;
+	// what it keeps in its data dir stays as it was.
+	ErrStopping = rpcerr.NewNamed(codes.Unavailable, "the agent is stopping")
 )
 
 // wrapf adds specifics to a named error and keeps its code.
@@ -76,6 +79,7 @@ type Local struct {
 	regs   map[string]*registration // by service/id
 	hooked map[string]bool          // sessions whose end we watch
 	kick   chan struct{}
+	closed bool // by Close: no more changes, nothing more saved
 
 	// keyLocks serialise the etcd writes of one instance key (register,
 	// status, anti-entropy, deregister), so that none of them can bring
@@ -203,6 +207,10 @@ func (l *Local) Register(ctx context.Context, in Instance, check healthcheck.Def
 
 func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check healthcheck.Definition, owner string, sess *session.Session) (r, old *registration, rev int64, err error) {
 	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, nil, 0, ErrStopping
+	}
 	old = l.regs[k]
 	if old != nil && old.Owner != owner {
 		l.mu.Unlock()
@@ -222,6 +230,10 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 	}
 	r = &registration{Registration: Registration{Instance: in, Check: check, Owner: owner}, sess: sess}
 	l.mu.Lock()
+	if l.closed { // Close came while etcd was written: the lease ends it
+		l.mu.Unlock()
+		return nil, nil, 0, ErrStopping
+	}
 	l.regs[k] = r
 	watchSession := strings.HasPrefix(owner, "session:") && !l.hooked[sess.ID]
 	if watchSession {
@@ -253,9 +265,15 @@ func (l *Local) startMonitor(r *registration) {
 					zap.String("service", r.Instance.Service), zap.String("id", r.Instance.ID))
 			}
 		})
+	// r was published before its monitor started: if it went meanwhile
+	// (its session ended, the agent closed), nobody else will stop this.
 	l.mu.Lock()
 	r.mon = mon
+	gone := l.closed || l.regs[regKey(r.Instance.Service, r.Instance.ID)] != r
 	l.mu.Unlock()
+	if gone {
+		mon.Stop()
+	}
 }
 
 // writeNew is write for a registration: one this agent does not have yet
@@ -315,7 +333,7 @@ func (l *Local) setStatus(r *registration, res healthcheck.Result) {
 	mu.Lock()
 	defer mu.Unlock()
 	l.mu.Lock()
-	if l.regs[k] != r {
+	if l.closed || l.regs[k] != r {
 		l.mu.Unlock()
 		return
 	}
@@ -369,6 +387,10 @@ func (l *Local) resolveLocked(service, id string) (string, *registration, error)
 // empty when the id is unambiguous.
 func (l *Local) Deregister(ctx context.Context, service, id string) error {
 	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrStopping
+	}
 	_, r, err := l.resolveLocked(service, id)
 	l.mu.Unlock()
 	if err != nil {
@@ -387,7 +409,7 @@ func (l *Local) deregister(ctx context.Context, r *registration) bool {
 	mu := l.keyLock(k)
 	mu.Lock()
 	l.mu.Lock()
-	if l.regs[k] != r {
+	if l.closed || l.regs[k] != r {
 		l.mu.Unlock()
 		mu.Unlock()
 		return false
@@ -461,17 +483,20 @@ func (l *Local) dropSession(id string) {
 	}
 }
 
-// Close stops every check. The registrations stay in etcd until their
-// leases end.
+// Close stops every check and takes no more changes (ErrStopping). The
+// registrations stay in etcd until their leases end, and in the data dir
+// as they were.
 func (l *Local) Close() {
 	l.mu.Lock()
+	l.closed = true
 	var stop []*healthcheck.Monitor
 	for _, r := range l.regs {
 		if r.mon != nil {
 			stop = append(stop, r.mon)
 		}
 	}
-	l.regs = map[string]*registration{}
+	// regs stay as they are: a Register that got in before Close may
+	// still save them all to the data dir.
 	l.mu.Unlock()
 	for _, m := range stop {
 		m.Stop()

@@ -1,0 +1,123 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/beaconhq/beacon/healthcheck"
+	"github.com/beaconhq/beacon/internal/rpcerr"
+	"github.com/beaconhq/beacon/session"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// testLocal runs a real etcd in the test's process, on a loopback address
+// of its own, and an agent's registrations on it: the catalog, the agent
+// session, and Local on dataDir.
+func testLocal(t *testing.T, dataDir string) (*Local, *clientv3.Client) {
+	t.Helper()
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	ip := fmt.Sprintf("127.%d.%d.7", 1+b[0]%250, b[1])
+	cu, _ := url.Parse("http://" + ip + ":2379")
+	pu, _ := url.Parse("http://" + ip + ":2380")
+	cfg := embed.NewConfig()
+	cfg.Dir = t.TempDir()
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	<-e.Server.ReadyNotify()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.String()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
+	go cat.Run(ctx)
+	sessions := session.NewManager(cli, zap.NewNop())
+	agentSess, err := sessions.Open(ctx, "agent", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLocal(ctx, LocalConfig{Client: cli, Namespace: "/beacon/", Node: "n1", NodeAddr: "127.0.0.1",
+		DataDir: dataDir, Sessions: sessions, AgentSession: agentSess, Catalog: cat, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, cli
+}
+
+// TestCloseKeepsTheDataDir: once the agent is stopping, a Register is
+// refused (Unavailable) and what the data dir keeps stays whole.
+func TestCloseKeepsTheDataDir(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := testLocal(t, dir)
+	ctx := context.Background()
+	for _, name := range []string{"a", "b"} {
+		if _, _, err := l.Register(ctx, Instance{Service: name, Port: 80}, healthcheck.Definition{}, OwnerAgent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	if _, _, err := l.Register(ctx, Instance{Service: "c", Port: 80}, healthcheck.Definition{}, OwnerAgent); err == nil || !isNamed(err, ErrStopping) {
+		t.Fatalf("register after Close: %v", err)
+	}
+	if err := l.Deregister(ctx, "a", ""); !isNamed(err, ErrStopping) {
+		t.Fatalf("deregister after Close: %v", err)
+	}
+	kept, err := (&fileStore{dir: dir}).load()
+	if err != nil || len(kept) != 2 {
+		t.Fatalf("kept after Close: %d registrations, %v", len(kept), err)
+	}
+}
+
+// TestMonitorStopsWithItsSession: a session that ends right as its
+// instance is registered leaves no check running behind it.
+func TestMonitorStopsWithItsSession(t *testing.T) {
+	l, _ := testLocal(t, t.TempDir())
+	ctx := context.Background()
+	for i := range 30 {
+		s, err := l.sessions.Open(ctx, "app", 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { s.Close(); close(done) }()
+		check := healthcheck.Definition{TCP: "127.0.0.1:1", Interval: 100 * time.Millisecond}
+		_, _, _ = l.Register(ctx, Instance{Service: fmt.Sprintf("s%d", i), Port: 80}, check, "session:"+s.ID)
+		<-done
+	}
+	// Every registration went with its session; none has a monitor left.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l.mu.Lock()
+		n := len(l.regs)
+		l.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d registrations outlived their sessions", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if running := healthcheck.Running(); running != 0 {
+		t.Fatalf("%d checks still running", running)
+	}
+}
+
+func isNamed(err error, named *rpcerr.Named) bool { return errors.Is(err, named) }
