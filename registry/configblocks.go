@@ -141,6 +141,22 @@ func orEmptyList(v any) any {
 	return v
 }
 
+// unchangedConfig says whether the config-owned registration of in's key
+// already is in (normalized) with check.
+func (l *Local) unchangedConfig(in Instance, check healthcheck.Definition) bool {
+	if check.Normalize() != nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cur := l.regs[regKey(in.Service, in.ID)]
+	if cur == nil || cur.Owner != OwnerConfig || cur.Check != check {
+		return false
+	}
+	in.Status, in.Output = cur.Instance.Status, cur.Instance.Output
+	return sameInstance(&cur.Instance, &in)
+}
+
 // SyncConfig makes the config-owned registrations exactly regs: new and
 // changed blocks are registered, dropped ones deregistered. It is how a
 // SIGHUP reload takes effect.
@@ -154,6 +170,13 @@ func (l *Local) SyncConfig(ctx context.Context, regs []Registration) error {
 		probe.Tags = append([]string(nil), r.Instance.Tags...)
 		if probe.Normalize(l.node, l.nodeAddr) == nil {
 			want[regKey(probe.Service, probe.ID)] = true
+			// An unchanged block is left alone: registering it again would
+			// restart its check, and with it the clock of
+			// deregister-critical-after and the thresholds' counts, so
+			// that reloads every minute would keep a dead instance forever.
+			if l.unchangedConfig(probe, r.Check) {
+				continue
+			}
 		}
 		if _, _, err := l.Register(ctx, r.Instance, r.Check, OwnerConfig); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", r.Instance.Service, err))

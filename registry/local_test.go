@@ -121,3 +121,43 @@ func TestMonitorStopsWithItsSession(t *testing.T) {
 }
 
 func isNamed(err error, named *rpcerr.Named) bool { return errors.Is(err, named) }
+
+// TestReloadKeepsUnchangedChecks: reloading the config with a block
+// unchanged leaves its check running as it was, so that
+// deregister-critical-after still fires however often the agent reloads;
+// a changed block is registered anew.
+func TestReloadKeepsUnchangedChecks(t *testing.T) {
+	l, _ := testLocal(t, t.TempDir())
+	ctx := context.Background()
+	block := Registration{Instance: Instance{Service: "dead", Port: 80},
+		Check: healthcheck.Definition{TCP: "127.0.0.1:1", Interval: 100 * time.Millisecond, DeregisterCriticalAfter: time.Second}}
+	if err := l.SyncConfig(ctx, []Registration{block}); err != nil {
+		t.Fatal(err)
+	}
+	// Reloads every 300 ms, for longer than deregister-critical-after.
+	gone := false
+	for range 20 {
+		time.Sleep(300 * time.Millisecond)
+		if len(l.Registrations()) == 0 {
+			gone = true
+			break
+		}
+		_ = l.SyncConfig(ctx, []Registration{block}) // it may answer that it re-registered the dead one: fine
+	}
+	if !gone {
+		t.Fatal("an instance critical for 6s under reloads every 300ms was never deregistered")
+	}
+
+	// A changed block is taken at once.
+	live := Registration{Instance: Instance{Service: "live", Port: 80}}
+	if err := l.SyncConfig(ctx, []Registration{live}); err != nil {
+		t.Fatal(err)
+	}
+	live.Instance.Port = 81
+	if err := l.SyncConfig(ctx, []Registration{live}); err != nil {
+		t.Fatal(err)
+	}
+	if regs := l.Registrations(); len(regs) != 1 || regs[0].Instance.Port != 81 {
+		t.Fatalf("after a changed block: %+v", regs)
+	}
+}
