@@ -17,8 +17,9 @@ const (
 // createBatcher writes the first registrations of new instances in group
 // commits: while one transaction is in flight, the next ones queue, and
 // go together in the next (one raft proposal for many registrations).
-// Each key must not exist yet; if any of a batch's keys does, the whole
-// batch reports not-created and its callers take the individual path.
+// Each key must not exist yet; if any of a batch's keys does, or the
+// transaction fails, the whole batch reports not-created and its callers
+// take the individual path.
 type createBatcher struct {
 	cli *clientv3.Client
 
@@ -98,6 +99,10 @@ func (b *createBatcher) commit(batch []*createReq) {
 	resp, err := b.cli.Txn(context.WithoutCancel(ctx)).If(cmps...).Then(ops...).Commit()
 	for _, r := range batch {
 		switch {
+		case err != nil && len(batch) > 1:
+			// One bad request (a lease revoked meanwhile) fails the whole
+			// transaction: each goes its own way, and only it fails.
+			r.done <- createResult{}
 		case err != nil:
 			r.done <- createResult{err: err}
 		case resp.Succeeded:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,5 +160,43 @@ func TestReloadKeepsUnchangedChecks(t *testing.T) {
 	}
 	if regs := l.Registrations(); len(regs) != 1 || regs[0].Instance.Port != 81 {
 		t.Fatalf("after a changed block: %+v", regs)
+	}
+}
+
+// TestBatchWithARevokedLease: a create under a lease revoked meanwhile
+// fails alone; the creates it shared a transaction with are not failed
+// with it.
+func TestBatchWithARevokedLease(t *testing.T) {
+	l, cli := testLocal(t, t.TempDir())
+	ctx := context.Background()
+	good, err := cli.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := cli.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Revoke(ctx, bad.ID); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 50)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lease := good.ID
+			if i == 25 {
+				lease = bad.ID
+			}
+			_, _, errs[i] = l.batch.create(ctx, fmt.Sprintf("/beacon/services/batch/i%d", i), "{}", lease)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i != 25 && err != nil {
+			t.Fatalf("create %d under a live lease: %v", i, err)
+		}
 	}
 }
