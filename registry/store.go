@@ -60,5 +60,15 @@ func (s *fileStore) save(regs []Registration) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(s.dir, storeName))
+	if err := os.Rename(tmp, filepath.Join(s.dir, storeName)); err != nil {
+		return err
+	}
+	// The rename is durable once the directory is: else a power cut can
+	// bring back the file before it.
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
