@@ -65,6 +65,12 @@ func (l *Local) sync(ctx context.Context) {
 		}
 	}
 	for _, in := range l.catalog.NodeInstances(l.node) {
+		// The index is by lower-cased name; node names are not: "Web1"
+		// and "web1" are two agents, and neither's instances are stale
+		// to the other.
+		if in.Node != l.node {
+			continue
+		}
 		if in.Revision <= horizon && l.removeStale(ctx, in) {
 			removed++
 		}
