@@ -240,6 +240,9 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 		l.hooked[sess.ID] = true
 	}
 	l.mu.Unlock()
+	if testHookPublished != nil {
+		testHookPublished(l, r)
+	}
 	l.startMonitor(r)
 	if watchSession {
 		sid := sess.ID
@@ -248,6 +251,11 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 	}
 	return r, old, rev, nil
 }
+
+// testHookPublished, set by a test only, runs between a registration's
+// publication and the start of its monitor: the window in which its
+// session may end.
+var testHookPublished func(*Local, *registration)
 
 // startMonitor runs r's check, if it has one. Its results reach etcd
 // through setStatus, which ignores them once r is no longer registered.

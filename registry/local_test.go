@@ -86,42 +86,29 @@ func TestCloseKeepsTheDataDir(t *testing.T) {
 	}
 }
 
-// TestMonitorStopsWithItsSession: a session that ends right as its
-// instance is registered leaves no check running behind it.
+// TestMonitorStopsWithItsSession: a session that ends after its instance
+// was published and before its check started leaves no check running.
 func TestMonitorStopsWithItsSession(t *testing.T) {
 	l, _ := testLocal(t, t.TempDir())
 	ctx := context.Background()
-	for i := range 30 {
-		s, err := l.sessions.Open(ctx, "app", 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { s.Close(); close(done) }()
-		check := healthcheck.Definition{TCP: "127.0.0.1:1", Interval: 100 * time.Millisecond}
-		_, _, _ = l.Register(ctx, Instance{Service: fmt.Sprintf("s%d", i), Port: 80}, check, "session:"+s.ID)
-		<-done
+	s, err := l.sessions.Open(ctx, "app", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Every registration went with its session; none has a monitor left.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		l.mu.Lock()
-		n := len(l.regs)
-		l.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d registrations outlived their sessions", n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	testHookPublished = func(l *Local, r *registration) { l.dropSession(s.ID) } // the session ends right there
+	t.Cleanup(func() { testHookPublished = nil })
+	before := healthcheck.Running()
+	check := healthcheck.Definition{TCP: "127.0.0.1:1", Interval: 100 * time.Millisecond}
+	if _, _, err := l.Register(ctx, Instance{Service: "s", Port: 80}, check, "session:"+s.ID); err != nil {
+		t.Fatal(err)
 	}
-	if running := healthcheck.Running(); running != 0 {
-		t.Fatalf("%d checks still running", running)
+	if n := len(l.Registrations()); n != 0 {
+		t.Fatalf("%d registrations outlived their session", n)
+	}
+	if running := healthcheck.Running(); running != before {
+		t.Fatalf("%d checks running, %d before", running, before)
 	}
 }
-
-func isNamed(err error, named *rpcerr.Named) bool { return errors.Is(err, named) }
 
 // TestReloadKeepsUnchangedChecks: reloading the config with a block
 // unchanged leaves its check running as it was, so that
@@ -200,3 +187,5 @@ func TestBatchWithARevokedLease(t *testing.T) {
 		}
 	}
 }
+
+func isNamed(err error, named *rpcerr.Named) bool { return errors.Is(err, named) }
