@@ -2,19 +2,14 @@ package client
 
 import (
 	"context"
-	"crypto/rand"
-	"fmt"
 	"net"
-	"net/url"
 	"testing"
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/config"
+	"github.com/beaconhq/beacon/internal/etcdtest"
 	"github.com/spf13/viper"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
 
@@ -22,32 +17,11 @@ import (
 // an etcd in the test's process: the agent's side without the rest.
 func configAgent(t *testing.T) (addr string, store *config.Store) {
 	t.Helper()
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	ip := fmt.Sprintf("127.%d.%d.9", 1+b[0]%250, b[1])
-	cu, _ := url.Parse("http://" + ip + ":2379")
-	pu, _ := url.Parse("http://" + ip + ":2380")
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = cfg.Name + "=" + pu.String()
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	<-e.Server.ReadyNotify()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.String()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	cli, _ := etcdtest.New(t)
 	store = config.NewStore(cli, "/beacon/")
 	srv := grpc.NewServer()
 	beaconpb.RegisterConfigServer(srv, config.NewService(store))
-	lis, err := net.Listen("tcp", ip+":0")
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

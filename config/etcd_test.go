@@ -1,46 +1,16 @@
 package config
 
 import (
-	"crypto/rand"
-	"fmt"
-	"net/url"
 	"testing"
-	"time"
 
+	"github.com/beaconhq/beacon/internal/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 )
 
-// startEtcd runs a one-member etcd in the test's process, on a loopback
-// address of its own, and returns a client of it.
+// startEtcd runs a one-member etcd of the test's own and returns a client
+// of it.
 func startEtcd(t *testing.T) *clientv3.Client {
 	t.Helper()
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	ip := fmt.Sprintf("127.%d.%d.7", 1+b[0]%250, b[1])
-	cu, _ := url.Parse("http://" + ip + ":2379")
-	pu, _ := url.Parse("http://" + ip + ":2380")
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = cfg.Name + "=" + pu.String()
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		t.Fatal("etcd not ready")
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.String()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	cli, _ := etcdtest.New(t)
 	return cli
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/election"
+	"github.com/beaconhq/beacon/internal/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
@@ -227,7 +228,7 @@ func TestWaitLost(t *testing.T) {
 // A leader that cannot reach the cluster is told it lost, before its
 // lease could expire there.
 func TestWaitLostWhenCutOff(t *testing.T) {
-	cli, srv := startEtcdServer(t)
+	cli, srv := etcdtest.New(t)
 	ctx := ctxT(t)
 	e, _ := election.New(cli, "/beacon/", "cut-off")
 	l, err := e.Campaign(ctx, grant(t, cli, 60), "v")

@@ -2,17 +2,13 @@ package lock
 
 import (
 	"context"
-	"crypto/rand"
-	"fmt"
-	"net/url"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/beaconhq/beacon/internal/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 )
 
 // TestMain gives the shared member a data dir that outlives single tests.
@@ -34,45 +30,15 @@ var (
 	etcdErr  error
 )
 
-// testEtcd starts one embedded etcd member for the package's tests, on a
-// loopback address of its own; every test uses its own key prefix.
+// testEtcd starts one embedded etcd member for the package's tests; every
+// test uses its own key prefix.
 func testEtcd(t *testing.T) *clientv3.Client {
 	t.Helper()
-	etcdOnce.Do(func() {
-		var b [3]byte
-		_, _ = rand.Read(b[:])
-		ip := fmt.Sprintf("127.%d.%d.%d", 1+b[0]%250, b[1], 1+b[2]%250)
-		cu, _ := url.Parse("http://" + ip + ":2379")
-		pu, _ := url.Parse("http://" + ip + ":2380")
-		cfg := embed.NewConfig()
-		cfg.Name = "locktest"
-		cfg.Dir = etcdDir
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-		cfg.InitialCluster = cfg.Name + "=" + pu.String()
-		cfg.LogLevel = "error"
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-		e, err := embed.StartEtcd(cfg)
-		if err != nil {
-			etcdErr = err
-			return
-		}
-		select {
-		case <-e.Server.ReadyNotify():
-			etcdURL = cu.String()
-		case <-time.After(30 * time.Second):
-			etcdErr = fmt.Errorf("embedded etcd not ready")
-		}
-	})
+	etcdOnce.Do(func() { _, etcdURL, etcdErr = etcdtest.Start(etcdDir) })
 	if etcdErr != nil {
 		t.Fatal(etcdErr)
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
+	return etcdtest.Client(t, etcdURL)
 }
 
 // lease grants a lease for a test; revoke it to play a contender's death.

@@ -2,49 +2,26 @@ package registry
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/beaconhq/beacon/healthcheck"
+	"github.com/beaconhq/beacon/internal/etcdtest"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
 
-// testLocal runs a real etcd in the test's process, on a loopback address
-// of its own, and an agent's registrations on it: the catalog, the agent
+// testLocal runs a real etcd in the test's process and an agent's
+// registrations on it: the catalog, the agent
 // session, and Local on dataDir.
 func testLocal(t *testing.T, dataDir string) (*Local, *clientv3.Client) {
 	t.Helper()
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	ip := fmt.Sprintf("127.%d.%d.7", 1+b[0]%250, b[1])
-	cu, _ := url.Parse("http://" + ip + ":2379")
-	pu, _ := url.Parse("http://" + ip + ":2380")
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = cfg.Name + "=" + pu.String()
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	<-e.Server.ReadyNotify()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.String()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	cli, _ := etcdtest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
