@@ -136,11 +136,13 @@ func DNSAgent(ctx context.Context, w io.Writer, o DNSOptions, instances, rounds 
 // webPair is a member and a proxy joined to it, with three instances of
 // "web" registered.
 type webPair struct {
-	agents []struct {
-		label string
-		p     *agentProc
-	}
-	stop func()
+	agents []labeledAgent // the member, then the proxy
+	stop   func()
+}
+
+type labeledAgent struct {
+	label string
+	p     *agentProc
 }
 
 func startWebPair(ctx context.Context, dir string) (*webPair, error) {
@@ -161,15 +163,7 @@ func startWebPair(ctx context.Context, dir string) (*webPair, error) {
 			return nil, err
 		}
 	}
-	pair := &webPair{stop: stopAll}
-	pair.agents = append(pair.agents, struct {
-		label string
-		p     *agentProc
-	}{"member", member}, struct {
-		label string
-		p     *agentProc
-	}{"proxy", proxy})
-	return pair, nil
+	return &webPair{agents: []labeledAgent{{"member", member}, {"proxy", proxy}}, stop: stopAll}, nil
 }
 
 func waitAnswer(ctx context.Context, addr, name string) error {

@@ -87,7 +87,7 @@ func (l *Local) repair(ctx context.Context, k string, r *registration) (bool, er
 	mu.Lock()
 	defer mu.Unlock()
 	l.mu.Lock()
-	if l.closed || l.regs[k] != r {
+	if !l.currentLocked(k, r) {
 		l.mu.Unlock()
 		return false, nil
 	}

@@ -252,6 +252,13 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 	return r, old, rev, nil
 }
 
+// currentLocked says whether r is still the registration of key k and
+// the agent takes changes: what every write for r checks under the key's
+// lock before it goes to etcd. The caller holds l.mu.
+func (l *Local) currentLocked(k string, r *registration) bool {
+	return !l.closed && l.regs[k] == r
+}
+
 // testHookPublished, set by a test only, runs between a registration's
 // publication and the start of its monitor: the window in which its
 // session may end.
@@ -277,7 +284,7 @@ func (l *Local) startMonitor(r *registration) {
 	// (its session ended, the agent closed), nobody else will stop this.
 	l.mu.Lock()
 	r.mon = mon
-	gone := l.closed || l.regs[regKey(r.Instance.Service, r.Instance.ID)] != r
+	gone := !l.currentLocked(regKey(r.Instance.Service, r.Instance.ID), r)
 	l.mu.Unlock()
 	if gone {
 		mon.Stop()
@@ -341,7 +348,7 @@ func (l *Local) setStatus(r *registration, res healthcheck.Result) {
 	mu.Lock()
 	defer mu.Unlock()
 	l.mu.Lock()
-	if l.closed || l.regs[k] != r {
+	if !l.currentLocked(k, r) {
 		l.mu.Unlock()
 		return
 	}
@@ -417,7 +424,7 @@ func (l *Local) deregister(ctx context.Context, r *registration) bool {
 	mu := l.keyLock(k)
 	mu.Lock()
 	l.mu.Lock()
-	if l.closed || l.regs[k] != r {
+	if !l.currentLocked(k, r) {
 		l.mu.Unlock()
 		mu.Unlock()
 		return false
