@@ -17,7 +17,6 @@ import (
 	"github.com/beaconhq/beacon/client"
 	"github.com/beaconhq/beacon/internal/supervise"
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -350,38 +349,17 @@ func newQueueHandleDeadCmd(g *globals, name string) *cobra.Command {
 					return &usageError{errorf("%.40q is not a message id", id)}
 				}
 			}
-			call := func(q beaconpb.QueueClient) func(context.Context, *beaconpb.QueueDeadRequest, ...grpc.CallOption) (*beaconpb.QueueDeadResponse, error) {
-				if name == "purge-dead" {
-					return q.PurgeDead
+			var total *beaconpb.QueueDeadResponse
+			err = queueCall(cmd, g, 0, func(ctx context.Context, _ beaconpb.QueueClient, c *client.Client) error {
+				var err error
+				total, err = c.HandleDead(ctx, args[0], name == "purge-dead", args[1:], all, g.callTimeout)
+				if err != nil && len(total.Done) > 0 {
+					fmt.Fprintf(p.w, "%s %d before the error: %s\n", verb, len(total.Done), strings.Join(total.Done, " "))
 				}
-				return q.Redrive
-			}
-			// The agent takes 1000 ids a call, and handles the oldest 1000
-			// for --all: as many calls as it takes, each within the timeout.
-			total := &beaconpb.QueueDeadResponse{}
-			ids := args[1:]
-			for first := true; first || len(ids) > 0; first = false {
-				batch := ids[:min(len(ids), 1000)]
-				ids = ids[len(batch):]
-				for {
-					var resp *beaconpb.QueueDeadResponse
-					err := queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
-						var err error
-						resp, err = call(q)(ctx, &beaconpb.QueueDeadRequest{Queue: args[0], Ids: batch, All: all})
-						return err
-					})
-					if err != nil {
-						if len(total.Done) > 0 {
-							fmt.Fprintf(p.w, "%s %d before the error: %s\n", verb, len(total.Done), strings.Join(total.Done, " "))
-						}
-						return err
-					}
-					total.Done = append(total.Done, resp.Done...)
-					total.NotDead = append(total.NotDead, resp.NotDead...)
-					if !resp.More || len(resp.Done) == 0 { // none done: what is left cannot be
-						break
-					}
-				}
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			if p.format == "json" {
 				err = p.json(total)
