@@ -232,7 +232,7 @@ func (a *Agent) stop() {
 	// Closing the sessions revokes their leases: this host's instances
 	// leave every agent's answers now, not after a TTL.
 	if a.sessions != nil {
-		a.sessions.CloseAll()
+		a.sessions.CloseAll(shutdownGrace)
 	}
 	if a.cancelBG != nil {
 		a.cancelBG()

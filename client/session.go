@@ -8,47 +8,82 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/internal/holdclock"
 )
 
 // ErrSessionClosed is returned by calls on a session that has ended.
 var ErrSessionClosed = errors.New("session closed")
 
+// ErrAgentStopping: the agent said it is stopping; what is held in its
+// sessions must stop.
+var ErrAgentStopping = errors.New("the agent is stopping")
+
 // Session is a session with the local agent: what is registered or held in
 // it lives as long as this process keeps it open, and is released at once
 // when the process closes it or dies.
+//
+// The session asks the agent to confirm its lease at least every third of
+// the TTL (see LeasePeriod), so that what it holds ends on this process's
+// own clock if the agent, the host or the cluster stops answering.
 type Session struct {
-	ID    string
+	ID string
+	// Lease is the lease the session opened with, in hex; Period tells the
+	// current one.
 	Lease string
 	TTL   time.Duration
 
-	stream beaconpb.Session_OpenClient
-	cancel context.CancelFunc
-	done   chan struct{}
-	events chan *beaconpb.SessionEvent
+	stream   beaconpb.Session_OpenClient
+	cancel   context.CancelFunc
+	done     chan struct{}
+	events   chan *beaconpb.SessionEvent
+	stopping chan struct{} // closed when the agent says it stops
+	every    time.Duration // between confirmations
+
+	sendMu sync.Mutex // gRPC streams take one sender at a time
+
+	mu       sync.Mutex
+	period   *LeasePeriod
+	asked    map[uint64]time.Duration // confirmation requests in flight, by seq
+	endedIDs []string                 // the session's ended leases, newest last
+	seq      uint64
+	err      error // why the session ended, if not by Close
+	closing  bool
 
 	closeOnce sync.Once
-	err       error
+}
+
+type sessionOptions struct {
+	open  beaconpb.OpenSession
+	every time.Duration
 }
 
 // SessionOption configures NewSession.
-type SessionOption func(*beaconpb.OpenSession)
+type SessionOption func(*sessionOptions)
 
 // WithTTL sets how long the session outlives the agent if the agent itself
-// dies (default 10s).
+// dies (default 10s). Holds end on this process's clock within that time.
 func WithTTL(d time.Duration) SessionOption {
-	return func(o *beaconpb.OpenSession) { o.TtlSeconds = int64(d / time.Second) }
+	return func(o *sessionOptions) { o.open.TtlSeconds = int64(d / time.Second) }
 }
 
 // WithName labels the session in the agent's logs.
 func WithName(name string) SessionOption {
-	return func(o *beaconpb.OpenSession) { o.Name = name }
+	return func(o *sessionOptions) { o.open.Name = name }
+}
+
+// WithConfirmEvery sets how often the session asks the agent to confirm
+// its lease (default and most: a quarter of the TTL). A holder that wants
+// time to stop before its deadline (a grace) confirms more often, so that
+// a healthy hold never comes within the grace of its deadline.
+func WithConfirmEvery(d time.Duration) SessionOption {
+	return func(o *sessionOptions) { o.every = d }
 }
 
 // NewSession opens a session. ctx bounds only the opening.
 func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Session, error) {
-	open := &beaconpb.OpenSession{}
-	for _, o := range opts {
-		o(open)
+	o := &sessionOptions{}
+	for _, f := range opts {
+		f(o)
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	stream, err := c.Sessions.Open(sctx)
@@ -56,7 +91,10 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		cancel()
 		return nil, err
 	}
-	if err := stream.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: open}}); err != nil {
+	// The grant of the session's lease comes after this: it is the
+	// first confirmation, asked now.
+	asked := holdclock.Now()
+	if err := stream.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &o.open}}); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -85,22 +123,54 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		cancel()
 		return nil, fmt.Errorf("agent answered %v instead of opening the session", r.ev)
 	}
-	s := &Session{
-		ID: opened.SessionId, Lease: opened.LeaseId, TTL: time.Duration(opened.TtlSeconds) * time.Second,
-		stream: stream, cancel: cancel, done: make(chan struct{}), events: make(chan *beaconpb.SessionEvent, 16),
+	ttl := time.Duration(opened.TtlSeconds) * time.Second
+	every := ttl / 4
+	if o.every > 0 {
+		every = min(every, max(o.every, 10*time.Millisecond))
 	}
+	s := &Session{
+		ID: opened.SessionId, Lease: opened.LeaseId, TTL: ttl,
+		stream: stream, cancel: cancel, done: make(chan struct{}), events: make(chan *beaconpb.SessionEvent, 16),
+		stopping: make(chan struct{}), every: every,
+		period: newPeriod(opened.LeaseId), asked: map[uint64]time.Duration{},
+	}
+	s.period.confirm(asked, ttl)
 	go s.recv()
+	go s.confirmLoop()
 	return s, nil
 }
 
 func (s *Session) recv() {
-	defer close(s.done)
-	defer close(s.events)
+	var err error
+	defer func() {
+		s.mu.Lock()
+		if !s.closing {
+			s.err = fmt.Errorf("the session with the agent broke: %w", err)
+		}
+		p := s.period
+		s.mu.Unlock()
+		p.end("the session with the agent ended")
+		close(s.done)
+		close(s.events)
+	}()
 	for {
-		ev, err := s.stream.Recv()
+		var ev *beaconpb.SessionEvent
+		ev, err = s.stream.Recv()
 		if err != nil {
-			s.err = err
 			return
+		}
+		switch k := ev.Kind.(type) {
+		case *beaconpb.SessionEvent_Confirmed:
+			s.confirmed(k.Confirmed)
+			continue
+		case *beaconpb.SessionEvent_LeaseLost:
+			s.newLease(k.LeaseLost.OldLeaseId, k.LeaseLost.NewLeaseId, "etcd ended it (it expired or was revoked)")
+		case *beaconpb.SessionEvent_Stopping:
+			select {
+			case <-s.stopping:
+			default:
+				close(s.stopping)
+			}
 		}
 		select {
 		case s.events <- ev:
@@ -109,23 +179,166 @@ func (s *Session) recv() {
 	}
 }
 
-// Events delivers the agent's notices (a lease lost and renewed); it is
-// closed when the session ends.
+// confirmed applies an answer: it extends the period of its lease, or
+// ends it.
+func (s *Session) confirmed(c *beaconpb.LeaseConfirmed) {
+	s.mu.Lock()
+	asked, ok := s.asked[c.Seq]
+	for seq := range s.asked {
+		if seq <= c.Seq {
+			delete(s.asked, seq)
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		return // not a question of ours
+	}
+	ttl := time.Duration(c.TtlMs) * time.Millisecond
+	switch cur := s.Period(); {
+	case s.ended(c.LeaseId):
+		// A late answer about a lease already given up: it can neither
+		// extend nor end the current one.
+	case c.TtlMs <= 0:
+		s.newLease(c.LeaseId, "", "etcd no longer has it")
+	case c.LeaseId != cur.ID:
+		// The agent moved to another lease; the old one is gone.
+		s.newLease(cur.ID, c.LeaseId, "the agent's session moved to another lease")
+		if p := s.Period(); p.ID == c.LeaseId {
+			p.confirm(asked, ttl)
+		}
+	default:
+		cur.confirm(asked, ttl)
+	}
+}
+
+// ended reports whether lease id was the session's and ended.
+func (s *Session) ended(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.endedIDs {
+		if e == id {
+			return true
+		}
+	}
+	return false
+}
+
+// newLease ends the period of lease old and, if next is set, starts one
+// for next.
+func (s *Session) newLease(old, next, why string) {
+	s.mu.Lock()
+	p := s.period
+	if p.ID != old {
+		s.mu.Unlock()
+		return
+	}
+	if next != "" {
+		s.period = newPeriod(next)
+	}
+	// Leases only move forward; a few are enough to recognise late news.
+	s.endedIDs = append(s.endedIDs[max(0, len(s.endedIDs)-15):], old)
+	s.mu.Unlock()
+	p.end(why)
+	if next != "" {
+		s.ask() // arm the new period at once
+	}
+}
+
+// confirmLoop asks for a confirmation every s.every while the session
+// lives.
+func (s *Session) confirmLoop() {
+	t := time.NewTicker(s.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			s.ask()
+		}
+	}
+}
+
+// ask sends one ConfirmLease, noting this process's clock first.
+func (s *Session) ask() {
+	s.mu.Lock()
+	s.seq++
+	seq := s.seq
+	s.asked[seq] = holdclock.Now()
+	// Unanswered questions older than a TTL can no longer extend anything.
+	for q, at := range s.asked {
+		if holdclock.Now()-at > s.TTL {
+			delete(s.asked, q)
+		}
+	}
+	s.mu.Unlock()
+	s.send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Confirm{Confirm: &beaconpb.ConfirmLease{Seq: seq}}})
+}
+
+func (s *Session) send(r *beaconpb.SessionRequest) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	_ = s.stream.Send(r) // a broken stream shows in recv
+}
+
+// Period is the session's current lease period.
+func (s *Session) Period() *LeasePeriod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.period
+}
+
+// periodOf returns the period of lease id, armed (confirmed once). A lease
+// the session no longer has, or never had, is an error.
+func (s *Session) periodOf(ctx context.Context, id string) (*LeasePeriod, error) {
+	p := s.Period()
+	if p.ID != id {
+		return nil, fmt.Errorf("%w: lease %s is not the session's (its lease is %s)", ErrLeaseEnded, id, p.ID)
+	}
+	if err := p.waitArmed(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Events delivers the agent's notices (a lease lost and renewed, the agent
+// stopping); it is closed when the session ends.
 func (s *Session) Events() <-chan *beaconpb.SessionEvent { return s.events }
+
+// Stopping is closed when the agent says it is stopping.
+func (s *Session) Stopping() <-chan struct{} { return s.stopping }
 
 // Done is closed when the session has ended, closed or broken.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-// Close ends the session; the agent revokes its lease at once.
+// Err is nil while the session lives and after Close; otherwise why it
+// ended.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close ends the session; the agent revokes its lease at once. It returns
+// why the session had already ended, if it broke before.
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() {
-		_ = s.stream.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Close{Close: &beaconpb.CloseSession{}}})
-		_ = s.stream.CloseSend()
-		select {
-		case <-s.done:
-		case <-time.After(5 * time.Second):
+		s.mu.Lock()
+		broken := s.err != nil
+		s.closing = true
+		s.mu.Unlock()
+		if !broken {
+			s.send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Close{Close: &beaconpb.CloseSession{}}})
+			s.sendMu.Lock()
+			_ = s.stream.CloseSend()
+			s.sendMu.Unlock()
+			select {
+			case <-s.done:
+			case <-time.After(5 * time.Second):
+			}
 		}
 		s.cancel()
+		<-s.done
 	})
-	return nil
+	return s.Err()
 }

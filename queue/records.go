@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // meta is the value of msg/<seq>: everything about a message but its
@@ -67,6 +69,9 @@ type Delivery struct {
 	Message
 	Receipt  Receipt
 	Deadline time.Time
+	// Lease is the lease the reservation is bound to (NoLease without a
+	// session).
+	Lease clientv3.LeaseID
 }
 
 // Receipt names one reservation: the queue, the message's sequence number,

@@ -230,5 +230,6 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 			Enqueued: unixTime(m.Enqueued), Deliveries: int(m.Deliveries), DedupID: m.Dedup},
 		Receipt:  Receipt{Queue: k.queue, Seq: c.seq, Rev: resp.Header.Revision},
 		Deadline: unixTime(r.Deadline),
+		Lease:    lease,
 	}, nil
 }

@@ -3,11 +3,13 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/beaconhq/beacon/session"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -107,8 +109,12 @@ func (s *Service) Reserve(ctx context.Context, req *beaconpb.QueueReserveRequest
 		}
 		return nil, rpcerr.From(err)
 	}
-	return &beaconpb.QueueReserveResponse{Message: messageProto(d.Message), Receipt: d.Receipt.String(),
-		Deadline: timestamppb.New(d.Deadline)}, nil
+	resp := &beaconpb.QueueReserveResponse{Message: messageProto(d.Message), Receipt: d.Receipt.String(),
+		Deadline: timestamppb.New(d.Deadline)}
+	if d.Lease != clientv3.NoLease {
+		resp.LeaseId = fmt.Sprintf("%x", d.Lease)
+	}
+	return resp, nil
 }
 
 // Ack removes a reserved message.

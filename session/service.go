@@ -60,8 +60,10 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 	if err != nil {
 		return rpcerr.From(err)
 	}
-	// Whatever ends this call, the lease goes with it.
-	defer sess.Close()
+	// Whatever ends this call, the lease goes with it: revoked, unless the
+	// agent is stopping under a holder that did not close (see end).
+	clientEnded := false
+	defer func() { s.end(sess, clientEnded) }()
 
 	events := make(chan *beaconpb.SessionEvent, 16)
 	sess.OnLeaseChange(func(old, new clientv3.LeaseID) {
@@ -77,6 +79,9 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 		return err
 	}
 
+	c := newConfirmer(sess)
+	go c.run()
+	defer c.stop()
 	recvDone := make(chan error, 1)
 	go func() {
 		for {
@@ -85,15 +90,20 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 				recvDone <- err
 				return
 			}
-			if msg.GetClose() != nil {
+			switch {
+			case msg.GetClose() != nil:
 				recvDone <- nil
 				return
+			case msg.GetConfirm() != nil:
+				c.ask(msg.GetConfirm().Seq)
 			}
 		}
 	}()
+	stopping := s.m.Stopping()
 	for {
 		select {
 		case err := <-recvDone:
+			clientEnded = true
 			if err == nil || errors.Is(err, io.EOF) {
 				return nil
 			}
@@ -104,12 +114,38 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 			if err := stream.Send(ev); err != nil {
 				return err
 			}
+		case conf := <-c.answers:
+			if err := stream.Send(&beaconpb.SessionEvent{Kind: &beaconpb.SessionEvent_Confirmed{Confirmed: conf}}); err != nil {
+				return err
+			}
+		case <-stopping:
+			stopping = nil
+			if err := stream.Send(&beaconpb.SessionEvent{Kind: &beaconpb.SessionEvent_Stopping{Stopping: &beaconpb.AgentStopping{
+				WaitMs: s.m.stopWait.Milliseconds()}}}); err != nil {
+				return err
+			}
 		case <-sess.Done():
 			return status.Error(codes.Unavailable, "the session ended: the agent is stopping")
 		case <-stream.Context().Done():
 			return status.FromContextError(stream.Context().Err()).Err()
 		}
 	}
+}
+
+// end ends the session with its stream. A client that closed its side, or
+// went away, is done with what it held: revoke. While the agent stops, a
+// holder's session whose stream the server ended is left to CloseAll,
+// which abandons it to its TTL, since the holder may still be acting.
+func (s *Service) end(sess *Session, clientEnded bool) {
+	select {
+	case <-s.m.Stopping():
+		if !clientEnded && sess.Holding() {
+			sess.Abandon()
+			return
+		}
+	default:
+	}
+	sess.Close()
 }
 
 const firstMessageTimeout = 10 * time.Second

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -46,6 +47,10 @@ type Session struct {
 	lease         clientv3.LeaseID
 	onLeaseChange []func(old, new clientv3.LeaseID)
 	onClose       []func()
+	// holding: the client asked for confirmations, so it runs something
+	// bounded by its own deadline. When the agent stops, such a session's
+	// lease is left to expire rather than revoked under a running holder.
+	holding bool
 }
 
 // Lease is the etcd lease currently behind the session.
@@ -85,7 +90,16 @@ func (s *Session) OnClose(f func()) {
 
 // Close revokes the lease, so everything bound to it is released in
 // etcd at once, and ends the session.
-func (s *Session) Close() {
+func (s *Session) Close() { s.end(true) }
+
+// Abandon ends the session without revoking its lease, which expires
+// after its TTL. The agent abandons the sessions of holders that did not
+// close in time while it stops: their deadlines, on their own clocks, pass
+// before the lease can expire, so nobody else is granted what they hold
+// while they may still act on it.
+func (s *Session) Abandon() { s.end(false) }
+
+func (s *Session) end(revoke bool) {
 	s.mu.Lock()
 	if s.ctx.Err() != nil {
 		s.mu.Unlock()
@@ -98,17 +112,46 @@ func (s *Session) Close() {
 	s.onClose = nil
 	s.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if _, err := s.m.cli.Revoke(ctx, lease); err != nil {
-		s.m.lg.Warn("revoking a closed session's lease; it will expire after its TTL",
-			zap.String("session", s.ID), zap.Error(err))
+	if revoke {
+		s.m.revoke(lease, s.ID)
 	}
-	cancel()
 	s.m.forget(s)
 	for _, f := range hooks {
 		f()
 	}
 	close(s.done)
+}
+
+// Holding reports whether the client asked for confirmations.
+func (s *Session) Holding() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holding
+}
+
+// Confirm proves the session's lease alive: it sends a keepalive now and
+// returns the lease and the TTL etcd set with it once etcd acknowledged
+// it. Since the keepalive left after Confirm was called, the lease lives
+// at least until the caller's time of asking + ttl. A lease etcd no longer
+// has answers ttl 0 (with no error): what was held under it is gone.
+func (s *Session) Confirm(ctx context.Context) (clientv3.LeaseID, time.Duration, error) {
+	s.mu.Lock()
+	s.holding = true
+	lease := s.lease
+	s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return lease, 0, ErrClosed
+	}
+	resp, err := s.m.cli.KeepAliveOnce(ctx, lease)
+	switch {
+	case errors.Is(err, rpctypes.ErrLeaseNotFound):
+		return lease, 0, nil
+	case err != nil:
+		return lease, 0, err
+	case resp.TTL <= 0:
+		return lease, 0, nil
+	}
+	return lease, time.Duration(resp.TTL) * time.Second, nil
 }
 
 // keepAlive keeps the lease alive; when etcd ends it, it grants a new one
@@ -139,6 +182,13 @@ func (s *Session) keepAlive() {
 			continue
 		}
 		s.mu.Lock()
+		if s.ctx.Err() != nil {
+			// Closed while the grant was in flight: Close revoked the old
+			// lease and nothing may live on under the new one.
+			s.mu.Unlock()
+			s.m.revoke(newLease, s.ID)
+			return
+		}
 		s.lease = newLease
 		hooks := append([]func(old, new clientv3.LeaseID){}, s.onLeaseChange...)
 		s.mu.Unlock()
@@ -176,6 +226,8 @@ type Manager struct {
 	mu       sync.Mutex
 	sessions map[string]*Session
 	stopping bool
+	stopped  chan struct{} // closed when stopping is set
+	stopWait time.Duration // how long CloseAll waits for holders
 }
 
 // ErrStopping: the agent is stopping and opens no new session.
@@ -183,7 +235,7 @@ var ErrStopping = errors.New("the agent is stopping")
 
 // NewManager returns a manager whose leases live in cli's cluster.
 func NewManager(cli *clientv3.Client, lg *zap.Logger) *Manager {
-	return &Manager{cli: cli, lg: lg, sessions: map[string]*Session{}}
+	return &Manager{cli: cli, lg: lg, sessions: map[string]*Session{}, stopped: make(chan struct{})}
 }
 
 // Open grants a lease and keeps it alive until Close.
@@ -204,7 +256,7 @@ func (m *Manager) Open(ctx context.Context, name string, ttl time.Duration) (*Se
 	if m.stopping {
 		m.mu.Unlock()
 		cancel()
-		_, _ = m.cli.Revoke(context.Background(), lease)
+		m.revoke(lease, "")
 		return nil, ErrStopping
 	}
 	m.sessions[s.ID] = s
@@ -234,24 +286,65 @@ func (m *Manager) Get(id string) (*Session, error) {
 	return s, nil
 }
 
-// CloseAll closes every session, revoking their leases, and opens no new
-// one: the agent is stopping, so what its applications hold must not
-// linger for a TTL.
-func (m *Manager) CloseAll() {
+// CloseAll ends every session and opens no new one: the agent is
+// stopping, so what its applications hold must not linger for a TTL.
+// Sessions whose clients hold something under their own deadlines (they
+// asked for confirmations) are told through Stopping and get up to wait
+// to close themselves (stopping what they run first); those still open
+// then are abandoned to expire after their TTL, since their holders may
+// still be acting. Every other session is revoked at once.
+func (m *Manager) CloseAll(wait time.Duration) {
 	m.mu.Lock()
-	m.stopping = true
+	if !m.stopping {
+		m.stopping = true
+		m.stopWait = wait
+		close(m.stopped)
+	}
 	all := make([]*Session, 0, len(m.sessions))
 	for _, s := range m.sessions {
 		all = append(all, s)
 	}
 	m.mu.Unlock()
 	var wg sync.WaitGroup
+	waited, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
 	for _, s := range all {
 		wg.Add(1)
-		go func() { defer wg.Done(); s.Close() }()
+		go func() {
+			defer wg.Done()
+			if !s.Holding() {
+				s.Close()
+				return
+			}
+			select {
+			case <-s.done:
+			case <-waited.Done():
+				m.lg.Warn("a holder did not close its session while the agent stopped; its lease is left to expire after its TTL",
+					zap.String("session", s.ID), zap.String("name", s.Name), zap.Duration("ttl", s.TTL))
+				s.Abandon()
+			}
+		}()
 	}
 	wg.Wait()
 }
+
+// Stopping is closed when the agent starts to stop.
+func (m *Manager) Stopping() <-chan struct{} { return m.stopped }
+
+// revoke revokes a lease, bounded in time: without quorum the revoke
+// cannot commit, and the agent must still be able to stop; the lease then
+// expires after its TTL.
+func (m *Manager) revoke(lease clientv3.LeaseID, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
+	defer cancel()
+	if _, err := m.cli.Revoke(ctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		m.lg.Warn("revoking a closed session's lease; it will expire after its TTL",
+			zap.String("session", id), zap.String("lease", fmt.Sprintf("%x", lease)), zap.Error(err))
+	}
+}
+
+// revokeTimeout bounds one revoke.
+const revokeTimeout = 2 * time.Second
 
 func (m *Manager) forget(s *Session) {
 	m.mu.Lock()

@@ -364,8 +364,12 @@ type QueueReserveResponse struct {
 	Message *QueueMessage          `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
 	// Names the reservation (QUEUE/SEQ/REVISION); give it to Ack, Nack,
 	// Extend.
-	Receipt       string                 `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
-	Deadline      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	Receipt  string                 `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// With a session_id: the lease the reservation is bound to, in hex. The
+	// reservation ends with that lease; a holder tracking its session's lease
+	// periods knows from this which one the reservation lives in.
+	LeaseId       string `protobuf:"bytes,4,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -419,6 +423,13 @@ func (x *QueueReserveResponse) GetDeadline() *timestamppb.Timestamp {
 		return x.Deadline
 	}
 	return nil
+}
+
+func (x *QueueReserveResponse) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
 }
 
 type QueueAckRequest struct {
@@ -1206,11 +1217,12 @@ const file_queue_proto_rawDesc = "" +
 	"\bdedup_id\x18\x06 \x01(\tR\adedupId\x123\n" +
 	"\adead_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06deadAt\x12\x1f\n" +
 	"\vdead_reason\x18\b \x01(\tR\n" +
-	"deadReason\"\x9b\x01\n" +
+	"deadReason\"\xb6\x01\n" +
 	"\x14QueueReserveResponse\x121\n" +
 	"\amessage\x18\x01 \x01(\v2\x17.beacon.v1.QueueMessageR\amessage\x12\x18\n" +
 	"\areceipt\x18\x02 \x01(\tR\areceipt\x126\n" +
-	"\bdeadline\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"+\n" +
+	"\bdeadline\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x19\n" +
+	"\blease_id\x18\x04 \x01(\tR\aleaseId\"+\n" +
 	"\x0fQueueAckRequest\x12\x18\n" +
 	"\areceipt\x18\x01 \x01(\tR\areceipt\"\x12\n" +
 	"\x10QueueAckResponse\"]\n" +

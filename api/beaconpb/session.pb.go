@@ -27,6 +27,7 @@ type SessionRequest struct {
 	//
 	//	*SessionRequest_Open
 	//	*SessionRequest_Close
+	//	*SessionRequest_Confirm
 	Kind          isSessionRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -87,6 +88,15 @@ func (x *SessionRequest) GetClose() *CloseSession {
 	return nil
 }
 
+func (x *SessionRequest) GetConfirm() *ConfirmLease {
+	if x != nil {
+		if x, ok := x.Kind.(*SessionRequest_Confirm); ok {
+			return x.Confirm
+		}
+	}
+	return nil
+}
+
 type isSessionRequest_Kind interface {
 	isSessionRequest_Kind()
 }
@@ -99,9 +109,15 @@ type SessionRequest_Close struct {
 	Close *CloseSession `protobuf:"bytes,2,opt,name=close,proto3,oneof"`
 }
 
+type SessionRequest_Confirm struct {
+	Confirm *ConfirmLease `protobuf:"bytes,3,opt,name=confirm,proto3,oneof"`
+}
+
 func (*SessionRequest_Open) isSessionRequest_Kind() {}
 
 func (*SessionRequest_Close) isSessionRequest_Kind() {}
+
+func (*SessionRequest_Confirm) isSessionRequest_Kind() {}
 
 type OpenSession struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -195,12 +211,66 @@ func (*CloseSession) Descriptor() ([]byte, []int) {
 	return file_session_proto_rawDescGZIP(), []int{2}
 }
 
+// ConfirmLease asks the agent to prove that the session's lease is alive.
+// The agent answers with LeaseConfirmed only after etcd acknowledged a
+// keepalive of the lease that the agent sent after this request arrived.
+// So a client that noted its own clock when it sent the request knows that
+// the lease lives at least until then + ttl on any etcd leader (a new
+// leader only extends leases): that is the deadline of everything it holds
+// in the session. A client may have one request in flight; the agent
+// answers the newest of those that arrived while it was busy.
+type ConfirmLease struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmLease) Reset() {
+	*x = ConfirmLease{}
+	mi := &file_session_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmLease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmLease) ProtoMessage() {}
+
+func (x *ConfirmLease) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmLease.ProtoReflect.Descriptor instead.
+func (*ConfirmLease) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ConfirmLease) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type SessionEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*SessionEvent_Opened
 	//	*SessionEvent_LeaseLost
+	//	*SessionEvent_Confirmed
+	//	*SessionEvent_Stopping
 	Kind          isSessionEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -208,7 +278,7 @@ type SessionEvent struct {
 
 func (x *SessionEvent) Reset() {
 	*x = SessionEvent{}
-	mi := &file_session_proto_msgTypes[3]
+	mi := &file_session_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -220,7 +290,7 @@ func (x *SessionEvent) String() string {
 func (*SessionEvent) ProtoMessage() {}
 
 func (x *SessionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[3]
+	mi := &file_session_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -233,7 +303,7 @@ func (x *SessionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
 func (*SessionEvent) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{3}
+	return file_session_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SessionEvent) GetKind() isSessionEvent_Kind {
@@ -261,6 +331,24 @@ func (x *SessionEvent) GetLeaseLost() *LeaseLost {
 	return nil
 }
 
+func (x *SessionEvent) GetConfirmed() *LeaseConfirmed {
+	if x != nil {
+		if x, ok := x.Kind.(*SessionEvent_Confirmed); ok {
+			return x.Confirmed
+		}
+	}
+	return nil
+}
+
+func (x *SessionEvent) GetStopping() *AgentStopping {
+	if x != nil {
+		if x, ok := x.Kind.(*SessionEvent_Stopping); ok {
+			return x.Stopping
+		}
+	}
+	return nil
+}
+
 type isSessionEvent_Kind interface {
 	isSessionEvent_Kind()
 }
@@ -276,9 +364,26 @@ type SessionEvent_LeaseLost struct {
 	LeaseLost *LeaseLost `protobuf:"bytes,2,opt,name=lease_lost,json=leaseLost,proto3,oneof"`
 }
 
+type SessionEvent_Confirmed struct {
+	// The answer to ConfirmLease.
+	Confirmed *LeaseConfirmed `protobuf:"bytes,3,opt,name=confirmed,proto3,oneof"`
+}
+
+type SessionEvent_Stopping struct {
+	// The agent is stopping. A client that asked for confirmations should
+	// stop what it runs under the session and close it: the agent waits a
+	// few seconds for that, then leaves the lease to expire after its TTL
+	// instead of revoking it under a holder that may still be acting.
+	Stopping *AgentStopping `protobuf:"bytes,4,opt,name=stopping,proto3,oneof"`
+}
+
 func (*SessionEvent_Opened) isSessionEvent_Kind() {}
 
 func (*SessionEvent_LeaseLost) isSessionEvent_Kind() {}
+
+func (*SessionEvent_Confirmed) isSessionEvent_Kind() {}
+
+func (*SessionEvent_Stopping) isSessionEvent_Kind() {}
 
 type SessionOpened struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -292,7 +397,7 @@ type SessionOpened struct {
 
 func (x *SessionOpened) Reset() {
 	*x = SessionOpened{}
-	mi := &file_session_proto_msgTypes[4]
+	mi := &file_session_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +409,7 @@ func (x *SessionOpened) String() string {
 func (*SessionOpened) ProtoMessage() {}
 
 func (x *SessionOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[4]
+	mi := &file_session_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +422,7 @@ func (x *SessionOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionOpened.ProtoReflect.Descriptor instead.
 func (*SessionOpened) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{4}
+	return file_session_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SessionOpened) GetSessionId() string {
@@ -352,7 +457,7 @@ type LeaseLost struct {
 
 func (x *LeaseLost) Reset() {
 	*x = LeaseLost{}
-	mi := &file_session_proto_msgTypes[5]
+	mi := &file_session_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -364,7 +469,7 @@ func (x *LeaseLost) String() string {
 func (*LeaseLost) ProtoMessage() {}
 
 func (x *LeaseLost) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[5]
+	mi := &file_session_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -377,7 +482,7 @@ func (x *LeaseLost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseLost.ProtoReflect.Descriptor instead.
 func (*LeaseLost) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{5}
+	return file_session_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LeaseLost) GetSessionId() string {
@@ -401,24 +506,141 @@ func (x *LeaseLost) GetNewLeaseId() string {
 	return ""
 }
 
+type LeaseConfirmed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The seq of the newest ConfirmLease this answers.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The lease the keepalive was for, in hex: the session's lease when the
+	// agent sent it. A lease other than the one a hold was granted under
+	// means that hold's lease ended.
+	LeaseId string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// The TTL etcd set on the keepalive, in milliseconds; 0 means the lease
+	// no longer exists: whatever was held under it is lost.
+	TtlMs         int64 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseConfirmed) Reset() {
+	*x = LeaseConfirmed{}
+	mi := &file_session_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseConfirmed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseConfirmed) ProtoMessage() {}
+
+func (x *LeaseConfirmed) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseConfirmed.ProtoReflect.Descriptor instead.
+func (*LeaseConfirmed) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LeaseConfirmed) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *LeaseConfirmed) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *LeaseConfirmed) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type AgentStopping struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long the agent waits for the client to close the session, in
+	// milliseconds.
+	WaitMs        int64 `protobuf:"varint,1,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentStopping) Reset() {
+	*x = AgentStopping{}
+	mi := &file_session_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentStopping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentStopping) ProtoMessage() {}
+
+func (x *AgentStopping) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentStopping.ProtoReflect.Descriptor instead.
+func (*AgentStopping) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AgentStopping) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
 var File_session_proto protoreflect.FileDescriptor
 
 const file_session_proto_rawDesc = "" +
 	"\n" +
-	"\rsession.proto\x12\tbeacon.v1\"w\n" +
+	"\rsession.proto\x12\tbeacon.v1\"\xac\x01\n" +
 	"\x0eSessionRequest\x12,\n" +
 	"\x04open\x18\x01 \x01(\v2\x16.beacon.v1.OpenSessionH\x00R\x04open\x12/\n" +
-	"\x05close\x18\x02 \x01(\v2\x17.beacon.v1.CloseSessionH\x00R\x05closeB\x06\n" +
+	"\x05close\x18\x02 \x01(\v2\x17.beacon.v1.CloseSessionH\x00R\x05close\x123\n" +
+	"\aconfirm\x18\x03 \x01(\v2\x17.beacon.v1.ConfirmLeaseH\x00R\aconfirmB\x06\n" +
 	"\x04kind\"B\n" +
 	"\vOpenSession\x12\x1f\n" +
 	"\vttl_seconds\x18\x01 \x01(\x03R\n" +
 	"ttlSeconds\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x0e\n" +
-	"\fCloseSession\"\x81\x01\n" +
+	"\fCloseSession\" \n" +
+	"\fConfirmLease\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xf4\x01\n" +
 	"\fSessionEvent\x122\n" +
 	"\x06opened\x18\x01 \x01(\v2\x18.beacon.v1.SessionOpenedH\x00R\x06opened\x125\n" +
 	"\n" +
-	"lease_lost\x18\x02 \x01(\v2\x14.beacon.v1.LeaseLostH\x00R\tleaseLostB\x06\n" +
+	"lease_lost\x18\x02 \x01(\v2\x14.beacon.v1.LeaseLostH\x00R\tleaseLost\x129\n" +
+	"\tconfirmed\x18\x03 \x01(\v2\x19.beacon.v1.LeaseConfirmedH\x00R\tconfirmed\x126\n" +
+	"\bstopping\x18\x04 \x01(\v2\x18.beacon.v1.AgentStoppingH\x00R\bstoppingB\x06\n" +
 	"\x04kind\"j\n" +
 	"\rSessionOpened\x12\x1d\n" +
 	"\n" +
@@ -432,7 +654,13 @@ const file_session_proto_rawDesc = "" +
 	"\fold_lease_id\x18\x02 \x01(\tR\n" +
 	"oldLeaseId\x12 \n" +
 	"\fnew_lease_id\x18\x03 \x01(\tR\n" +
-	"newLeaseId2I\n" +
+	"newLeaseId\"T\n" +
+	"\x0eLeaseConfirmed\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x19\n" +
+	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"(\n" +
+	"\rAgentStopping\x12\x17\n" +
+	"\await_ms\x18\x01 \x01(\x03R\x06waitMs2I\n" +
 	"\aSession\x12>\n" +
 	"\x04Open\x12\x19.beacon.v1.SessionRequest\x1a\x17.beacon.v1.SessionEvent(\x010\x01B)Z'github.com/beaconhq/beacon/api/beaconpbb\x06proto3"
 
@@ -448,27 +676,33 @@ func file_session_proto_rawDescGZIP() []byte {
 	return file_session_proto_rawDescData
 }
 
-var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_session_proto_goTypes = []any{
 	(*SessionRequest)(nil), // 0: beacon.v1.SessionRequest
 	(*OpenSession)(nil),    // 1: beacon.v1.OpenSession
 	(*CloseSession)(nil),   // 2: beacon.v1.CloseSession
-	(*SessionEvent)(nil),   // 3: beacon.v1.SessionEvent
-	(*SessionOpened)(nil),  // 4: beacon.v1.SessionOpened
-	(*LeaseLost)(nil),      // 5: beacon.v1.LeaseLost
+	(*ConfirmLease)(nil),   // 3: beacon.v1.ConfirmLease
+	(*SessionEvent)(nil),   // 4: beacon.v1.SessionEvent
+	(*SessionOpened)(nil),  // 5: beacon.v1.SessionOpened
+	(*LeaseLost)(nil),      // 6: beacon.v1.LeaseLost
+	(*LeaseConfirmed)(nil), // 7: beacon.v1.LeaseConfirmed
+	(*AgentStopping)(nil),  // 8: beacon.v1.AgentStopping
 }
 var file_session_proto_depIdxs = []int32{
 	1, // 0: beacon.v1.SessionRequest.open:type_name -> beacon.v1.OpenSession
 	2, // 1: beacon.v1.SessionRequest.close:type_name -> beacon.v1.CloseSession
-	4, // 2: beacon.v1.SessionEvent.opened:type_name -> beacon.v1.SessionOpened
-	5, // 3: beacon.v1.SessionEvent.lease_lost:type_name -> beacon.v1.LeaseLost
-	0, // 4: beacon.v1.Session.Open:input_type -> beacon.v1.SessionRequest
-	3, // 5: beacon.v1.Session.Open:output_type -> beacon.v1.SessionEvent
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	3, // 2: beacon.v1.SessionRequest.confirm:type_name -> beacon.v1.ConfirmLease
+	5, // 3: beacon.v1.SessionEvent.opened:type_name -> beacon.v1.SessionOpened
+	6, // 4: beacon.v1.SessionEvent.lease_lost:type_name -> beacon.v1.LeaseLost
+	7, // 5: beacon.v1.SessionEvent.confirmed:type_name -> beacon.v1.LeaseConfirmed
+	8, // 6: beacon.v1.SessionEvent.stopping:type_name -> beacon.v1.AgentStopping
+	0, // 7: beacon.v1.Session.Open:input_type -> beacon.v1.SessionRequest
+	4, // 8: beacon.v1.Session.Open:output_type -> beacon.v1.SessionEvent
+	8, // [8:9] is the sub-list for method output_type
+	7, // [7:8] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_session_proto_init() }
@@ -479,10 +713,13 @@ func file_session_proto_init() {
 	file_session_proto_msgTypes[0].OneofWrappers = []any{
 		(*SessionRequest_Open)(nil),
 		(*SessionRequest_Close)(nil),
+		(*SessionRequest_Confirm)(nil),
 	}
-	file_session_proto_msgTypes[3].OneofWrappers = []any{
+	file_session_proto_msgTypes[4].OneofWrappers = []any{
 		(*SessionEvent_Opened)(nil),
 		(*SessionEvent_LeaseLost)(nil),
+		(*SessionEvent_Confirmed)(nil),
+		(*SessionEvent_Stopping)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -490,7 +727,7 @@ func file_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_proto_rawDesc), len(file_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,25 +30,31 @@ func init() {
 }
 
 type electOptions struct {
+	holdFlags
 	proposal string
-	ttl      time.Duration
 	timeout  time.Duration
-	grace    time.Duration
 	observe  bool
 }
 
 func newElectCmd(g *globals) *cobra.Command {
 	o := &electOptions{}
 	cmd := &cobra.Command{
-		Use:   "elect NAME [--proposal V] [--ttl 10s] [-- CMD ARGS...]",
+		Use:   "elect NAME [--proposal V] [--ttl 10s] [--grace 2s] [-- CMD ARGS...]",
 		Short: "Run CMD only while this process leads the election NAME, or observe its leaders",
 		Long: `Campaign in the election NAME in a session of the local agent and run CMD
 only while leading, with BEACON_LEADER_KEY and BEACON_LEADER_REV (the leader's
-revision, higher for every new leader) in its environment. When the
-leadership is lost, CMD gets SIGTERM, then SIGKILL after --grace (at most a
-third of --ttl), and beacon campaigns again. When CMD exits on its own beacon
-resigns and exits with CMD's code. SIGINT and SIGTERM stop CMD the same way,
-then resign; other signals are passed to CMD. CMD runs in a process group
+revision, higher for every new leader) in its environment.
+
+The leadership has a deadline on beacon's own clock, as beacon lock's grant
+has (see beacon lock --help): CMD gets SIGTERM --grace before it and SIGKILL
+at it, so CMD has stopped before the lease can end and another candidate
+lead, even when the agent is paused or the host cut off. When the leadership
+is lost otherwise, CMD gets SIGTERM at once and SIGKILL --grace later (at the
+deadline at the latest), and beacon campaigns again. When CMD exits on its
+own beacon resigns and exits with CMD's code. Every signal beacon gets is
+passed on to CMD's group (SIGINT as SIGINT, SIGTERM as SIGTERM); after
+SIGINT, SIGTERM, SIGHUP or SIGQUIT, CMD has --grace to exit before SIGKILL,
+then beacon resigns and exits. CMD runs in a process group
 of its own and dies with beacon, even if beacon is killed with kill -9; the
 agent then revokes the session and the next candidate leads at once.
 
@@ -82,14 +88,11 @@ etcdctl elect /beacon/elections/NAME campaign in the same election.`,
 				}
 				return electObserve(cmd.Context(), g, name, p)
 			}
-			if o.ttl < time.Second || o.ttl > 24*time.Hour {
-				return &usageError{errorf("--ttl %s is not from 1s to 24h", o.ttl)}
+			if err := o.check(cmd); err != nil {
+				return err
 			}
 			if o.timeout < 0 || o.timeout > 24*time.Hour {
 				return &usageError{errorf("--timeout %s is not from 0 (none) to 24h", o.timeout)}
-			}
-			if o.grace < 0 {
-				return &usageError{errorf("--grace %s must not be negative", o.grace)}
 			}
 			if o.proposal == "" {
 				host, _ := os.Hostname()
@@ -109,9 +112,8 @@ etcdctl elect /beacon/elections/NAME campaign in the same election.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.proposal, "proposal", "", "the leader's value, shown to observers (default host:pid)")
-	f.DurationVar(&o.ttl, "ttl", 10*time.Second, "session TTL: how long the leadership outlives this host's agent if the agent dies")
+	o.add(cmd, "the leadership")
 	f.DurationVar(&o.timeout, "timeout", 0, "give up if not elected within this time (0: wait)")
-	f.DurationVar(&o.grace, "grace", 10*time.Second, "time CMD has to exit after SIGTERM before SIGKILL")
 	f.BoolVar(&o.observe, "observe", false, "print the leader and every change instead of campaigning")
 	return cmd
 }
@@ -170,7 +172,7 @@ type electRunner struct {
 	stdout io.Writer
 	stderr io.Writer
 
-	ec   beaconpb.ElectionClient
+	c    *client.Client
 	sigs chan os.Signal
 }
 
@@ -191,12 +193,12 @@ func (r *electRunner) run(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer c.Close()
-	r.ec = beaconpb.NewElectionClient(c.Conn())
+	r.c = c
 
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		octx, cancel := context.WithTimeout(ctx, r.g.callTimeout)
-		sess, err := c.NewSession(octx, client.WithTTL(r.o.ttl), client.WithName("elect "+r.name))
+		sess, err := c.NewSession(octx, r.o.sessionOptions("elect "+r.name)...)
 		cancel()
 		if err != nil {
 			if attempt == 0 {
@@ -268,35 +270,41 @@ func (r *electRunner) session(ctx context.Context, sess *client.Session) (int, e
 	}
 }
 
-// campaign blocks until elected (leader set), a terminating signal (sig
-// set), or a failure; a nil leader with no error means "campaign again".
-func (r *electRunner) campaign(ctx context.Context, sess *client.Session) (*beaconpb.ElectionLeader, os.Signal, error) {
+// campaign blocks until elected (leadership set), a terminating signal
+// (sig set), or a failure; neither and no error means "campaign again".
+func (r *electRunner) campaign(ctx context.Context, sess *client.Session) (*client.Leadership, os.Signal, error) {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
-		resp *beaconpb.ElectionCampaignResponse
-		err  error
+		ld  *client.Leadership
+		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		timeout := r.o.timeout.Milliseconds()
-		if r.o.timeout > 0 && timeout == 0 {
-			timeout = 1 // 0 would mean no timeout
+		var opts []client.CampaignOption
+		if r.o.timeout > 0 {
+			opts = append(opts, client.CampaignTimeout(r.o.timeout))
 		}
-		resp, err := r.ec.Campaign(cctx, &beaconpb.ElectionCampaignRequest{Name: r.name, SessionId: sess.ID,
-			Proposal: r.o.proposal, TimeoutMs: timeout})
-		done <- result{resp, err}
+		ld, err := r.c.Campaign(cctx, sess, r.name, r.o.proposal, opts...)
+		done <- result{ld, err}
 	}()
 	for {
 		select {
 		case res := <-done:
 			if res.err == nil {
-				return res.resp.Leader, nil, nil
+				return res.ld, nil, nil
 			}
 			select {
 			case <-sess.Done():
 				return nil, nil, errElectReopen
 			default:
+			}
+			if errors.Is(res.err, client.ErrLost) || errors.Is(res.err, client.ErrLeaseEnded) {
+				// Won, but the lease ended before it could be held.
+				if sig, ok := r.pause(100 * time.Millisecond); !ok {
+					return nil, sig, nil
+				}
+				return nil, nil, nil
 			}
 			switch status.Code(res.err) {
 			case codes.DeadlineExceeded:
@@ -319,102 +327,53 @@ func (r *electRunner) campaign(ctx context.Context, sess *client.Session) (*beac
 			}
 			cancel()
 			if res := <-done; res.err == nil { // won just now: give it back
-				r.resign(sess, res.resp.Leader)
+				r.resign(res.ld)
 			}
 			return nil, sig, nil
 		case <-sess.Done():
 			cancel()
-			<-done
+			if res := <-done; res.err == nil {
+				r.resign(res.ld)
+			}
 			return nil, nil, errElectReopen
 		}
 	}
 }
 
 // lead runs CMD while leader. done means beacon should exit with code.
-func (r *electRunner) lead(ctx context.Context, sess *client.Session, leader *beaconpb.ElectionLeader) (code int, done bool, err error) {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	watch, err := r.ec.WatchLeadership(wctx, &beaconpb.ElectionWatchLeadershipRequest{Name: r.name, SessionId: sess.ID, Rev: leader.Rev})
-	if err == nil {
-		_, err = watch.Recv()
+func (r *electRunner) lead(ctx context.Context, sess *client.Session, ld *client.Leadership) (code int, done bool, err error) {
+	leader := ld.Leader
+	r.logf("leading at rev %d (key %s)", leader.Rev, leader.Key)
+	if len(r.argv) == 0 {
+		fmt.Fprintf(r.stdout, "%s %d\n", leader.Key, leader.Rev)
+		for {
+			select {
+			case <-ld.Lost():
+				r.logf("lost the leadership at rev %d: %s", leader.Rev, oneLine(ld.Err()))
+				r.resign(ld)
+				return r.afterLoss(sess)
+			case sig := <-r.sigs:
+				if electTerminating(sig) {
+					r.resign(ld)
+					return 0, true, nil
+				}
+			}
+		}
 	}
-	if err != nil {
-		switch status.Code(err) {
-		case codes.FailedPrecondition, codes.Unavailable, codes.DeadlineExceeded:
-		default: // the agent cannot watch leaderships: campaigning again would not help
-			r.resign(sess, leader)
-			return 0, true, err
-		}
-		r.logf("leadership at rev %d not confirmed: %s", leader.Rev, oneLine(err))
-		r.resign(sess, leader)
-		if sig, ok := r.pause(100 * time.Millisecond); !ok {
-			return electSignalCode(sig), true, nil
-		}
+	env := append(os.Environ(), "BEACON_LEADER_KEY="+leader.Key, "BEACON_LEADER_REV="+strconv.FormatInt(leader.Rev, 10))
+	res, err := runUnderHold(ctx, ld.Hold, r.argv, env, &r.o.holdFlags, r.sigs, nil)
+	r.resign(ld) // CMD and its group are dead by now
+	switch {
+	case err != nil && (errors.Is(err, client.ErrLost) || errors.Is(err, supervise.ErrDeadline)):
+		r.logf("lost the leadership at rev %d before %s started: %s", leader.Rev, r.argv[0], oneLine(err))
+		return r.afterLoss(sess)
+	case err != nil:
+		return 0, true, err
+	case res.Lost != nil && res.Signal == nil:
+		r.logf("lost the leadership at rev %d, so %s was stopped: %s", leader.Rev, r.argv[0], oneLine(res.Lost))
 		return r.afterLoss(sess)
 	}
-	lost := make(chan error, 1)
-	go func() {
-		_, err := watch.Recv()
-		lost <- err
-	}()
-	r.logf("leading at rev %d (key %s)", leader.Rev, leader.Key)
-
-	var child *electChild
-	var childDone <-chan struct{}
-	if len(r.argv) > 0 {
-		env := append(os.Environ(), "BEACON_LEADER_KEY="+leader.Key, "BEACON_LEADER_REV="+strconv.FormatInt(leader.Rev, 10))
-		if child, err = startElectChild(r.argv, env); err != nil {
-			r.resign(sess, leader)
-			return 0, true, err
-		}
-		childDone = child.Done()
-	} else {
-		fmt.Fprintf(r.stdout, "%s %d\n", leader.Key, leader.Rev)
-	}
-	// After a loss someone else may lead already (or will, once the lease
-	// expires): CMD gets at most a third of the TTL, which the agent's
-	// lease still has left when the loss is for want of contact.
-	lossGrace := min(r.o.grace, sess.TTL/3)
-	events := sess.Events()
-	for {
-		select {
-		case err := <-lost:
-			r.logf("lost the leadership at rev %d: %s", leader.Rev, electReason(err))
-			child.stop(syscall.SIGTERM, lossGrace)
-			r.resign(sess, leader)
-			return r.afterLoss(sess)
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				continue // sess.Done is closed too
-			}
-			if ll := ev.GetLeaseLost(); ll != nil && ll.NewLeaseId != leader.LeaseId {
-				r.logf("lost the leadership at rev %d: the session's lease ended", leader.Rev)
-				child.stop(syscall.SIGTERM, lossGrace)
-				return r.afterLoss(sess)
-			}
-		case <-sess.Done():
-			r.logf("lost the leadership at rev %d: the session with the agent ended", leader.Rev)
-			child.stop(syscall.SIGTERM, lossGrace)
-			return 0, false, errElectReopen
-		case <-childDone:
-			code := child.exitCode()
-			r.resign(sess, leader)
-			return code, true, nil
-		case sig := <-r.sigs:
-			if !electTerminating(sig) {
-				child.signal(sig.(syscall.Signal))
-				continue
-			}
-			if child == nil {
-				r.resign(sess, leader)
-				return 0, true, nil
-			}
-			child.stop(sig.(syscall.Signal), r.o.grace)
-			r.resign(sess, leader)
-			return child.exitCode(), true, nil
-		}
-	}
+	return res.Code, true, nil
 }
 
 // afterLoss decides what follows a lost leadership: campaign again in the
@@ -423,6 +382,9 @@ func (r *electRunner) afterLoss(sess *client.Session) (int, bool, error) {
 	select {
 	case <-sess.Done():
 		return 0, false, errElectReopen
+	case <-sess.Stopping():
+		// The agent waits for this session's close before it stops.
+		return 0, false, errElectReopen
 	default:
 		return 0, false, nil
 	}
@@ -430,10 +392,10 @@ func (r *electRunner) afterLoss(sess *client.Session) (int, bool, error) {
 
 // resign gives the leadership up so the next candidate leads at once; if
 // the agent cannot be reached the session's end does the same.
-func (r *electRunner) resign(sess *client.Session, leader *beaconpb.ElectionLeader) {
+func (r *electRunner) resign(ld *client.Leadership) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.g.callTimeout)
 	defer cancel()
-	_, _ = r.ec.Resign(ctx, &beaconpb.ElectionResignRequest{Name: r.name, SessionId: sess.ID, Rev: leader.Rev})
+	_ = ld.Release(ctx)
 }
 
 func electReason(err error) string {
@@ -451,44 +413,6 @@ func electSignalCode(sig os.Signal) int {
 	}
 	return 1
 }
-
-// electChild is CMD, running while this process leads; nil when elect runs
-// no command. It is supervised like `beacon lock`'s: its own process
-// group, PR_SET_PDEATHSIG, and a guard that kills the group (grandchildren
-// too) if beacon is killed.
-type electChild struct{ *supervise.Command }
-
-func startElectChild(argv, env []string) (*electChild, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	c, err := supervise.StartCommand(supervise.CommandOptions{Args: argv, Env: env, GuardArgs: []string{self, "lock-guard"}})
-	if err != nil {
-		return nil, fmt.Errorf("starting %s: %w", argv[0], err)
-	}
-	return &electChild{c}, nil
-}
-
-// signal passes sig to CMD's process group.
-func (ch *electChild) signal(sig syscall.Signal) {
-	if ch != nil {
-		ch.Signal(sig)
-	}
-}
-
-// stop sends sig to CMD's group, SIGKILL after grace, waits for CMD, and
-// kills whatever of its group is left: nothing of the leader's work
-// outlives the leadership.
-func (ch *electChild) stop(sig syscall.Signal, grace time.Duration) {
-	if ch != nil {
-		ch.StopWith(sig, grace)
-		ch.Finish()
-	}
-}
-
-// exitCode is CMD's exit code, 128+N if a signal N ended it.
-func (ch *electChild) exitCode() int { return ch.Finish() }
 
 func newBenchElectionCmd() *cobra.Command {
 	o := bench.ElectionOptions{}

@@ -23,14 +23,15 @@ func init() {
 }
 
 type lockFlags struct {
-	ttl, timeout, grace time.Duration
-	limit               int
+	holdFlags
+	timeout time.Duration
+	limit   int
 }
 
 func newLockCmd(g *globals) *cobra.Command {
 	f := &lockFlags{}
 	cmd := &cobra.Command{
-		Use:   "lock NAME [--ttl 10s] [--timeout D] [-n N] -- CMD [ARGS...]",
+		Use:   "lock NAME [--ttl 10s] [--grace 2s] [--timeout D] [-n N] -- CMD [ARGS...]",
 		Short: "Run a command only while holding a distributed lock",
 		Long: `Run CMD only while holding the lock NAME (or, with -n N, one of its N slots).
 
@@ -41,12 +42,20 @@ signals beacon receives go to CMD's process group; CMD's exit code is beacon's.
 When CMD exits, whatever it left running in its process group is killed, and
 the lock is released.
 
-If the lock is lost (the session's lease ended, the key was deleted, the agent
-is gone), CMD's group gets SIGTERM, then SIGKILL after --grace, and beacon exits
-1. If beacon itself dies, even by kill -9, CMD dies with it (Linux: CMD has
+The grant has a deadline on beacon's own clock: the time beacon last asked
+the agent to confirm the session's lease, plus the TTL etcd confirmed, less
+1% and 10ms. beacon asks at least every quarter of --ttl. CMD gets SIGTERM
+--grace before that deadline and SIGKILL at it, so CMD has stopped before the
+lease can end anywhere and the lock be granted to someone else: when the
+agent is paused or killed, the host cut off, or beacon itself was paused.
+When the lock is lost otherwise (its key deleted, the agent stopping), CMD
+gets SIGTERM at once and SIGKILL --grace later, at the deadline at the
+latest, and beacon exits 1.
+
+If beacon itself dies, even by kill -9, CMD dies with it (Linux: CMD has
 PR_SET_PDEATHSIG=SIGKILL, and a guard process kills CMD's group), and the
 agent revokes the session's lease at once, so the next waiter gets the lock
-within milliseconds; --ttl matters only if the agent itself dies.
+within milliseconds.
 
 The lock is etcd's concurrency.Mutex layout under /beacon/locks/NAME, so
 ` + "`etcdctl lock /beacon/locks/NAME`" + ` and ` + "`beacon lock NAME`" + ` exclude each other.`,
@@ -60,15 +69,14 @@ The lock is etcd's concurrency.Mutex layout under /beacon/locks/NAME, so
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(cmd); err != nil {
+				return err
+			}
 			switch {
-			case f.ttl < time.Second || f.ttl > 24*time.Hour:
-				return &usageError{errorf("--ttl %s: give 1s to 24h", f.ttl)}
 			case f.timeout < 0:
 				return &usageError{errorf("--timeout %s must not be negative", f.timeout)}
 			case f.limit < 1 || f.limit > lock.MaxLimit:
 				return &usageError{errorf("-n %d: give 1 to %d", f.limit, lock.MaxLimit)}
-			case f.grace < 0:
-				return &usageError{errorf("--grace %s must not be negative", f.grace)}
 			}
 			code, err := runLock(cmd.Context(), g, args[0], args[1:], f)
 			if err != nil {
@@ -80,11 +88,10 @@ The lock is etcd's concurrency.Mutex layout under /beacon/locks/NAME, so
 			return nil
 		},
 	}
+	f.add(cmd, "the lock")
 	fl := cmd.Flags()
-	fl.DurationVar(&f.ttl, "ttl", 10*time.Second, "session TTL: how long the lock outlives the agent if the agent dies")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up waiting for the lock after this long (0: wait forever)")
 	fl.IntVarP(&f.limit, "limit", "n", 1, "semaphore: up to N holders at once")
-	fl.DurationVar(&f.grace, "grace", 10*time.Second, "after the lock is lost, time between SIGTERM and SIGKILL to CMD")
 	return cmd
 }
 
@@ -104,142 +111,76 @@ func runLock(ctx context.Context, g *globals, name string, argv []string, f *loc
 	}
 	defer c.Close()
 	octx, cancel := context.WithTimeout(ctx, g.callTimeout)
-	sess, err := c.NewSession(octx, client.WithTTL(f.ttl), client.WithName("beacon lock "+name))
+	sess, err := c.NewSession(octx, f.sessionOptions("beacon lock "+name)...)
 	cancel()
 	if err != nil {
 		return 0, err
 	}
 	defer sess.Close()
-	lc := beaconpb.NewLockClient(c.Conn())
 
-	grant, err := waitLock(ctx, g, lc, sess, sigs, &beaconpb.LockAcquireRequest{
-		Name: name, SessionId: sess.ID, TimeoutMs: f.timeout.Milliseconds(), Limit: int32(f.limit)})
+	hold, err := waitLock(ctx, g, c, sess, sigs, name, f)
 	if err != nil {
 		return 0, err
 	}
 	release := func() {
 		rctx, cancel := context.WithTimeout(context.Background(), g.callTimeout)
 		defer cancel()
-		_, _ = lc.Release(rctx, &beaconpb.LockReleaseRequest{Key: grant.Key, Token: grant.Token, SessionId: sess.ID})
+		_ = hold.Release(rctx)
 	}
-	wctx, wcancel := context.WithCancel(ctx)
-	defer wcancel()
-	lost, err := watchLock(wctx, lc, grant)
-	if err != nil {
-		release()
-		return 0, fmt.Errorf("lock %q: lost before %s started: %v", name, argv[0], oneLine(err))
-	}
-
-	self, err := os.Executable()
-	if err != nil {
-		release()
-		return 0, err
-	}
-	env := append(os.Environ(), "BEACON_LOCK_NAME="+name, "BEACON_LOCK_KEY="+grant.Key,
-		"BEACON_LOCK_TOKEN="+strconv.FormatInt(grant.Token, 10))
+	env := append(os.Environ(), "BEACON_LOCK_NAME="+name, "BEACON_LOCK_KEY="+hold.Key,
+		"BEACON_LOCK_TOKEN="+strconv.FormatInt(hold.Token, 10))
 	if g.agent != "" {
 		env = append(env, "BEACON_AGENT="+g.agent)
 	}
-	command, err := supervise.StartCommand(supervise.CommandOptions{Args: argv, Env: env, GuardArgs: []string{self, "lock-guard"}})
+	res, err := runUnderHold(ctx, hold, argv, env, &f.holdFlags, sigs, nil)
+	release() // CMD and its group are dead by now
 	if err != nil {
-		release()
 		return 0, fmt.Errorf("lock %q: %v", name, err)
 	}
-
-	var lostWhy string
-	loseOnce := func(why string) {
-		if lostWhy == "" {
-			lostWhy = why
-			go command.Stop(f.grace)
-		}
+	if res.Lost != nil {
+		return 0, fmt.Errorf("lock %q lost while %s ran, so it was stopped: %s", name, argv[0], oneLine(res.Lost))
 	}
-	sessDone, sessEvents := sess.Done(), sess.Events()
-	for running := true; running; {
-		select {
-		case <-command.Done():
-			running = false
-		case sig := <-sigs:
-			command.Signal(sig.(syscall.Signal))
-		case why := <-lost:
-			loseOnce(why)
-		case <-sessDone:
-			sessDone = nil
-			loseOnce("the session with the agent ended (is the agent running?)")
-		case ev, ok := <-sessEvents:
-			if !ok {
-				sessEvents = nil
-			} else if ev.GetLeaseLost() != nil {
-				loseOnce("the session's lease ended")
-			}
-		}
-	}
-	code := command.Finish()
-	if lostWhy != "" {
-		return 0, fmt.Errorf("lock %q lost while %s ran, so it was stopped: %s", name, argv[0], lostWhy)
-	}
-	release()
-	return code, nil
+	return res.Code, nil
 }
 
 // waitLock acquires, giving up on the first interrupting signal.
-func waitLock(ctx context.Context, g *globals, lc beaconpb.LockClient, sess *client.Session, sigs <-chan os.Signal, req *beaconpb.LockAcquireRequest) (*beaconpb.LockAcquireResponse, error) {
+func waitLock(ctx context.Context, g *globals, c *client.Client, sess *client.Session, sigs <-chan os.Signal, name string, f *lockFlags) (*client.Hold, error) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if req.TimeoutMs > 0 {
-		actx, cancel = context.WithTimeout(actx, time.Duration(req.TimeoutMs)*time.Millisecond+g.callTimeout)
+	opts := []client.LockOption{client.LockLimit(f.limit)}
+	if f.timeout > 0 {
+		opts = append(opts, client.LockTimeout(f.timeout))
+		actx, cancel = context.WithTimeout(actx, f.timeout+g.callTimeout)
 		defer cancel()
 	}
 	type result struct {
-		r   *beaconpb.LockAcquireResponse
+		h   *client.Hold
 		err error
 	}
 	got := make(chan result, 1)
 	go func() {
-		r, err := lc.Acquire(actx, req)
-		got <- result{r, err}
+		h, err := c.Lock(actx, sess, name, opts...)
+		got <- result{h, err}
 	}()
 	for {
 		select {
 		case res := <-got:
-			return res.r, res.err
+			return res.h, res.err
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
-				return nil, fmt.Errorf("lock %q: interrupted (%v) while waiting", req.Name, sig)
+				cancel()
+				if res := <-got; res.err == nil { // won just now: give it back
+					rctx, rcancel := context.WithTimeout(context.Background(), g.callTimeout)
+					_ = res.h.Release(rctx)
+					rcancel()
+				}
+				return nil, fmt.Errorf("lock %q: interrupted (%v) while waiting", name, sig)
 			}
 		case <-sess.Done():
-			return nil, fmt.Errorf("lock %q: the session with the agent ended while waiting", req.Name)
+			return nil, fmt.Errorf("lock %q: the session with the agent ended while waiting", name)
 		}
 	}
-}
-
-// watchLock waits for the agent to confirm the grant, then reports the
-// first sign of its end on the returned channel.
-func watchLock(ctx context.Context, lc beaconpb.LockClient, grant *beaconpb.LockAcquireResponse) (<-chan string, error) {
-	ws, err := lc.Watch(ctx, &beaconpb.LockWatchRequest{Key: grant.Key, Token: grant.Token})
-	if err != nil {
-		return nil, err
-	}
-	ev, err := ws.Recv()
-	if err != nil {
-		return nil, err
-	}
-	if ev.State != beaconpb.LockState_LOCK_STATE_HELD {
-		return nil, fmt.Errorf("%s", ev.Reason)
-	}
-	lost := make(chan string, 1)
-	go func() {
-		ev, err := ws.Recv()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			lost <- "the agent can no longer confirm the lock: " + oneLine(err)
-		default:
-			lost <- ev.Reason
-		}
-	}()
-	return lost, nil
 }
 
 func newLockGuardCmd(*globals) *cobra.Command {

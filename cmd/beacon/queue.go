@@ -15,7 +15,6 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/bench"
 	"github.com/beaconhq/beacon/client"
-	"github.com/beaconhq/beacon/internal/supervise"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -112,9 +111,10 @@ func newQueuePushCmd(g *globals) *cobra.Command {
 }
 
 type queueReserveFlags struct {
-	visibility, wait, ttl, nackDelay time.Duration
-	maxDeliveries                    uint32
-	count                            int
+	holdFlags
+	visibility, wait, nackDelay time.Duration
+	maxDeliveries               uint32
+	count                       int
 }
 
 func newQueueReserveCmd(g *globals) *cobra.Command {
@@ -133,7 +133,11 @@ With "-- CMD ARGS...", the worker form: beacon opens a session, reserves a
 message under it and runs CMD with the payload on its stdin and
 BEACON_QUEUE, BEACON_QUEUE_MESSAGE_ID, BEACON_QUEUE_DELIVERIES and
 BEACON_QUEUE_RECEIPT in its environment, extending the reservation while CMD
-runs. CMD exiting 0 acks the message, anything else nacks it. If beacon is
+runs. CMD exiting 0 acks the message, anything else nacks it. The
+reservation has a deadline on beacon's own clock (the earlier of its
+session lease's, as for beacon lock, and its visibility's): CMD gets SIGTERM
+--grace before it and SIGKILL at it, so CMD has stopped before the message
+can be delivered to another worker. If beacon is
 killed (even with kill -9) CMD is killed too, the session ends, and the
 message is ready again at once. With --count N it handles N messages
 (0: until a reserve finds nothing within --wait). The exit status is CMD's
@@ -151,6 +155,14 @@ message is ready again at once. With --count N it handles N messages
 				if o.count < 0 {
 					return &usageError{errorf("--count must not be negative")}
 				}
+				if err := o.check(cmd); err != nil {
+					return err
+				}
+				if cmd.Flags().Changed("grace") && o.grace >= o.visibility {
+					return &usageError{errorf("--grace %s must be smaller than --visibility %s", o.grace, o.visibility)}
+				} else if !cmd.Flags().Changed("grace") {
+					o.grace = min(o.grace, o.visibility/4)
+				}
 				return queueWork(cmd, g, o, args[0], args[1:])
 			}
 			return queueReservePrint(cmd, g, o, args[0])
@@ -161,7 +173,7 @@ message is ready again at once. With --count N it handles N messages
 	f.DurationVar(&o.wait, "wait", 0, "wait up to this long for a message (up to 24h); 0: answer at once")
 	f.Uint32Var(&o.maxDeliveries, "max-deliveries", 5, "a message delivered this many times goes to the dead letters instead")
 	f.IntVar(&o.count, "count", 1, "worker form: messages to handle (0: until none arrives within --wait)")
-	f.DurationVar(&o.ttl, "ttl", 10*time.Second, "worker form: session TTL (matters only if the agent dies)")
+	o.add(cmd, "worker form: the reservation")
 	f.DurationVar(&o.nackDelay, "nack-delay", 0, "worker form: when CMD fails, the message is ready again after this delay")
 	return cmd
 }
@@ -462,9 +474,8 @@ func queueWorkLoop(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue s
 		return 0, err
 	}
 	defer c.Close()
-	q := beaconpb.NewQueueClient(c.Conn())
 	ctx, cancel := context.WithTimeout(cmd.Context(), g.callTimeout)
-	sess, err := c.NewSession(ctx, client.WithTTL(o.ttl), client.WithName("beacon queue reserve "+queue))
+	sess, err := c.NewSession(ctx, o.sessionOptions("beacon queue reserve "+queue)...)
 	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("opening a session with the agent: %w", err)
@@ -475,20 +486,25 @@ func queueWorkLoop(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue s
 	failed := 0
 	for n := 0; o.count == 0 || n < o.count; n++ {
 		type reserved struct {
-			resp *beaconpb.QueueReserveResponse
-			err  error
+			r   *client.Reservation
+			err error
 		}
 		got := make(chan reserved, 1)
 		ctx, cancel := context.WithTimeout(cmd.Context(), o.wait+g.callTimeout)
 		go func() {
-			resp, err := q.Reserve(ctx, o.request(cmd, queue, sess.ID))
-			got <- reserved{resp, err}
+			r, err := c.Reserve(ctx, sess, o.request(cmd, queue, sess.ID))
+			got <- reserved{r, err}
 		}()
 		var r reserved
 		select {
 		case r = <-got:
 		case sig := <-sigs:
 			cancel()
+			if r := <-got; r.err == nil { // reserved just now: put it back
+				nctx, ncancel := context.WithTimeout(context.Background(), g.callTimeout)
+				_ = r.r.Nack(nctx, 0)
+				ncancel()
+			}
 			return 128 + int(sig.(syscall.Signal)), nil
 		}
 		cancel()
@@ -498,7 +514,7 @@ func queueWorkLoop(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue s
 			}
 			return 0, r.err
 		}
-		code, stop, err := queueRun(q, g, o, sess, r.resp, argv, sigs)
+		code, stop, err := queueRun(cmd.Context(), g, o, r.r, argv, sigs)
 		if err != nil {
 			return 0, err
 		}
@@ -512,88 +528,36 @@ func queueWorkLoop(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue s
 	return failed, nil
 }
 
-// queueRun runs CMD on one reserved message, extending the reservation
-// while it runs, and acks or nacks it by CMD's status. stop reports a
-// signal that was passed to CMD: the loop ends after it.
-func queueRun(q beaconpb.QueueClient, g *globals, o *queueReserveFlags, sess *client.Session,
-	r *beaconpb.QueueReserveResponse, argv []string, sigs <-chan os.Signal) (code int, stop bool, err error) {
+// queueRun runs CMD on one reserved message under its reservation (kept
+// extended in the background), and acks or nacks it by CMD's status. stop
+// reports a signal that was passed to CMD: the loop ends after it.
+func queueRun(ctx context.Context, g *globals, o *queueReserveFlags, r *client.Reservation, argv []string, sigs <-chan os.Signal) (code int, stop bool, err error) {
 	m := r.Message
 	env := append(os.Environ(), "BEACON_QUEUE="+m.Queue, "BEACON_QUEUE_MESSAGE_ID="+m.Id,
 		"BEACON_QUEUE_DELIVERIES="+strconv.Itoa(int(m.Deliveries)), "BEACON_QUEUE_RECEIPT="+r.Receipt)
-	self, err := os.Executable()
+	if g.agent != "" {
+		env = append(env, "BEACON_AGENT="+g.agent)
+	}
+	res, err := runUnderHold(ctx, r.Hold, argv, env, &o.holdFlags, sigs, bytes.NewReader(m.Payload))
+	cctx, cancel := context.WithTimeout(context.Background(), g.callTimeout)
+	defer cancel()
+	switch {
+	case err != nil:
+		_ = r.Nack(cctx, 0)
+		return 0, true, fmt.Errorf("message %s of queue %s: %w", m.Id, m.Queue, err)
+	case res.Lost != nil && res.Signal == nil:
+		// CMD is dead; the message goes back (if it is still ours) and will
+		// be delivered again.
+		_ = r.Nack(cctx, 0)
+		return res.Code, true, fmt.Errorf("message %s of queue %s: the reservation was lost while %s ran, so it was stopped: %s; it will be delivered again",
+			m.Id, m.Queue, argv[0], oneLine(res.Lost))
+	case res.Code == 0:
+		err = r.Ack(cctx)
+	default:
+		err = r.Nack(cctx, o.nackDelay)
+	}
 	if err != nil {
-		return 0, false, err
+		err = fmt.Errorf("message %s of queue %s: %w", m.Id, m.Queue, err)
 	}
-
-	call := func(f func(context.Context) error) error {
-		ctx, cancel := context.WithTimeout(context.Background(), g.callTimeout)
-		defer cancel()
-		return f(ctx)
-	}
-	nack := func() error {
-		return call(func(ctx context.Context) error {
-			_, err := q.Nack(ctx, &beaconpb.QueueNackRequest{Receipt: r.Receipt, Delay: durationpb.New(o.nackDelay)})
-			return err
-		})
-	}
-	// Supervised like `beacon lock`'s CMD: if beacon dies, even by SIGKILL,
-	// CMD and its children die too; nothing works on a message whose
-	// reservation is gone.
-	c, err := supervise.StartCommand(supervise.CommandOptions{Args: argv, Env: env,
-		Stdin: bytes.NewReader(m.Payload), GuardArgs: []string{self, "lock-guard"}})
-	if err != nil {
-		_ = nack()
-		return 0, false, fmt.Errorf("starting %s: %w", argv[0], err)
-	}
-	extend := time.NewTicker(max(o.visibility/3, 10*time.Millisecond))
-	defer extend.Stop()
-	var lost string
-	var kill <-chan time.Time
-	sessDone := sess.Done()
-	terminate := func(why string) {
-		if lost == "" {
-			lost = why
-			c.Signal(syscall.SIGTERM)
-			kill = time.After(10 * time.Second)
-		}
-	}
-	for {
-		select {
-		case <-c.Done():
-			code = c.Finish()
-			switch {
-			case lost != "":
-				return code, true, fmt.Errorf("message %s of queue %s: %s while %s ran; it will be delivered again", m.Id, m.Queue, lost, argv[0])
-			case code == 0:
-				err = call(func(ctx context.Context) error {
-					_, err := q.Ack(ctx, &beaconpb.QueueAckRequest{Receipt: r.Receipt})
-					return err
-				})
-			default:
-				err = nack()
-			}
-			if err != nil {
-				err = fmt.Errorf("message %s of queue %s: %w", m.Id, m.Queue, err)
-			}
-			return code, stop, err
-		case sig := <-sigs:
-			stop = true
-			if s, ok := sig.(syscall.Signal); ok {
-				c.Signal(s)
-			}
-		case <-extend.C:
-			err := call(func(ctx context.Context) error {
-				_, err := q.Extend(ctx, &beaconpb.QueueExtendRequest{Receipt: r.Receipt, Visibility: durationpb.New(o.visibility)})
-				return err
-			})
-			if status.Code(err) == codes.FailedPrecondition {
-				terminate("the reservation was lost")
-			}
-		case <-sessDone:
-			sessDone = nil
-			terminate("the session with the agent ended")
-		case <-kill:
-			c.Kill()
-		}
-	}
+	return res.Code, res.Signal != nil, err
 }

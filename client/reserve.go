@@ -1,0 +1,113 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/internal/holdclock"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Reservation is a queue message reserved in a session, held like a lock
+// grant. Besides its lease, its visibility deadline bounds it: the
+// reservation keeps that deadline ahead (Extend every third of the
+// visibility, in the background), and is lost if an extension fails or
+// does not come in time.
+type Reservation struct {
+	*Hold
+	Message *beaconpb.QueueMessage
+	Receipt string
+
+	q          beaconpb.QueueClient
+	visibility time.Duration
+}
+
+// Reserve reserves the oldest ready message of req.Queue in sess (req's
+// session_id is set from sess), waiting as req says. With nothing ready it
+// answers the agent's NotFound.
+func (c *Client) Reserve(ctx context.Context, sess *Session, req *beaconpb.QueueReserveRequest) (*Reservation, error) {
+	req.SessionId = sess.ID
+	visibility := 30 * time.Second
+	if req.Visibility != nil {
+		visibility = req.Visibility.AsDuration()
+	}
+	q := beaconpb.NewQueueClient(c.conn)
+	asked := holdclock.Now()
+	resp, err := q.Reserve(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	nack := func(ctx context.Context) error {
+		_, err := q.Nack(ctx, &beaconpb.QueueNackRequest{Receipt: resp.Receipt})
+		return err
+	}
+	if resp.LeaseId == "" {
+		_ = nack(ctx)
+		return nil, errors.New("the agent did not say which lease holds the reservation (an older agent?)")
+	}
+	h, err := c.holdOf(ctx, sess, resp.LeaseId, resp.Receipt, 0, nack)
+	if err != nil {
+		return nil, fmt.Errorf("queue %q: %w", req.Queue, err)
+	}
+	h.limit(asked, visibility)
+	r := &Reservation{Hold: h, Message: resp.Message, Receipt: resp.Receipt, q: q, visibility: visibility}
+	go h.watchOwn()
+	go r.keepExtended()
+	return r, nil
+}
+
+// keepExtended extends the visibility every third of it while the
+// reservation holds; a failed extension loses it.
+func (r *Reservation) keepExtended() {
+	every := max(r.visibility/3, 5*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.Lost():
+			return
+		case <-t.C:
+		}
+		asked := holdclock.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), r.visibility)
+		go func() { // the call ends with the hold
+			select {
+			case <-r.Lost():
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		_, err := r.q.Extend(ctx, &beaconpb.QueueExtendRequest{Receipt: r.Receipt, Visibility: durationpb.New(r.visibility)})
+		cancel()
+		switch {
+		case err == nil:
+			r.limit(asked, r.visibility)
+		case status.Code(err) == codes.FailedPrecondition:
+			r.lose(fmt.Errorf("the reservation ended: %s", status.Convert(err).Message()))
+			return
+		}
+		// Other errors (the agent unreachable): the deadline runs on, and
+		// the next tick tries again.
+	}
+}
+
+// Ack removes the message for good; the reservation ends with it. It
+// fails with FailedPrecondition if the reservation was lost and the
+// message taken by another consumer.
+func (r *Reservation) Ack(ctx context.Context) error {
+	r.end(ErrReleased)
+	_, err := r.q.Ack(ctx, &beaconpb.QueueAckRequest{Receipt: r.Receipt})
+	return err
+}
+
+// Nack ends the reservation and puts the message back, ready after delay.
+func (r *Reservation) Nack(ctx context.Context, delay time.Duration) error {
+	r.end(ErrReleased)
+	_, err := r.q.Nack(ctx, &beaconpb.QueueNackRequest{Receipt: r.Receipt, Delay: durationpb.New(delay)})
+	return err
+}

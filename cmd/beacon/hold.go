@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"time"
+
+	"github.com/beaconhq/beacon/client"
+	"github.com/beaconhq/beacon/internal/supervise"
+	"github.com/spf13/cobra"
+)
+
+// holdFlags are the flags of every command that runs CMD under a hold:
+// beacon lock, beacon elect and beacon queue reserve -- CMD.
+type holdFlags struct {
+	ttl, grace time.Duration
+}
+
+// defaultGrace is --grace unless the TTL is too short for it.
+const defaultGrace = 2 * time.Second
+
+func (f *holdFlags) add(cmd *cobra.Command, what string) {
+	fl := cmd.Flags()
+	fl.DurationVar(&f.ttl, "ttl", 10*time.Second, "session TTL: how long "+what+" outlives this host's agent if the agent, the host or the network fails; CMD is stopped within it")
+	fl.DurationVar(&f.grace, "grace", defaultGrace, "CMD gets SIGTERM this long before the hold's deadline (or when it is lost) and SIGKILL at the deadline; smaller than --ttl (default 2s, or a quarter of a --ttl under 8s)")
+}
+
+// check validates the flags, and settles the default grace for short TTLs.
+func (f *holdFlags) check(cmd *cobra.Command) error {
+	switch {
+	case f.ttl < time.Second || f.ttl > 24*time.Hour:
+		return &usageError{errorf("--ttl %s: give 1s to 24h", f.ttl)}
+	case f.grace < 0:
+		return &usageError{errorf("--grace %s must not be negative", f.grace)}
+	case cmd.Flags().Changed("grace") && f.grace >= f.ttl:
+		return &usageError{errorf("--grace %s must be smaller than --ttl %s: CMD must be stopped before the hold's lease can end", f.grace, f.ttl)}
+	case !cmd.Flags().Changed("grace"):
+		f.grace = min(defaultGrace, f.ttl/4)
+	}
+	return nil
+}
+
+// sessionOptions open a session that confirms its lease often enough
+// that a healthy hold never comes within the grace of its deadline.
+func (f *holdFlags) sessionOptions(name string) []client.SessionOption {
+	return []client.SessionOption{client.WithTTL(f.ttl), client.WithName(name),
+		client.WithConfirmEvery((f.ttl - f.grace) / 4)}
+}
+
+// runUnderHold runs argv while hold holds, supervised: its own process
+// group, signals passed on, SIGTERM at deadline - grace, SIGKILL at the
+// deadline, and a guard that kills the group if beacon dies.
+func runUnderHold(ctx context.Context, hold supervise.Hold, argv, env []string, f *holdFlags, sigs <-chan os.Signal, stdin io.Reader) (supervise.Result, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return supervise.Result{}, err
+	}
+	o := supervise.RunOptions{Args: argv, Env: env, Stdin: stdin, GuardArgs: []string{self, "lock-guard"}, Grace: f.grace, Signals: sigs}
+	return supervise.RunWhile(ctx, hold, o)
+}
