@@ -2,29 +2,55 @@ package client
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"google.golang.org/protobuf/proto"
 )
 
+// ErrClientClosed is returned by calls that need the automatic session
+// after Close.
+var ErrClientClosed = errors.New("client closed")
+
+// autoOpenTimeout bounds one opening of the automatic session.
+const autoOpenTimeout = 10 * time.Second
+
 // Register registers an instance that lives as long as this client: it is
 // held by the client's automatic session, opened on first use, so the
 // instance disappears from every agent's answers as soon as the process
-// exits or crashes.
+// exits or crashes. If that session breaks (the agent restarted, say),
+// one new session replaces it and takes over every registration.
 func (c *Client) Register(ctx context.Context, in *beaconpb.Instance, check *beaconpb.Check) (*beaconpb.Instance, error) {
-	s, err := c.autoSession(ctx)
-	if err != nil {
-		return nil, err
+	var lastErr error
+	for range 3 { // a session that breaks under every attempt: give up
+		s, err := c.autoSession(ctx)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Registry.Register(ctx, &beaconpb.RegisterRequest{Instance: in, Check: check, SessionId: s.ID})
+		if err != nil {
+			if ended(s) && ctx.Err() == nil {
+				lastErr = err
+				continue // the session broke under the call: again, in its successor
+			}
+			return nil, err
+		}
+		c.mu.Lock()
+		c.regs[resp.Instance.Service+"/"+resp.Instance.Id] = &register{in: resp.Instance, check: check}
+		replaced := c.session != s
+		c.mu.Unlock()
+		// Recorded before s was replaced, the registration is replayed
+		// into its successor with the rest; after, the successor's replay
+		// may have passed already: register it there too.
+		if !replaced {
+			return resp.Instance, nil
+		}
+		lastErr = fmt.Errorf("the session broke while registering %s/%s", resp.Instance.Service, resp.Instance.Id)
 	}
-	resp, err := c.Registry.Register(ctx, &beaconpb.RegisterRequest{Instance: in, Check: check, SessionId: s.ID})
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	c.regs[resp.Instance.Service+"/"+resp.Instance.Id] = &register{in: resp.Instance, check: check}
-	c.mu.Unlock()
-	return resp.Instance, nil
+	return nil, lastErr
 }
 
 // Deregister removes an instance registered on this agent.
@@ -36,81 +62,160 @@ func (c *Client) Deregister(ctx context.Context, service, id string) error {
 	return err
 }
 
-// autoSession returns the client's session, opening a new one if there is
-// none or the last one broke.
-func (c *Client) autoSession(ctx context.Context) (*Session, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.session != nil {
-		select {
-		case <-c.session.Done():
-		default:
-			return c.session, nil
-		}
-	}
-	s, err := c.NewSession(ctx, WithName("client"))
-	if err != nil {
-		return nil, err
-	}
-	c.session = s
-	go c.keepRegistered(s)
-	return s, nil
+// opening is an opening of a client's automatic session in flight.
+type opening struct {
+	done chan struct{} // closed when it is over
+	err  error         // why it failed; set before done is closed
 }
 
-// keepRegistered waits for the automatic session to break (the agent
-// restarted, say) while the client is still open, then opens a new one and
-// registers again everything Register registered.
+// openings holds each client's opening in flight, under that client's mu:
+// at most one a client, so that a session found broken by Register and by
+// its keeper at the same time is replaced once. An entry lives as long as
+// its opening. (Client has no field for it.)
+var openings sync.Map // *Client → *opening
+
+func ended(s *Session) bool {
+	select {
+	case <-s.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// autoSession returns the client's automatic session, opening one if there
+// is none or the last one broke; callers that find it so at the same time
+// wait for the same opening. No lock is held while it is opened.
+func (c *Client) autoSession(ctx context.Context) (*Session, error) {
+	for range 3 { // a new session that broke at once gets another chance
+		s, op, err := c.sessionOrOpening()
+		if s != nil || err != nil {
+			return s, err
+		}
+		select {
+		case <-op.done:
+			if op.err != nil {
+				return nil, op.err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return nil, errors.New("the agent's sessions broke as soon as they opened")
+}
+
+// sessionOrOpening returns the live automatic session, or else the
+// opening of its successor, started now if none is in flight.
+func (c *Client) sessionOrOpening() (*Session, *opening, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, nil, ErrClientClosed
+	}
+	if s := c.session; s != nil && !ended(s) {
+		return s, nil, nil
+	}
+	if op, ok := openings.Load(c); ok {
+		return nil, op.(*opening), nil
+	}
+	op := &opening{done: make(chan struct{})}
+	openings.Store(c, op)
+	go c.open(op)
+	return nil, op, nil
+}
+
+// open opens the automatic session and installs it; its keeper then
+// replays the registrations into it.
+func (c *Client) open(op *opening) {
+	ctx, cancel := context.WithTimeout(context.Background(), autoOpenTimeout)
+	defer cancel()
+	s, err := c.NewSession(ctx, WithName("client"))
+	c.mu.Lock()
+	openings.Delete(c)
+	if err == nil && c.closed {
+		err = ErrClientClosed
+	} else if err == nil {
+		c.session = s
+	}
+	op.err = err
+	close(op.done)
+	c.mu.Unlock()
+	if err != nil {
+		if s != nil {
+			_ = s.Close()
+		}
+		return
+	}
+	go c.keepRegistered(s)
+}
+
+// keepRegistered keeps what Register registered in the automatic session
+// s: it replays it into s, then waits for s to break while the client is
+// still open, and has it replaced (unless a Register did already).
 func (c *Client) keepRegistered(s *Session) {
-	<-s.Done()
 	backoff := 100 * time.Millisecond
-	for {
-		c.mu.Lock()
-		if c.closed || c.session != s {
-			c.mu.Unlock()
-			return
-		}
-		c.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		ns, err := c.NewSession(ctx, WithName("client"))
-		if err == nil {
-			err = c.replay(ctx, ns)
-			if err != nil {
-				_ = ns.Close()
-			}
-		}
-		cancel()
-		if err == nil {
-			c.mu.Lock()
-			if c.closed {
-				c.mu.Unlock()
-				_ = ns.Close()
-				return
-			}
-			c.session = ns
-			c.mu.Unlock()
-			go c.keepRegistered(ns)
-			return
-		}
+	sleep := func() {
 		time.Sleep(backoff)
 		if backoff < 5*time.Second {
 			backoff *= 2
 		}
 	}
+	for !c.replay(s) {
+		// The broken session's registrations may not be released yet.
+		sleep()
+	}
+	<-s.Done()
+	backoff = 100 * time.Millisecond
+	for {
+		cur, op, err := c.sessionOrOpening()
+		if err != nil || cur != nil {
+			return // closed, or replaced already
+		}
+		<-op.done
+		if op.err == nil {
+			return // the new session's keeper takes over
+		}
+		sleep()
+	}
 }
 
-func (c *Client) replay(ctx context.Context, s *Session) error {
+// replay registers into s what Register registered, and reports whether
+// all of it is there, or s no longer needs it (it ended, was replaced, or
+// the client was closed).
+func (c *Client) replay(s *Session) bool {
 	c.mu.Lock()
-	regs := make([]*register, 0, len(c.regs))
-	for _, r := range c.regs {
-		regs = append(regs, r)
+	regs := make(map[string]*register, len(c.regs))
+	for k, r := range c.regs {
+		regs[k] = r
 	}
 	c.mu.Unlock()
-	for _, r := range regs {
-		if _, err := c.Registry.Register(ctx, &beaconpb.RegisterRequest{Instance: r.in, Check: r.check, SessionId: s.ID}); err != nil {
-			return err
+	for k, r := range regs {
+		c.mu.Lock()
+		stale := c.closed || c.session != s
+		current := c.regs[k] == r
+		c.mu.Unlock()
+		if stale || ended(s) {
+			return true
+		}
+		if !current {
+			continue // deregistered or registered anew meanwhile
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), autoOpenTimeout)
+		_, err := c.Registry.Register(ctx, &beaconpb.RegisterRequest{Instance: r.in, Check: r.check, SessionId: s.ID})
+		if err == nil {
+			c.mu.Lock()
+			gone := c.regs[k] == nil
+			c.mu.Unlock()
+			if gone { // a Deregister crossed the replay: it stays deregistered
+				_, _ = c.Registry.Deregister(ctx, &beaconpb.DeregisterRequest{Service: r.in.Service, Id: r.in.Id})
+			}
+		}
+		cancel()
+		if err != nil {
+			return false
 		}
 	}
-	return nil
+	return true
 }
 
 // listPage is how many instances List asks for at a time: pages of a few
