@@ -42,11 +42,17 @@ type LeasePeriod struct {
 	mu       sync.Mutex
 	deadline time.Duration // on holdclock; 0 until first confirmed
 	armed    chan struct{} // closed at the first confirmation
+	lapsed   func(*LeasePeriod)
 }
 
-func newPeriod(id string) *LeasePeriod {
+// newPeriod starts a period of lease id. lapsed, if set, is called when
+// the period ends because its deadline passed: the lease may well live on
+// (the agent or its cluster was only slow), and the session goes on with a
+// new period of the same lease once a confirmation comes; what was held in
+// the lapsed period stays lost.
+func newPeriod(id string, lapsed func(*LeasePeriod)) *LeasePeriod {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	p := &LeasePeriod{ID: id, ctx: ctx, cancel: cancel, armed: make(chan struct{})}
+	p := &LeasePeriod{ID: id, ctx: ctx, cancel: cancel, armed: make(chan struct{}), lapsed: lapsed}
 	go p.watch()
 	return p
 }
@@ -82,12 +88,17 @@ func (p *LeasePeriod) Remaining() time.Duration {
 // that counts is the process's own (Remaining).
 func (p *LeasePeriod) Deadline() time.Time { return time.Now().Add(p.Remaining()) }
 
-// confirm moves the deadline to asked+ttl-Margin, if that is later.
+// confirm moves the deadline to asked+ttl-Margin, if that is later. An
+// answer whose deadline has already passed (it took longer than the TTL to
+// come) proves nothing for now and is ignored.
 func (p *LeasePeriod) confirm(asked, ttl time.Duration) {
 	if p.ctx.Err() != nil {
 		return
 	}
 	d := asked + ttl - Margin(ttl)
+	if d <= holdclock.Now() {
+		return
+	}
 	p.mu.Lock()
 	first := p.deadline == 0
 	if d > p.deadline {
@@ -123,6 +134,9 @@ func (p *LeasePeriod) watch() {
 		p.mu.Unlock()
 		if !extended {
 			p.end("not confirmed before its deadline on this process's clock (the agent or its cluster did not answer in time)")
+			if p.lapsed != nil {
+				p.lapsed(p)
+			}
 			return
 		}
 	}

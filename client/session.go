@@ -132,8 +132,9 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		ID: opened.SessionId, Lease: opened.LeaseId, TTL: ttl,
 		stream: stream, cancel: cancel, done: make(chan struct{}), events: make(chan *beaconpb.SessionEvent, 16),
 		stopping: make(chan struct{}), every: every,
-		period: newPeriod(opened.LeaseId), asked: map[uint64]time.Duration{},
+		asked: map[uint64]time.Duration{},
 	}
+	s.period = newPeriod(opened.LeaseId, s.lapsed)
 	s.period.confirm(asked, ttl)
 	go s.recv()
 	go s.confirmLoop()
@@ -233,7 +234,7 @@ func (s *Session) newLease(old, next, why string) {
 		return
 	}
 	if next != "" {
-		s.period = newPeriod(next)
+		s.period = newPeriod(next, s.lapsed)
 	}
 	// Leases only move forward; a few are enough to recognise late news.
 	s.endedIDs = append(s.endedIDs[max(0, len(s.endedIDs)-15):], old)
@@ -241,6 +242,21 @@ func (s *Session) newLease(old, next, why string) {
 	p.end(why)
 	if next != "" {
 		s.ask() // arm the new period at once
+	}
+}
+
+// lapsed follows a period whose deadline passed unconfirmed with a new,
+// unarmed period of the same lease, and asks at once: if the lease lives,
+// the session goes on, while the lapsed period's holds stay lost.
+func (s *Session) lapsed(p *LeasePeriod) {
+	s.mu.Lock()
+	renew := s.period == p && !s.closing
+	if renew {
+		s.period = newPeriod(p.ID, s.lapsed)
+	}
+	s.mu.Unlock()
+	if renew {
+		s.ask()
 	}
 }
 
@@ -291,14 +307,28 @@ func (s *Session) Period() *LeasePeriod {
 // periodOf returns the period of lease id, armed (confirmed once). A lease
 // the session no longer has, or never had, is an error.
 func (s *Session) periodOf(ctx context.Context, id string) (*LeasePeriod, error) {
-	p := s.Period()
-	if p.ID != id {
-		return nil, fmt.Errorf("%w: lease %s is not the session's (its lease is %s)", ErrLeaseEnded, id, p.ID)
+	// A period that lapsed is followed by a new one; its first
+	// confirmation is worth a TTL's wait.
+	ctx, cancel := context.WithTimeout(ctx, s.TTL)
+	defer cancel()
+	for {
+		p := s.Period()
+		if p.ID != id {
+			return nil, fmt.Errorf("%w: lease %s is not the session's (its lease is %s)", ErrLeaseEnded, id, p.ID)
+		}
+		err := p.waitArmed(ctx)
+		switch {
+		case err == nil && p.Err() == nil:
+			return p, nil
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("%w: lease %s was not confirmed in time", ErrLeaseEnded, id)
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("%w: %v", ErrSessionClosed, s.Err())
+		case <-time.After(10 * time.Millisecond): // the next period may follow
+		}
 	}
-	if err := p.waitArmed(ctx); err != nil {
-		return nil, err
-	}
-	return p, nil
 }
 
 // Events delivers the agent's notices (a lease lost and renewed, the agent

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -159,8 +160,20 @@ func waitLock(ctx context.Context, g *globals, c *client.Client, sess *client.Se
 	}
 	got := make(chan result, 1)
 	go func() {
-		h, err := c.Lock(actx, sess, name, opts...)
-		got <- result{h, err}
+		for {
+			h, err := c.Lock(actx, sess, name, opts...)
+			// Granted, but the lease could not be confirmed before CMD
+			// started (the cluster was changing leaders): wait in line again.
+			if (errors.Is(err, client.ErrLost) || errors.Is(err, client.ErrLeaseEnded)) && actx.Err() == nil {
+				select {
+				case <-sess.Done():
+				case <-time.After(100 * time.Millisecond):
+					continue
+				}
+			}
+			got <- result{h, err}
+			return
+		}
 	}()
 	for {
 		select {

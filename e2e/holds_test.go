@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beaconhq/beacon/internal/testcluster"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// holdActs is the CMD of the hold tests: it ignores SIGTERM, as a busy job
+// may, and appends the machine's clock (ns) to the file $0 every 20 ms for
+// as long as it runs. Its last line is its last act.
+const holdActs = `trap '' TERM; while :; do date +%s%N >> "$0"; sleep 0.02; done`
+
+// holdArgs is the CLI that runs holdActs under a hold of kind on agent a.
+func holdArgs(kind, name string, a *testcluster.Agent, acts string) []string {
+	var args []string
+	switch kind {
+	case "lock":
+		args = []string{"lock", name}
+	case "elect":
+		args = []string{"elect", name}
+	case "queue":
+		args = []string{"queue", "reserve", name, "--wait", "60s"}
+	}
+	return append(args, "--ttl", "2s", "--agent", a.APIAddr, "--", "sh", "-c", holdActs, acts)
+}
+
+// holdReadActs reads the times a CMD acted at.
+func holdReadActs(t *testing.T, path string) []int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var acts []int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if n, err := strconv.ParseInt(strings.TrimSpace(line), 10, 64); err == nil {
+			acts = append(acts, n)
+		}
+	}
+	return acts
+}
+
+func holdWaitActs(t *testing.T, path string, n int, d time.Duration) {
+	t.Helper()
+	if err := holdWaitActsErr(t, path, n, d); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func holdWaitActsErr(t *testing.T, path string, n int, d time.Duration) error {
+	t.Helper()
+	return testcluster.Eventually(d, func() error {
+		if got := len(holdReadActs(t, path)); got < n {
+			return fmt.Errorf("%s: %d acts, want %d", filepath.Base(path), got, n)
+		}
+		return nil
+	})
+}
+
+// holdNoOverlap fails unless every act of the old holder's CMD precedes
+// every act of the new one's.
+func holdNoOverlap(t *testing.T, oldActs, newActs string) {
+	t.Helper()
+	o, n := holdReadActs(t, oldActs), holdReadActs(t, newActs)
+	if len(o) == 0 || len(n) == 0 {
+		t.Fatalf("acts: old %d, new %d; both must have acted", len(o), len(n))
+	}
+	last, first := slices.Max(o), slices.Min(n)
+	if last >= first {
+		t.Fatalf("the old holder's CMD acted %s after the new holder's first act", time.Duration(last-first))
+	}
+	t.Logf("the old CMD's last act was %s before the new CMD's first", time.Duration(first-last).Round(time.Millisecond))
+}
+
+// The holder's agent is paused (SIGSTOP) past the session TTL: the cluster
+// expires the lease and grants the hold elsewhere. The old holder's CMD,
+// which ignores SIGTERM, must be dead by then: beacon kills it at its own
+// deadline, without word from the paused agent.
+func TestHoldAgentPaused(t *testing.T) {
+	c := testcluster.New(t)
+	agents := startStatic(t, c, 3)
+	holderAgent, other := agents[2], agents[0]
+	for _, kind := range []string{"lock", "elect", "queue"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			name := "paused-" + kind
+			if kind == "queue" {
+				if _, stderr, err := other.CLI("queue", "push", name, "job"); err != nil {
+					t.Fatalf("push: %v: %s", err, stderr)
+				}
+			}
+			oldActs, newActs := filepath.Join(dir, "old.acts"), filepath.Join(dir, "new.acts")
+			holder := lockStart(t, dir, "holder", holdArgs(kind, name, holderAgent, oldActs)...)
+			holdWaitActs(t, oldActs, 3, 30*time.Second)
+			contender := lockStart(t, dir, "contender", holdArgs(kind, name, other, newActs)...)
+			holdWaitContending(t, other, kind, name)
+			if n := len(holdReadActs(t, newActs)); n != 0 {
+				t.Fatalf("the contender acted %d times while the holder held", n)
+			}
+
+			pid := holderAgent.Pid()
+			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			resumed := false
+			resume := func() {
+				if !resumed {
+					resumed = true
+					_ = syscall.Kill(pid, syscall.SIGCONT)
+				}
+			}
+			t.Cleanup(resume)
+			if err := holdWaitActsErr(t, newActs, 3, 30*time.Second); err != nil {
+				t.Fatalf("%v; contender: %s", err, contender.output())
+			}
+			resume()
+			holdNoOverlap(t, oldActs, newActs)
+			if kind != "elect" { // elect campaigns again; lock and the worker give up
+				if code := holder.exitCode(t, 30*time.Second); code == 0 {
+					t.Errorf("the holder exited 0 after losing its hold: %s", holder.output())
+				} else if out := holder.output(); !strings.Contains(out, "lost") {
+					t.Errorf("the holder's error does not say the hold was lost: %s", out)
+				}
+			}
+			_ = contender.cmd.Process.Signal(syscall.SIGKILL)
+			_ = holder.cmd.Process.Signal(syscall.SIGKILL)
+		})
+	}
+}
+
+// holdWaitContending waits until the contender stands in line (lock,
+// elect); a queue worker just waits for a message.
+func holdWaitContending(t *testing.T, a *testcluster.Agent, kind, name string) {
+	t.Helper()
+	prefix := map[string]string{"lock": "/beacon/locks/", "elect": "/beacon/elections/"}[kind]
+	if prefix == "" {
+		return
+	}
+	cli := a.Client()
+	err := testcluster.Eventually(30*time.Second, func() error {
+		resp, err := cli.Get(context.Background(), prefix+name+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return err
+		}
+		if resp.Count != 2 {
+			return fmt.Errorf("%d keys under %s%s/, want 2", resp.Count, prefix, name)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The holding CLI itself is paused past its TTL. Its agent keeps the
+// lease alive meanwhile, so nobody else is granted the lock; on resume the
+// CLI's deadline has passed, and it kills CMD at once (CMD ignores
+// SIGTERM) and gives the lock up.
+func TestHoldCLIPaused(t *testing.T) {
+	c := testcluster.New(t)
+	agents := startStatic(t, c, 3)
+	dir := t.TempDir()
+	oldActs, newActs := filepath.Join(dir, "old.acts"), filepath.Join(dir, "new.acts")
+	holder := lockStart(t, dir, "holder", holdArgs("lock", "cli-paused", agents[2], oldActs)...)
+	holdWaitActs(t, oldActs, 3, 30*time.Second)
+	contender := lockStart(t, dir, "contender", holdArgs("lock", "cli-paused", agents[0], newActs)...)
+	holdWaitContending(t, agents[0], "lock", "cli-paused")
+
+	pid := holder.cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	// Past the TTL with the CLI stopped; the agent keeps the lease, so the
+	// contender must not act. This wait is the fault's length, not a hope.
+	time.Sleep(3 * time.Second)
+	if n := len(holdReadActs(t, newActs)); n != 0 {
+		t.Fatalf("the contender acted %d times while the paused holder's lease lived", n)
+	}
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+	holdWaitActs(t, newActs, 3, 30*time.Second)
+	holdNoOverlap(t, oldActs, newActs)
+	if code := holder.exitCode(t, 30*time.Second); code == 0 {
+		t.Errorf("the paused holder exited 0: %s", holder.output())
+	}
+	_ = contender.cmd.Process.Signal(syscall.SIGKILL)
+}
