@@ -181,6 +181,9 @@ func (s *Session) keepAlive() {
 			s.sleep(&backoff)
 			continue
 		}
+		if testHookLeaseGranted != nil {
+			testHookLeaseGranted(s, newLease)
+		}
 		s.mu.Lock()
 		if s.ctx.Err() != nil {
 			// Closed while the grant was in flight: Close revoked the old
@@ -199,6 +202,10 @@ func (s *Session) keepAlive() {
 		}
 	}
 }
+
+// testHookLeaseGranted, when set by a test, runs between the grant of a
+// replacement lease and its adoption: the window a Close can fall into.
+var testHookLeaseGranted func(s *Session, lease clientv3.LeaseID)
 
 // leaseAlive asks etcd whether the lease still has time left.
 func (s *Session) leaseAlive(lease clientv3.LeaseID) bool {

@@ -16,6 +16,8 @@ import (
 	"github.com/beaconhq/beacon/internal/supervise"
 	"github.com/beaconhq/beacon/lock"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func init() {
@@ -164,7 +166,11 @@ func waitLock(ctx context.Context, g *globals, c *client.Client, sess *client.Se
 			h, err := c.Lock(actx, sess, name, opts...)
 			// Granted, but the lease could not be confirmed before CMD
 			// started (the cluster was changing leaders): wait in line again.
-			if (errors.Is(err, client.ErrLost) || errors.Is(err, client.ErrLeaseEnded)) && actx.Err() == nil {
+			// Or the session's lease ended while it waited (FailedPrecondition):
+			// the session goes on under a new lease, and so does the wait.
+			retry := errors.Is(err, client.ErrLost) || errors.Is(err, client.ErrLeaseEnded) ||
+				status.Code(err) == codes.FailedPrecondition
+			if retry && actx.Err() == nil {
 				select {
 				case <-sess.Done():
 				case <-time.After(100 * time.Millisecond):
