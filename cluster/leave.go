@@ -35,7 +35,8 @@ func CheckLeave(ctx context.Context, cli *clientv3.Client, id uint64) error {
 
 // RemoveMember removes the member id, but only when CheckLeave allows it.
 // A leader hands its leadership to a healthy voter first, so the cluster
-// does not wait out an election.
+// does not wait out an election. Under WithFencedMembershipLock (ctx from
+// it), each step first checks that the lock is still held.
 func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
 	plan, err := leavePlan(ctx, cli, id)
 	if err != nil {
@@ -44,6 +45,9 @@ func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
 	if plan.successor != nil {
 		for _, ep := range plan.self.ClientURLs {
 			if st, err := cli.Status(ctx, ep); err == nil && st.Leader == id {
+				if err := FenceMembershipChange(ctx); err != nil {
+					return err
+				}
 				if _, err := cli.MoveLeader(ctx, plan.successor.ID); err != nil {
 					return fmt.Errorf("handing leadership to %s before leaving: %v", plan.successor.Name, err)
 				}
@@ -87,6 +91,9 @@ func goneFrom(ctx context.Context, other *etcdserverpb.Member, id uint64) bool {
 func removeWhenHealthy(ctx context.Context, cli *clientv3.Client, id uint64) error {
 	backoff := 100 * time.Millisecond
 	for {
+		if err := FenceMembershipChange(ctx); err != nil {
+			return err
+		}
 		_, err := cli.MemberRemove(ctx, id)
 		if !errors.Is(err, rpctypes.ErrUnhealthy) {
 			return err

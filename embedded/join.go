@@ -30,9 +30,9 @@ func join(ctx context.Context, o Options) (*Node, error) {
 	defer cli.Close()
 
 	var n *Node
-	err = cluster.WithMembershipLock(ctx, cli, o.Namespace, func() error {
+	err = cluster.WithFencedMembershipLock(ctx, cli, o.Namespace, func(lctx context.Context) error {
 		var err error
-		n, err = joinLocked(ctx, o, cli)
+		n, err = joinLocked(lctx, o, cli)
 		return err
 	})
 	if err != nil {
@@ -41,7 +41,11 @@ func join(ctx context.Context, o Options) (*Node, error) {
 	return n, nil
 }
 
-// joinLocked does the join while holding the membership lock.
+// joinLocked does the join while holding the membership lock. ctx ends
+// if the lock is lost; each membership change passes the lock's fence
+// first (cluster.FenceMembershipChange) and goes with ctx. Only the undo
+// of its own learner goes whatever became of the lock: that learner would
+// otherwise block every other host's join.
 func joinLocked(ctx context.Context, o Options, cli *clientv3.Client) (*Node, error) {
 	members, err := cli.MemberList(ctx)
 	if err != nil {
@@ -85,8 +89,9 @@ func joinLocked(ctx context.Context, o Options, cli *clientv3.Client) (*Node, er
 		return nil, err
 	}
 	// Record the membership now: data without a state file is what an
-	// interrupted join leaves, and is discarded on the next start.
-	if err := n.SaveState(ctx); err != nil {
+	// interrupted join leaves, and is discarded on the next start. The
+	// member is in: losing the lock now changes nothing.
+	if err := n.SaveState(context.WithoutCancel(ctx)); err != nil {
 		o.Logger.Warn("could not record cluster state in the data dir", zap.Error(err))
 	}
 	return n, nil
@@ -166,6 +171,9 @@ func clearStaleSelf(ctx context.Context, cli *clientv3.Client, o Options, member
 		switch {
 		case mine && (m.IsLearner || m.Name == ""):
 			o.Logger.Info("removing the learner left by an interrupted join", zap.String("member-id", fmt.Sprintf("%x", m.ID)))
+			if err := cluster.FenceMembershipChange(ctx); err != nil {
+				return err
+			}
 			if _, err := cli.MemberRemove(ctx, m.ID); err != nil {
 				return fmt.Errorf("removing stale learner %x: %v", m.ID, err)
 			}
@@ -187,6 +195,9 @@ func clearStaleSelf(ctx context.Context, cli *clientv3.Client, o Options, member
 func addLearner(ctx context.Context, cli *clientv3.Client, o Options) (*clientv3.MemberAddResponse, error) {
 	backoff := 100 * time.Millisecond
 	for {
+		if err := cluster.FenceMembershipChange(ctx); err != nil {
+			return nil, fmt.Errorf("adding %s as a learner: %w", o.Name, err)
+		}
 		added, err := cli.MemberAddAsLearner(ctx, []string{o.PeerURL})
 		if err == nil {
 			return added, nil
@@ -256,6 +267,9 @@ func startLearner(ctx context.Context, o Options, added *clientv3.MemberAddRespo
 func promote(ctx context.Context, cli *clientv3.Client, n *Node, id uint64) error {
 	backoff := 50 * time.Millisecond
 	for {
+		if err := cluster.FenceMembershipChange(ctx); err != nil {
+			return fmt.Errorf("promoting %s to voter: %w", n.opts.Name, err)
+		}
 		_, err := cli.MemberPromote(ctx, id)
 		if err == nil {
 			n.opts.Logger.Info("promoted to voter", zap.String("member-id", fmt.Sprintf("%x", id)))
