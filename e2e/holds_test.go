@@ -196,3 +196,32 @@ func TestHoldCLIPaused(t *testing.T) {
 	}
 	_ = contender.cmd.Process.Signal(syscall.SIGKILL)
 }
+
+// The holder's agent is stopped (SIGTERM). It tells its holders, which
+// stop CMD (SIGTERM, then SIGKILL after --grace: CMD ignores SIGTERM) and
+// give the hold up; only then does the agent revoke the lease, so the
+// contender on another agent gets it at once and never overlaps CMD.
+func TestHoldAgentStops(t *testing.T) {
+	c := testcluster.New(t)
+	agents := startStatic(t, c, 3)
+	dir := t.TempDir()
+	oldActs, newActs := filepath.Join(dir, "old.acts"), filepath.Join(dir, "new.acts")
+	holder := lockStart(t, dir, "holder", holdArgs("lock", "agent-stops", agents[2], oldActs)...)
+	holdWaitActs(t, oldActs, 3, 30*time.Second)
+	contender := lockStart(t, dir, "contender", holdArgs("lock", "agent-stops", agents[0], newActs)...)
+	holdWaitContending(t, agents[0], "lock", "agent-stops")
+
+	if err := agents[2].Stop(); err != nil {
+		t.Fatalf("the agent's stop: %v", err)
+	}
+	if err := holdWaitActsErr(t, newActs, 3, 30*time.Second); err != nil {
+		t.Fatalf("%v; contender: %s; holder: %s", err, contender.output(), holder.output())
+	}
+	holdNoOverlap(t, oldActs, newActs)
+	if code := holder.exitCode(t, 30*time.Second); code == 0 {
+		t.Errorf("the holder exited 0 after its agent stopped: %s", holder.output())
+	} else if out := holder.output(); !strings.Contains(out, "stopping") {
+		t.Errorf("the holder's error does not say the agent is stopping: %s", out)
+	}
+	_ = contender.cmd.Process.Signal(syscall.SIGKILL)
+}

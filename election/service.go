@@ -212,6 +212,7 @@ func (s *Service) session(id string) (*session.Session, error) {
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}
+	sess.MarkHolding()
 	return sess, nil
 }
 

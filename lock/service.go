@@ -80,6 +80,7 @@ func (s *Service) acquire(ctx context.Context, req *beaconpb.LockAcquireRequest,
 	if err != nil {
 		return nil, status.Errorf(codes.NotFound, "session_id: %v", err)
 	}
+	sess.MarkHolding()
 	limit := max(int(req.Limit), 1)
 	prefix, lease := s.prefix(req.Name), sess.Lease()
 	key := Key(prefix, lease)

@@ -94,6 +94,7 @@ func (s *Service) Reserve(ctx context.Context, req *beaconpb.QueueReserveRequest
 		if sess, err = s.sessions.Get(req.SessionId); err != nil {
 			return nil, status.Errorf(codes.NotFound, "session_id: %v", err)
 		}
+		sess.MarkHolding()
 		opts = append(opts, WithSession(sess.ID, sess.Lease))
 		// A wait ends with the session: its reservation could not outlive it.
 		var cancel context.CancelFunc

@@ -47,9 +47,10 @@ type Session struct {
 	lease         clientv3.LeaseID
 	onLeaseChange []func(old, new clientv3.LeaseID)
 	onClose       []func()
-	// holding: the client asked for confirmations, so it runs something
-	// bounded by its own deadline. When the agent stops, such a session's
-	// lease is left to expire rather than revoked under a running holder.
+	// holding: the session holds or contends for something, or its client
+	// asked for confirmations. When the agent stops, such a session's lease
+	// is left to expire, unless its client closes it in time, rather than
+	// revoked under a holder that may still be acting.
 	holding bool
 }
 
@@ -122,7 +123,17 @@ func (s *Session) end(revoke bool) {
 	close(s.done)
 }
 
-// Holding reports whether the client asked for confirmations.
+// MarkHolding records that the session holds (or contends for) a lock, a
+// leadership or a reservation: when the agent stops, its lease is not
+// revoked under a holder that may still be acting (see CloseAll).
+func (s *Session) MarkHolding() {
+	s.mu.Lock()
+	s.holding = true
+	s.mu.Unlock()
+}
+
+// Holding reports whether the session holds something or its client asked
+// for confirmations.
 func (s *Session) Holding() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -336,6 +336,13 @@ func (r *electRunner) campaign(ctx context.Context, sess *client.Session) (*clie
 				r.resign(res.ld)
 			}
 			return nil, nil, errElectReopen
+		case <-sess.Stopping():
+			// The agent waits for this session's close before it stops.
+			cancel()
+			if res := <-done; res.err == nil {
+				r.resign(res.ld)
+			}
+			return nil, nil, errElectReopen
 		}
 	}
 }

@@ -198,6 +198,14 @@ func waitLock(ctx context.Context, g *globals, c *client.Client, sess *client.Se
 			}
 		case <-sess.Done():
 			return nil, fmt.Errorf("lock %q: the session with the agent ended while waiting", name)
+		case <-sess.Stopping():
+			cancel()
+			if res := <-got; res.err == nil {
+				rctx, rcancel := context.WithTimeout(context.Background(), g.callTimeout)
+				_ = res.h.Release(rctx)
+				rcancel()
+			}
+			return nil, fmt.Errorf("lock %q: the agent is stopping", name)
 		}
 	}
 }

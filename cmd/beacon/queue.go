@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -506,6 +507,14 @@ func queueWorkLoop(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue s
 				ncancel()
 			}
 			return 128 + int(sig.(syscall.Signal)), nil
+		case <-sess.Stopping():
+			cancel()
+			if r := <-got; r.err == nil {
+				nctx, ncancel := context.WithTimeout(context.Background(), g.callTimeout)
+				_ = r.r.Nack(nctx, 0)
+				ncancel()
+			}
+			return 0, errors.New("the agent is stopping")
 		}
 		cancel()
 		if r.err != nil {
