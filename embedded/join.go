@@ -56,6 +56,12 @@ func joinLocked(ctx context.Context, o Options, cli *clientv3.Client) (*Node, er
 	if err := clearStaleSelf(ctx, cli, o, members.Members); err != nil {
 		return nil, err
 	}
+	// A running agent of this name, a proxy or external one included, keeps
+	// it: two agents of one name would share (and take down) one node
+	// record. Under the lock, a member joining at the same time is listed.
+	if err := cluster.CheckNameFree(ctx, cli, o.Namespace, cluster.NodeInfo{Name: o.Name, ClientURL: o.ClientURL, PeerURL: o.PeerURL}); err != nil {
+		return nil, err
+	}
 	if o.Role == "auto" {
 		voters := 0
 		for _, m := range members.Members {

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/beaconhq/beacon/cluster"
+
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
@@ -35,8 +37,14 @@ func startProxy(ctx context.Context, o Options, known []string) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Another running agent of this name keeps it (a join checks in
+		// joinLocked; this is a proxy's own start).
+		err = cluster.CheckNameFree(ctx, probe, o.Namespace, cluster.NodeInfo{Name: o.Name, ClientURL: o.ClientURL})
 		known = probe.Endpoints()
 		probe.Close()
+		if err != nil {
+			return nil, err
+		}
 	}
 	cli, err := newClient(o, known, proxySyncInterval)
 	if err != nil {
