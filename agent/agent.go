@@ -290,7 +290,9 @@ func (a *Agent) leave(ctx context.Context) (string, error) {
 	cli := a.node.Client()
 	// Under the membership lock: two voters leaving at once could each see
 	// quorum kept and together break it.
-	err := cluster.WithMembershipLock(ctx, cli, a.cfg.Namespace, func() error {
+	// Fenced: if the lock's lease lapses mid-way, ctx ends and RemoveMember
+	// checks the lock still holds before it acts.
+	err := cluster.WithFencedMembershipLock(ctx, cli, a.cfg.Namespace, func(ctx context.Context) error {
 		if err := cluster.CheckLeave(ctx, cli, id); err != nil {
 			return err
 		}
