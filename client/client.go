@@ -27,7 +27,11 @@ type Client struct {
 	Sessions beaconpb.SessionClient
 
 	mu      sync.Mutex
-	session *Session             // the automatic session of Register
+	session *Session // the automatic session of Register
+	// opening is the automatic session's opening in flight, at most one:
+	// a session found broken by Register and by its keeper at once is
+	// replaced once.
+	opening *opening
 	regs    map[string]*register // what Register registered, to replay on a new session
 	closed  bool
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
@@ -68,12 +67,6 @@ type opening struct {
 	err  error         // why it failed; set before done is closed
 }
 
-// openings holds each client's opening in flight, under that client's mu:
-// at most one a client, so that a session found broken by Register and by
-// its keeper at the same time is replaced once. An entry lives as long as
-// its opening. (Client has no field for it.)
-var openings sync.Map // *Client → *opening
-
 func ended(s *Session) bool {
 	select {
 	case <-s.Done():
@@ -115,11 +108,11 @@ func (c *Client) sessionOrOpening() (*Session, *opening, error) {
 	if s := c.session; s != nil && !ended(s) {
 		return s, nil, nil
 	}
-	if op, ok := openings.Load(c); ok {
-		return nil, op.(*opening), nil
+	if c.opening != nil {
+		return nil, c.opening, nil
 	}
 	op := &opening{done: make(chan struct{})}
-	openings.Store(c, op)
+	c.opening = op
 	go c.open(op)
 	return nil, op, nil
 }
@@ -131,7 +124,7 @@ func (c *Client) open(op *opening) {
 	defer cancel()
 	s, err := c.NewSession(ctx, WithName("client"))
 	c.mu.Lock()
-	openings.Delete(c)
+	c.opening = nil
 	if err == nil && c.closed {
 		err = ErrClientClosed
 	} else if err == nil {
