@@ -225,3 +225,52 @@ func TestHoldAgentStops(t *testing.T) {
 	}
 	_ = contender.cmd.Process.Signal(syscall.SIGKILL)
 }
+
+// A leader fences its writes with its key and rev, like a lock holder; a
+// superseded leader's fenced write is refused and nothing is written.
+func TestElectFencedWrites(t *testing.T) {
+	a, _ := lockOneAgent(t)
+	dir := t.TempDir()
+	leaderCmd := `echo "$BEACON_LEADER_KEY $BEACON_LEADER_REV" > "$0"; sleep 300`
+	first := lockStart(t, dir, "first", "elect", "fenced-e", "--agent", a.APIAddr, "--", "sh", "-c", leaderCmd, filepath.Join(dir, "first"))
+	oldKey, oldRev := holdLeader(t, filepath.Join(dir, "first"))
+	if _, stderr, err := a.CLI("fenced", "put", "/fenced-e/x", "first", "--lock-key", oldKey, "--token", oldRev); err != nil {
+		t.Fatalf("the leader's fenced write: %v: %s", err, stderr)
+	}
+	second := lockStart(t, dir, "second", "elect", "fenced-e", "--agent", a.APIAddr, "--", "sh", "-c", leaderCmd, filepath.Join(dir, "second"))
+	_ = first.cmd.Process.Kill() // the agent revokes its session: the second leads
+	newKey, newRev := holdLeader(t, filepath.Join(dir, "second"))
+	_, stderr, err := a.CLI("fenced", "put", "/fenced-e/x", "stale", "--lock-key", oldKey, "--token", oldRev)
+	if err == nil || !strings.Contains(stderr, "failed precondition") {
+		t.Fatalf("a superseded leader's fenced write: err %v, stderr %q; want failed precondition", err, stderr)
+	}
+	if _, stderr, err := a.CLI("fenced", "put", "/fenced-e/x", "second", "--lock-key", newKey, "--token", newRev); err != nil {
+		t.Fatalf("the new leader's fenced write: %v: %s", err, stderr)
+	}
+	out, stderr, err := a.CLI("fenced", "get", "/fenced-e/x", "--lock-key", newKey, "--token", newRev)
+	if err != nil || strings.TrimSpace(out) != "second" {
+		t.Fatalf("fenced get: %q, %v: %s", out, err, stderr)
+	}
+	_ = second.cmd.Process.Kill()
+}
+
+// holdLeader waits for a leader's CMD to write its key and rev to path.
+func holdLeader(t *testing.T, path string) (key, rev string) {
+	t.Helper()
+	err := testcluster.Eventually(30*time.Second, func() error {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		f := strings.Fields(string(b))
+		if len(f) != 2 {
+			return fmt.Errorf("%s: %q", path, b)
+		}
+		key, rev = f[0], f[1]
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, rev
+}

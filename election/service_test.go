@@ -33,7 +33,7 @@ func serve(t *testing.T) (*clientv3.Client, *client.Client, beaconpb.ElectionCli
 		t.Fatal(err)
 	}
 	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(func() { m.CloseAll(); srv.Stop() })
+	t.Cleanup(func() { m.CloseAll(0); srv.Stop() })
 	c, err := client.New(lis.Addr().String())
 	if err != nil {
 		t.Fatal(err)

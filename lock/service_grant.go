@@ -120,7 +120,7 @@ func (s *Service) wasReleased(ctx context.Context, g *grant) bool {
 
 // Fenced runs ops only while the grant holds; see the proto.
 func (s *Service) Fenced(ctx context.Context, req *beaconpb.LockFencedRequest) (*beaconpb.LockFencedResponse, error) {
-	if _, err := s.checkKey("key", req.Key, req.Token); err != nil {
+	if err := s.checkFenceKey(req.Key, req.Token); err != nil {
 		return nil, rpcerr.From(err)
 	}
 	if err := s.checkOps(req.Ops); err != nil {

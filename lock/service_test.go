@@ -17,7 +17,7 @@ import (
 func testService(t *testing.T) (*Service, *session.Manager) {
 	cli := testEtcd(t)
 	m := session.NewManager(cli, zap.NewNop())
-	t.Cleanup(m.CloseAll)
+	t.Cleanup(func() { m.CloseAll(0) })
 	ns := "/svc-" + strings.ReplaceAll(t.Name(), "/", "-") + "/"
 	return NewService(Config{Client: cli, Sessions: m, Namespace: ns, Node: "n1"}), m
 }

@@ -83,6 +83,31 @@ func (s *Service) checkKey(field, key string, token int64) (string, error) {
 	return rest[:i], nil
 }
 
+// checkFenceKey checks the key of a fenced write: a lock grant's key, or a
+// leadership's (<namespace>elections/<name>/<lease id in hex>, whose create
+// revision is the leader's rev), so that a leader's writes are fenced the
+// same way as a lock holder's.
+func (s *Service) checkFenceKey(key string, token int64) error {
+	if rest, ok := strings.CutPrefix(key, s.c.Namespace+"elections/"); ok {
+		i := strings.LastIndexByte(rest, '/')
+		if i < 0 {
+			return &FieldError{"key", fmt.Sprintf("%q is not a leader key (%selections/<name>/<lease id in hex>)", key, s.c.Namespace)}
+		}
+		if err := ValidName(rest[:i]); err != nil {
+			return &FieldError{"key", fmt.Sprintf("%q: the election's %v", key, err)}
+		}
+		if _, err := LeaseOf(key); err != nil {
+			return &FieldError{"key", err.Error()}
+		}
+		if token <= 0 {
+			return &FieldError{"token", fmt.Sprintf("%d is not a fencing token (the leader's rev, from Campaign)", token)}
+		}
+		return nil
+	}
+	_, err := s.checkKey("key", key, token)
+	return err
+}
+
 // checkOps checks fenced operations: keys outside beacon's own state
 // (except its config/ keys, which are the applications'), values within
 // the payload limit.

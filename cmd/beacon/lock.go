@@ -260,6 +260,9 @@ revision) under its lease; several puts (or deletes) go in one transaction. A
 stale grant fails with "failed precondition" and nothing is written. Inside ` + "`beacon lock NAME -- CMD`" + `, the grant comes from
 BEACON_LOCK_KEY and BEACON_LOCK_TOKEN.
 
+Inside ` + "`beacon elect NAME -- CMD`" + `, the leadership fences the same way, from
+BEACON_LEADER_KEY and BEACON_LEADER_REV: a superseded leader's writes fail.
+
 Keys are plain etcd keys outside beacon's namespace (/beacon/), or under
 /beacon/config/. get prints the value.`,
 		Example: `  beacon lock counter -- sh -c 'n=$(beacon fenced get /app/counter || echo 0); beacon fenced put /app/counter $((n+1))'`,
@@ -311,8 +314,13 @@ Keys are plain etcd keys outside beacon's namespace (/beacon/), or under
 			})
 		},
 	}
-	envToken, _ := strconv.ParseInt(os.Getenv("BEACON_LOCK_TOKEN"), 10, 64)
-	cmd.Flags().StringVar(&key, "lock-key", os.Getenv("BEACON_LOCK_KEY"), "the grant's lock key (default $BEACON_LOCK_KEY)")
-	cmd.Flags().Int64Var(&token, "token", envToken, "the grant's fencing token (default $BEACON_LOCK_TOKEN)")
+	// Inside beacon lock, the grant; inside beacon elect, the leadership.
+	envKey, envTok := os.Getenv("BEACON_LOCK_KEY"), os.Getenv("BEACON_LOCK_TOKEN")
+	if envKey == "" {
+		envKey, envTok = os.Getenv("BEACON_LEADER_KEY"), os.Getenv("BEACON_LEADER_REV")
+	}
+	envToken, _ := strconv.ParseInt(envTok, 10, 64)
+	cmd.Flags().StringVar(&key, "lock-key", envKey, "the grant's lock key, or a leader key (default $BEACON_LOCK_KEY, else $BEACON_LEADER_KEY)")
+	cmd.Flags().Int64Var(&token, "token", envToken, "the grant's fencing token, or the leader's rev (default $BEACON_LOCK_TOKEN, else $BEACON_LEADER_REV)")
 	return cmd
 }
