@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
@@ -68,8 +69,35 @@ func startEtcd(o Options, cfg *embed.Config, cause *stopCauseValue) (*Node, erro
 		return nil, err
 	}
 	n.client = cli
-	n.local = v3client.New(e.Server)
+	n.inproc = v3client.New(e.Server)
+	n.local = localClient(n.inproc, cli)
 	return n, nil
+}
+
+// localClient is the client the agent's own work goes through: KV, Lease,
+// Cluster, Maintenance and Auth calls straight into the embedded server
+// (inproc: no socket, no serialisation), but watches through sock, a real
+// gRPC connection to the same member.
+//
+// Why watches never use the in-process transport: its streams are
+// unbuffered channels, and clientv3's watch stream has one goroutine that
+// both sends create/cancel requests and dispatches the server's
+// responses. When watches are opened and cancelled quickly (a storm of
+// API watch streams), that goroutine blocks sending a cancel to etcd's
+// receive loop, which blocks handing the request to its full control
+// queue, whose send loop blocks delivering a response to the client's
+// receive loop, which blocks handing it to the first goroutine: a cycle
+// that never breaks (etcd-io/etcd#18879, #20716). Every watch of the
+// process shares that one stream, so the catalog's watch froze with it,
+// and closing the client waited on it forever. A socket has HTTP/2 flow
+// control windows in between, so a send does not wait for the other side
+// to read, and the cycle cannot close.
+func localClient(inproc, sock *clientv3.Client) *clientv3.Client {
+	c := clientv3.NewCtxClient(context.Background(), clientv3.WithZapLogger(inproc.GetLogger()))
+	c.KV, c.Lease = inproc.KV, inproc.Lease
+	c.Cluster, c.Maintenance, c.Auth = inproc.Cluster, inproc.Maintenance, inproc.Auth
+	c.Watcher = sock.Watcher
+	return c
 }
 
 // waitReady waits until the member has joined raft and serves, or stops.

@@ -48,7 +48,8 @@ type Options struct {
 type Node struct {
 	role     string
 	client   *clientv3.Client
-	local    *clientv3.Client // in-process client of the embedded member, if any
+	local    *clientv3.Client // for a member: in-process calls, watches through client (localClient)
+	inproc   *clientv3.Client // for a member: the in-process client behind local
 	memberID uint64
 	opts     Options
 
@@ -116,10 +117,12 @@ func (n *Node) Role() string { return n.role }
 func (n *Node) Client() *clientv3.Client { return n.client }
 
 // LocalClient is the fastest way to the cluster from this process: for a
-// member, an in-process client of the embedded server (no socket, no
-// serialisation); otherwise Client. Its Maintenance.Status answers for
-// this member whatever endpoint it is given, so per-member status must
-// use Client.
+// member, KV, Lease and the other unary calls go into the embedded server
+// in-process (no socket, no serialisation), and watches go through
+// Client's connection to the same member (the in-process transport
+// deadlocks under many watches; see localClient); otherwise Client. Its
+// Maintenance.Status answers for this member whatever endpoint it is
+// given, so per-member status must use Client.
 func (n *Node) LocalClient() *clientv3.Client {
 	if n.local != nil {
 		return n.local
@@ -161,6 +164,9 @@ func (n *Node) Close() {
 	n.closeOnce.Do(func() {
 		if n.local != nil {
 			n.local.Close()
+		}
+		if n.inproc != nil {
+			n.inproc.Close()
 		}
 		if n.client != nil {
 			n.client.Close()
