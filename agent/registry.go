@@ -53,7 +53,7 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancelBG = cancel
 
-	a.sessions = session.NewManager(cli, a.lg.Named("session"))
+	a.sessions = session.NewManager(cli, a.lg.Named("session"), session.WithConfirmClient(a.node.Client()))
 	var err error
 	a.agentSess, err = a.openAgentSession(ctx)
 	if err != nil {

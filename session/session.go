@@ -153,7 +153,7 @@ func (s *Session) Confirm(ctx context.Context) (clientv3.LeaseID, time.Duration,
 	if s.ctx.Err() != nil {
 		return lease, 0, ErrClosed
 	}
-	resp, err := s.m.cli.KeepAliveOnce(ctx, lease)
+	resp, err := s.m.confirmCli.KeepAliveOnce(ctx, lease)
 	switch {
 	case errors.Is(err, rpctypes.ErrLeaseNotFound):
 		return lease, 0, nil
@@ -238,8 +238,9 @@ func (s *Session) sleep(backoff *time.Duration) {
 
 // Manager holds this agent's open sessions.
 type Manager struct {
-	cli *clientv3.Client
-	lg  *zap.Logger
+	cli        *clientv3.Client
+	confirmCli *clientv3.Client // for Confirm's keepalives
+	lg         *zap.Logger
 
 	mu       sync.Mutex
 	sessions map[string]*Session
@@ -251,9 +252,25 @@ type Manager struct {
 // ErrStopping: the agent is stopping and opens no new session.
 var ErrStopping = errors.New("the agent is stopping")
 
+// ManagerOption configures NewManager.
+type ManagerOption func(*Manager)
+
+// WithConfirmClient sends the keepalives that answer confirmations through
+// c instead (a socket client of the agent's own member): each is a stream
+// of its own, and a client may ask often, so they must not go through the
+// in-process transport, whose streams deadlock when opened and closed
+// quickly (etcd-io/etcd#18879).
+func WithConfirmClient(c *clientv3.Client) ManagerOption {
+	return func(m *Manager) { m.confirmCli = c }
+}
+
 // NewManager returns a manager whose leases live in cli's cluster.
-func NewManager(cli *clientv3.Client, lg *zap.Logger) *Manager {
-	return &Manager{cli: cli, lg: lg, sessions: map[string]*Session{}, stopped: make(chan struct{})}
+func NewManager(cli *clientv3.Client, lg *zap.Logger, opts ...ManagerOption) *Manager {
+	m := &Manager{cli: cli, confirmCli: cli, lg: lg, sessions: map[string]*Session{}, stopped: make(chan struct{})}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
 }
 
 // Open grants a lease and keeps it alive until Close.
