@@ -186,7 +186,7 @@ func (r *electRunner) logf(format string, args ...any) {
 // run returns the exit code for beacon, or an error to print.
 func (r *electRunner) run(ctx context.Context) (int, error) {
 	r.sigs = make(chan os.Signal, 8)
-	signal.Notify(r.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
+	signal.Notify(r.sigs, holdSignals...)
 	defer signal.Stop(r.sigs)
 	c, err := client.New(r.g.agent)
 	if err != nil {
@@ -232,7 +232,7 @@ func (r *electRunner) pause(d time.Duration) (os.Signal, bool) {
 		case <-t.C:
 			return nil, true
 		case sig := <-r.sigs:
-			if electTerminating(sig) {
+			if endsWait(sig) {
 				return sig, false
 			}
 		}
@@ -322,7 +322,7 @@ func (r *electRunner) campaign(ctx context.Context, sess *client.Session) (*clie
 			}
 			return nil, nil, res.err
 		case sig := <-r.sigs:
-			if !electTerminating(sig) {
+			if !endsWait(sig) {
 				continue // no CMD to pass it to
 			}
 			cancel()
@@ -360,7 +360,7 @@ func (r *electRunner) lead(ctx context.Context, sess *client.Session, ld *client
 				r.resign(ld)
 				return r.afterLoss(sess)
 			case sig := <-r.sigs:
-				if electTerminating(sig) {
+				if endsWait(sig) {
 					r.resign(ld)
 					return 0, true, nil
 				}
@@ -368,7 +368,7 @@ func (r *electRunner) lead(ctx context.Context, sess *client.Session, ld *client
 		}
 	}
 	env := append(os.Environ(), "BEACON_LEADER_KEY="+leader.Key, "BEACON_LEADER_REV="+strconv.FormatInt(leader.Rev, 10))
-	res, err := runUnderHold(ctx, ld.Hold, r.argv, env, &r.o.holdFlags, r.sigs, nil)
+	res, err := runUnderHold(ctx, r.g, ld.Hold, r.argv, env, &r.o.holdFlags, r.sigs, nil)
 	r.resign(ld) // CMD and its group are dead by now
 	switch {
 	case err != nil && (errors.Is(err, client.ErrLost) || errors.Is(err, supervise.ErrDeadline)):
@@ -411,8 +411,6 @@ func electReason(err error) string {
 	}
 	return oneLine(err)
 }
-
-func electTerminating(sig os.Signal) bool { return sig == syscall.SIGINT || sig == syscall.SIGTERM }
 
 func electSignalCode(sig os.Signal) int {
 	if s, ok := sig.(syscall.Signal); ok {

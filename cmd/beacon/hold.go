@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/beaconhq/beacon/client"
@@ -48,13 +49,34 @@ func (f *holdFlags) sessionOptions(name string) []client.SessionOption {
 		client.WithConfirmEvery((f.ttl - f.grace) / 4)}
 }
 
+// holdSignals are the signals beacon lock, elect and queue reserve pass on
+// to CMD's group while it runs; while they wait, SIGINT, SIGTERM, SIGHUP
+// and SIGQUIT give up and the others are ignored.
+var holdSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH}
+
+// endsWait reports whether sig, received while waiting for a hold (no CMD
+// runs yet), ends the wait: SIGINT, SIGTERM, SIGHUP, SIGQUIT.
+func endsWait(sig os.Signal) bool {
+	switch sig {
+	case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
+		return true
+	}
+	return false
+}
+
 // runUnderHold runs argv while hold holds, supervised: its own process
 // group, signals passed on, SIGTERM at deadline - grace, SIGKILL at the
-// deadline, and a guard that kills the group if beacon dies.
-func runUnderHold(ctx context.Context, hold supervise.Hold, argv, env []string, f *holdFlags, sigs <-chan os.Signal, stdin io.Reader) (supervise.Result, error) {
+// deadline, and a guard that kills the group if beacon dies. CMD's
+// environment is env plus BEACON_AGENT, so that beacon commands in CMD
+// reach the same agent.
+func runUnderHold(ctx context.Context, g *globals, hold supervise.Hold, argv, env []string, f *holdFlags, sigs <-chan os.Signal, stdin io.Reader) (supervise.Result, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return supervise.Result{}, err
+	}
+	if g.agent != "" {
+		env = append(env, "BEACON_AGENT="+g.agent)
 	}
 	o := supervise.RunOptions{Args: argv, Env: env, Stdin: stdin, GuardArgs: []string{self, "lock-guard"}, Grace: f.grace, Signals: sigs}
 	return supervise.RunWhile(ctx, hold, o)

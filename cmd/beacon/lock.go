@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
@@ -98,14 +97,9 @@ The lock is etcd's concurrency.Mutex layout under /beacon/locks/NAME, so
 	return cmd
 }
 
-// The signals beacon forwards to CMD's group while it runs; while waiting
-// for the lock, the first four give up.
-var lockSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
-	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH}
-
 func runLock(ctx context.Context, g *globals, name string, argv []string, f *lockFlags) (int, error) {
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, lockSignals...)
+	signal.Notify(sigs, holdSignals...)
 	defer signal.Stop(sigs)
 
 	c, err := client.New(g.agent)
@@ -132,10 +126,7 @@ func runLock(ctx context.Context, g *globals, name string, argv []string, f *loc
 	}
 	env := append(os.Environ(), "BEACON_LOCK_NAME="+name, "BEACON_LOCK_KEY="+hold.Key,
 		"BEACON_LOCK_TOKEN="+strconv.FormatInt(hold.Token, 10))
-	if g.agent != "" {
-		env = append(env, "BEACON_AGENT="+g.agent)
-	}
-	res, err := runUnderHold(ctx, hold, argv, env, &f.holdFlags, sigs, nil)
+	res, err := runUnderHold(ctx, g, hold, argv, env, &f.holdFlags, sigs, nil)
 	release() // CMD and its group are dead by now
 	if err != nil {
 		return 0, fmt.Errorf("lock %q: %v", name, err)
@@ -186,8 +177,7 @@ func waitLock(ctx context.Context, g *globals, c *client.Client, sess *client.Se
 		case res := <-got:
 			return res.h, res.err
 		case sig := <-sigs:
-			switch sig {
-			case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
+			if endsWait(sig) {
 				cancel()
 				if res := <-got; res.err == nil { // won just now: give it back
 					rctx, rcancel := context.WithTimeout(context.Background(), g.callTimeout)

@@ -468,7 +468,7 @@ func queueWork(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue strin
 func queueWorkLoop(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue string, argv []string) (int, error) {
 	// Signals from here on are CMD's, or end the wait for a message.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	signal.Notify(sigs, holdSignals...)
 	defer signal.Stop(sigs)
 	c, err := client.New(g.agent)
 	if err != nil {
@@ -496,25 +496,31 @@ func queueWorkLoop(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue s
 			r, err := c.Reserve(ctx, sess, o.request(cmd, queue, sess.ID))
 			got <- reserved{r, err}
 		}()
-		var r reserved
-		select {
-		case r = <-got:
-		case sig := <-sigs:
-			cancel()
-			if r := <-got; r.err == nil { // reserved just now: put it back
-				nctx, ncancel := context.WithTimeout(context.Background(), g.callTimeout)
-				_ = r.r.Nack(nctx, 0)
-				ncancel()
-			}
-			return 128 + int(sig.(syscall.Signal)), nil
-		case <-sess.Stopping():
+		// putBack gives back a message reserved just as the wait ended.
+		putBack := func() {
 			cancel()
 			if r := <-got; r.err == nil {
 				nctx, ncancel := context.WithTimeout(context.Background(), g.callTimeout)
 				_ = r.r.Nack(nctx, 0)
 				ncancel()
 			}
-			return 0, errors.New("the agent is stopping")
+		}
+		var r reserved
+	wait:
+		for {
+			select {
+			case r = <-got:
+				break wait
+			case sig := <-sigs:
+				if !endsWait(sig) {
+					continue // no CMD to pass it to
+				}
+				putBack()
+				return 128 + int(sig.(syscall.Signal)), nil
+			case <-sess.Stopping():
+				putBack()
+				return 0, errors.New("the agent is stopping")
+			}
 		}
 		cancel()
 		if r.err != nil {
@@ -544,10 +550,7 @@ func queueRun(ctx context.Context, g *globals, o *queueReserveFlags, r *client.R
 	m := r.Message
 	env := append(os.Environ(), "BEACON_QUEUE="+m.Queue, "BEACON_QUEUE_MESSAGE_ID="+m.Id,
 		"BEACON_QUEUE_DELIVERIES="+strconv.Itoa(int(m.Deliveries)), "BEACON_QUEUE_RECEIPT="+r.Receipt)
-	if g.agent != "" {
-		env = append(env, "BEACON_AGENT="+g.agent)
-	}
-	res, err := runUnderHold(ctx, r.Hold, argv, env, &o.holdFlags, sigs, bytes.NewReader(m.Payload))
+	res, err := runUnderHold(ctx, g, r.Hold, argv, env, &o.holdFlags, sigs, bytes.NewReader(m.Payload))
 	cctx, cancel := context.WithTimeout(context.Background(), g.callTimeout)
 	defer cancel()
 	switch {

@@ -36,8 +36,8 @@ type RunOptions struct {
 	// smaller than the hold's TTL.
 	Grace time.Duration
 	// Signals are passed on to CMD's group as they come; after a
-	// terminating one (SIGINT, SIGTERM, SIGHUP, SIGQUIT), CMD is killed if
-	// it still runs Grace later.
+	// terminating one (SIGINT, SIGTERM), CMD is killed if it still runs
+	// Grace later.
 	Signals <-chan os.Signal
 }
 
@@ -48,8 +48,8 @@ type Result struct {
 	// Lost is why the hold ended while CMD ran (CMD was stopped for it);
 	// nil if CMD exited on its own, or on a signal passed on.
 	Lost error
-	// Signal is the first terminating signal (SIGINT, SIGTERM, SIGHUP,
-	// SIGQUIT) passed on to CMD, if any.
+	// Signal is the first terminating signal (SIGINT, SIGTERM) passed on
+	// to CMD, if any.
 	Signal os.Signal
 }
 
@@ -110,7 +110,7 @@ func RunWhile(ctx context.Context, hold Hold, o RunOptions) (Result, error) {
 			if s, ok := sig.(syscall.Signal); ok {
 				c.Signal(s)
 			}
-			if res.Signal == nil && terminating(sig) {
+			if res.Signal == nil && Terminating(sig) {
 				// beacon is asked to stop: CMD has the grace to follow.
 				res.Signal = sig
 				if !termed {
@@ -153,10 +153,9 @@ func RunWhile(ctx context.Context, hold Hold, o RunOptions) (Result, error) {
 	}
 }
 
-func terminating(sig os.Signal) bool {
-	switch sig {
-	case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
-		return true
-	}
-	return false
+// Terminating reports whether sig, passed on, asks CMD to end: SIGINT or
+// SIGTERM. (SIGHUP and SIGQUIT pass on too, but a CMD may take SIGHUP to
+// reload and go on, so they start no grace.)
+func Terminating(sig os.Signal) bool {
+	return sig == syscall.SIGINT || sig == syscall.SIGTERM
 }
