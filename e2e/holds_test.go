@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -273,4 +275,25 @@ func holdLeader(t *testing.T, path string) (key, rev string) {
 		t.Fatal(err)
 	}
 	return key, rev
+}
+
+// --grace must be smaller than --ttl (and, for a worker, --visibility):
+// refused before anything is held, naming both.
+func TestHoldGraceFlag(t *testing.T) {
+	for _, args := range [][]string{
+		{"lock", "g", "--ttl", "2s", "--grace", "2s", "--", "true"},
+		{"elect", "g", "--ttl", "3s", "--grace", "5s", "--", "true"},
+		{"queue", "reserve", "g", "--ttl", "2s", "--grace", "3s", "--", "true"},
+		{"queue", "reserve", "g", "--visibility", "1s", "--grace", "1s", "--", "true"},
+	} {
+		_, stderr, err := testcluster.RunCLI(t, append(args, "--agent", "127.0.0.1:1")...)
+		var ee *exec.ExitError
+		code := 0
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		if code != 2 || !strings.Contains(stderr, "--grace") || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("beacon %s: exit %d, stderr %q; want exit 2 and one line naming --grace", strings.Join(args, " "), code, stderr)
+		}
+	}
 }
