@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // CampaignOption configures Campaign.
@@ -68,16 +70,18 @@ func (c *Client) Campaign(ctx context.Context, sess *Session, name, proposal str
 		lost := make(chan error, 1)
 		go func() {
 			_, err := ws.Recv()
-			if err == nil {
-				err = fmt.Errorf("the agent reported the leadership gone")
-			} else {
-				err = fmt.Errorf("the agent can no longer confirm the leadership: %w", err)
-			}
 			lost <- err
 		}()
 		select {
 		case err := <-lost:
-			h.lose(err)
+			// FailedPrecondition: the leadership ended in etcd (its key
+			// deleted or taken), so another may lead already. Other ends
+			// are the agent's: the lease may live on until the deadline.
+			if status.Code(err) == codes.FailedPrecondition {
+				h.loseNow(fmt.Errorf("the agent reported the leadership gone: %s", status.Convert(err).Message()))
+			} else {
+				h.lose(fmt.Errorf("the agent can no longer confirm the leadership: %w", err))
+			}
 		case <-h.Lost():
 		}
 	}()

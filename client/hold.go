@@ -108,24 +108,35 @@ func (h *Hold) Release(ctx context.Context) error {
 	return nil
 }
 
-// lose ends the hold as lost, once.
-func (h *Hold) lose(cause error) {
+// lose ends the hold as lost, once. Its deadline stays where it was: the
+// lease may live until then, and whoever acts under the hold may use the
+// time to stop.
+func (h *Hold) lose(cause error) { h.endLost(cause, false) }
+
+// loseNow ends the hold as lost with no time left: what it held is gone
+// from etcd (its key deleted, its leadership taken), so someone else may
+// hold it already.
+func (h *Hold) loseNow(cause error) { h.endLost(cause, true) }
+
+func (h *Hold) endLost(cause error, now bool) {
 	if cause == nil {
 		cause = errors.New("no reason given")
 	}
 	if !errors.Is(cause, ErrLost) {
 		cause = fmt.Errorf("%w: %w", ErrLost, cause)
 	}
-	h.end(cause)
+	h.endAt(cause, now)
 }
 
-func (h *Hold) end(err error) {
+func (h *Hold) end(err error) { h.endAt(err, false) }
+
+func (h *Hold) endAt(err error, now bool) {
 	h.once.Do(func() {
 		left := h.Remaining()
 		h.mu.Lock()
 		h.err = err
 		h.frozen = holdclock.Now() + left
-		if left <= 0 {
+		if left <= 0 || now {
 			h.frozen = holdclock.Now() - 1
 		}
 		h.mu.Unlock()

@@ -68,19 +68,22 @@ func (c *Client) Lock(ctx context.Context, sess *Session, name string, opts ...L
 	}
 	go func() {
 		defer cancel()
-		lost := make(chan error, 1)
+		type end struct {
+			err  error
+			gone bool // the key is gone: someone else may hold the lock now
+		}
+		lost := make(chan end, 1)
 		go func() {
 			ev, err := ws.Recv()
 			if err == nil {
-				err = fmt.Errorf("the agent reported it %s: %s", strings.ToLower(strings.TrimPrefix(ev.State.String(), "LOCK_STATE_")), ev.Reason)
-			} else {
-				err = fmt.Errorf("the agent can no longer confirm it: %w", err)
+				lost <- end{fmt.Errorf("the agent reported it %s: %s", strings.ToLower(strings.TrimPrefix(ev.State.String(), "LOCK_STATE_")), ev.Reason), true}
+				return
 			}
-			lost <- err
+			lost <- end{fmt.Errorf("the agent can no longer confirm it: %w", err), false}
 		}()
 		select {
-		case err := <-lost:
-			h.lose(err)
+		case e := <-lost:
+			h.endLost(e.err, e.gone)
 		case <-h.Lost():
 		}
 	}()

@@ -110,9 +110,23 @@ func (p *LeasePeriod) confirm(asked, ttl time.Duration) {
 	}
 }
 
-// end ends the period, once, saying why.
+// end ends the period, once, saying why. The deadline stays: the lease
+// may live until then (the agent died, or stopped), and whoever acts
+// under it may use the time to stop.
 func (p *LeasePeriod) end(why string) {
 	p.cancel(fmt.Errorf("%w: lease %s: %s", ErrLeaseEnded, p.ID, why))
+}
+
+// gone ends the period because etcd no longer has its lease: it was
+// revoked (an expiry cannot come before the deadline), so the deadline is
+// now, and whatever was held under it may be someone else's already.
+func (p *LeasePeriod) gone(why string) {
+	p.mu.Lock()
+	if now := holdclock.Now(); p.deadline > now {
+		p.deadline = now
+	}
+	p.mu.Unlock()
+	p.end(why)
 }
 
 // watch ends the period when its deadline passes unconfirmed.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/etcdtest"
+	"github.com/beaconhq/beacon/lock"
 	"github.com/beaconhq/beacon/registry"
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -66,6 +67,7 @@ func startTestAgent(t *testing.T) *testAgent {
 	}))
 	beaconpb.RegisterSessionServer(srv, session.NewService(sessions))
 	beaconpb.RegisterRegistryServer(srv, registry.NewService(local, cat))
+	beaconpb.RegisterLockServer(srv, lock.NewService(lock.Config{Client: cli, Sessions: sessions, Namespace: "/beacon/", Node: "n1"}))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -239,7 +239,7 @@ func (s *Session) newLease(old, next, why string) {
 	// Leases only move forward; a few are enough to recognise late news.
 	s.endedIDs = append(s.endedIDs[max(0, len(s.endedIDs)-15):], old)
 	s.mu.Unlock()
-	p.end(why)
+	p.gone(why)
 	if next != "" {
 		s.ask() // arm the new period at once
 	}

@@ -48,9 +48,10 @@ revision, higher for every new leader) in its environment.
 The leadership has a deadline on beacon's own clock, as beacon lock's grant
 has (see beacon lock --help): CMD gets SIGTERM --grace before it and SIGKILL
 at it, so CMD has stopped before the lease can end and another candidate
-lead, even when the agent is paused or the host cut off. When the leadership
-is lost otherwise, CMD gets SIGTERM at once and SIGKILL --grace later (at the
-deadline at the latest), and beacon campaigns again. When CMD exits on its
+lead, even when the agent is paused or the host cut off. When the agent
+reports the leadership gone from etcd, CMD gets SIGTERM and SIGKILL at once;
+when the agent stops or cannot confirm it, SIGTERM at once and SIGKILL
+--grace later (at the deadline at the latest). Then beacon campaigns again. When CMD exits on its
 own beacon resigns and exits with CMD's code. Every signal beacon gets is
 passed on to CMD's group (SIGINT as SIGINT, SIGTERM as SIGTERM); after
 SIGINT, SIGTERM, SIGHUP or SIGQUIT, CMD has --grace to exit before SIGKILL,

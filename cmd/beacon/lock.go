@@ -50,9 +50,11 @@ the agent to confirm the session's lease, plus the TTL etcd confirmed, less
 --grace before that deadline and SIGKILL at it, so CMD has stopped before the
 lease can end anywhere and the lock be granted to someone else: when the
 agent is paused or killed, the host cut off, or beacon itself was paused.
-When the lock is lost otherwise (its key deleted, the agent stopping), CMD
-gets SIGTERM at once and SIGKILL --grace later, at the deadline at the
-latest, and beacon exits 1.
+When the agent reports the lock gone from etcd (its key deleted, its lease
+revoked), someone else may hold it already: CMD gets SIGTERM and SIGKILL at
+once. When the agent stops or can no longer confirm the lock, CMD gets
+SIGTERM at once and SIGKILL --grace later (at the deadline at the latest).
+Either way beacon then exits 1.
 
 If beacon itself dies, even by kill -9, CMD dies with it (Linux: CMD has
 PR_SET_PDEATHSIG=SIGKILL, and a guard process kills CMD's group), and the
