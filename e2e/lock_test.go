@@ -747,19 +747,24 @@ func TestLockCLI(t *testing.T) {
 	}
 	lockReadFile(t, filepath.Join(dir, "term"))
 
-	// A lost lock: the lease behind beacon's session ends in etcd; CMD gets
-	// SIGTERM and beacon exits non-zero saying so.
-	lost := lockStart(t, dir, "lost", append([]string{"lock", "lost", "--grace", "5s"}, append(ag, "--", "sh", "-c",
-		`trap 'echo stopped > "$0/stopped"; exit 0' TERM; echo "$BEACON_LOCK_KEY" > "$0/lostkey"; while :; do sleep 0.05; done`, dir)...)...)
+	// A lost lock: the lease behind beacon's session is revoked in etcd, so
+	// the next waiter may hold the lock already; CMD is killed at once
+	// (SIGTERM, then SIGKILL without waiting its hour of --grace) and beacon exits
+	// non-zero saying so.
+	lost := lockStart(t, dir, "lost", append([]string{"lock", "lost", "--ttl", "2h", "--grace", "1h"}, append(ag, "--", "sh", "-c",
+		`trap '' TERM; echo $$ > "$0/lostpid"; echo "$BEACON_LOCK_KEY" > "$0/lostkey"; while :; do sleep 0.05; done`, dir)...)...)
 	lease, err := lock.LeaseOf(lockReadFile(t, filepath.Join(dir, "lostkey")))
 	if err != nil {
 		t.Fatal(err)
 	}
+	lostPid, _ := strconv.Atoi(lockReadFile(t, filepath.Join(dir, "lostpid")))
 	if _, err := cli.Revoke(ctx, lease); err != nil {
 		t.Fatal(err)
 	}
 	if code := lost.exitCode(t, 30*time.Second); code != 1 || !strings.Contains(lost.output(), `lock "lost" lost`) {
 		t.Errorf("after the lease ended: exit %d, output %q", code, lost.output())
 	}
-	lockReadFile(t, filepath.Join(dir, "stopped"))
+	if !lockPidGone(lostPid) {
+		t.Errorf("CMD (pid %d) still runs after beacon lock exited", lostPid)
+	}
 }
