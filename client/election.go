@@ -61,29 +61,17 @@ func (c *Client) Campaign(ctx context.Context, sess *Session, name, proposal str
 	}
 	if err != nil {
 		cancel()
-		h.lose(err)
-		_ = h.Release(ctx)
-		return nil, fmt.Errorf("election %q: lost at once: %w", name, h.Err())
+		return nil, fmt.Errorf("election %q: lost at once: %w", name, h.giveUp(ctx, err))
 	}
-	go func() {
-		defer cancel()
-		lost := make(chan error, 1)
-		go func() {
-			_, err := ws.Recv()
-			lost <- err
-		}()
-		select {
-		case err := <-lost:
-			// FailedPrecondition: the leadership ended in etcd (its key
-			// deleted or taken), so another may lead already. Other ends
-			// are the agent's: the lease may live on until the deadline.
-			if status.Code(err) == codes.FailedPrecondition {
-				h.loseNow(fmt.Errorf("the agent reported the leadership gone: %s", status.Convert(err).Message()))
-			} else {
-				h.lose(fmt.Errorf("the agent can no longer confirm the leadership: %w", err))
-			}
-		case <-h.Lost():
+	h.follow(func() (bool, error) {
+		_, err := ws.Recv()
+		// FailedPrecondition: the leadership ended in etcd (its key deleted
+		// or taken), so another may lead already. Other ends are the
+		// agent's: the lease may live on until the deadline.
+		if status.Code(err) == codes.FailedPrecondition {
+			return true, fmt.Errorf("the agent reported the leadership gone: %s", status.Convert(err).Message())
 		}
-	}()
+		return false, fmt.Errorf("the agent can no longer confirm the leadership: %w", err)
+	}, cancel)
 	return &Leadership{Hold: h, Leader: leader}, nil
 }

@@ -144,6 +144,38 @@ func (h *Hold) endAt(err error, now bool) {
 	})
 }
 
+// follow ends the hold on the agent's word: next blocks until the agent's
+// stream about the hold ends, and says why and whether the hold is gone
+// from etcd (so that someone else may hold it already). cancel ends that
+// stream; it is called once the hold has ended either way.
+func (h *Hold) follow(next func() (gone bool, why error), cancel context.CancelFunc) {
+	go func() {
+		defer cancel()
+		type end struct {
+			gone bool
+			why  error
+		}
+		ended := make(chan end, 1)
+		go func() {
+			gone, why := next()
+			ended <- end{gone, why}
+		}()
+		select {
+		case e := <-ended:
+			h.endLost(e.why, e.gone)
+		case <-h.Lost():
+		}
+	}()
+}
+
+// giveUp loses a hold that could not be confirmed as it was granted,
+// releases it, and returns why.
+func (h *Hold) giveUp(ctx context.Context, why error) error {
+	h.lose(why)
+	_ = h.Release(ctx)
+	return h.Err()
+}
+
 // limit sets the hold's own deadline: asked (holdclock) + d - Margin(d).
 func (h *Hold) limit(asked, d time.Duration) {
 	h.mu.Lock()

@@ -12,18 +12,8 @@ import (
 // A healthy session's lease period never comes near its deadline: the
 // session confirms at least every quarter of the TTL.
 func TestPeriodStaysConfirmed(t *testing.T) {
-	a := startTestAgent(t)
-	c, err := New(a.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c, sess := holdTestSession(t, 2*time.Second)
 	ctx := context.Background()
-	sess, err := c.NewSession(ctx, WithTTL(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
 	h, err := c.Lock(ctx, sess, "healthy")
 	if err != nil {
 		t.Fatal(err)
@@ -47,18 +37,8 @@ func TestPeriodStaysConfirmed(t *testing.T) {
 // A lease revoked in etcd ends its holds at once, with no time left: the
 // revoke may already have let someone else in.
 func TestHoldLostWhenLeaseRevoked(t *testing.T) {
-	a := startTestAgent(t)
-	c, err := New(a.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	a, c, sess := holdTestSession(t, 30*time.Second)
 	ctx := context.Background()
-	sess, err := c.NewSession(ctx, WithTTL(30*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
 	h, err := c.Lock(ctx, sess, "revoked")
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +67,23 @@ func TestHoldLostWhenLeaseRevoked(t *testing.T) {
 		t.Fatalf("locking again in the new period: %v", err)
 	}
 	_ = h2.Release(ctx)
+}
+
+// holdTestSession opens a session with ttl on an agent of the test's own.
+func holdTestSession(t *testing.T, ttl time.Duration) (*testAgent, *Client, *Session) {
+	t.Helper()
+	a := startTestAgent(t)
+	c, err := New(a.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	sess, err := c.NewSession(context.Background(), WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	return a, c, sess
 }
 
 func pollUntil(d time.Duration, ok func() bool) error {

@@ -62,31 +62,15 @@ func (c *Client) Lock(ctx context.Context, sess *Session, name string, opts ...L
 	}
 	if err != nil {
 		cancel()
-		h.lose(err)
-		_ = h.Release(ctx)
-		return nil, fmt.Errorf("lock %q: lost at once: %w", name, h.Err())
+		return nil, fmt.Errorf("lock %q: lost at once: %w", name, h.giveUp(ctx, err))
 	}
-	go func() {
-		defer cancel()
-		type end struct {
-			err  error
-			gone bool // the key is gone: someone else may hold the lock now
+	h.follow(func() (bool, error) {
+		ev, err := ws.Recv()
+		if err != nil {
+			return false, fmt.Errorf("the agent can no longer confirm it: %w", err)
 		}
-		lost := make(chan end, 1)
-		go func() {
-			ev, err := ws.Recv()
-			if err == nil {
-				lost <- end{fmt.Errorf("the agent reported it %s: %s", strings.ToLower(strings.TrimPrefix(ev.State.String(), "LOCK_STATE_")), ev.Reason), true}
-				return
-			}
-			lost <- end{fmt.Errorf("the agent can no longer confirm it: %w", err), false}
-		}()
-		select {
-		case e := <-lost:
-			h.endLost(e.err, e.gone)
-		case <-h.Lost():
-		}
-	}()
+		return true, fmt.Errorf("the agent reported it %s: %s", strings.ToLower(strings.TrimPrefix(ev.State.String(), "LOCK_STATE_")), ev.Reason)
+	}, cancel)
 	return h, nil
 }
 

@@ -95,21 +95,13 @@ func TestHoldAgentPaused(t *testing.T) {
 	holderAgent, other := agents[2], agents[0]
 	for _, kind := range []string{"lock", "elect", "queue"} {
 		t.Run(kind, func(t *testing.T) {
-			dir := t.TempDir()
 			name := "paused-" + kind
 			if kind == "queue" {
 				if _, stderr, err := other.CLI("queue", "push", name, "job"); err != nil {
 					t.Fatalf("push: %v: %s", err, stderr)
 				}
 			}
-			oldActs, newActs := filepath.Join(dir, "old.acts"), filepath.Join(dir, "new.acts")
-			holder := lockStart(t, dir, "holder", holdArgs(kind, name, holderAgent, oldActs)...)
-			holdWaitActs(t, oldActs, 3, 30*time.Second)
-			contender := lockStart(t, dir, "contender", holdArgs(kind, name, other, newActs)...)
-			holdWaitContending(t, other, kind, name)
-			if n := len(holdReadActs(t, newActs)); n != 0 {
-				t.Fatalf("the contender acted %d times while the holder held", n)
-			}
+			holder, contender, oldActs, newActs := holdPair(t, kind, name, holderAgent, other)
 
 			pid := holderAgent.Pid()
 			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
@@ -139,6 +131,22 @@ func TestHoldAgentPaused(t *testing.T) {
 			_ = holder.cmd.Process.Signal(syscall.SIGKILL)
 		})
 	}
+}
+
+// holdPair starts a holder of kind on agent h and, once its CMD acts, a
+// contender on agent o, standing in line.
+func holdPair(t *testing.T, kind, name string, h, o *testcluster.Agent) (holder, contender *lockProc, oldActs, newActs string) {
+	t.Helper()
+	dir := t.TempDir()
+	oldActs, newActs = filepath.Join(dir, "old.acts"), filepath.Join(dir, "new.acts")
+	holder = lockStart(t, dir, "holder", holdArgs(kind, name, h, oldActs)...)
+	holdWaitActs(t, oldActs, 3, 30*time.Second)
+	contender = lockStart(t, dir, "contender", holdArgs(kind, name, o, newActs)...)
+	holdWaitContending(t, o, kind, name)
+	if n := len(holdReadActs(t, newActs)); n != 0 {
+		t.Fatalf("the contender acted %d times while the holder held", n)
+	}
+	return holder, contender, oldActs, newActs
 }
 
 // holdWaitContending waits until the contender stands in line (lock,
@@ -172,12 +180,7 @@ func holdWaitContending(t *testing.T, a *testcluster.Agent, kind, name string) {
 func TestHoldCLIPaused(t *testing.T) {
 	c := testcluster.New(t)
 	agents := startStatic(t, c, 3)
-	dir := t.TempDir()
-	oldActs, newActs := filepath.Join(dir, "old.acts"), filepath.Join(dir, "new.acts")
-	holder := lockStart(t, dir, "holder", holdArgs("lock", "cli-paused", agents[2], oldActs)...)
-	holdWaitActs(t, oldActs, 3, 30*time.Second)
-	contender := lockStart(t, dir, "contender", holdArgs("lock", "cli-paused", agents[0], newActs)...)
-	holdWaitContending(t, agents[0], "lock", "cli-paused")
+	holder, contender, oldActs, newActs := holdPair(t, "lock", "cli-paused", agents[2], agents[0])
 
 	pid := holder.cmd.Process.Pid
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
@@ -206,12 +209,7 @@ func TestHoldCLIPaused(t *testing.T) {
 func TestHoldAgentStops(t *testing.T) {
 	c := testcluster.New(t)
 	agents := startStatic(t, c, 3)
-	dir := t.TempDir()
-	oldActs, newActs := filepath.Join(dir, "old.acts"), filepath.Join(dir, "new.acts")
-	holder := lockStart(t, dir, "holder", holdArgs("lock", "agent-stops", agents[2], oldActs)...)
-	holdWaitActs(t, oldActs, 3, 30*time.Second)
-	contender := lockStart(t, dir, "contender", holdArgs("lock", "agent-stops", agents[0], newActs)...)
-	holdWaitContending(t, agents[0], "lock", "agent-stops")
+	holder, contender, oldActs, newActs := holdPair(t, "lock", "agent-stops", agents[2], agents[0])
 
 	if err := agents[2].Stop(); err != nil {
 		t.Fatalf("the agent's stop: %v", err)
