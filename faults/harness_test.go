@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beaconhq/beacon/internal/testcluster"
 	"golang.org/x/sys/unix"
 )
 
@@ -328,7 +329,7 @@ func TestProcessFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The shell's child must exist before the host is paused.
-	if err := eventually(5*time.Second, func() error {
+	if err := testcluster.Eventually(5*time.Second, func() error {
 		pids, err := netnsPids(ctx, x.NS)
 		if err != nil || len(pids) < 3 {
 			return fmt.Errorf("pids in %s: %v %v", x.NS, pids, err)
@@ -448,7 +449,7 @@ func TestCleanupAndSweep(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- sleeper.Wait() }()
 	// Sweep only once the sleeper is inside (ip netns exec has execed).
-	if err := eventually(5*time.Second, func() error {
+	if err := testcluster.Eventually(5*time.Second, func() error {
 		if !pidInNetns(sleeper.Process.Pid, dead) {
 			return fmt.Errorf("sleeper not in %s yet", dead)
 		}
@@ -539,16 +540,4 @@ func runGoexit(f func()) {
 	done := make(chan struct{})
 	go func() { defer close(done); f() }()
 	<-done
-}
-
-// eventually polls f until nil or d.
-func eventually(d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for wait := 10 * time.Millisecond; ; wait = min(wait*2, 250*time.Millisecond) {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(wait)
-	}
 }

@@ -42,7 +42,7 @@ func roles(ms []testcluster.Member) string {
 // is set); it returns how long that took, or the last difference.
 func waitMembers(ctx context.Context, rep *Report, hosts []*Host, want string, bound time.Duration, anyAlive ...bool) (time.Duration, error) {
 	start := time.Now()
-	err := eventually(bound, func() error {
+	err := testcluster.Eventually(bound, func() error {
 		for _, x := range hosts {
 			ms, err := x.Members(ctx)
 			rep.Record("members", errOutcome(err))
@@ -96,7 +96,7 @@ func TestMembershipReplaceDeadVoter(t *testing.T) {
 	if err := n4.StartAgent(ctx, "--join", n2.ClientURL); err != nil {
 		t.Fatal(err)
 	}
-	err := eventually(30*time.Second, func() error {
+	err := testcluster.Eventually(30*time.Second, func() error {
 		if n4.Agent().Exited() {
 			return fmt.Errorf("n4 exited: %s", lastStderrLine(n4.AgentLog()))
 		}
@@ -155,7 +155,7 @@ func TestMembershipReplaceDeadVoter(t *testing.T) {
 // one that never works is an anomaly.
 func writesEverywhere(ctx context.Context, rep *Report, hosts []*Host, phase string) {
 	for _, x := range hosts {
-		err := eventually(30*time.Second, func() error {
+		err := testcluster.Eventually(30*time.Second, func() error {
 			if r := configWrite(ctx, rep, x, "faults/"+phase+"/"+x.Name); !r.OK() {
 				return fmt.Errorf("%s", r.Line())
 			}
@@ -236,7 +236,7 @@ func TestLeaveRefusedDuringPartition(t *testing.T) {
 	}
 
 	// Now n3 may leave.
-	err = eventually(30*time.Second, func() error {
+	err = testcluster.Eventually(30*time.Second, func() error {
 		r := n3.Run(ctx, "leave", "--call-timeout", "20s")
 		rep.Record("leave", r.Outcome())
 		if !r.OK() {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/beaconhq/beacon/internal/testcluster"
 )
 
 // nodeTTL is a short --node-ttl (the lease behind each agent's node
@@ -135,7 +137,7 @@ func TestRegistryDNS(t *testing.T) {
 			}
 		}
 	}
-	err = eventually(registryTTL+20*time.Second, func() error {
+	err = testcluster.Eventually(registryTTL+20*time.Second, func() error {
 		check()
 		for _, x := range vs[:2] {
 			if _, ok := gone[x]; !ok {
@@ -189,7 +191,7 @@ func TestRegistryDNS(t *testing.T) {
 	} else {
 		rep.Measure(fmt.Sprintf("kill -9 → its %d instances gone from every agent's answers (TTL %s)", len(victimIDs), registryTTL), d, registryTTL+5*time.Second)
 	}
-	err = eventually(10*time.Second, func() error {
+	err = testcluster.Eventually(10*time.Second, func() error {
 		for _, x := range live {
 			if addr, err := x.NodeAddr(ctx, victim.Name); err != nil || addr != "" {
 				return fmt.Errorf("%s answers %s.node.beacon %q (%v)", x, victim, addr, err)
@@ -280,7 +282,7 @@ func TestProxyFailoverWithinNodeTTL(t *testing.T) {
 		if o != OK {
 			rep.Anomaly("register on %s during %s: %s: %v", reached, f, o, err)
 		}
-		err = eventually(nodeTTL+15*time.Second, func() error {
+		err = testcluster.Eventually(nodeTTL+15*time.Second, func() error {
 			if !w.Last(p)[id] {
 				return fmt.Errorf("%s does not answer %s", p, id)
 			}
