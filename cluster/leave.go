@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -85,9 +88,10 @@ func goneFrom(ctx context.Context, other *etcdserverpb.Member, id uint64) bool {
 	return true
 }
 
-// removeWhenHealthy retries etcd's ErrUnhealthy, which it answers to
-// membership changes until every voter has been connected for a few
-// seconds (right after a start or restart), until ctx ends.
+// removeWhenHealthy retries etcd's ErrUnhealthy and
+// ErrMemberNotEnoughStarted, which it answers to membership changes until
+// the voters have been connected for a few seconds (right after a start or
+// restart), until ctx ends.
 func removeWhenHealthy(ctx context.Context, cli *clientv3.Client, id uint64) error {
 	backoff := 100 * time.Millisecond
 	for {
@@ -95,7 +99,7 @@ func removeWhenHealthy(ctx context.Context, cli *clientv3.Client, id uint64) err
 			return err
 		}
 		_, err := cli.MemberRemove(ctx, id)
-		if !errors.Is(err, rpctypes.ErrUnhealthy) {
+		if !errors.Is(err, rpctypes.ErrUnhealthy) && !errors.Is(err, rpctypes.ErrMemberNotEnoughStarted) {
 			return err
 		}
 		select {
@@ -150,34 +154,267 @@ func leavePlan(ctx context.Context, cli *clientv3.Client, id uint64) (*leave, er
 // probeVoters asks each voter for its status; those that answer without
 // errors are healthy.
 func probeVoters(ctx context.Context, cli *clientv3.Client, voters []*etcdserverpb.Member) (healthy []*etcdserverpb.Member, down []string) {
-	ok := make([]bool, len(voters))
+	healthy, _, down = probeVoterStatus(ctx, cli, voters)
+	return healthy, down
+}
+
+// probeVoterStatus is probeVoters with the healthy voters' statuses
+// (leaders[i] is the leader healthy[i] follows).
+func probeVoterStatus(ctx context.Context, cli *clientv3.Client, voters []*etcdserverpb.Member) (healthy []*etcdserverpb.Member, leaders []uint64, down []string) {
+	sts := make([]*clientv3.StatusResponse, len(voters))
 	var wg sync.WaitGroup
 	for i, m := range voters {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, ep := range m.ClientURLs {
-				sctx, cancel := context.WithTimeout(ctx, statusTimeout)
-				st, err := cli.Status(sctx, ep)
-				cancel()
-				if err == nil && len(st.Errors) == 0 && st.Leader != 0 {
-					ok[i] = true
-					return
-				}
-			}
+			sts[i], _ = probeMember(ctx, cli, m, statusTimeout)
 		}()
 	}
 	wg.Wait()
 	for i, m := range voters {
-		if ok[i] {
+		if sts[i] != nil {
 			healthy = append(healthy, m)
+			leaders = append(leaders, sts[i].Leader)
 		} else {
-			name := m.Name
-			if name == "" {
-				name = fmt.Sprintf("%x", m.ID)
-			}
-			down = append(down, name)
+			down = append(down, memberLabel(m))
 		}
 	}
-	return healthy, down
+	return healthy, leaders, down
+}
+
+// probeMember asks member m, at each of its client URLs in turn, for its
+// status, each within timeout. It is healthy when one answers without
+// errors and knows a leader; the status is that answer. Otherwise the
+// error says why not (the last URL's).
+func probeMember(ctx context.Context, cli *clientv3.Client, m *etcdserverpb.Member, timeout time.Duration) (*clientv3.StatusResponse, error) {
+	err := errors.New("it has no client URL")
+	for _, ep := range m.ClientURLs {
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		st, serr := cli.Status(sctx, ep)
+		cancel()
+		switch {
+		case serr != nil:
+			err = fmt.Errorf("no answer at %s: %v", ep, serr)
+		case len(st.Errors) > 0:
+			err = fmt.Errorf("answers at %s with errors: %s", ep, strings.Join(st.Errors, "; "))
+		case st.Leader == 0:
+			err = fmt.Errorf("answers at %s but knows no leader", ep)
+		default:
+			return st, nil
+		}
+	}
+	return nil, err
+}
+
+// memberLabel is a member's name, or its hex id if it never started.
+func memberLabel(m *etcdserverpb.Member) string {
+	if m.Name == "" {
+		return fmt.Sprintf("%x", m.ID)
+	}
+	return m.Name
+}
+
+// DownVoters names the voters (by name, or hex id for one that never
+// started) that do not answer a status request healthy, as a joining
+// host sees them: while one is listed, etcd adds no member.
+func DownVoters(ctx context.Context, cli *clientv3.Client) ([]string, error) {
+	ml, err := cli.MemberList(ctx, clientv3.WithSerializable())
+	if err != nil {
+		return nil, err
+	}
+	var voters []*etcdserverpb.Member
+	for _, m := range ml.Members {
+		if !m.IsLearner {
+			voters = append(voters, m)
+		}
+	}
+	_, down := probeVoters(ctx, cli, voters)
+	return down, nil
+}
+
+// Errors of RemoveDeadMember (beacon force-leave), each answering its gRPC
+// code; the messages they carry name the member and what to do.
+var (
+	// ErrNoSuchMember: no etcd member has that name or id.
+	ErrNoSuchMember = rpcerr.NewNamed(codes.NotFound, "no such member")
+	// ErrMemberAlive: the member answers; it should leave by itself.
+	ErrMemberAlive = rpcerr.NewNamed(codes.FailedPrecondition, "the member answers")
+	// ErrNotAMember: a proxy or external agent, which has no etcd member.
+	ErrNotAMember = rpcerr.NewNamed(codes.FailedPrecondition, "not an etcd member")
+	// ErrNoQuorum: the voters that would remain lack a healthy majority.
+	ErrNoQuorum = rpcerr.NewNamed(codes.Unavailable, "no quorum to remove the member")
+	// ErrBadMemberName: no name, or the name of the agent asked.
+	ErrBadMemberName = rpcerr.NewNamed(codes.InvalidArgument, "bad member name")
+)
+
+// targetTimeout bounds asking the member to remove whether it answers; it
+// is longer than statusTimeout so that a live member under load is not
+// taken for dead.
+const targetTimeout = 2 * time.Second
+
+// Removed is the member RemoveDeadMember removed.
+type Removed struct {
+	Name   string // empty for a member that never started
+	ID     uint64
+	Role   string // voter or learner
+	Why    string // why it was taken for dead: its probe's answer
+	Voters []string
+}
+
+// RemoveDeadMember removes the etcd member called name (or whose hex id is
+// name) for good: the force-leave of a host that will not come back. It
+// takes the membership lock (fenced, like every membership change) and
+// removes the member only when
+//
+//   - it is a voter or a learner (a proxy's record expires by itself:
+//     ErrNotAMember; an unknown name: ErrNoSuchMember);
+//   - it does not answer healthy (a live member leaves with `beacon leave`
+//     on its own agent: ErrMemberAlive);
+//   - the voters that remain hold a healthy majority, as CheckLeave counts
+//     it, and do not still follow the member as their leader (ErrNoQuorum).
+//
+// The same checks run before the lock is taken, so that a refusal is quick
+// and a cluster without quorum answers ErrNoQuorum instead of a wait for a
+// lock no one can grant, and again under it.
+func RemoveDeadMember(ctx context.Context, cli *clientv3.Client, namespace, name string) (*Removed, error) {
+	if strings.TrimSpace(name) == "" || strings.ContainsAny(name, " \t\n") {
+		return nil, rpcerr.Wrap(ErrBadMemberName, fmt.Sprintf("force-leave needs a member's name or hex id, not %q", name))
+	}
+	if _, err := deadMemberPlan(ctx, cli, namespace, name, true); err != nil {
+		return nil, err
+	}
+	var out *Removed
+	err := WithFencedMembershipLock(ctx, cli, namespace, func(ctx context.Context) error {
+		p, err := deadMemberPlan(ctx, cli, namespace, name, false)
+		if err != nil {
+			return err
+		}
+		if err := removeWhenHealthy(ctx, cli, p.ID); err != nil {
+			if errors.Is(err, rpctypes.ErrMemberNotFound) {
+				return rpcerr.Wrap(ErrNoSuchMember, fmt.Sprintf("member %s was removed by someone else meanwhile", name))
+			}
+			return fmt.Errorf("removing %s: %w", name, err)
+		}
+		out = p
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// deadMemberPlan finds the member to force out and checks that it may go.
+// serializable: read the member list from the local member (the pre-check
+// outside the lock); otherwise a linearizable read.
+func deadMemberPlan(ctx context.Context, cli *clientv3.Client, namespace, name string, serializable bool) (*Removed, error) {
+	var opts []clientv3.OpOption
+	if serializable {
+		opts = append(opts, clientv3.WithSerializable())
+	}
+	ml, err := cli.MemberList(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("listing members: %w", err)
+	}
+	target := findMember(ml.Members, name)
+	if target == nil {
+		return nil, notAMember(ctx, cli, namespace, name, ml.Members)
+	}
+	label := memberLabel(target)
+	role := RoleVoter
+	if target.IsLearner {
+		role = RoleLearner
+	}
+	var others []*etcdserverpb.Member
+	for _, m := range ml.Members {
+		if m.ID != target.ID && !m.IsLearner {
+			others = append(others, m)
+		}
+	}
+
+	// The member itself and the voters that remain, at once.
+	var why error
+	var healthy []*etcdserverpb.Member
+	var leaders []uint64
+	var down []string
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, why = probeMember(ctx, cli, target, targetTimeout)
+	}()
+	healthy, leaders, down = probeVoterStatus(ctx, cli, others)
+	wg.Wait()
+
+	if why == nil {
+		return nil, rpcerr.Wrap(ErrMemberAlive, fmt.Sprintf(
+			"refusing to force %s out: it answers at %s; a live member leaves with `beacon leave` on its own agent (force-leave is for a host gone for good)",
+			label, strings.Join(target.ClientURLs, ",")))
+	}
+	// Voters in the cluster as it is; the removal must be agreed by a
+	// majority of them, which is also a majority of those that remain.
+	voters := len(others)
+	if role == RoleVoter {
+		voters++
+	}
+	need := voters/2 + 1
+	if len(others) == 0 {
+		return nil, rpcerr.Wrap(ErrNoQuorum, fmt.Sprintf(
+			"cannot force %s out: it is the cluster's only voter, and it does not answer (%v); start it again", label, why))
+	}
+	if len(healthy) < need {
+		return nil, rpcerr.Wrap(ErrNoQuorum, fmt.Sprintf(
+			"cannot force %s out: %d of the %d voters answer (down: %s), and removing a member needs a healthy majority of %d; bring voters back first",
+			label, len(healthy), voters, strings.Join(append([]string{label}, down...), ", "), need))
+	}
+	for _, l := range leaders {
+		if l == target.ID {
+			return nil, rpcerr.Wrap(ErrNoQuorum, fmt.Sprintf(
+				"cannot force %s out yet: it was the leader and the voters left have not elected a new one; retry in a few seconds", label))
+		}
+	}
+	var names []string
+	for _, m := range others {
+		names = append(names, memberLabel(m))
+	}
+	sort.Strings(names)
+	return &Removed{Name: target.Name, ID: target.ID, Role: role, Why: why.Error(), Voters: names}, nil
+}
+
+// findMember is the member called name, or else the one whose hex id is name.
+func findMember(members []*etcdserverpb.Member, name string) *etcdserverpb.Member {
+	for _, m := range members {
+		if m.Name == name {
+			return m
+		}
+	}
+	if id, err := strconv.ParseUint(name, 16, 64); err == nil {
+		for _, m := range members {
+			if m.ID == id {
+				return m
+			}
+		}
+	}
+	return nil
+}
+
+// notAMember says why name is no etcd member: a proxy or external agent
+// (its record is all there is), or nothing known by that name.
+func notAMember(ctx context.Context, cli *clientv3.Client, namespace, name string, members []*etcdserverpb.Member) error {
+	if nodes, err := ListNodes(ctx, cli, namespace); err == nil {
+		for _, n := range nodes {
+			if n.Name == name && (n.Role == RoleProxy || n.Role == RoleExternal) {
+				return rpcerr.Wrap(ErrNotAMember, fmt.Sprintf(
+					"%s is a %s, not an etcd member: there is nothing to remove; its node record %s%s expires by itself within node-ttl of its agent stopping",
+					name, n.Role, NodesPrefix(namespace), name))
+			}
+		}
+	}
+	var names []string
+	for _, m := range members {
+		names = append(names, memberLabel(m))
+	}
+	sort.Strings(names)
+	return rpcerr.Wrap(ErrNoSuchMember, fmt.Sprintf("no member named %s in the cluster (members: %s); a proxy that stopped leaves nothing to remove",
+		name, strings.Join(names, ", ")))
 }

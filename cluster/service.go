@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/rpcerr"
@@ -60,4 +62,29 @@ func (s *Service) Leave(ctx context.Context, _ *beaconpb.LeaveRequest) (*beaconp
 		return nil, rpcerr.From(err)
 	}
 	return &beaconpb.LeaveResponse{Name: s.local.Name(), Message: msg}, nil
+}
+
+// RemoveMember forces another member, gone for good, out of the cluster
+// (beacon force-leave); see RemoveDeadMember for when it may.
+func (s *Service) RemoveMember(ctx context.Context, req *beaconpb.RemoveMemberRequest) (*beaconpb.RemoveMemberResponse, error) {
+	name := req.GetName()
+	if name == s.local.Name() {
+		return nil, rpcerr.From(rpcerr.Wrap(ErrBadMemberName, fmt.Sprintf(
+			"%s is the agent asked: force-leave removes another member; to remove this one, run `beacon leave` here", name)))
+	}
+	if s.local.Role() == RoleExternal {
+		return nil, rpcerr.From(rpcerr.Wrap(ErrNotAMember, fmt.Sprintf(
+			"%s fronts an external etcd cluster (--endpoints), whose membership is not beacon's to change; use etcdctl member remove there", s.local.Name())))
+	}
+	r, err := RemoveDeadMember(ctx, s.cli, s.namespace, name)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	label := r.Name
+	if label == "" {
+		label = fmt.Sprintf("%x", r.ID)
+	}
+	msg := fmt.Sprintf("removed %s (%s %x) from the cluster (%s); voters now: %s. Its data dir can no longer be resumed: to bring that host back, delete its data dir and start it with --join",
+		label, r.Role, r.ID, r.Why, strings.Join(r.Voters, ", "))
+	return &beaconpb.RemoveMemberResponse{Name: r.Name, Id: fmt.Sprintf("%x", r.ID), Role: r.Role, Message: msg}, nil
 }

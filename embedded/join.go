@@ -29,16 +29,104 @@ func join(ctx context.Context, o Options) (*Node, error) {
 	}
 	defer cli.Close()
 
-	var n *Node
-	err = cluster.WithFencedMembershipLock(ctx, cli, o.Namespace, func(lctx context.Context) error {
-		var err error
-		n, err = joinLocked(lctx, o, cli)
-		return err
-	})
-	if err != nil {
-		return nil, err
+	w := &downWait{lg: o.Logger}
+	for {
+		var n *Node
+		err = cluster.WithFencedMembershipLock(ctx, cli, o.Namespace, func(lctx context.Context) error {
+			var err error
+			n, err = joinLocked(lctx, o, cli, w)
+			return err
+		})
+		var down *votersDown
+		if !errors.As(err, &down) {
+			if err != nil {
+				return nil, err
+			}
+			return n, nil
+		}
+		// etcd adds no member while a voter is down. Wait for it to come
+		// back or be removed without the membership lock, which the
+		// removal (beacon force-leave) takes.
+		if err := w.wait(ctx, o, cli, down); err != nil {
+			return nil, err
+		}
 	}
-	return n, nil
+}
+
+// votersDown: etcd refused to add this host (ErrUnhealthy) and these
+// voters do not answer.
+type votersDown struct {
+	names []string
+	err   error // etcd's refusal
+}
+
+func (e *votersDown) Error() string {
+	return fmt.Sprintf("%v: %s unreachable", e.err, strings.Join(e.names, ", "))
+}
+
+// fix is the command line (or lines) that removes the down voters.
+func (e *votersDown) fix() string {
+	var fixes []string
+	for _, n := range e.names {
+		fixes = append(fixes, "`beacon force-leave "+n+"`")
+	}
+	return strings.Join(fixes, ", ")
+}
+
+// downWait tells, once per set of down voters, that a join waits for them
+// and how to end the wait.
+type downWait struct {
+	lg     *zap.Logger
+	warned string // the set of names last warned about
+	quiet  bool   // the transient ErrUnhealthy has been told once
+}
+
+// unhealthy is told of etcd's ErrUnhealthy to an add: it returns a
+// *votersDown when some voters do not answer; otherwise (right after a
+// member started, it has not been connected long enough) nil: retry.
+func (w *downWait) unhealthy(ctx context.Context, cli *clientv3.Client, err error) error {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	names, perr := cluster.DownVoters(pctx, cli)
+	cancel()
+	if perr == nil && len(names) > 0 {
+		return &votersDown{names: names, err: err}
+	}
+	if !w.quiet {
+		w.quiet = true
+		w.lg.Info("cluster not ready for a new member yet (its voters have been connected only briefly); retrying", zap.Error(err))
+	} else {
+		w.lg.Debug("cluster not ready for a new member yet; retrying", zap.Error(err))
+	}
+	return nil
+}
+
+// wait waits, holding no lock, until none of the voters of down is down
+// any more (back, or removed), or ctx ends.
+func (w *downWait) wait(ctx context.Context, o Options, cli *clientv3.Client, down *votersDown) error {
+	for {
+		if key := strings.Join(down.names, ","); key != w.warned {
+			w.warned = key
+			w.lg.Warn(fmt.Sprintf("cannot join yet: voter(s) %s do not answer, and etcd adds no member while one is listed; waiting until they are back or removed: if a host is gone for good, run %s on any live agent",
+				strings.Join(down.names, ", "), down.fix()),
+				zap.Strings("down", down.names), zap.Error(down.err))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("adding %s as a learner: %v: voter(s) %s still do not answer; if gone for good, run %s on a live agent, then start this host again",
+				o.Name, ctx.Err(), strings.Join(down.names, ", "), down.fix())
+		case <-time.After(time.Second):
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		names, err := cluster.DownVoters(pctx, cli)
+		cancel()
+		if err != nil {
+			continue // the cluster did not answer; ctx bounds the wait
+		}
+		if len(names) == 0 {
+			return nil
+		}
+		down.names = names
+	}
 }
 
 // joinLocked does the join while holding the membership lock. ctx ends
@@ -46,7 +134,7 @@ func join(ctx context.Context, o Options) (*Node, error) {
 // first (cluster.FenceMembershipChange) and goes with ctx. Only the undo
 // of its own learner goes whatever became of the lock: that learner would
 // otherwise block every other host's join.
-func joinLocked(ctx context.Context, o Options, cli *clientv3.Client) (*Node, error) {
+func joinLocked(ctx context.Context, o Options, cli *clientv3.Client, w *downWait) (*Node, error) {
 	members, err := cli.MemberList(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: listing members: %v", ErrUnreachable, err)
@@ -76,7 +164,7 @@ func joinLocked(ctx context.Context, o Options, cli *clientv3.Client) (*Node, er
 		}
 	}
 
-	added, err := addLearner(ctx, cli, o)
+	added, err := addLearner(ctx, cli, o, w)
 	if err != nil {
 		return nil, err
 	}
@@ -197,8 +285,10 @@ func clearStaleSelf(ctx context.Context, cli *clientv3.Client, o Options, member
 // addLearner adds this host as a learner. etcd refuses membership changes
 // (ErrUnhealthy) until every voter has been connected for a few seconds,
 // as right after a cluster starts or a member restarts; that passes, so it
-// is retried until the join's deadline.
-func addLearner(ctx context.Context, cli *clientv3.Client, o Options) (*clientv3.MemberAddResponse, error) {
+// is retried until the join's deadline. While a voter is down it does not
+// pass: addLearner returns a *votersDown naming them, so that the join
+// waits for them without the membership lock.
+func addLearner(ctx context.Context, cli *clientv3.Client, o Options, w *downWait) (*clientv3.MemberAddResponse, error) {
 	backoff := 100 * time.Millisecond
 	for {
 		if err := cluster.FenceMembershipChange(ctx); err != nil {
@@ -215,7 +305,9 @@ func addLearner(ctx context.Context, cli *clientv3.Client, o Options) (*clientv3
 		if !errors.Is(err, rpctypes.ErrUnhealthy) {
 			return nil, fmt.Errorf("adding %s as a learner: %v", o.Name, err)
 		}
-		o.Logger.Info("cluster not ready for a new member yet; retrying", zap.Error(err))
+		if down := w.unhealthy(ctx, cli, err); down != nil {
+			return nil, down
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("adding %s as a learner: %v (last: %v)", o.Name, ctx.Err(), err)

@@ -72,9 +72,10 @@ func errOutcome(err error) Outcome {
 // TestMembershipReplaceDeadVoter: a voter is killed for good (kill -9, its
 // host never comes back). The two left keep quorum and serve writes. A new
 // host starts with --join: etcd adds no member, not even a learner, while
-// a voter is down, so the join waits until the operator removes the dead
-// member (etcdctl member remove, as beacon's own messages advise); then it
-// is added, caught up and promoted. Then another original voter dies, and
+// a voter is down, so the join waits, saying once at WARN which voter and
+// how to remove it, until the operator removes the dead member (`beacon
+// force-leave n1` on a live agent, as that message advises); then it is
+// added, caught up and promoted. Then another original voter dies, and
 // the cluster still has a quorum — which only the newcomer's vote gives.
 func TestMembershipReplaceDeadVoter(t *testing.T) {
 	ctx := t.Context()
@@ -100,8 +101,8 @@ func TestMembershipReplaceDeadVoter(t *testing.T) {
 		if n4.Agent().Exited() {
 			return fmt.Errorf("n4 exited: %s", lastStderrLine(n4.AgentLog()))
 		}
-		if !strings.Contains(n4.AgentLog(), "unhealthy cluster") {
-			return fmt.Errorf("n4 not waiting on the dead voter yet")
+		if l := waitWarning(n4.AgentLog()); l == "" || !strings.Contains(l, "unhealthy cluster") {
+			return fmt.Errorf("n4 not waiting on the dead voter yet (no WARN naming n1 and %q)", forceLeaveN1)
 		}
 		return nil
 	})
@@ -114,15 +115,15 @@ func TestMembershipReplaceDeadVoter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := slices.IndexFunc(ms, func(m testcluster.Member) bool { return m.Name == "n1" })
-	if i < 0 {
+	if !slices.ContainsFunc(ms, func(m testcluster.Member) bool { return m.Name == "n1" }) {
 		t.Fatalf("n1 not listed: %s", roles(ms))
 	}
-	r := n2.RunCmd(ctx, Cmd{Argv: []string{testcluster.Etcdctl(t), "--endpoints", n2.ClientURL, "member", "remove", ms[i].ID}})
-	rep.Record("member-remove", r.Outcome())
+	r := n2.Run(ctx, "force-leave", "n1", "--call-timeout", "20s")
+	rep.Record("force-leave", r.Outcome())
 	if !r.OK() {
-		t.Fatalf("etcdctl member remove: %s", r)
+		t.Fatalf("beacon force-leave n1: %s", r)
 	}
+	rep.Note("force-leave n1 on n2: %s", strings.TrimSpace(r.Stdout))
 	removedAt := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	err = n4.WaitReady(rctx)
@@ -135,6 +136,9 @@ func TestMembershipReplaceDeadVoter(t *testing.T) {
 	live := []*Host{n2, n3, n4, p1}
 	if _, err := waitMembers(ctx, rep, live, "n2:voter n3:voter n4:voter p1:proxy", 30*time.Second); err != nil {
 		rep.Anomaly("after the replacement: %v", err)
+	}
+	if n := strings.Count(n4.AgentLog(), forceLeaveN1); n != 1 {
+		rep.Anomaly("n4 told how to end its wait %d times, want once at WARN", n)
 	}
 	st := n4.Run(ctx, "status", "--call-timeout", "5s")
 	rep.Record("status", st.Outcome())
@@ -149,6 +153,20 @@ func TestMembershipReplaceDeadVoter(t *testing.T) {
 	killAt = time.Now()
 	writesEverywhere(ctx, rep, []*Host{n3, n4, p1}, "after-second-kill")
 	rep.Measure("second kill -9 → a write through every other agent (quorum n3+n4)", time.Since(killAt), 20*time.Second)
+}
+
+// forceLeaveN1 is what a join waiting on the dead n1 advises.
+const forceLeaveN1 = "beacon force-leave n1"
+
+// waitWarning is the WARN line of an agent's log that names the dead
+// voter n1 and the command that removes it, or "".
+func waitWarning(log string) string {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "\tWARN\t") && strings.Contains(l, forceLeaveN1) && strings.Contains(l, `"n1"`) {
+			return l
+		}
+	}
+	return ""
 }
 
 // writesEverywhere writes through each host until it works (bounded);

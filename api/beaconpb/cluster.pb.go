@@ -522,6 +522,123 @@ func (x *LeaveResponse) GetMessage() string {
 	return ""
 }
 
+type RemoveMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member's name, or its etcd member id in hex (for a member that
+	// never started and so has no name).
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberRequest) Reset() {
+	*x = RemoveMemberRequest{}
+	mi := &file_cluster_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberRequest) ProtoMessage() {}
+
+func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RemoveMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RemoveMemberResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The removed member's name (empty if it never had one), id in hex and
+	// role (voter or learner).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id   string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	// What was done, in one line, for the CLI to print.
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberResponse) Reset() {
+	*x = RemoveMemberResponse{}
+	mi := &file_cluster_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberResponse) ProtoMessage() {}
+
+func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RemoveMemberResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RemoveMemberResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RemoveMemberResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *RemoveMemberResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
@@ -570,11 +687,19 @@ const file_cluster_proto_rawDesc = "" +
 	"\fLeaveRequest\"=\n" +
 	"\rLeaveResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage2\xc6\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\")\n" +
+	"\x13RemoveMemberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"h\n" +
+	"\x14RemoveMemberResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage2\x97\x02\n" +
 	"\aCluster\x12@\n" +
 	"\aMembers\x12\x19.beacon.v1.MembersRequest\x1a\x1a.beacon.v1.MembersResponse\x12=\n" +
 	"\x06Status\x12\x18.beacon.v1.StatusRequest\x1a\x19.beacon.v1.StatusResponse\x12:\n" +
-	"\x05Leave\x12\x17.beacon.v1.LeaveRequest\x1a\x18.beacon.v1.LeaveResponseB)Z'github.com/beaconhq/beacon/api/beaconpbb\x06proto3"
+	"\x05Leave\x12\x17.beacon.v1.LeaveRequest\x1a\x18.beacon.v1.LeaveResponse\x12O\n" +
+	"\fRemoveMember\x12\x1e.beacon.v1.RemoveMemberRequest\x1a\x1f.beacon.v1.RemoveMemberResponseB)Z'github.com/beaconhq/beacon/api/beaconpbb\x06proto3"
 
 var (
 	file_cluster_proto_rawDescOnce sync.Once
@@ -588,15 +713,17 @@ func file_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_proto_rawDescData
 }
 
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_cluster_proto_goTypes = []any{
-	(*Member)(nil),          // 0: beacon.v1.Member
-	(*MembersRequest)(nil),  // 1: beacon.v1.MembersRequest
-	(*MembersResponse)(nil), // 2: beacon.v1.MembersResponse
-	(*StatusRequest)(nil),   // 3: beacon.v1.StatusRequest
-	(*StatusResponse)(nil),  // 4: beacon.v1.StatusResponse
-	(*LeaveRequest)(nil),    // 5: beacon.v1.LeaveRequest
-	(*LeaveResponse)(nil),   // 6: beacon.v1.LeaveResponse
+	(*Member)(nil),               // 0: beacon.v1.Member
+	(*MembersRequest)(nil),       // 1: beacon.v1.MembersRequest
+	(*MembersResponse)(nil),      // 2: beacon.v1.MembersResponse
+	(*StatusRequest)(nil),        // 3: beacon.v1.StatusRequest
+	(*StatusResponse)(nil),       // 4: beacon.v1.StatusResponse
+	(*LeaveRequest)(nil),         // 5: beacon.v1.LeaveRequest
+	(*LeaveResponse)(nil),        // 6: beacon.v1.LeaveResponse
+	(*RemoveMemberRequest)(nil),  // 7: beacon.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil), // 8: beacon.v1.RemoveMemberResponse
 }
 var file_cluster_proto_depIdxs = []int32{
 	0, // 0: beacon.v1.MembersResponse.members:type_name -> beacon.v1.Member
@@ -604,11 +731,13 @@ var file_cluster_proto_depIdxs = []int32{
 	1, // 2: beacon.v1.Cluster.Members:input_type -> beacon.v1.MembersRequest
 	3, // 3: beacon.v1.Cluster.Status:input_type -> beacon.v1.StatusRequest
 	5, // 4: beacon.v1.Cluster.Leave:input_type -> beacon.v1.LeaveRequest
-	2, // 5: beacon.v1.Cluster.Members:output_type -> beacon.v1.MembersResponse
-	4, // 6: beacon.v1.Cluster.Status:output_type -> beacon.v1.StatusResponse
-	6, // 7: beacon.v1.Cluster.Leave:output_type -> beacon.v1.LeaveResponse
-	5, // [5:8] is the sub-list for method output_type
-	2, // [2:5] is the sub-list for method input_type
+	7, // 5: beacon.v1.Cluster.RemoveMember:input_type -> beacon.v1.RemoveMemberRequest
+	2, // 6: beacon.v1.Cluster.Members:output_type -> beacon.v1.MembersResponse
+	4, // 7: beacon.v1.Cluster.Status:output_type -> beacon.v1.StatusResponse
+	6, // 8: beacon.v1.Cluster.Leave:output_type -> beacon.v1.LeaveResponse
+	8, // 9: beacon.v1.Cluster.RemoveMember:output_type -> beacon.v1.RemoveMemberResponse
+	6, // [6:10] is the sub-list for method output_type
+	2, // [2:6] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -625,7 +754,7 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Cluster_Members_FullMethodName = "/beacon.v1.Cluster/Members"
-	Cluster_Status_FullMethodName  = "/beacon.v1.Cluster/Status"
-	Cluster_Leave_FullMethodName   = "/beacon.v1.Cluster/Leave"
+	Cluster_Members_FullMethodName      = "/beacon.v1.Cluster/Members"
+	Cluster_Status_FullMethodName       = "/beacon.v1.Cluster/Status"
+	Cluster_Leave_FullMethodName        = "/beacon.v1.Cluster/Leave"
+	Cluster_RemoveMember_FullMethodName = "/beacon.v1.Cluster/RemoveMember"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -40,6 +41,16 @@ type ClusterClient interface {
 	// only when the healthy voters that remain keep quorum; otherwise the call
 	// fails with FAILED_PRECONDITION and nothing changes.
 	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
+	// RemoveMember removes another etcd member (voter or learner), named by
+	// its name or its hex id, whose host is gone for good: `beacon
+	// force-leave NAME`. It runs under the cluster-wide membership lock, and
+	// only when the member does not answer (a live member leaves with Leave
+	// on its own agent: FAILED_PRECONDITION) and the voters that remain keep
+	// a healthy quorum (UNAVAILABLE otherwise). An unknown name is NOT_FOUND;
+	// a proxy or external agent is not a member (FAILED_PRECONDITION: its
+	// node record expires by itself); this agent's own name, or none, is
+	// INVALID_ARGUMENT. Nothing changes when it fails.
+	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error)
 }
 
 type clusterClient struct {
@@ -80,6 +91,16 @@ func (c *clusterClient) Leave(ctx context.Context, in *LeaveRequest, opts ...grp
 	return out, nil
 }
 
+func (c *clusterClient) RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveMemberResponse)
+	err := c.cc.Invoke(ctx, Cluster_RemoveMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -96,6 +117,16 @@ type ClusterServer interface {
 	// only when the healthy voters that remain keep quorum; otherwise the call
 	// fails with FAILED_PRECONDITION and nothing changes.
 	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
+	// RemoveMember removes another etcd member (voter or learner), named by
+	// its name or its hex id, whose host is gone for good: `beacon
+	// force-leave NAME`. It runs under the cluster-wide membership lock, and
+	// only when the member does not answer (a live member leaves with Leave
+	// on its own agent: FAILED_PRECONDITION) and the voters that remain keep
+	// a healthy quorum (UNAVAILABLE otherwise). An unknown name is NOT_FOUND;
+	// a proxy or external agent is not a member (FAILED_PRECONDITION: its
+	// node record expires by itself); this agent's own name, or none, is
+	// INVALID_ARGUMENT. Nothing changes when it fails.
+	RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -114,6 +145,9 @@ func (UnimplementedClusterServer) Status(context.Context, *StatusRequest) (*Stat
 }
 func (UnimplementedClusterServer) Leave(context.Context, *LeaveRequest) (*LeaveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Leave not implemented")
+}
+func (UnimplementedClusterServer) RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveMember not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -190,6 +224,24 @@ func _Cluster_Leave_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_RemoveMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).RemoveMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_RemoveMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).RemoveMember(ctx, req.(*RemoveMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -208,6 +260,10 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Leave",
 			Handler:    _Cluster_Leave_Handler,
+		},
+		{
+			MethodName: "RemoveMember",
+			Handler:    _Cluster_RemoveMember_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
