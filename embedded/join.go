@@ -272,7 +272,7 @@ func clearStaleSelf(ctx context.Context, cli *clientv3.Client, o Options, member
 				return fmt.Errorf("removing stale learner %x: %v", m.ID, err)
 			}
 		case mine:
-			return fmt.Errorf("%w: voter %s (%x) already has peer URL %s; if this host lost its data, remove that member first (beacon leave on it, or etcdctl member remove %x)",
+			return fmt.Errorf("%w: voter %s (%x) already has peer URL %s; if this host lost its data, remove that member first (beacon leave on it, or beacon force-leave %x)",
 				ErrPeerURLTaken, m.Name, m.ID, o.PeerURL, m.ID)
 		case m.Name == o.Name:
 			return fmt.Errorf("%w: member %x is already named %s with peer URL %s; choose another --name",
@@ -299,7 +299,7 @@ func addLearner(ctx context.Context, cli *clientv3.Client, o Options, w *downWai
 			return added, nil
 		}
 		if errors.Is(err, rpctypes.ErrTooManyLearners) {
-			return nil, fmt.Errorf("adding %s as a learner: %v: another host's join is in progress or was interrupted (%s); finish or remove it (etcdctl member remove)",
+			return nil, fmt.Errorf("adding %s as a learner: %v: another host's join is in progress or was interrupted (%s); finish or remove it (beacon force-leave with its hex id)",
 				o.Name, err, learners(ctx, cli))
 		}
 		if !errors.Is(err, rpctypes.ErrUnhealthy) {
