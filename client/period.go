@@ -96,10 +96,18 @@ func (p *LeasePeriod) confirm(asked, ttl time.Duration) {
 		return
 	}
 	d := asked + ttl - Margin(ttl)
-	if d <= holdclock.Now() {
+	now := holdclock.Now()
+	if d <= now {
 		return
 	}
 	p.mu.Lock()
+	if p.deadline != 0 && p.deadline <= now {
+		// The deadline passed unconfirmed (this process was paused, say):
+		// the period is over, whatever a late answer says; the watch ends
+		// it, and the session goes on in a new one.
+		p.mu.Unlock()
+		return
+	}
 	first := p.deadline == 0
 	if d > p.deadline {
 		p.deadline = d

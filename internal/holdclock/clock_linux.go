@@ -8,6 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+const systemWide = true
+
 func now() time.Duration {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {

@@ -4,4 +4,6 @@ package holdclock
 
 import "time"
 
+const systemWide = false
+
 func now() time.Duration { return monotonic() }

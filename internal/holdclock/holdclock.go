@@ -13,6 +13,11 @@ import (
 // Now is the time since an arbitrary fixed point, suspends included.
 func Now() time.Duration { return now() }
 
+// SystemWide reports whether Now reads the same clock in every process of
+// the machine (CLOCK_BOOTTIME on Linux), so that one process can hand a
+// deadline to another.
+func SystemWide() bool { return systemWide }
+
 // poll bounds how long a sleeping deadline watch goes without reading
 // the clock: Go's timers run on the monotonic clock, which stands still
 // during a suspend, so a deadline that passed during one is noticed at

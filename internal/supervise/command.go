@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/beaconhq/beacon/internal/holdclock"
 )
 
 // Command is a program run while a lock or leadership is held. It runs in a process group of its own, so that signals and the
@@ -27,7 +29,12 @@ import (
 //   - a guard process (GuardArgs, e.g. `beacon lock-guard`) holds the read
 //     end of a pipe whose only writer is the parent; when the parent dies
 //     the pipe reaches EOF and the guard kills the whole group, children
-//     of CMD included (PDEATHSIG reaches only CMD itself).
+//     of CMD included (PDEATHSIG reaches only CMD itself);
+//   - the parent tells the guard the time at which CMD must be dead
+//     (SetKillDeadline), and the guard kills the group then if the parent
+//     has not moved it: a parent that is paused (SIGSTOP), not dead, cannot
+//     act on its own deadline, while its hold ends in the cluster all the
+//     same.
 //
 // A command that moves itself to another process group or session
 // (a daemon) escapes both; so do processes that outlive the guard.
@@ -111,6 +118,19 @@ func StartCommand(o CommandOptions) (*Command, error) {
 	return c, nil
 }
 
+// SetKillDeadline tells the guard to kill the group when the hold clock
+// (holdclock, the same in every process of the machine) reaches d, unless
+// a later call moves it. It never blocks: a guard that does not read (it
+// is paused with us) misses the update, and the parent itself still kills
+// at its deadline.
+func (c *Command) SetKillDeadline(d time.Duration) {
+	if c.guardW == nil || !holdclock.SystemWide() {
+		return
+	}
+	_ = c.guardW.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+	_, _ = fmt.Fprintf(c.guardW, "deadline %d\n", int64(d))
+}
+
 // Pid is the program's process id (and its group's id).
 func (c *Command) Pid() int { return c.pgid }
 
@@ -173,8 +193,9 @@ func (c *Command) closeGuard() {
 }
 
 // Guard is the guard process's work: it reads a process group id from r,
-// waits for r's end (its parent closed the pipe, or died), and kills the
-// group. It ignores the terminal's signals, which are its parent's to
+// then deadlines ("deadline NS", on the hold clock), and kills the group
+// when r ends (its parent closed the pipe, or died) or the latest deadline
+// passes. It ignores the terminal's signals, which are its parent's to
 // handle.
 func Guard(r io.Reader) error {
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTSTP)
@@ -187,7 +208,45 @@ func Guard(r io.Reader) error {
 	if err != nil || pgid <= 1 {
 		return fmt.Errorf("guard: %q is not a process group id", line)
 	}
-	_, _ = io.Copy(io.Discard, br)
+	deadlines := make(chan time.Duration, 1)
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "deadline "); ok {
+				if ns, err := strconv.ParseInt(v, 10, 64); err == nil {
+					select {
+					case <-deadlines: // only the latest counts
+					default:
+					}
+					deadlines <- time.Duration(ns)
+				}
+			}
+		}
+	}()
+	var deadline time.Duration // 0: none yet
+	for waiting := true; waiting; {
+		wait := time.Hour
+		if deadline != 0 {
+			wait = min(deadline-holdclock.Now(), 50*time.Millisecond) // the hold clock counts suspends; timers do not
+		}
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-ended:
+			waiting = false
+		case d := <-deadlines:
+			deadline = d
+		case <-t.C:
+			if deadline != 0 && holdclock.Now() >= deadline {
+				waiting = false
+			}
+		}
+		t.Stop()
+	}
 	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("guard: killing process group %d: %w", pgid, err)
 	}

@@ -97,6 +97,7 @@ func RunWhile(ctx context.Context, hold Hold, o RunOptions) (Result, error) {
 			c.Kill()
 		}
 	}
+	var toldGuard time.Duration // the kill deadline the guard has
 	lost := hold.Lost()
 	ctxDone := ctx.Done()
 	t := time.NewTimer(0)
@@ -138,6 +139,16 @@ func RunWhile(ctx context.Context, hold Hold, o RunOptions) (Result, error) {
 		if termed && !killed && graceEnd <= now {
 			killed = true
 			c.Kill()
+		}
+		// The guard kills CMD at the deadline should this process be
+		// paused and miss it; tell it when the deadline moves.
+		killAt := now + left
+		if termed {
+			killAt = min(killAt, graceEnd)
+		}
+		if !killed && (killAt-toldGuard > 10*time.Millisecond || killAt < toldGuard) {
+			c.SetKillDeadline(killAt)
+			toldGuard = killAt
 		}
 		next := tick
 		if !termed {
