@@ -63,4 +63,3 @@ func TestGuardFollowsMovedDeadline(t *testing.T) {
 		t.Errorf("CMD ended with %d, want its own 7", code)
 	}
 }
-
