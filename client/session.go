@@ -63,7 +63,9 @@ type SessionOption func(*sessionOptions)
 // WithTTL sets how long the session outlives the agent if the agent itself
 // dies (default 10s). Holds end on this process's clock within that time.
 func WithTTL(d time.Duration) SessionOption {
-	return func(o *sessionOptions) { o.open.TtlSeconds = int64(d / time.Second) }
+	// Leases have whole seconds: round up, as the agent's grant does, so a
+	// TTL under a second is not taken for none (the default).
+	return func(o *sessionOptions) { o.open.TtlSeconds = int64((d + time.Second - 1) / time.Second) }
 }
 
 // WithName labels the session in the agent's logs.

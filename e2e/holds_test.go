@@ -295,3 +295,26 @@ func TestHoldGraceFlag(t *testing.T) {
 		}
 	}
 }
+
+// holdGroupRunning lists the processes of group pgid that still run (not
+// zombies: in a container whose PID 1 does not reap, killed orphans stay
+// listed as zombies).
+func holdGroupRunning(pgid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || lockPidGone(pid) {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 2 && f[2] == strconv.Itoa(pgid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}

@@ -28,7 +28,10 @@ func (f *holdFlags) add(cmd *cobra.Command, what string) {
 }
 
 // check validates the flags, and settles the default grace for short TTLs.
+// A lease has whole seconds: the TTL is rounded up first, as the session
+// will be, so that the grace is checked against the TTL the hold gets.
 func (f *holdFlags) check(cmd *cobra.Command) error {
+	f.ttl = (f.ttl + time.Second - 1).Truncate(time.Second)
 	switch {
 	case f.ttl < time.Second || f.ttl > 24*time.Hour:
 		return &usageError{errorf("--ttl %s: give 1s to 24h", f.ttl)}

@@ -71,6 +71,10 @@ func StartCommand(o CommandOptions) (*Command, error) {
 		}
 		c.guard = exec.Command(o.GuardArgs[0], o.GuardArgs[1:]...)
 		c.guard.Stdin, c.guard.Stderr = r, os.Stderr
+		// A session of its own: a kill (or SIGSTOP) of beacon's process
+		// group, as `timeout -s KILL` or a shell's job control sends, must
+		// not take the guard along, or CMD's children outlive beacon.
+		c.guard.SysProcAttr = guardProcAttr()
 		err = c.guard.Start()
 		r.Close()
 		if err != nil {
@@ -166,6 +170,7 @@ func (c *Command) StopWith(sig syscall.Signal, grace time.Duration) {
 func (c *Command) Finish() int {
 	<-c.done
 	c.Kill()
+	c.waitGroupGone(2 * time.Second)
 	c.closeGuard()
 	if c.fg {
 		restoreForeground()
@@ -181,6 +186,18 @@ func (c *Command) Finish() int {
 		return ee.ExitCode()
 	}
 	return 1
+}
+
+// waitGroupGone waits, up to d, until no process of CMD's group is left:
+// SIGKILL is sent, not yet done, when kill(2) returns, and what CMD held
+// is released only after. A process in uninterruptible sleep can take
+// longer; d bounds the wait.
+func (c *Command) waitGroupGone(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+		if !groupLives(c.pgid) {
+			return
+		}
+	}
 }
 
 func (c *Command) closeGuard() {

@@ -11,3 +11,9 @@ func sysProcAttr() (*syscall.SysProcAttr, bool) {
 }
 
 func restoreForeground() {}
+
+// guardProcAttr puts the guard in a session of its own.
+func guardProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setsid: true} }
+
+// groupLives reports whether a process of group pgid may still run.
+func groupLives(pgid int) bool { return syscall.Kill(-pgid, 0) == nil }
