@@ -37,7 +37,6 @@ func (c *Client) Reserve(ctx context.Context, sess *Session, req *beaconpb.Queue
 		visibility = req.Visibility.AsDuration()
 	}
 	q := beaconpb.NewQueueClient(c.conn)
-	asked := holdclock.Now()
 	resp, err := q.Reserve(ctx, req)
 	if err != nil {
 		return nil, err
@@ -53,6 +52,13 @@ func (c *Client) Reserve(ctx context.Context, sess *Session, req *beaconpb.Queue
 	h, err := c.holdOf(ctx, sess, resp.LeaseId, resp.Receipt, 0, nack)
 	if err != nil {
 		return nil, fmt.Errorf("queue %q: %w", req.Queue, err)
+	}
+	// The visibility ran from when the agent reserved, somewhere in the
+	// wait; this process knows only when it asked. One extension, asked
+	// now, gives a deadline this process can measure.
+	asked := holdclock.Now()
+	if _, err := q.Extend(ctx, &beaconpb.QueueExtendRequest{Receipt: resp.Receipt, Visibility: durationpb.New(visibility)}); err != nil {
+		return nil, fmt.Errorf("queue %q: the reservation could not be confirmed: %w", req.Queue, h.giveUp(ctx, err))
 	}
 	h.limit(asked, visibility)
 	r := &Reservation{Hold: h, Message: resp.Message, Receipt: resp.Receipt, q: q, visibility: visibility}
