@@ -37,6 +37,7 @@ type Session struct {
 	done     chan struct{}
 	events   chan *beaconpb.SessionEvent
 	stopping chan struct{} // closed when the agent says it stops
+	kick     chan struct{} // capacity 1: ask for a confirmation now
 	every    time.Duration // between confirmations
 
 	sendMu sync.Mutex // gRPC streams take one sender at a time
@@ -133,7 +134,7 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	s := &Session{
 		ID: opened.SessionId, Lease: opened.LeaseId, TTL: ttl,
 		stream: stream, cancel: cancel, done: make(chan struct{}), events: make(chan *beaconpb.SessionEvent, 16),
-		stopping: make(chan struct{}), every: every,
+		stopping: make(chan struct{}), kick: make(chan struct{}, 1), every: every,
 		asked: map[uint64]time.Duration{},
 	}
 	s.period = newPeriod(opened.LeaseId, s.lapsed)
@@ -243,7 +244,7 @@ func (s *Session) newLease(old, next, why string) {
 	s.mu.Unlock()
 	p.gone(why)
 	if next != "" {
-		s.ask() // arm the new period at once
+		s.askSoon() // arm the new period at once
 	}
 }
 
@@ -258,12 +259,14 @@ func (s *Session) lapsed(p *LeasePeriod) {
 	}
 	s.mu.Unlock()
 	if renew {
-		s.ask()
+		s.askSoon()
 	}
 }
 
 // confirmLoop asks for a confirmation every s.every while the session
 // lives.
+// Every question is sent from this one goroutine, so that a send stuck on
+// an agent that does not read blocks nothing else (Close cancels it).
 func (s *Session) confirmLoop() {
 	t := time.NewTicker(s.every)
 	defer t.Stop()
@@ -272,8 +275,17 @@ func (s *Session) confirmLoop() {
 		case <-s.done:
 			return
 		case <-t.C:
-			s.ask()
+		case <-s.kick:
 		}
+		s.ask()
+	}
+}
+
+// askSoon has confirmLoop ask now.
+func (s *Session) askSoon() {
+	select {
+	case s.kick <- struct{}{}:
+	default: // a question is due already
 	}
 }
 
@@ -360,10 +372,14 @@ func (s *Session) Close() error {
 		s.closing = true
 		s.mu.Unlock()
 		if !broken {
-			s.send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Close{Close: &beaconpb.CloseSession{}}})
-			s.sendMu.Lock()
-			_ = s.stream.CloseSend()
-			s.sendMu.Unlock()
+			// The send may be stuck behind one to an agent that does not
+			// read: it gets the same bound, then the stream is cancelled.
+			go func() {
+				s.send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Close{Close: &beaconpb.CloseSession{}}})
+				s.sendMu.Lock()
+				_ = s.stream.CloseSend()
+				s.sendMu.Unlock()
+			}()
 			select {
 			case <-s.done:
 			case <-time.After(5 * time.Second):
