@@ -281,6 +281,9 @@ func (s *Session) confirmLoop() {
 	}
 }
 
+// maxAsked bounds the questions a session remembers while unanswered.
+const maxAsked = 16
+
 // askSoon has confirmLoop ask now.
 func (s *Session) askSoon() {
 	select {
@@ -294,10 +297,12 @@ func (s *Session) ask() {
 	s.mu.Lock()
 	s.seq++
 	seq := s.seq
-	s.asked[seq] = holdclock.Now()
-	// Unanswered questions older than a TTL can no longer extend anything.
+	now := holdclock.Now()
+	s.asked[seq] = now
+	// Unanswered questions older than a TTL can no longer extend anything,
+	// and an answer covers every question before it: a few are enough.
 	for q, at := range s.asked {
-		if holdclock.Now()-at > s.TTL {
+		if now-at > s.TTL || q+maxAsked < seq {
 			delete(s.asked, q)
 		}
 	}
