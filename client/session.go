@@ -9,6 +9,7 @@ import (
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/holdclock"
+	"github.com/beaconhq/beacon/internal/procid"
 )
 
 // ErrSessionClosed is returned by calls on a session that has ended.
@@ -88,6 +89,9 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 	for _, f := range opts {
 		f(o)
 	}
+	// Named, so that the agent revokes at once when this process dies,
+	// but not when only its connection breaks (see OpenSession.process).
+	o.open.Process = procid.Self()
 	sctx, cancel := context.WithCancel(context.Background())
 	stream, err := c.Sessions.Open(sctx)
 	if err != nil {

@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/internal/procid"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -16,11 +18,12 @@ import (
 // Service implements the Session gRPC service.
 type Service struct {
 	beaconpb.UnimplementedSessionServer
-	m *Manager
+	m      *Manager
+	bootID string // this host's, to tell a local client's death
 }
 
 // NewService serves sessions from m.
-func NewService(m *Manager) *Service { return &Service{m: m} }
+func NewService(m *Manager) *Service { return &Service{m: m, bootID: procid.BootID()} }
 
 // Open runs one session for the life of the stream.
 func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
@@ -62,8 +65,9 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 	}
 	// Whatever ends this call, the lease goes with it: revoked, unless the
 	// agent is stopping under a holder that did not close (see end).
-	clientEnded := false
-	defer func() { s.end(sess, clientEnded) }()
+	// How the stream ended decides whether the lease is revoked (see end).
+	var how streamEnd
+	defer func() { s.end(sess, how, open.Process) }()
 
 	events := make(chan *beaconpb.SessionEvent, 16)
 	sess.OnLeaseChange(func(old, new clientv3.LeaseID) {
@@ -103,10 +107,11 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 	for {
 		select {
 		case err := <-recvDone:
-			clientEnded = true
 			if err == nil || errors.Is(err, io.EOF) {
+				how = closedByClient
 				return nil
 			}
+			how = brokenFromClient
 			// The client went away (exited, was killed): the normal end of
 			// a session, not a server error.
 			return status.Error(codes.Canceled, "the client ended the session: "+status.Convert(err).Message())
@@ -132,20 +137,48 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 	}
 }
 
-// end ends the session with its stream. A client that closed its side, or
-// went away, is done with what it held: revoke. While the agent stops, a
-// holder's session whose stream the server ended is left to CloseAll,
-// which abandons it to its TTL, since the holder may still be acting.
-func (s *Service) end(sess *Session, clientEnded bool) {
+// streamEnd is how a session's stream ended.
+type streamEnd int
+
+const (
+	endedByServer    streamEnd = iota // the agent stopping, the server's context
+	closedByClient                    // a close message, or the client's half-close
+	brokenFromClient                  // the connection broke: a crash, or a reset
+)
+
+// clientGoneWait bounds how long the agent waits for a client whose
+// connection broke to be gone: its connection closes as it exits, a
+// moment before the process is reaped.
+const clientGoneWait = time.Second
+
+// end ends the session with its stream. A client that closed is done with
+// what it held: revoke. A session that holds nothing is revoked too. For a
+// holder whose stream broke, the lease is revoked at once only if its
+// process is known to be gone from this host (a crash: the rest of the
+// fleet gets what it held in milliseconds); if it lives (the connection
+// was reset), or cannot be checked (another host), the lease is left to
+// expire after its TTL, since the holder may still be acting until its own
+// deadline. A client that names no process is revoked, as before holders
+// had deadlines. While the agent stops, a holder is left to CloseAll,
+// which abandons it.
+func (s *Service) end(sess *Session, how streamEnd, proc *beaconpb.ClientProcess) {
+	if how == closedByClient || !sess.Holding() {
+		sess.Close()
+		return
+	}
 	select {
 	case <-s.m.Stopping():
-		if !clientEnded && sess.Holding() {
-			sess.Abandon()
-			return
-		}
+		sess.Abandon()
+		return
 	default:
 	}
-	sess.Close()
+	if proc == nil || procid.WaitGone(proc, s.bootID, clientGoneWait) {
+		sess.Close()
+		return
+	}
+	s.m.lg.Warn("a holder's connection broke while its process lives on (or is on another host); its lease is left to expire after its TTL",
+		zap.String("session", sess.ID), zap.String("name", sess.Name), zap.Int64("pid", proc.Pid), zap.Duration("ttl", sess.TTL))
+	sess.Abandon()
 }
 
 const firstMessageTimeout = 10 * time.Second

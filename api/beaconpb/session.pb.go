@@ -126,7 +126,14 @@ type OpenSession struct {
 	// after the TTL.
 	TtlSeconds int64 `protobuf:"varint,1,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
 	// A label for logs and listings, e.g. the application's name.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The client's process, when it runs on a host it can name. When the
+	// stream of a session that holds something breaks without a close, the
+	// agent revokes the lease at once only if this process is gone from its
+	// own host (it crashed); if it lives, or cannot be checked, the lease is
+	// left to expire after its TTL: the connection broke, not the holder,
+	// which stops what it runs at its own deadline.
+	Process       *ClientProcess `protobuf:"bytes,3,opt,name=process,proto3" json:"process,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -175,6 +182,76 @@ func (x *OpenSession) GetName() string {
 	return ""
 }
 
+func (x *OpenSession) GetProcess() *ClientProcess {
+	if x != nil {
+		return x.Process
+	}
+	return nil
+}
+
+type ClientProcess struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// /proc/sys/kernel/random/boot_id of the client's host.
+	BootId string `protobuf:"bytes,1,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	Pid    int64  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	// The process's start time (field 22 of /proc/PID/stat), so that a
+	// reused pid is not taken for the client.
+	StartTime     uint64 `protobuf:"varint,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientProcess) Reset() {
+	*x = ClientProcess{}
+	mi := &file_session_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientProcess) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientProcess) ProtoMessage() {}
+
+func (x *ClientProcess) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientProcess.ProtoReflect.Descriptor instead.
+func (*ClientProcess) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ClientProcess) GetBootId() string {
+	if x != nil {
+		return x.BootId
+	}
+	return ""
+}
+
+func (x *ClientProcess) GetPid() int64 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ClientProcess) GetStartTime() uint64 {
+	if x != nil {
+		return x.StartTime
+	}
+	return 0
+}
+
 type CloseSession struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -183,7 +260,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_session_proto_msgTypes[2]
+	mi := &file_session_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -195,7 +272,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[2]
+	mi := &file_session_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -208,7 +285,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{2}
+	return file_session_proto_rawDescGZIP(), []int{3}
 }
 
 // ConfirmLease asks the agent to prove that the session's lease is alive.
@@ -228,7 +305,7 @@ type ConfirmLease struct {
 
 func (x *ConfirmLease) Reset() {
 	*x = ConfirmLease{}
-	mi := &file_session_proto_msgTypes[3]
+	mi := &file_session_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -240,7 +317,7 @@ func (x *ConfirmLease) String() string {
 func (*ConfirmLease) ProtoMessage() {}
 
 func (x *ConfirmLease) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[3]
+	mi := &file_session_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -253,7 +330,7 @@ func (x *ConfirmLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmLease.ProtoReflect.Descriptor instead.
 func (*ConfirmLease) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{3}
+	return file_session_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ConfirmLease) GetSeq() uint64 {
@@ -278,7 +355,7 @@ type SessionEvent struct {
 
 func (x *SessionEvent) Reset() {
 	*x = SessionEvent{}
-	mi := &file_session_proto_msgTypes[4]
+	mi := &file_session_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +367,7 @@ func (x *SessionEvent) String() string {
 func (*SessionEvent) ProtoMessage() {}
 
 func (x *SessionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[4]
+	mi := &file_session_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +380,7 @@ func (x *SessionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
 func (*SessionEvent) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{4}
+	return file_session_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SessionEvent) GetKind() isSessionEvent_Kind {
@@ -397,7 +474,7 @@ type SessionOpened struct {
 
 func (x *SessionOpened) Reset() {
 	*x = SessionOpened{}
-	mi := &file_session_proto_msgTypes[5]
+	mi := &file_session_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +486,7 @@ func (x *SessionOpened) String() string {
 func (*SessionOpened) ProtoMessage() {}
 
 func (x *SessionOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[5]
+	mi := &file_session_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +499,7 @@ func (x *SessionOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionOpened.ProtoReflect.Descriptor instead.
 func (*SessionOpened) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{5}
+	return file_session_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SessionOpened) GetSessionId() string {
@@ -457,7 +534,7 @@ type LeaseLost struct {
 
 func (x *LeaseLost) Reset() {
 	*x = LeaseLost{}
-	mi := &file_session_proto_msgTypes[6]
+	mi := &file_session_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +546,7 @@ func (x *LeaseLost) String() string {
 func (*LeaseLost) ProtoMessage() {}
 
 func (x *LeaseLost) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[6]
+	mi := &file_session_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +559,7 @@ func (x *LeaseLost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseLost.ProtoReflect.Descriptor instead.
 func (*LeaseLost) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{6}
+	return file_session_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LeaseLost) GetSessionId() string {
@@ -523,7 +600,7 @@ type LeaseConfirmed struct {
 
 func (x *LeaseConfirmed) Reset() {
 	*x = LeaseConfirmed{}
-	mi := &file_session_proto_msgTypes[7]
+	mi := &file_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +612,7 @@ func (x *LeaseConfirmed) String() string {
 func (*LeaseConfirmed) ProtoMessage() {}
 
 func (x *LeaseConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[7]
+	mi := &file_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +625,7 @@ func (x *LeaseConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseConfirmed.ProtoReflect.Descriptor instead.
 func (*LeaseConfirmed) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{7}
+	return file_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LeaseConfirmed) GetSeq() uint64 {
@@ -583,7 +660,7 @@ type AgentStopping struct {
 
 func (x *AgentStopping) Reset() {
 	*x = AgentStopping{}
-	mi := &file_session_proto_msgTypes[8]
+	mi := &file_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +672,7 @@ func (x *AgentStopping) String() string {
 func (*AgentStopping) ProtoMessage() {}
 
 func (x *AgentStopping) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[8]
+	mi := &file_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +685,7 @@ func (x *AgentStopping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStopping.ProtoReflect.Descriptor instead.
 func (*AgentStopping) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{8}
+	return file_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AgentStopping) GetWaitMs() int64 {
@@ -627,11 +704,17 @@ const file_session_proto_rawDesc = "" +
 	"\x04open\x18\x01 \x01(\v2\x16.beacon.v1.OpenSessionH\x00R\x04open\x12/\n" +
 	"\x05close\x18\x02 \x01(\v2\x17.beacon.v1.CloseSessionH\x00R\x05close\x123\n" +
 	"\aconfirm\x18\x03 \x01(\v2\x17.beacon.v1.ConfirmLeaseH\x00R\aconfirmB\x06\n" +
-	"\x04kind\"B\n" +
+	"\x04kind\"v\n" +
 	"\vOpenSession\x12\x1f\n" +
 	"\vttl_seconds\x18\x01 \x01(\x03R\n" +
 	"ttlSeconds\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\x0e\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x122\n" +
+	"\aprocess\x18\x03 \x01(\v2\x18.beacon.v1.ClientProcessR\aprocess\"Y\n" +
+	"\rClientProcess\x12\x17\n" +
+	"\aboot_id\x18\x01 \x01(\tR\x06bootId\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\x03R\x03pid\x12\x1d\n" +
+	"\n" +
+	"start_time\x18\x03 \x01(\x04R\tstartTime\"\x0e\n" +
 	"\fCloseSession\" \n" +
 	"\fConfirmLease\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xf4\x01\n" +
@@ -676,33 +759,35 @@ func file_session_proto_rawDescGZIP() []byte {
 	return file_session_proto_rawDescData
 }
 
-var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_session_proto_goTypes = []any{
 	(*SessionRequest)(nil), // 0: beacon.v1.SessionRequest
 	(*OpenSession)(nil),    // 1: beacon.v1.OpenSession
-	(*CloseSession)(nil),   // 2: beacon.v1.CloseSession
-	(*ConfirmLease)(nil),   // 3: beacon.v1.ConfirmLease
-	(*SessionEvent)(nil),   // 4: beacon.v1.SessionEvent
-	(*SessionOpened)(nil),  // 5: beacon.v1.SessionOpened
-	(*LeaseLost)(nil),      // 6: beacon.v1.LeaseLost
-	(*LeaseConfirmed)(nil), // 7: beacon.v1.LeaseConfirmed
-	(*AgentStopping)(nil),  // 8: beacon.v1.AgentStopping
+	(*ClientProcess)(nil),  // 2: beacon.v1.ClientProcess
+	(*CloseSession)(nil),   // 3: beacon.v1.CloseSession
+	(*ConfirmLease)(nil),   // 4: beacon.v1.ConfirmLease
+	(*SessionEvent)(nil),   // 5: beacon.v1.SessionEvent
+	(*SessionOpened)(nil),  // 6: beacon.v1.SessionOpened
+	(*LeaseLost)(nil),      // 7: beacon.v1.LeaseLost
+	(*LeaseConfirmed)(nil), // 8: beacon.v1.LeaseConfirmed
+	(*AgentStopping)(nil),  // 9: beacon.v1.AgentStopping
 }
 var file_session_proto_depIdxs = []int32{
 	1, // 0: beacon.v1.SessionRequest.open:type_name -> beacon.v1.OpenSession
-	2, // 1: beacon.v1.SessionRequest.close:type_name -> beacon.v1.CloseSession
-	3, // 2: beacon.v1.SessionRequest.confirm:type_name -> beacon.v1.ConfirmLease
-	5, // 3: beacon.v1.SessionEvent.opened:type_name -> beacon.v1.SessionOpened
-	6, // 4: beacon.v1.SessionEvent.lease_lost:type_name -> beacon.v1.LeaseLost
-	7, // 5: beacon.v1.SessionEvent.confirmed:type_name -> beacon.v1.LeaseConfirmed
-	8, // 6: beacon.v1.SessionEvent.stopping:type_name -> beacon.v1.AgentStopping
-	0, // 7: beacon.v1.Session.Open:input_type -> beacon.v1.SessionRequest
-	4, // 8: beacon.v1.Session.Open:output_type -> beacon.v1.SessionEvent
-	8, // [8:9] is the sub-list for method output_type
-	7, // [7:8] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	3, // 1: beacon.v1.SessionRequest.close:type_name -> beacon.v1.CloseSession
+	4, // 2: beacon.v1.SessionRequest.confirm:type_name -> beacon.v1.ConfirmLease
+	2, // 3: beacon.v1.OpenSession.process:type_name -> beacon.v1.ClientProcess
+	6, // 4: beacon.v1.SessionEvent.opened:type_name -> beacon.v1.SessionOpened
+	7, // 5: beacon.v1.SessionEvent.lease_lost:type_name -> beacon.v1.LeaseLost
+	8, // 6: beacon.v1.SessionEvent.confirmed:type_name -> beacon.v1.LeaseConfirmed
+	9, // 7: beacon.v1.SessionEvent.stopping:type_name -> beacon.v1.AgentStopping
+	0, // 8: beacon.v1.Session.Open:input_type -> beacon.v1.SessionRequest
+	5, // 9: beacon.v1.Session.Open:output_type -> beacon.v1.SessionEvent
+	9, // [9:10] is the sub-list for method output_type
+	8, // [8:9] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_session_proto_init() }
@@ -715,7 +800,7 @@ func file_session_proto_init() {
 		(*SessionRequest_Close)(nil),
 		(*SessionRequest_Confirm)(nil),
 	}
-	file_session_proto_msgTypes[4].OneofWrappers = []any{
+	file_session_proto_msgTypes[5].OneofWrappers = []any{
 		(*SessionEvent_Opened)(nil),
 		(*SessionEvent_LeaseLost)(nil),
 		(*SessionEvent_Confirmed)(nil),
@@ -727,7 +812,7 @@ func file_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_proto_rawDesc), len(file_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
