@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -74,13 +75,27 @@ func (c *confirmer) run() {
 		c.mu.Unlock()
 
 		last = time.Now()
-		// A keepalive that takes longer than the TTL proves nothing the
-		// client can still use: its deadline has passed by then.
-		ctx, cancel := context.WithTimeout(c.sess.Context(), c.sess.TTL)
+		// A keepalive can hang for seconds when the member forwards it to a
+		// leader that was cut off; a fresh one, once the cluster has a new
+		// leader, answers. So each try gets a quarter of the TTL.
+		ctx, cancel := context.WithTimeout(c.sess.Context(), max(c.sess.TTL/4, 250*time.Millisecond))
 		lease, ttl, err := c.sess.Confirm(ctx)
 		cancel()
+		if errors.Is(err, ErrClosed) {
+			return
+		}
 		if err != nil {
-			// Unconfirmed: the client's deadline runs on. It asks again.
+			// Unconfirmed: the client's deadline runs on. Try again for
+			// the questions waiting (a newer one, if it came meanwhile).
+			c.mu.Lock()
+			if !c.pending {
+				c.pending, c.seq = true, seq
+			}
+			c.mu.Unlock()
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
 			continue
 		}
 		ans := &beaconpb.LeaseConfirmed{Seq: seq, LeaseId: fmt.Sprintf("%x", lease), TtlMs: ttl.Milliseconds()}
