@@ -257,7 +257,12 @@ func (s *Session) newLease(old, next, why string) {
 // the session goes on, while the lapsed period's holds stay lost.
 func (s *Session) lapsed(p *LeasePeriod) {
 	s.mu.Lock()
-	renew := s.period == p && !s.closing
+	renew := s.period == p && !s.closing && s.err == nil
+	select {
+	case <-s.done: // the session ended: no period follows
+		renew = false
+	default:
+	}
 	if renew {
 		s.period = newPeriod(p.ID, s.lapsed)
 	}
