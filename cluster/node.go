@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/beaconhq/beacon/session"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -202,16 +204,18 @@ func (a *Announcer) holdOnce(ctx context.Context) error {
 	a.mu.Lock()
 	a.lease = lease.ID
 	a.mu.Unlock()
-	ka, err := a.cli.KeepAlive(ctx, lease.ID)
-	if err != nil {
-		return err
-	}
-	for range ka {
-	}
-	if ctx.Err() != nil {
+	// session.KeepLease, not a bare KeepAlive: with a short TTL, a
+	// renewal stuck on a connection to a member that went silent, or on a
+	// follower whose leader was cut off, would let the lease expire
+	// while the rest of the cluster is healthy.
+	err = session.KeepLease(ctx, a.cli, a.cli, lease.ID, a.ttl)
+	switch {
+	case ctx.Err() != nil:
 		return ctx.Err()
+	case errors.Is(err, session.ErrLeaseGone):
+		return errLeaseLost
 	}
-	return errLeaseLost
+	return err
 }
 
 // claim writes the record under lease if the key is free or holds this

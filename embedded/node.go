@@ -7,6 +7,7 @@ package embedded
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,15 +216,70 @@ func clientLogger(o Options) *zap.Logger {
 	return o.Logger.Named("client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel))
 }
 
+// How the agent's etcd clients find out that a member went silent (its
+// link cut without a reset, its host gone). A lease with a TTL of a few
+// seconds, and a catalog that must follow changes within it, leave a
+// second or two for that:
+//
+//   - A connection that hears nothing for a second sends a TCP keepalive
+//     probe, and is closed when the next one is due with the probe
+//     unanswered: about 2 s after the last packet from the member (the
+//     kernel counts these in whole seconds). This covers a watch, where
+//     the client sends nothing. The members of a beacon cluster ping
+//     quiet clients every second (memberPingInterval), so a healthy
+//     connection is not closed for one lost packet.
+//   - Data the client sent that stays unacknowledged for
+//     clientDeadLinkTimeout closes the connection: gRPC sets the socket's
+//     TCP_USER_TIMEOUT to DialKeepAliveTimeout. The probes stop while
+//     data is outstanding, so a connection written to after its member
+//     went silent (a lease renewal) closes this long after that write.
+//     750 ms still lets a segment go out three times at LAN round trips
+//     (retransmissions come 200 and 600 ms after it at the earliest); a
+//     longer wait keeps a dead connection, on which a request or a
+//     stream may be placed, open longer than a short TTL allows.
+//   - gRPC's own keepalive ping cannot serve: grpc-go raises a client's
+//     ping interval below 10 s to 10 s. It stays as the last resort.
+//
+// A closed connection takes its streams along; clientv3 reopens them on
+// a member it still reaches. A unary request caught on it fails
+// (Unavailable); whether it took effect is unknown.
+const (
+	clientDeadLinkTimeout = 750 * time.Millisecond
+	clientPingInterval    = 10 * time.Second
+	tcpKeepAliveIdle      = time.Second
+	tcpKeepAliveInterval  = time.Second
+)
+
 func newClient(o Options, endpoints []string, autoSync time.Duration) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          5 * time.Second,
-		DialKeepAliveTime:    5 * time.Second,
-		DialKeepAliveTimeout: 3 * time.Second,
+		DialKeepAliveTime:    clientPingInterval,
+		DialKeepAliveTimeout: clientDeadLinkTimeout,
+		DialOptions:          []grpc.DialOption{grpc.WithContextDialer(dialMember)},
 		AutoSyncInterval:     autoSync,
 		Logger:               clientLogger(o),
 	})
+}
+
+// dialMember opens a connection to a member with TCP keepalive probes
+// every tcpKeepAliveInterval after tcpKeepAliveIdle of silence. addr is
+// what clientv3's resolver gives gRPC: host:port, or a unix socket as
+// unix:path or unix://absolute-path.
+func dialMember(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{
+		Enable:   true,
+		Idle:     tcpKeepAliveIdle,
+		Interval: tcpKeepAliveInterval,
+		Count:    3,
+	}}
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		return d.DialContext(ctx, "unix", path)
+	}
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return d.DialContext(ctx, "unix", path)
+	}
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 func startExternal(ctx context.Context, o Options) (*Node, error) {

@@ -171,27 +171,27 @@ func (s *Session) keepAlive() {
 	backoff := 100 * time.Millisecond
 	for s.ctx.Err() == nil {
 		lease := s.Lease()
-		ch, err := s.m.cli.KeepAlive(s.ctx, lease)
-		if err == nil {
-			for range ch {
-				backoff = 100 * time.Millisecond
-			}
-		}
+		// Renewals run through the manager's client (in-process for a
+		// member); the hedges that stand in for an overdue one take fresh
+		// streams, so they go through the socket client (confirmCli), like
+		// confirmations.
+		err := KeepLease(s.ctx, s.m.cli, s.m.confirmCli, lease, s.TTL)
 		if s.ctx.Err() != nil {
 			return
 		}
-		// The keepalive ended while the session lives: either the lease
-		// expired (a partition longer than the TTL) or the cluster is
-		// unreachable. Check which before giving up the lease.
-		if s.leaseAlive(lease) {
+		if !errors.Is(err, ErrLeaseGone) {
+			// The client is closing: the agent is stopping.
 			s.sleep(&backoff)
 			continue
 		}
+		// etcd ended the lease (it expired, e.g. in a partition longer
+		// than the TTL): a new one takes its place.
 		newLease, err := s.m.grant(s.ctx, s.TTL)
 		if err != nil {
 			s.sleep(&backoff)
 			continue
 		}
+		backoff = 100 * time.Millisecond
 		if testHookLeaseGranted != nil {
 			testHookLeaseGranted(s, newLease)
 		}
@@ -218,12 +218,201 @@ func (s *Session) keepAlive() {
 // replacement lease and its adoption: the window a Close can fall into.
 var testHookLeaseGranted func(s *Session, lease clientv3.LeaseID)
 
-// leaseAlive asks etcd whether the lease still has time left.
-func (s *Session) leaseAlive(lease clientv3.LeaseID) bool {
-	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+// ErrLeaseGone: etcd no longer has the lease; it expired or was revoked.
+var ErrLeaseGone = errors.New("the lease is gone")
+
+// KeepLease keeps lease, granted with ttl, alive until ctx ends (it
+// returns ctx's error), etcd answers that the lease is gone
+// (ErrLeaseGone), or a client is closed.
+//
+// The renewals go over cli's keepalive stream (clientv3's KeepAlive: one
+// every third of the TTL). That stream runs to one member, and a renewal
+// on it can hang longer than a short TTL lasts: when the link to the
+// member is cut silently, until the connection is found dead (about 2 s,
+// see embedded's newClient); when the member is a follower whose leader
+// was cut off, for as long as etcd lets the renewal it forwards to that
+// leader wait (up to its request timeout, 7 s; in practice the peer
+// connection's 5 s read timeout), even after a new leader is elected.
+// So once an answer is overdue, KeepLease renews on fresh streams of
+// hedge as well: as many at once as hedge has endpoints, which its
+// round-robin puts on different connections, and each of which asks the
+// member for the leader anew. It does so round after round until one is
+// answered. When clientv3 gives up on the lease (no answer within the
+// TTL, or etcd said it expired), KeepLease asks the same way until etcd
+// answers, and goes on with a new stream if the lease lives.
+func KeepLease(ctx context.Context, cli, hedge *clientv3.Client, lease clientv3.LeaseID, ttl time.Duration) error {
+	k := &leaseKeeper{cli: cli, hedge: hedge, lease: lease, ttl: ttl, renewed: time.Now(), gap: minHedgeGap}
+	return k.run(ctx)
+}
+
+const (
+	// renewSlack: how late an answer on the stream may be before it is
+	// overdue. clientv3 sends a renewal a third of the TTL after the last
+	// answer, looking every 500 ms.
+	renewSlack = 600 * time.Millisecond
+	// A hedge round waits a third of the TTL for an answer, within these.
+	minHedgeWait = 500 * time.Millisecond
+	maxHedgeWait = 2 * time.Second
+	// Rounds start at least minHedgeGap apart, up to maxHedgeGap while
+	// they fail at once (a closing client).
+	minHedgeGap = 250 * time.Millisecond
+	maxHedgeGap = 2 * time.Second
+	// maxHedges bounds the streams of one round.
+	maxHedges = 7
+)
+
+// leaseKeeper is KeepLease's state; one goroutine uses it.
+type leaseKeeper struct {
+	cli, hedge *clientv3.Client
+	lease      clientv3.LeaseID
+	ttl        time.Duration
+	renewed    time.Time // when the last answered renewal was answered (stream) or sent (hedge)
+
+	round   chan renewal // the hedge round in flight; nil if none
+	started time.Time    // when the last round started
+	gap     time.Duration
+}
+
+// renewal is a hedge round's outcome: etcd's answer to the first renewal
+// answered (ttl 0: the lease is gone), or the last error.
+type renewal struct {
+	sent time.Time
+	ttl  int64
+	err  error
+}
+
+func (k *leaseKeeper) run(ctx context.Context) error {
+	// Ending ctx takes this call's channel off clientv3's keepalive, and
+	// ends a round in flight.
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ttl, err := s.m.cli.TimeToLive(ctx, lease)
-	return err == nil && ttl.TTL > 0
+	ch, err := k.cli.KeepAlive(ctx, k.lease)
+	if err != nil {
+		return k.stopped(ctx, err)
+	}
+	timer := time.NewTimer(k.overdue())
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case resp, ok := <-ch:
+			if !ok {
+				// clientv3 gave up on the lease: etcd answered that it
+				// expired, or nothing came within the TTL. Ask.
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				ch = nil
+				break
+			}
+			k.renewedAt(time.Now(), resp.TTL)
+		case r := <-k.round:
+			k.round = nil
+			switch {
+			case r.err == nil && r.ttl <= 0:
+				return ErrLeaseGone
+			case r.err == nil:
+				k.renewedAt(r.sent, r.ttl)
+				k.gap = minHedgeGap
+				if ch == nil {
+					if ch, err = k.cli.KeepAlive(ctx, k.lease); err != nil {
+						return k.stopped(ctx, err)
+					}
+				}
+			default:
+				if err := k.stopped(ctx, nil); err != nil {
+					return err
+				}
+				if time.Since(r.sent) < minHedgeWait/2 {
+					// Failed at once: do not spin.
+					k.gap = min(2*k.gap, maxHedgeGap)
+				}
+			}
+		case <-timer.C:
+		}
+		if k.round != nil {
+			continue // its answer, or its timeout, wakes the loop
+		}
+		next := k.started.Add(k.gap)
+		if ch != nil {
+			next = latest(next, k.renewed.Add(k.overdue()))
+		}
+		if wait := time.Until(next); wait > 0 {
+			timer.Reset(wait)
+			continue
+		}
+		k.startRound(ctx)
+	}
+}
+
+// overdue is how long after the last renewal an answer is overdue.
+func (k *leaseKeeper) overdue() time.Duration { return k.ttl/3 + renewSlack }
+
+func (k *leaseKeeper) renewedAt(t time.Time, ttl int64) {
+	if t.After(k.renewed) {
+		k.renewed = t
+	}
+	if ttl > 0 {
+		k.ttl = time.Duration(ttl) * time.Second
+	}
+}
+
+// stopped returns ctx's error, or an error if either client is closed,
+// else nil (err, if not nil, is only reported along).
+func (k *leaseKeeper) stopped(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case k.cli.Ctx().Err() != nil || k.hedge.Ctx().Err() != nil:
+		return fmt.Errorf("keeping lease %x alive: the etcd client is closed", k.lease)
+	case err != nil:
+		return fmt.Errorf("keeping lease %x alive: %w", k.lease, err)
+	}
+	return nil
+}
+
+// startRound renews the lease on fresh streams, one per endpoint of
+// hedge at once; the round ends with the first answer, or when all
+// failed or hedgeWait passed.
+func (k *leaseKeeper) startRound(ctx context.Context) {
+	n := min(max(len(k.hedge.Endpoints()), 1), maxHedges)
+	wait := min(max(k.ttl/3, minHedgeWait), maxHedgeWait)
+	rctx, cancel := context.WithTimeout(ctx, wait)
+	answers := make(chan renewal, n)
+	for range n {
+		go func() {
+			r := renewal{sent: time.Now()}
+			resp, err := k.hedge.KeepAliveOnce(rctx, k.lease)
+			switch {
+			case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			case err != nil:
+				r.err = err
+			default:
+				r.ttl = resp.TTL
+			}
+			answers <- r
+		}()
+	}
+	out := make(chan renewal, 1)
+	k.round, k.started = out, time.Now()
+	go func() {
+		defer cancel()
+		var r renewal
+		for range n {
+			if r = <-answers; r.err == nil {
+				break
+			}
+		}
+		out <- r
+	}()
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (s *Session) sleep(backoff *time.Duration) {
