@@ -34,6 +34,14 @@ type Catalog struct {
 	nodes    map[string]cluster.NodeInfo     // by lower-case name
 	rev      int64
 	subs     map[*Subscription]struct{}
+	// svcRev: every change under services/ up to it is applied; badKeys:
+	// keys there whose values do not decode (not in services). Together
+	// they let checkCount compare the catalog with etcd.
+	svcRev  int64
+	badKeys map[string]bool
+
+	checkEvery time.Duration                  // how often follow checks the count (see checkCount)
+	testDrop   func(kv *mvccpb.KeyValue) bool // a test's way to lose an event
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -48,6 +56,9 @@ func NewCatalog(cli *clientv3.Client, namespace string, lg *zap.Logger) *Catalog
 		nodes:    map[string]cluster.NodeInfo{},
 		subs:     map[*Subscription]struct{}{},
 		ready:    make(chan struct{}),
+		badKeys:  map[string]bool{},
+
+		checkEvery: defaultCheckEvery,
 	}
 }
 
@@ -191,8 +202,11 @@ func (c *Catalog) relist(ctx context.Context) (int64, error) {
 	}
 
 	fresh := map[string]*serviceEntry{}
+	bad := map[string]bool{}
 	for _, kv := range svc.Kvs {
-		if in := c.decode(kv); in != nil {
+		if in := c.decode(kv); in == nil {
+			bad[string(kv.Key)] = true
+		} else {
 			e := fresh[in.Service]
 			if e == nil {
 				e = newServiceEntry()
@@ -234,6 +248,7 @@ func (c *Catalog) relist(ctx context.Context) (int64, error) {
 		}
 	}
 	c.services, c.nodes, c.rev = fresh, freshNodes, rev
+	c.svcRev, c.badKeys = rev, bad
 	c.byNode = map[string]map[string]*Instance{}
 	for _, e := range fresh {
 		for _, in := range e.byID {
@@ -252,8 +267,17 @@ func (c *Catalog) follow(ctx context.Context, rev int64) error {
 	defer cancel()
 	svcCh := c.cli.Watch(wctx, ServicesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
 	nodeCh := c.cli.Watch(wctx, cluster.NodesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	check := time.NewTicker(c.checkEvery)
+	defer check.Stop()
 	for {
 		select {
+		case <-check.C:
+			if err := c.checkCount(ctx); err != nil {
+				return err
+			}
+			// Ask the watch to say how far it has sent everything: the
+			// next check counts at that revision (see checkCount).
+			_ = c.cli.RequestProgress(wctx)
 		case wr, ok := <-svcCh:
 			if err := watchErr(wr, ok); err != nil {
 				return err
@@ -290,13 +314,26 @@ func (c *Catalog) applyServices(wr clientv3.WatchResponse) {
 	// The watch starts after the relist's revision, so every event is new.
 	// The header revision is not a bound: a watch catching up sends its
 	// backlog in batches that all carry the store's current revision.
+	if wr.IsProgressNotify() && wr.Header.Revision > c.svcRev {
+		c.svcRev = wr.Header.Revision // every change up to it was sent
+	}
 	for _, ev := range wr.Events {
+		if c.testDrop != nil && c.testDrop(ev.Kv) {
+			continue
+		}
 		rev := ev.Kv.ModRevision
 		if rev > c.rev {
 			c.rev = rev
 		}
+		if rev > c.svcRev {
+			c.svcRev = rev
+		}
+		delete(c.badKeys, string(ev.Kv.Key))
 		service, id, ok := splitKey(c.namespace, string(ev.Kv.Key))
 		if !ok {
+			if ev.Type == mvccpb.PUT { // counted by etcd, as relist counts it
+				c.badKeys[string(ev.Kv.Key)] = true
+			}
 			continue
 		}
 		e := c.services[service]
@@ -304,6 +341,7 @@ func (c *Catalog) applyServices(wr clientv3.WatchResponse) {
 		case mvccpb.PUT:
 			in := c.decode(ev.Kv)
 			if in == nil {
+				c.badKeys[string(ev.Kv.Key)] = true
 				continue
 			}
 			if e == nil {
