@@ -263,10 +263,14 @@ func (w *RegistryWorkload) WaitConverged(ctx context.Context, since time.Time, h
 	}
 }
 
+// converged says what keeps the hosts' answers from agreeing with the
+// expected instances and with each other: every host that differs, so that
+// a report tells which side is wrong ("" when they all agree).
 func (w *RegistryWorkload) converged(ctx context.Context, hosts []*Host) string {
 	must, may := w.expected()
 	var first map[string]bool
 	var firstHost *Host
+	var diffs []string
 	for _, x := range hosts {
 		w.mu.Lock()
 		dead := w.dead[x]
@@ -276,7 +280,8 @@ func (w *RegistryWorkload) converged(ctx context.Context, hosts []*Host) string 
 		}
 		got, err := w.Query(ctx, x)
 		if err != nil {
-			return fmt.Sprintf("%s: %v", x.Name, err)
+			diffs = append(diffs, fmt.Sprintf("%s: %v", x.Name, err))
+			continue
 		}
 		var missing, extra []string
 		for id := range must {
@@ -292,15 +297,16 @@ func (w *RegistryWorkload) converged(ctx context.Context, hosts []*Host) string 
 		if len(missing)+len(extra) > 0 {
 			slices.Sort(missing)
 			slices.Sort(extra)
-			return fmt.Sprintf("%s lacks %v and has %v", x.Name, missing, extra)
+			diffs = append(diffs, fmt.Sprintf("%s lacks %v and has %v", x.Name, missing, extra))
+			continue
 		}
 		if first == nil {
 			first, firstHost = got, x
 		} else if !maps.Equal(first, got) {
-			return fmt.Sprintf("%s answers %s but %s answers %s", firstHost.Name, setString(first), x.Name, setString(got))
+			diffs = append(diffs, fmt.Sprintf("%s answers %s but %s answers %s", firstHost.Name, setString(first), x.Name, setString(got)))
 		}
 	}
-	return ""
+	return strings.Join(diffs, "; ")
 }
 
 func setString(s map[string]bool) string {
