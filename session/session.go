@@ -146,8 +146,10 @@ func (s *Session) Holding() bool {
 // at least until the caller's time of asking + ttl. A lease etcd no longer
 // has answers ttl 0 (with no error): what was held under it is gone.
 func (s *Session) Confirm(ctx context.Context) (clientv3.LeaseID, time.Duration, error) {
+	// Confirming alone does not make a holder: every SDK session confirms,
+	// and one that only registers must be revoked at once when the agent
+	// stops. The lock, election and queue services mark holders.
 	s.mu.Lock()
-	s.holding = true
 	lease := s.lease
 	s.mu.Unlock()
 	if s.ctx.Err() != nil {
