@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Owners of a registration besides a session ("session:<id>").
@@ -295,6 +296,25 @@ func (l *Local) startMonitor(r *registration) {
 // goes through the create batcher first (the common case, a new key, in a
 // group commit); anything else takes write's checked path.
 func (l *Local) writeNew(ctx context.Context, in Instance, lease clientv3.LeaseID, isNew bool) (int64, error) {
+	for {
+		rev, err := l.writeOnce(ctx, in, lease, isNew)
+		// A write cut short by a connection that just died has an unknown
+		// outcome, and etcd's client rightly does not retry it. Writing an
+		// instance again is safe (write takes over this node's own record),
+		// so it is retried, on another connection, while the caller waits.
+		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			return rev, err
+		}
+		isNew = false
+		select {
+		case <-ctx.Done():
+			return rev, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (l *Local) writeOnce(ctx context.Context, in Instance, lease clientv3.LeaseID, isNew bool) (int64, error) {
 	if isNew {
 		b, _ := json.Marshal(in)
 		rev, created, err := l.batch.create(ctx, Key(l.namespace, in.Service, in.ID), string(b), lease)
