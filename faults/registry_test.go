@@ -16,12 +16,9 @@ import (
 // short leases make faults bite sooner.
 const nodeTTL = 3 * time.Second
 
-// registryTTL is the --node-ttl of TestRegistryDNS: the default. Its
-// invariant — a live agent on the majority side never loses its
-// instances — does not hold below about 8 s, because an etcd follower
-// forwards lease renewals to the leader it knew for up to 7 s
-// (ReqTimeout) before it tries the new one; with a 3 s TTL the majority
-// voters' leases expire when the leader is cut off.
+// registryTTL is the --node-ttl of TestRegistryDNS: the default, the TTL
+// most fleets run. (Short TTLs through a leader cut are
+// TestLeaderCutWithinNodeTTL's.)
 const registryTTL = 10 * time.Second
 
 // TestRegistryDNS: three voters and two proxies, two instances registered
