@@ -89,27 +89,27 @@ const holdScript = `date() { command date "$@" || command date "$@" || command d
 ex() { kill -KILL $tp 2>/dev/null; wait $tp 2>/dev/null; @EXIT@; }
 @ENTER@
 a=@ACTS@; d=@DIR@; ig=0
-printf '%s %s key %s\n' "$(date +%s%N)" "$$" "$@KEY@" >> "$a"
+date "+%s%N $$ key $@KEY@" >> "$a"
 (
 	while :; do
 		[ -e "$d/ignore" ] && trap '' TERM
-		printf '%s %s tick\n' "$(date +%s%N)" "$$" >> "$a"
+		date "+%s%N $$ tick" >> "$a"
 		sleep 0.05
 	done
 ) &
 tp=$!
-ign() { trap '' TERM; ig=1; printf '%s %s ignore\n' "$(date +%s%N)" "$$" >> "$a"; }
-trap 'trap "" TERM; printf "%s %s term\n" "$(date +%s%N)" "$$" >> "$a"; ex; exit 143' TERM
+ign() { trap '' TERM; ig=1; date "+%s%N $$ ignore" >> "$a"; }
+trap 'trap "" TERM; date "+%s%N $$ term" >> "$a"; ex; exit 143' TERM
 [ -e "$d/ignore" ] && ign
 n=$((2 + $$ % 4)); i=0
 while [ $i -lt $n ] || { [ -e "$d/long" ] && [ $i -lt @MAX@ ]; }; do
 	i=$((i + 1))
 	[ $ig = 0 ] && [ -e "$d/ignore" ] && ign
 	v="@HOST@.$$.${@TOK@:-0}.$i"
-	printf '%s %s act %s\n' "$(date +%s%N)" "$$" "$v" >> "$a"
+	date "+%s%N $$ act $v" >> "$a"
 	beacon fenced put @REG@ "$v" -w json --call-timeout 3s > "$d/out/$v" 2>&1
 	rc=$?
-	printf '%s %s put %s %s\n' "$(date +%s%N)" "$$" "$v" "$rc" >> "$a"
+	date "+%s%N $$ put $v $rc" >> "$a"
 	ms=$((50 + ($$ * 7 + i * 37) % 150))
 	sleep "0.$(printf %03d $ms)"
 done

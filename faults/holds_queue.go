@@ -76,19 +76,19 @@ const queueScript = `date() { command date "$@" || command date "$@" || command 
 r=@RECS@; d=@DIR@; ig=0
 p=$(cat)
 id="$BEACON_QUEUE_MESSAGE_ID"
-printf '%s %s start %s %s %s %s %s\n' "$(date +%s%N)" "$$" "$id" "$BEACON_QUEUE_RECEIPT" "$BEACON_QUEUE_DELIVERIES" "$PPID" "$p" >> "$r"
-trap 'trap "" TERM; printf "%s %s term %s\n" "$(date +%s%N)" "$$" "$id" >> "$r"; exit 143' TERM
+date "+%s%N $$ start $id $BEACON_QUEUE_RECEIPT $BEACON_QUEUE_DELIVERIES $PPID $p" >> "$r"
+trap 'trap "" TERM; date "+%s%N $$ term $id" >> "$r"; exit 143' TERM
 case "$p" in long-*) lg=1;; *) lg=0;; esac
 n=$((1 + $$ % 3)); i=0
 while [ $i -lt $n ] || { [ $lg = 1 ] && [ -e "$d/long" ] && [ $i -lt @MAX@ ]; }; do
 	i=$((i + 1))
 	if [ $lg = 1 ] && [ $ig = 0 ] && [ -e "$d/ignore" ]; then
-		trap '' TERM; ig=1; printf '%s %s ignore %s\n' "$(date +%s%N)" "$$" "$id" >> "$r"
+		trap '' TERM; ig=1; date "+%s%N $$ ignore $id" >> "$r"
 	fi
-	printf '%s %s act %s %s\n' "$(date +%s%N)" "$$" "$id" "$i" >> "$r"
+	date "+%s%N $$ act $id $i" >> "$r"
 	sleep "0.$(printf %03d $((50 + ($$ * 7 + i * 37) % 50)))"
 done
-printf '%s %s done %s\n' "$(date +%s%N)" "$$" "$id" >> "$r"
+date "+%s%N $$ done $id" >> "$r"
 `
 
 func (w *QueueWorkload) argv(x *Host) []string {
