@@ -13,6 +13,7 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	"github.com/beaconhq/beacon/lock"
+	"github.com/beaconhq/beacon/queue"
 	"github.com/beaconhq/beacon/registry"
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -25,6 +26,7 @@ import (
 type testAgent struct {
 	addr      string
 	cli       *clientv3.Client
+	sessions  *session.Manager
 	agentSess *session.Session
 	opens     chan struct{}                 // a Session.Open stream arrived
 	hold      atomic.Pointer[chan struct{}] // if set, Session.Open waits for it to close
@@ -48,7 +50,7 @@ func startTestAgent(t *testing.T) *testAgent {
 		t.Fatal(err)
 	}
 	t.Cleanup(local.Close)
-	a := &testAgent{cli: cli, agentSess: agentSess, opens: make(chan struct{}, 100)}
+	a := &testAgent{cli: cli, sessions: sessions, agentSess: agentSess, opens: make(chan struct{}, 100)}
 	srv := grpc.NewServer(grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if info.FullMethod == beaconpb.Session_Open_FullMethodName {
 			select {
@@ -68,6 +70,9 @@ func startTestAgent(t *testing.T) *testAgent {
 	beaconpb.RegisterSessionServer(srv, session.NewService(sessions))
 	beaconpb.RegisterRegistryServer(srv, registry.NewService(local, cat))
 	beaconpb.RegisterLockServer(srv, lock.NewService(lock.Config{Client: cli, Sessions: sessions, Namespace: "/beacon/", Node: "n1"}))
+	b := queue.New(cli, "/beacon/")
+	t.Cleanup(func() { _ = b.Close() })
+	beaconpb.RegisterQueueServer(srv, queue.NewService(b, sessions))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

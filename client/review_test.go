@@ -8,56 +8,10 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
-	"github.com/beaconhq/beacon/internal/etcdtest"
-	"github.com/beaconhq/beacon/queue"
-	"github.com/beaconhq/beacon/registry"
-	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
-
-// reviewAgent is an agent's Session, Registry and Queue services on loopback,
-// backed by a real etcd, with the session manager exposed (to stop it).
-type reviewAgent struct {
-	addr     string
-	cli      *clientv3.Client
-	sessions *session.Manager
-}
-
-func startReviewAgent(t *testing.T) *reviewAgent {
-	t.Helper()
-	cli, _ := etcdtest.New(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	sessions := session.NewManager(cli, zap.NewNop())
-	cat := registry.NewCatalog(cli, "/beacon/", zap.NewNop())
-	go cat.Run(ctx)
-	agentSess, err := sessions.Open(ctx, "agent", 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	local, err := registry.NewLocal(ctx, registry.LocalConfig{Client: cli, Namespace: "/beacon/", Node: "n1", NodeAddr: "127.0.0.1",
-		DataDir: t.TempDir(), Sessions: sessions, AgentSession: agentSess, Catalog: cat, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(local.Close)
-	b := queue.New(cli, "/beacon/")
-	t.Cleanup(func() { _ = b.Close() })
-	srv := grpc.NewServer()
-	beaconpb.RegisterSessionServer(srv, session.NewService(sessions))
-	beaconpb.RegisterRegistryServer(srv, registry.NewService(local, cat))
-	beaconpb.RegisterQueueServer(srv, queue.NewService(b, sessions))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	return &reviewAgent{addr: lis.Addr().String(), cli: cli, sessions: sessions}
-}
 
 // A worker that waits for a message (Reserve with a wait, as `beacon queue
 // reserve Q --wait 60s -- CMD` does) gets a reservation whose visibility
@@ -67,7 +21,7 @@ func startReviewAgent(t *testing.T) *reviewAgent {
 // lost at once, and `beacon queue reserve -- CMD` refuses to start CMD
 // ("less than the grace"), nacks the message (burning a delivery) and exits.
 func TestReviewReserveWaitEatsVisibility(t *testing.T) {
-	a := startReviewAgent(t)
+	a := startTestAgent(t)
 	c, err := New(a.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +71,7 @@ func TestReviewReserveWaitEatsVisibility(t *testing.T) {
 // what the agent's stop promises ("this host's instances leave every
 // agent's answers now, not after a TTL").
 func TestReviewRegistrationOnlySessionAbandonedOnStop(t *testing.T) {
-	a := startReviewAgent(t)
+	a := startTestAgent(t)
 	c, err := New(a.addr)
 	if err != nil {
 		t.Fatal(err)
