@@ -176,6 +176,19 @@ func (h *Hold) giveUp(ctx context.Context, why error) error {
 	return h.Err()
 }
 
+// context ends when the hold does (or cancel is called).
+func (h *Hold) context() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-h.lost:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // limit sets the hold's own deadline: asked (holdclock) + d - Margin(d).
 func (h *Hold) limit(asked, d time.Duration) {
 	h.mu.Lock()
@@ -187,21 +200,13 @@ func (h *Hold) limit(asked, d time.Duration) {
 
 // watchOwn loses the hold when its own deadline passes.
 func (h *Hold) watchOwn() {
+	ctx, cancel := h.context()
+	defer cancel()
 	for {
 		h.mu.Lock()
 		own := h.own
 		h.mu.Unlock()
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-h.lost:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		ok := holdclock.SleepUntil(ctx, own)
-		cancel()
-		if !ok {
+		if !holdclock.SleepUntil(ctx, own) {
 			return
 		}
 		h.mu.Lock()

@@ -73,6 +73,8 @@ func (r *Reservation) keepExtended() {
 	every := max(r.visibility/3, 5*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	held, cancelHeld := r.context() // every call ends with the hold
+	defer cancelHeld()
 	for {
 		select {
 		case <-r.Lost():
@@ -80,14 +82,7 @@ func (r *Reservation) keepExtended() {
 		case <-t.C:
 		}
 		asked := holdclock.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), r.visibility)
-		go func() { // the call ends with the hold
-			select {
-			case <-r.Lost():
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		ctx, cancel := context.WithTimeout(held, r.visibility)
 		_, err := r.q.Extend(ctx, &beaconpb.QueueExtendRequest{Receipt: r.Receipt, Visibility: durationpb.New(r.visibility)})
 		cancel()
 		switch {

@@ -70,13 +70,6 @@ func WithFencedMembershipLock(ctx context.Context, cli *clientv3.Client, namespa
 	return err
 }
 
-// WithMembershipLock runs fn while holding the membership lock, but fn is
-// not told if the lock is lost meanwhile (see WithFencedMembershipLock,
-// which membership changes should use).
-func WithMembershipLock(ctx context.Context, cli *clientv3.Client, namespace string, fn func() error) error {
-	return WithFencedMembershipLock(ctx, cli, namespace, func(context.Context) error { return fn() })
-}
-
 type fenceKey struct{}
 
 // fence is the membership lock as held by one WithFencedMembershipLock.

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -112,6 +113,17 @@ func holdQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`
 // --- processes ---
 
 // holdAlive says whether pid runs (not gone, not a zombie).
+// holdCMDRuns: CMD pid still runs, under a CLI of this workload on host.
+func holdCMDRuns(mu *sync.Mutex, clis map[int]*holdCLI, pid int, host string) bool {
+	if !holdAlive(pid) {
+		return false
+	}
+	mu.Lock()
+	cli := clis[holdPPid(pid)]
+	mu.Unlock()
+	return cli != nil && cli.host.Name == host
+}
+
 func holdAlive(pid int) bool {
 	st := ProcState(pid)
 	return st != 0 && st != 'Z' && st != 'X'

@@ -362,13 +362,8 @@ func (w *HoldWorkload) busy(before int64) bool {
 		return false
 	}
 	for _, r := range runs {
-		if r.Enter < before && !r.exitLogged && holdAlive(r.PID) {
-			w.mu.Lock()
-			cli := w.clis[holdPPid(r.PID)]
-			w.mu.Unlock()
-			if cli != nil && cli.host.Name == r.Host {
-				return true
-			}
+		if r.Enter < before && !r.exitLogged && holdCMDRuns(&w.mu, w.clis, r.PID, r.Host) {
+			return true
 		}
 	}
 	return false

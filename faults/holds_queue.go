@@ -333,13 +333,8 @@ func (w *QueueWorkload) busy(before int64) bool {
 		return false
 	}
 	for _, d := range ds {
-		if d.Start < before && d.End == 0 && holdAlive(d.PID) {
-			w.mu.Lock()
-			cli := w.clis[holdPPid(d.PID)]
-			w.mu.Unlock()
-			if cli != nil && cli.host.Name == d.Host {
-				return true
-			}
+		if d.Start < before && d.End == 0 && holdCMDRuns(&w.mu, w.clis, d.PID, d.Host) {
+			return true
 		}
 	}
 	return false

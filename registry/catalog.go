@@ -269,12 +269,28 @@ func (c *Catalog) follow(ctx context.Context, rev int64) error {
 	nodeCh := c.cli.Watch(wctx, cluster.NodesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	check := time.NewTicker(c.checkEvery)
 	defer check.Stop()
+	// The count runs beside the watch, so that events keep being applied
+	// while etcd answers it (it compares a snapshot, so it may).
+	diverged := make(chan error, 1)
+	checking := false
+	checked := make(chan struct{}, 1)
 	for {
 		select {
+		case err := <-diverged:
+			return err
+		case <-checked:
+			checking = false
 		case <-check.C:
-			if err := c.checkCount(ctx); err != nil {
-				return err
+			if checking {
+				continue
 			}
+			checking = true
+			go func() {
+				if err := c.checkCount(wctx); err != nil {
+					diverged <- err
+				}
+				checked <- struct{}{}
+			}()
 			// Ask the watch to say how far it has sent everything: the
 			// next check counts at that revision (see checkCount).
 			_ = c.cli.RequestProgress(wctx)
