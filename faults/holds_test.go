@@ -330,9 +330,10 @@ func (w *HoldWorkload) waitProgress(ctx context.Context, since time.Time, d time
 // TestHoldsCheckersCatchViolations feeds the holds workloads' record
 // readers and judges hand-written records, good and bad, so that a
 // violation in a real run cannot go unseen: a SIGKILLed CMD's interval
-// ends at its last act (a late act overlaps the next holder), an act
-// after an exit, a superseded holder's write that etcd took, and two
-// deliveries of one message acting at once.
+// ends at its last act (a late act overlaps the next holder), and so
+// does an exited CMD's whose group wrote after its exit line; a
+// superseded holder's write that etcd took; two deliveries of one
+// message acting at once.
 func TestHoldsCheckersCatchViolations(t *testing.T) {
 	type act struct {
 		host string
@@ -412,10 +413,18 @@ func TestHoldsCheckersCatchViolations(t *testing.T) {
 			t.Fatalf("want one overlap, got %q", a)
 		}
 	})
-	t.Run("act after exit", func(t *testing.T) {
-		a := run(t, enters, append(good, act{"n2", "700 200 tick"}), []string{"n1.100.10.1", "n2.200.20.1"})
-		if len(a) != 1 || !strings.Contains(a[0], "after its exit") {
-			t.Fatalf("want one act after exit, got %q", a)
+	t.Run("line after exit, before the next holder", func(t *testing.T) {
+		exited := []enter{{"n1", 100, 100, 10, 320}, {"n2", 400, 200, 20, 600}}
+		a := run(t, exited, append(good, act{"n1", "330 100 tick"}, act{"n2", "700 200 tick"}), []string{"n1.100.10.1", "n2.200.20.1"})
+		if len(a) != 0 {
+			t.Fatalf("anomalies for CMD group lines after the exit line that end before the next holder: %q", a)
+		}
+	})
+	t.Run("line after exit, past the next holder's enter", func(t *testing.T) {
+		exited := []enter{{"n1", 100, 100, 10, 320}, {"n2", 400, 200, 20, 600}}
+		a := run(t, exited, append(good, act{"n1", "420 100 tick"}), []string{"n1.100.10.1", "n2.200.20.1"})
+		if len(a) != 1 || !strings.Contains(a[0], "overlap") {
+			t.Fatalf("want one overlap, got %q", a)
 		}
 	})
 	t.Run("superseded write applied", func(t *testing.T) {
