@@ -11,10 +11,12 @@ import (
 
 // Info is the value beacon writes in a contender's key, so that whoever
 // looks at etcd (or waits for the lock) can tell who holds it. etcdctl
-// writes an empty value.
+// writes an empty value. It never holds the session id: that id is the
+// secret that proves ownership of the grant, and anyone who can read etcd
+// (or ask TryAcquire) would learn it. The key's last segment, the lease
+// id, names the holder instead.
 type Info struct {
 	Node        string `json:"node,omitempty"`
-	SessionID   string `json:"session,omitempty"`
 	SessionName string `json:"name,omitempty"`
 	Limit       int    `json:"limit,omitempty"`
 }
@@ -27,11 +29,12 @@ type Holder struct {
 }
 
 func (h Holder) String() string {
+	lease := h.Key[strings.LastIndexByte(h.Key, '/')+1:]
 	switch {
 	case h.Info.Node != "" && h.Info.SessionName != "":
-		return fmt.Sprintf("%s on %s (session %s, token %d)", h.Info.SessionName, h.Info.Node, h.Info.SessionID, h.Token)
+		return fmt.Sprintf("%s on %s (lease %s, token %d)", h.Info.SessionName, h.Info.Node, lease, h.Token)
 	case h.Info.Node != "":
-		return fmt.Sprintf("session %s on %s (token %d)", h.Info.SessionID, h.Info.Node, h.Token)
+		return fmt.Sprintf("lease %s on %s (token %d)", lease, h.Info.Node, h.Token)
 	}
 	return fmt.Sprintf("%s (token %d)", h.Key, h.Token)
 }

@@ -76,15 +76,15 @@ func (s *Service) acquire(ctx context.Context, req *beaconpb.LockAcquireRequest,
 	if err := validateAcquire(req); err != nil {
 		return nil, rpcerr.From(err)
 	}
-	sess, err := s.c.Sessions.Get(req.SessionId)
+	sess, err := s.session(req.SessionId)
 	if err != nil {
-		return nil, status.Errorf(codes.NotFound, "session_id: %v", err)
+		return nil, rpcerr.From(err)
 	}
 	sess.MarkHolding()
 	limit := max(int(req.Limit), 1)
 	prefix, lease := s.prefix(req.Name), sess.Lease()
 	key := Key(prefix, lease)
-	if err := s.reserve(ctx, key, req.Name, sess.ID); err != nil {
+	if err := s.reserve(ctx, key, req.Name); err != nil {
 		return nil, err
 	}
 	defer s.unreserve(key)
@@ -94,7 +94,7 @@ func (s *Service) acquire(ctx context.Context, req *beaconpb.LockAcquireRequest,
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(sess.Context(), func() {
-		cancel(fmt.Errorf("%w: session %s closed while waiting for lock %q", ErrLost, sess.ID, req.Name))
+		cancel(fmt.Errorf("%w: the session closed while waiting for lock %q", ErrLost, req.Name))
 	})
 	defer stop()
 	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
@@ -103,7 +103,7 @@ func (s *Service) acquire(ctx context.Context, req *beaconpb.LockAcquireRequest,
 		actx, cancelT = context.WithTimeout(actx, timeout)
 		defer cancelT()
 	}
-	info, _ := json.Marshal(Info{Node: s.c.Node, SessionID: sess.ID, SessionName: sess.Name, Limit: limit})
+	info, _ := json.Marshal(Info{Node: s.c.Node, SessionName: sess.Name, Limit: limit})
 	opts := []Option{WithLimit(limit), WithValue(string(info))}
 	var l *Lock
 	if wait {
@@ -131,7 +131,7 @@ func (s *Service) acquire(ctx context.Context, req *beaconpb.LockAcquireRequest,
 	}
 	if !s.addGrant(sess, l) {
 		s.releaseQuietly(l)
-		return nil, rpcerr.From(fmt.Errorf("%w: session %s's lease ended while waiting for lock %q", ErrLost, sess.ID, req.Name))
+		return nil, rpcerr.From(fmt.Errorf("%w: the session's lease %s ended while waiting for lock %q", ErrLost, leaseHex(lease), req.Name))
 	}
 	return &beaconpb.LockAcquireResponse{Acquired: true, Key: l.Key, Token: l.Token}, nil
 }
@@ -144,11 +144,11 @@ func (s *Service) releaseQuietly(l *Lock) {
 
 // reserve refuses a second contention of one session for one name; a
 // remembered grant whose key is gone (deleted behind our back) is dropped.
-func (s *Service) reserve(ctx context.Context, key, name, sessID string) error {
+func (s *Service) reserve(ctx context.Context, key, name string) error {
 	s.mu.Lock()
 	if s.pending[key] {
 		s.mu.Unlock()
-		return status.Errorf(codes.AlreadyExists, "session %s is already waiting for lock %q", sessID, name)
+		return status.Errorf(codes.AlreadyExists, "this session is already waiting for lock %q", name)
 	}
 	g := s.grants[key]
 	s.pending[key] = true
@@ -162,7 +162,7 @@ func (s *Service) reserve(ctx context.Context, key, name, sessID string) error {
 		if err != nil {
 			return rpcerr.From(err)
 		}
-		return status.Errorf(codes.AlreadyExists, "session %s already holds lock %q (token %d)", sessID, name, g.token)
+		return status.Errorf(codes.AlreadyExists, "this session already holds lock %q (token %d)", name, g.token)
 	}
 	s.mu.Lock()
 	s.loseLocked(g, "its key was deleted")
@@ -201,10 +201,10 @@ func (s *Service) hook(sess *session.Session) {
 	s.mu.Unlock()
 	id := sess.ID
 	sess.OnLeaseChange(func(old, _ clientv3.LeaseID) {
-		s.loseSession(id, fmt.Sprintf("the lease %x behind session %s ended", old, id))
+		s.loseSession(id, fmt.Sprintf("the session's lease %s ended", leaseHex(old)))
 	})
 	sess.OnClose(func() {
-		s.loseSession(id, fmt.Sprintf("session %s closed", id))
+		s.loseSession(id, "the session closed")
 		s.mu.Lock()
 		delete(s.hooked, id)
 		s.mu.Unlock()
@@ -247,8 +247,7 @@ func (s *Service) lookup(key string, token int64) *grant {
 func holdersPB(hs []Holder) []*beaconpb.LockHolder {
 	out := make([]*beaconpb.LockHolder, len(hs))
 	for i, h := range hs {
-		out[i] = &beaconpb.LockHolder{Key: h.Key, Token: h.Token, Node: h.Info.Node,
-			SessionId: h.Info.SessionID, SessionName: h.Info.SessionName}
+		out[i] = &beaconpb.LockHolder{Key: h.Key, Token: h.Token, Node: h.Info.Node, SessionName: h.Info.SessionName}
 	}
 	return out
 }

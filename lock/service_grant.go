@@ -8,8 +8,6 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Release gives a grant up; see the proto.
@@ -17,14 +15,17 @@ func (s *Service) Release(ctx context.Context, req *beaconpb.LockReleaseRequest)
 	if _, err := s.checkKey("key", req.Key, req.Token); err != nil {
 		return nil, rpcerr.From(err)
 	}
-	if req.SessionId != "" {
-		sess, err := s.c.Sessions.Get(req.SessionId)
-		if err != nil {
-			return nil, status.Errorf(codes.NotFound, "session_id: %v", err)
-		}
-		if lease, _ := LeaseOf(req.Key); lease != sess.Lease() {
-			return nil, rpcerr.From(fmt.Errorf("%w: %s is not held by session %s (lease %x)", ErrLost, req.Key, sess.ID, sess.Lease()))
-		}
+	// Only the holder's session may release: a key and token are no
+	// secret (TryAcquire lists them), a session id is.
+	if req.SessionId == "" {
+		return nil, rpcerr.From(ErrNoSession)
+	}
+	sess, err := s.session(req.SessionId)
+	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	if err := s.checkHolder(ctx, sess, req.Key, req.Token); err != nil {
+		return nil, rpcerr.From(err)
 	}
 	// Mark the grant as being released before the delete commits, so a
 	// Watch that sees the delete can tell a release from a loss.
@@ -37,7 +38,7 @@ func (s *Service) Release(ctx context.Context, req *beaconpb.LockReleaseRequest)
 		g.release = make(chan struct{})
 	}
 	s.mu.Unlock()
-	err := Release(ctx, s.c.Client, req.Key, req.Token)
+	err = Release(ctx, s.c.Client, req.Key, req.Token)
 	if g != nil {
 		s.mu.Lock()
 		g.released = err == nil

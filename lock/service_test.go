@@ -109,7 +109,7 @@ func TestServiceOneContentionPerSession(t *testing.T) {
 	if _, err := s.Release(ctx, &beaconpb.LockReleaseRequest{Key: l.Key, Token: l.Token, SessionId: sess.ID}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Release(ctx, &beaconpb.LockReleaseRequest{Key: l.Key, Token: l.Token})
+	_, err = s.Release(ctx, &beaconpb.LockReleaseRequest{Key: l.Key, Token: l.Token, SessionId: sess.ID})
 	wantCode(t, "second release", err, codes.FailedPrecondition, "no longer holds")
 	l2, err := s.TryAcquire(ctx, req)
 	if err != nil || !l2.Acquired || l2.Token <= l.Token {
@@ -117,7 +117,7 @@ func TestServiceOneContentionPerSession(t *testing.T) {
 	}
 	other := openSession(t, m)
 	r, err := s.TryAcquire(ctx, &beaconpb.LockAcquireRequest{Name: "a", SessionId: other.ID})
-	if err != nil || r.Acquired || len(r.Holders) != 1 || r.Holders[0].SessionId != sess.ID || r.Holders[0].Node != "n1" {
+	if err != nil || r.Acquired || len(r.Holders) != 1 || r.Holders[0].SessionName != sess.Name || r.Holders[0].Node != "n1" {
 		t.Fatalf("TryAcquire of a held lock: %v %v", r, err)
 	}
 	_, err = s.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "a", SessionId: other.ID, TimeoutMs: 100})
@@ -183,7 +183,7 @@ func TestServiceLeaseChangeLosesLock(t *testing.T) {
 	// A release is reported as such.
 	ws, done = watchGrant(ctx, s, l2.Key, l2.Token)
 	<-ws.events
-	if _, err := s.Release(ctx, &beaconpb.LockReleaseRequest{Key: l2.Key, Token: l2.Token}); err != nil {
+	if _, err := s.Release(ctx, &beaconpb.LockReleaseRequest{Key: l2.Key, Token: l2.Token, SessionId: sess.ID}); err != nil {
 		t.Fatal(err)
 	}
 	if ev := <-ws.events; ev.State != beaconpb.LockState_LOCK_STATE_RELEASED {

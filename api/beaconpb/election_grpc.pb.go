@@ -50,9 +50,13 @@ type ElectionClient interface {
 	// leads gets its leadership back, with the proposal updated.
 	Campaign(ctx context.Context, in *ElectionCampaignRequest, opts ...grpc.CallOption) (*ElectionCampaignResponse, error)
 	// Proclaim changes the leader's proposal without a new election;
-	// FAILED_PRECONDITION if the leadership has ended.
+	// FAILED_PRECONDITION if the leadership has ended, PERMISSION_DENIED
+	// without a session_id or when the leadership at rev is another
+	// session's.
 	Proclaim(ctx context.Context, in *ElectionProclaimRequest, opts ...grpc.CallOption) (*ElectionProclaimResponse, error)
-	// Resign ends a leadership, so the next candidate leads at once.
+	// Resign ends a leadership, so the next candidate leads at once; only
+	// the session that leads may (PERMISSION_DENIED without a session_id,
+	// or when the leadership at rev is another session's).
 	Resign(ctx context.Context, in *ElectionResignRequest, opts ...grpc.CallOption) (*ElectionResignResponse, error)
 	// Leader reads the current leader; NOT_FOUND when there is none.
 	Leader(ctx context.Context, in *ElectionLeaderRequest, opts ...grpc.CallOption) (*ElectionLeaderResponse, error)
@@ -176,9 +180,13 @@ type ElectionServer interface {
 	// leads gets its leadership back, with the proposal updated.
 	Campaign(context.Context, *ElectionCampaignRequest) (*ElectionCampaignResponse, error)
 	// Proclaim changes the leader's proposal without a new election;
-	// FAILED_PRECONDITION if the leadership has ended.
+	// FAILED_PRECONDITION if the leadership has ended, PERMISSION_DENIED
+	// without a session_id or when the leadership at rev is another
+	// session's.
 	Proclaim(context.Context, *ElectionProclaimRequest) (*ElectionProclaimResponse, error)
-	// Resign ends a leadership, so the next candidate leads at once.
+	// Resign ends a leadership, so the next candidate leads at once; only
+	// the session that leads may (PERMISSION_DENIED without a session_id,
+	// or when the leadership at rev is another session's).
 	Resign(context.Context, *ElectionResignRequest) (*ElectionResignResponse, error)
 	// Leader reads the current leader; NOT_FOUND when there is none.
 	Leader(context.Context, *ElectionLeaderRequest) (*ElectionLeaderResponse, error)

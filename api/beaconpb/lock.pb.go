@@ -278,11 +278,11 @@ func (x *LockAcquireResponse) GetHolders() []*LockHolder {
 // LockHolder is one key of a lock, holding or waiting.
 type LockHolder struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Token int64                  `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	// <namespace>locks/<name>/<lease id in hex>: the lease names the holder.
+	Key   string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Token int64  `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
 	// From the key's value, when beacon wrote it (etcdctl writes none).
 	Node          string `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
-	SessionId     string `protobuf:"bytes,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	SessionName   string `protobuf:"bytes,5,opt,name=session_name,json=sessionName,proto3" json:"session_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -339,13 +339,6 @@ func (x *LockHolder) GetNode() string {
 	return ""
 }
 
-func (x *LockHolder) GetSessionId() string {
-	if x != nil {
-		return x.SessionId
-	}
-	return ""
-}
-
 func (x *LockHolder) GetSessionName() string {
 	if x != nil {
 		return x.SessionName
@@ -357,7 +350,8 @@ type LockReleaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Token int64                  `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
-	// Optional: when set, the grant must belong to this session.
+	// Required: the session that holds the grant (the one Acquire was
+	// called with).
 	SessionId     string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -844,15 +838,14 @@ const file_lock_proto_rawDesc = "" +
 	"\bacquired\x18\x01 \x01(\bR\bacquired\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\x03R\x05token\x12/\n" +
-	"\aholders\x18\x04 \x03(\v2\x15.beacon.v1.LockHolderR\aholders\"\x8a\x01\n" +
+	"\aholders\x18\x04 \x03(\v2\x15.beacon.v1.LockHolderR\aholders\"}\n" +
 	"\n" +
 	"LockHolder\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x03R\x05token\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\tR\x04node\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x04 \x01(\tR\tsessionId\x12!\n" +
-	"\fsession_name\x18\x05 \x01(\tR\vsessionName\"[\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12!\n" +
+	"\fsession_name\x18\x05 \x01(\tR\vsessionNameJ\x04\b\x04\x10\x05R\n" +
+	"session_id\"[\n" +
 	"\x12LockReleaseRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x03R\x05token\x12\x1d\n" +

@@ -46,10 +46,14 @@ type LockClient interface {
 	// lease has ended.
 	Acquire(ctx context.Context, in *LockAcquireRequest, opts ...grpc.CallOption) (*LockAcquireResponse, error)
 	// TryAcquire takes the lock if it is free and answers acquired=false,
-	// with the current holders, if not. It never waits.
+	// with the current holders, if not. It never waits. Holders are named by
+	// their keys (which carry their lease ids), nodes and session names,
+	// never by their session ids: a session id is a secret.
 	TryAcquire(ctx context.Context, in *LockAcquireRequest, opts ...grpc.CallOption) (*LockAcquireResponse, error)
-	// Release gives a grant up. FAILED_PRECONDITION if the grant was already
-	// lost (or released).
+	// Release gives a grant up, in the session that holds it.
+	// FAILED_PRECONDITION if the grant was already lost (or released);
+	// PERMISSION_DENIED without a session_id, or when the grant is held by
+	// another session.
 	Release(ctx context.Context, in *LockReleaseRequest, opts ...grpc.CallOption) (*LockReleaseResponse, error)
 	// Watch follows one grant: HELD once confirmed, then one final LOST or
 	// RELEASED, after which the stream ends. FAILED_PRECONDITION at once if
@@ -148,10 +152,14 @@ type LockServer interface {
 	// lease has ended.
 	Acquire(context.Context, *LockAcquireRequest) (*LockAcquireResponse, error)
 	// TryAcquire takes the lock if it is free and answers acquired=false,
-	// with the current holders, if not. It never waits.
+	// with the current holders, if not. It never waits. Holders are named by
+	// their keys (which carry their lease ids), nodes and session names,
+	// never by their session ids: a session id is a secret.
 	TryAcquire(context.Context, *LockAcquireRequest) (*LockAcquireResponse, error)
-	// Release gives a grant up. FAILED_PRECONDITION if the grant was already
-	// lost (or released).
+	// Release gives a grant up, in the session that holds it.
+	// FAILED_PRECONDITION if the grant was already lost (or released);
+	// PERMISSION_DENIED without a session_id, or when the grant is held by
+	// another session.
 	Release(context.Context, *LockReleaseRequest) (*LockReleaseResponse, error)
 	// Watch follows one grant: HELD once confirmed, then one final LOST or
 	// RELEASED, after which the stream ends. FAILED_PRECONDITION at once if

@@ -362,8 +362,10 @@ func (x *QueueMessage) GetDeadReason() string {
 type QueueReserveResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Message *QueueMessage          `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
-	// Names the reservation (QUEUE/SEQ/REVISION); give it to Ack, Nack,
-	// Extend.
+	// Names the reservation and proves its holder: QUEUE/SEQ/KEY/REVISION,
+	// KEY being 128 random bits made for this reservation alone (only a
+	// hash of it is kept in etcd). Give it to Ack, Nack, Extend; keep it as
+	// secret as a session id.
 	Receipt  string                 `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	Deadline *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	// With a session_id: the lease the reservation is bound to, in hex. The
@@ -433,8 +435,12 @@ func (x *QueueReserveResponse) GetLeaseId() string {
 }
 
 type QueueAckRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Receipt       string                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Receipt string                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	// Optional: the session acking. When set, the reservation must be this
+	// session's. Without it the receipt alone is the proof (one-shot CLI
+	// use).
+	SessionId     string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -472,6 +478,13 @@ func (*QueueAckRequest) Descriptor() ([]byte, []int) {
 func (x *QueueAckRequest) GetReceipt() string {
 	if x != nil {
 		return x.Receipt
+	}
+	return ""
+}
+
+func (x *QueueAckRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
 	}
 	return ""
 }
@@ -516,7 +529,9 @@ type QueueNackRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Receipt string                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	// Ready again after this delay (0 to 24h).
-	Delay         *durationpb.Duration `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
+	Delay *durationpb.Duration `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
+	// Optional, as for Ack.
+	SessionId     string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +580,13 @@ func (x *QueueNackRequest) GetDelay() *durationpb.Duration {
 	return nil
 }
 
+func (x *QueueNackRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
 type QueueNackResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -605,7 +627,9 @@ type QueueExtendRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Receipt string                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	// The new deadline is now + visibility. Default 30s; 1ms to 24h.
-	Visibility    *durationpb.Duration `protobuf:"bytes,2,opt,name=visibility,proto3" json:"visibility,omitempty"`
+	Visibility *durationpb.Duration `protobuf:"bytes,2,opt,name=visibility,proto3" json:"visibility,omitempty"`
+	// Optional, as for Ack.
+	SessionId     string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -652,6 +676,13 @@ func (x *QueueExtendRequest) GetVisibility() *durationpb.Duration {
 		return x.Visibility
 	}
 	return nil
+}
+
+func (x *QueueExtendRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
 }
 
 type QueueExtendResponse struct {
@@ -1222,19 +1253,25 @@ const file_queue_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\v2\x17.beacon.v1.QueueMessageR\amessage\x12\x18\n" +
 	"\areceipt\x18\x02 \x01(\tR\areceipt\x126\n" +
 	"\bdeadline\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x19\n" +
-	"\blease_id\x18\x04 \x01(\tR\aleaseId\"+\n" +
+	"\blease_id\x18\x04 \x01(\tR\aleaseId\"J\n" +
 	"\x0fQueueAckRequest\x12\x18\n" +
-	"\areceipt\x18\x01 \x01(\tR\areceipt\"\x12\n" +
-	"\x10QueueAckResponse\"]\n" +
+	"\areceipt\x18\x01 \x01(\tR\areceipt\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"\x12\n" +
+	"\x10QueueAckResponse\"|\n" +
 	"\x10QueueNackRequest\x12\x18\n" +
 	"\areceipt\x18\x01 \x01(\tR\areceipt\x12/\n" +
-	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\"\x13\n" +
-	"\x11QueueNackResponse\"i\n" +
+	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\"\x13\n" +
+	"\x11QueueNackResponse\"\x88\x01\n" +
 	"\x12QueueExtendRequest\x12\x18\n" +
 	"\areceipt\x18\x01 \x01(\tR\areceipt\x129\n" +
 	"\n" +
 	"visibility\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"visibility\"M\n" +
+	"visibility\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\"M\n" +
 	"\x13QueueExtendResponse\x126\n" +
 	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\")\n" +
 	"\x11QueueStatsRequest\x12\x14\n" +

@@ -54,7 +54,11 @@ type QueueClient interface {
 	// it waits up to `wait` (on a watch), then answers NOT_FOUND.
 	Reserve(ctx context.Context, in *QueueReserveRequest, opts ...grpc.CallOption) (*QueueReserveResponse, error)
 	// Ack removes a reserved message for good. A receipt whose reservation
-	// ended and was taken by another consumer answers FAILED_PRECONDITION.
+	// ended and was taken by another consumer answers FAILED_PRECONDITION,
+	// and so does a receipt that is not the one Reserve answered (a guess):
+	// the two cannot be told apart. With a session_id, the reservation must
+	// have been made in that session (else PERMISSION_DENIED). Nack and
+	// Extend check the receipt and the session the same way.
 	Ack(ctx context.Context, in *QueueAckRequest, opts ...grpc.CallOption) (*QueueAckResponse, error)
 	// Nack ends a reservation and puts the message back at its place in the
 	// queue, ready again after `delay`.
@@ -206,7 +210,11 @@ type QueueServer interface {
 	// it waits up to `wait` (on a watch), then answers NOT_FOUND.
 	Reserve(context.Context, *QueueReserveRequest) (*QueueReserveResponse, error)
 	// Ack removes a reserved message for good. A receipt whose reservation
-	// ended and was taken by another consumer answers FAILED_PRECONDITION.
+	// ended and was taken by another consumer answers FAILED_PRECONDITION,
+	// and so does a receipt that is not the one Reserve answered (a guess):
+	// the two cannot be told apart. With a session_id, the reservation must
+	// have been made in that session (else PERMISSION_DENIED). Nack and
+	// Extend check the receipt and the session the same way.
 	Ack(context.Context, *QueueAckRequest) (*QueueAckResponse, error)
 	// Nack ends a reservation and puts the message back at its place in the
 	// queue, ready again after `delay`.

@@ -425,9 +425,12 @@ func (x *RegisterResponse) GetRevision() int64 {
 }
 
 type DeregisterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
-	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Id      string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// The session that registered the instance; empty for an agent-owned
+	// one.
+	SessionId     string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -476,6 +479,13 @@ func (x *DeregisterRequest) GetId() string {
 	return ""
 }
 
+func (x *DeregisterRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
 type DeregisterResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -517,8 +527,11 @@ type HeartbeatRequest struct {
 	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
 	Id      string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	// pass, warn or fail.
-	Status        string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	Output        string `protobuf:"bytes,4,opt,name=output,proto3" json:"output,omitempty"`
+	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	Output string `protobuf:"bytes,4,opt,name=output,proto3" json:"output,omitempty"`
+	// The session that registered the instance; empty for an agent-owned
+	// or config file's one.
+	SessionId     string `protobuf:"bytes,5,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -577,6 +590,13 @@ func (x *HeartbeatRequest) GetStatus() string {
 func (x *HeartbeatRequest) GetOutput() string {
 	if x != nil {
 		return x.Output
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
 	}
 	return ""
 }
@@ -1001,16 +1021,20 @@ const file_registry_proto_rawDesc = "" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\"_\n" +
 	"\x10RegisterResponse\x12/\n" +
 	"\binstance\x18\x01 \x01(\v2\x13.beacon.v1.InstanceR\binstance\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"=\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\\\n" +
 	"\x11DeregisterRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\"\x14\n" +
-	"\x12DeregisterResponse\"l\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\"\x14\n" +
+	"\x12DeregisterResponse\"\x8b\x01\n" +
 	"\x10HeartbeatRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
 	"\x06status\x18\x03 \x01(\tR\x06status\x12\x16\n" +
-	"\x06output\x18\x04 \x01(\tR\x06output\"\x13\n" +
+	"\x06output\x18\x04 \x01(\tR\x06output\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x05 \x01(\tR\tsessionId\"\x13\n" +
 	"\x11HeartbeatResponse\"6\n" +
 	"\n" +
 	"GetRequest\x12\x18\n" +

@@ -38,9 +38,14 @@ type RegistryClient interface {
 	// instance lives as long as that session; without one it is owned by
 	// the agent, kept in its data dir, and lives until Deregister.
 	Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterResponse, error)
-	// Deregister removes an instance registered on this agent.
+	// Deregister removes an instance registered on this agent: a
+	// session's instance only with that session_id; an agent-owned one only
+	// without a session_id; a config file's not at all (edit the file and
+	// reload). Otherwise PERMISSION_DENIED.
 	Deregister(ctx context.Context, in *DeregisterRequest, opts ...grpc.CallOption) (*DeregisterResponse, error)
-	// Heartbeat reports the status of an instance with a TTL check.
+	// Heartbeat reports the status of an instance with a TTL check: a
+	// session's instance only with that session_id, an agent-owned or
+	// config file's one only without a session_id (else PERMISSION_DENIED).
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 	// Get reads one instance from the catalog.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*Instance, error)
@@ -139,9 +144,14 @@ type RegistryServer interface {
 	// instance lives as long as that session; without one it is owned by
 	// the agent, kept in its data dir, and lives until Deregister.
 	Register(context.Context, *RegisterRequest) (*RegisterResponse, error)
-	// Deregister removes an instance registered on this agent.
+	// Deregister removes an instance registered on this agent: a
+	// session's instance only with that session_id; an agent-owned one only
+	// without a session_id; a config file's not at all (edit the file and
+	// reload). Otherwise PERMISSION_DENIED.
 	Deregister(context.Context, *DeregisterRequest) (*DeregisterResponse, error)
-	// Heartbeat reports the status of an instance with a TTL check.
+	// Heartbeat reports the status of an instance with a TTL check: a
+	// session's instance only with that session_id, an agent-owned or
+	// config file's one only without a session_id (else PERMISSION_DENIED).
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	// Get reads one instance from the catalog.
 	Get(context.Context, *GetRequest) (*Instance, error)
