@@ -114,7 +114,7 @@ func (s *Session) end(revoke bool) {
 	s.mu.Unlock()
 
 	if revoke {
-		s.m.revoke(lease, s.ID)
+		s.m.revoke(lease, s.ID, s.TTL)
 	}
 	s.m.forget(s)
 	for _, f := range hooks {
@@ -202,7 +202,7 @@ func (s *Session) keepAlive() {
 			// Closed while the grant was in flight: Close revoked the old
 			// lease and nothing may live on under the new one.
 			s.mu.Unlock()
-			s.m.revoke(newLease, s.ID)
+			s.m.revoke(newLease, s.ID, s.TTL)
 			return
 		}
 		s.lease = newLease
@@ -438,6 +438,8 @@ type Manager struct {
 	stopping bool
 	stopped  chan struct{} // closed when stopping is set
 	stopWait time.Duration // how long CloseAll waits for holders
+
+	revokeSlots chan struct{} // one per revoke at etcd (maxRevokesInFlight)
 }
 
 // ErrStopping: the agent is stopping and opens no new session.
@@ -457,7 +459,8 @@ func WithConfirmClient(c *clientv3.Client) ManagerOption {
 
 // NewManager returns a manager whose leases live in cli's cluster.
 func NewManager(cli *clientv3.Client, lg *zap.Logger, opts ...ManagerOption) *Manager {
-	m := &Manager{cli: cli, confirmCli: cli, lg: lg, sessions: map[string]*Session{}, stopped: make(chan struct{})}
+	m := &Manager{cli: cli, confirmCli: cli, lg: lg, sessions: map[string]*Session{}, stopped: make(chan struct{}),
+		revokeSlots: make(chan struct{}, maxRevokesInFlight)}
 	for _, o := range opts {
 		o(m)
 	}
@@ -482,7 +485,7 @@ func (m *Manager) Open(ctx context.Context, name string, ttl time.Duration) (*Se
 	if m.stopping {
 		m.mu.Unlock()
 		cancel()
-		m.revoke(lease, "")
+		m.revoke(lease, "", ttl)
 		return nil, ErrStopping
 	}
 	m.sessions[s.ID] = s
@@ -557,29 +560,16 @@ func (m *Manager) CloseAll(wait time.Duration) {
 // Stopping is closed when the agent starts to stop.
 func (m *Manager) Stopping() <-chan struct{} { return m.stopped }
 
-// revoke revokes a lease, bounded in time: without quorum the revoke
-// cannot commit, and the agent must still be able to stop; the lease then
-// expires after its TTL.
-func (m *Manager) revoke(lease clientv3.LeaseID, id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
-	defer cancel()
-	if _, err := m.cli.Revoke(ctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		m.lg.Warn("revoking a closed session's lease; it will expire after its TTL",
-			zap.String("session", id), zap.String("lease", fmt.Sprintf("%x", lease)), zap.Error(err))
-	}
-}
-
-// revokeTimeout bounds one revoke.
-const revokeTimeout = 2 * time.Second
-
 func (m *Manager) forget(s *Session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.sessions, s.ID)
 }
 
+// newID returns 128 random bits in hex: a session id is a secret that
+// proves ownership of what the session holds, so it must not be guessable.
 func newID() string {
-	b := make([]byte, 12)
+	b := make([]byte, 16)
 	_, _ = rand.Read(b) // crypto/rand does not fail on Linux
 	return hex.EncodeToString(b)
 }
