@@ -25,13 +25,6 @@ const (
 	MaxTTL     = 24 * time.Hour
 )
 
-var (
-	// ErrNotFound: no open session with that id on this agent.
-	ErrNotFound = errors.New("session not found")
-	// ErrClosed: the session was closed.
-	ErrClosed = errors.New("session closed")
-)
-
 // Session is one lease kept alive by the agent.
 type Session struct {
 	ID   string
@@ -440,10 +433,9 @@ type Manager struct {
 	stopWait time.Duration // how long CloseAll waits for holders
 
 	revokeSlots chan struct{} // one per revoke at etcd (maxRevokesInFlight)
+	maxSessions int           // open at once, those being opened included
+	opening     int           // Opens between their check and their entry
 }
-
-// ErrStopping: the agent is stopping and opens no new session.
-var ErrStopping = errors.New("the agent is stopping")
 
 // ManagerOption configures NewManager.
 type ManagerOption func(*Manager)
@@ -460,7 +452,7 @@ func WithConfirmClient(c *clientv3.Client) ManagerOption {
 // NewManager returns a manager whose leases live in cli's cluster.
 func NewManager(cli *clientv3.Client, lg *zap.Logger, opts ...ManagerOption) *Manager {
 	m := &Manager{cli: cli, confirmCli: cli, lg: lg, sessions: map[string]*Session{}, stopped: make(chan struct{}),
-		revokeSlots: make(chan struct{}, maxRevokesInFlight)}
+		revokeSlots: make(chan struct{}, maxRevokesInFlight), maxSessions: DefaultMaxSessions}
 	for _, o := range opts {
 		o(m)
 	}
@@ -475,13 +467,20 @@ func (m *Manager) Open(ctx context.Context, name string, ttl time.Duration) (*Se
 	if ttl < time.Second || ttl > MaxTTL {
 		return nil, fmt.Errorf("ttl %s is not from 1s to 24h", ttl)
 	}
+	if err := m.reserve(); err != nil {
+		return nil, err
+	}
 	lease, err := m.grant(ctx, ttl)
 	if err != nil {
+		m.mu.Lock()
+		m.opening--
+		m.mu.Unlock()
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Session{ID: newID(), Name: name, TTL: ttl, m: m, ctx: sctx, cancel: cancel, done: make(chan struct{}), lease: lease}
 	m.mu.Lock()
+	m.opening--
 	if m.stopping {
 		m.mu.Unlock()
 		cancel()
