@@ -62,7 +62,7 @@ func (s *Service) Campaign(ctx context.Context, req *beaconpb.ElectionCampaignRe
 	if req.TimeoutMs < 0 || req.TimeoutMs > MaxTimeoutMillis {
 		return nil, rpcerr.From(&FieldError{"timeout_ms", fmt.Sprintf("%d is not from 0 (no timeout) to %d (a day)", req.TimeoutMs, MaxTimeoutMillis)})
 	}
-	sess, err := s.session(req.SessionId)
+	sess, err := s.session(req.SessionId, false)
 	if err != nil {
 		return nil, err
 	}
@@ -83,13 +83,13 @@ func (s *Service) Campaign(ctx context.Context, req *beaconpb.ElectionCampaignRe
 	if err != nil {
 		return nil, s.fail(bctx, err, "campaign")
 	}
-	s.lg.Debug("elected", zap.String("election", req.Name), zap.String("session", sess.ID), zap.Int64("rev", l.Rev))
+	s.lg.Debug("elected", zap.String("election", req.Name), zap.String("lease", fmt.Sprintf("%x", int64(l.Lease))), zap.Int64("rev", l.Rev))
 	return &beaconpb.ElectionCampaignResponse{Leader: toPB(req.Name, l)}, nil
 }
 
 // Proclaim changes the proposal of the session's leadership.
 func (s *Service) Proclaim(ctx context.Context, req *beaconpb.ElectionProclaimRequest) (*beaconpb.ElectionProclaimResponse, error) {
-	e, sess, l, err := s.leadership(req.Name, req.SessionId, req.Rev)
+	e, sess, l, err := s.leadership(req.Name, req.SessionId, req.Rev, true)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +101,9 @@ func (s *Service) Proclaim(ctx context.Context, req *beaconpb.ElectionProclaimRe
 	if l, err = e.Check(bctx, l); err == nil {
 		l, err = e.Proclaim(bctx, l, req.Proposal)
 	}
+	if errors.Is(err, ErrLost) || errors.Is(err, ErrNotLeader) {
+		err = e.refuseOthers(bctx, req.Rev, l.Lease, err)
+	}
 	if err != nil {
 		return nil, s.fail(bctx, err, "proclaim")
 	}
@@ -109,11 +112,14 @@ func (s *Service) Proclaim(ctx context.Context, req *beaconpb.ElectionProclaimRe
 
 // Resign ends the session's leadership.
 func (s *Service) Resign(ctx context.Context, req *beaconpb.ElectionResignRequest) (*beaconpb.ElectionResignResponse, error) {
-	e, _, l, err := s.leadership(req.Name, req.SessionId, req.Rev)
+	e, _, l, err := s.leadership(req.Name, req.SessionId, req.Rev, true)
 	if err != nil {
 		return nil, err
 	}
 	ok, err := e.Resign(ctx, l)
+	if err == nil && !ok {
+		err = e.refuseOthers(ctx, req.Rev, l.Lease, nil)
+	}
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}
@@ -152,7 +158,7 @@ func (s *Service) Observe(req *beaconpb.ElectionObserveRequest, stream beaconpb.
 // WatchLeadership confirms the session's leadership, then ends when it
 // is lost.
 func (s *Service) WatchLeadership(req *beaconpb.ElectionWatchLeadershipRequest, stream beaconpb.Election_WatchLeadershipServer) error {
-	e, sess, l, err := s.leadership(req.Name, req.SessionId, req.Rev)
+	e, sess, l, err := s.leadership(req.Name, req.SessionId, req.Rev, false)
 	if err != nil {
 		return err
 	}
@@ -178,14 +184,15 @@ func (s *Service) WatchLeadership(req *beaconpb.ElectionWatchLeadershipRequest, 
 	if stream.Context().Err() != nil {
 		return nil // the leader hung up
 	}
-	s.lg.Debug("leadership lost", zap.String("election", req.Name), zap.String("session", sess.ID), zap.Error(err))
+	s.lg.Debug("leadership lost", zap.String("election", req.Name), zap.String("lease", fmt.Sprintf("%x", int64(l.Lease))), zap.Error(err))
 	return s.fail(bctx, err, "watch leadership")
 }
 
 // leadership validates a request about a session's leadership and returns
 // it as etcd should hold it: the key of the session's current lease, at
 // rev. After a lease change that key is not at rev, so it reads as lost.
-func (s *Service) leadership(name, sessionID string, rev int64) (*Election, *session.Session, Leader, error) {
+// changes: the call changes the leadership (Proclaim, Resign).
+func (s *Service) leadership(name, sessionID string, rev int64, changes bool) (*Election, *session.Session, Leader, error) {
 	e, err := New(s.cli, s.namespace, name)
 	if err != nil {
 		return nil, nil, Leader{}, rpcerr.From(err)
@@ -193,7 +200,7 @@ func (s *Service) leadership(name, sessionID string, rev int64) (*Election, *ses
 	if err := validateRev(rev); err != nil {
 		return nil, nil, Leader{}, rpcerr.From(err)
 	}
-	sess, err := s.session(sessionID)
+	sess, err := s.session(sessionID, changes)
 	if err != nil {
 		return nil, nil, Leader{}, err
 	}
@@ -201,16 +208,11 @@ func (s *Service) leadership(name, sessionID string, rev int64) (*Election, *ses
 	return e, sess, Leader{Key: e.Key(lease), Rev: rev, Lease: lease}, nil
 }
 
-func (s *Service) session(id string) (*session.Session, error) {
-	if id == "" {
-		return nil, rpcerr.From(&FieldError{"session_id", "must not be empty (open one with Session.Open)"})
-	}
-	sess, err := s.sessions.Get(id)
-	if errors.Is(err, session.ErrNotFound) {
-		return nil, status.Error(codes.NotFound, "session_id: "+err.Error())
-	}
+// session looks the session up (see lookup) and marks it a holder.
+func (s *Service) session(id string, changes bool) (*session.Session, error) {
+	sess, err := s.lookup(id, changes)
 	if err != nil {
-		return nil, rpcerr.From(err)
+		return nil, err
 	}
 	sess.MarkHolding()
 	return sess, nil
@@ -222,12 +224,12 @@ func (s *Service) bind(ctx context.Context, sess *session.Session) (context.Cont
 	changed := s.leaseChanged(sess)
 	bctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(sess.Context(), func() {
-		cancel(wrapf(ErrSessionEnded, "session %s ended", sess.ID))
+		cancel(wrapf(ErrSessionEnded, "the session ended"))
 	})
 	go func() {
 		select {
 		case <-changed:
-			cancel(wrapf(ErrLost, "the lease of session %s ended", sess.ID))
+			cancel(wrapf(ErrLost, "the session's lease ended"))
 		case <-bctx.Done():
 		}
 	}()
