@@ -37,6 +37,8 @@ type Agent struct {
 	lg        *zap.Logger
 	node      *embedded.Node
 	api       *apiserver.Server
+	apiAddr   string         // the API's bound TCP address
+	apiLis    []net.Listener // with TLS: the API listeners the agent bound itself
 	http      *http.Server
 	announcer *cluster.Announcer
 
@@ -59,6 +61,11 @@ type Agent struct {
 // calls reload (if not nil) and applies the services: blocks it returns.
 func Run(ctx context.Context, cfg Config, lg *zap.Logger, reload func() (Config, error)) error {
 	a := &Agent{cfg: cfg, lg: lg, left: make(chan struct{})}
+	// Before the data dir exists: a certificate that cannot serve stops
+	// the agent with nothing created.
+	if err := checkTLS(&cfg); err != nil {
+		return err
+	}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return err
@@ -138,11 +145,7 @@ func (a *Agent) start(ctx context.Context) error {
 	// Bind the agent's own listeners and probe etcd's ports first, so a
 	// port in use stops the agent with its key named and nothing started.
 	a.api = apiserver.New(a.lg.Named("api"))
-	if err := a.api.Listen(cfg.APIAddr, cfg.APISocket); err != nil {
-		var oe *net.OpError
-		if errors.As(err, &oe) && errors.Is(err, syscall.EADDRINUSE) {
-			return portError("api-addr", cfg.APIAddr, err)
-		}
+	if err := a.listenAPI(); err != nil {
 		return err
 	}
 	httpLis, err := a.listenHTTP()
@@ -172,6 +175,7 @@ func (a *Agent) start(ctx context.Context) error {
 		InitialCluster: cfg.InitialCluster, ClusterToken: cfg.ClusterToken, Join: cfg.Join, Endpoints: cfg.Endpoints,
 		Voters: cfg.Voters, Namespace: cfg.Namespace,
 		LogLevel: cfg.LogLevel, Logger: a.lg,
+		TLS: cfg.TLS, EnableDebug: cfg.EnableDebug,
 	})
 	if err != nil {
 		httpLis.Close()
@@ -190,8 +194,12 @@ func (a *Agent) start(ctx context.Context) error {
 	a.templates = newTemplates(a.node.LocalClient(), cfg.Namespace, a.lg)
 	a.templates.Sync(cfg.Templates)
 	a.api.Serve()
+	a.serveAPI()
 	a.dns.Serve()
-	a.http = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	a.http = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second,
+		// A refused TLS handshake (no certificate, another CA's) is
+		// worth a line in the agent's log, not on raw stderr.
+		ErrorLog: httpErrorLog(a.lg.Named("http"))}
 	go func() { _ = a.http.Serve(httpLis) }()
 	return nil
 }
@@ -203,7 +211,7 @@ func (a *Agent) nodeInfo() cluster.NodeInfo {
 	}
 	info := cluster.NodeInfo{
 		Name: a.cfg.Name, Address: host, Role: a.node.Role(), Version: version.String(),
-		Started: time.Now().UTC().Format(time.RFC3339), APIAddr: a.api.Addr(),
+		Started: time.Now().UTC().Format(time.RFC3339), APIAddr: a.apiAddr,
 		HTTPAddr: a.cfg.HTTPAddr, DNSAddr: a.cfg.DNSAddr,
 	}
 	if a.node.Role() != embedded.RoleExternal {
@@ -252,6 +260,7 @@ func (a *Agent) stop() {
 	}
 	if a.api != nil {
 		a.api.Stop(shutdownGrace)
+		a.closeAPIListeners()
 	}
 	if a.node != nil {
 		a.node.Close()

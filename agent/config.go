@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/config"
+	"github.com/beaconhq/beacon/pki"
 	"github.com/beaconhq/beacon/registry"
 	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
@@ -53,6 +54,13 @@ type Config struct {
 	DNSTTL          time.Duration // TTL of DNS answers
 	DNSAllowWarning bool          // DNS answers warning instances too
 	DNSRecursors    []string      // upstreams for names outside the zone; none = REFUSED
+
+	// TLS is this host's certificate files; with them every hop is TLS
+	// (see tls.go). nil: plain.
+	TLS *pki.Files
+	// EnableDebug serves pprof on http-addr and etcd's /debug/vars and
+	// pprof on the client URL; off, nobody gets them.
+	EnableDebug bool
 
 	// Services are the services: blocks of the config file.
 	Services []registry.Registration
@@ -107,6 +115,10 @@ func options() []option {
 		{"dns-ttl", "5s", "TTL of DNS answers"},
 		{"dns-allow-warning", false, "DNS answers instances whose check is warning, not only passing"},
 		{"dns-recursors", "", "host:port upstreams (comma-separated) for names outside the zone; empty = answer REFUSED"},
+		{"ca-file", "", "TLS: the fleet's CA (ca.pem); with cert-file and key-file, every hop is TLS and URLs are https"},
+		{"cert-file", "", "TLS: this host's certificate (beacon tls cert), for serving and dialing"},
+		{"key-file", "", "TLS: this host's key"},
+		{"enable-debug", false, "serve pprof on http-addr and etcd's /debug/vars and pprof on the client URL"},
 	}
 }
 
@@ -222,13 +234,20 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	}
 
 	var err error
-	c.ClientURL, err = parseURL(str("client-url"))
+	c.TLS, err = pki.FilesOf(str("ca-file"), str("cert-file"), str("key-file"))
+	check("ca-file", err)
+	c.EnableDebug, err = cast.ToBoolE(v.Get("enable-debug"))
+	if err != nil {
+		check("enable-debug", fmt.Errorf("%v is not true or false", v.Get("enable-debug")))
+	}
+	scheme := schemeOf(c.TLS)
+	c.ClientURL, err = parseURL(schemeDefault(str("client-url"), "client-url", scheme), scheme)
 	check("client-url", err)
-	c.PeerURL, err = parseURL(str("peer-url"))
+	c.PeerURL, err = parseURL(schemeDefault(str("peer-url"), "peer-url", scheme), scheme)
 	check("peer-url", err)
-	c.Join, err = parseURLList(str("join"))
+	c.Join, err = parseURLList(str("join"), scheme)
 	check("join", err)
-	c.Endpoints, err = parseURLList(str("endpoints"))
+	c.Endpoints, err = parseURLList(str("endpoints"), scheme)
 	check("endpoints", err)
 	c.ClusterToken = str("initial-cluster-token")
 	if c.ClusterToken == "" {
@@ -236,7 +255,7 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	}
 	c.InitialCluster = str("initial-cluster")
 	if c.InitialCluster != "" {
-		check("initial-cluster", validInitialCluster(c.InitialCluster, c.Name, c.PeerURL))
+		check("initial-cluster", validInitialCluster(c.InitialCluster, c.Name, c.PeerURL, scheme))
 	}
 
 	voters, err := cast.ToIntE(v.Get("voters"))

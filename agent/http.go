@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"log"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/beaconhq/beacon/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
 )
 
 // httpHandler serves /health, /ready, /metrics and /version.
@@ -27,11 +30,13 @@ func (a *Agent) httpHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "role": a.node.Role()})
 	})
 	mux.Handle("GET /metrics", promhttp.Handler())
-	// Go's profiler, for operators chasing CPU or memory (http-addr is
-	// loopback unless configured otherwise).
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// Go's profiler, for operators chasing CPU or memory, only when
+	// switched on: a profile or a goroutine dump tells an attacker much.
+	if a.cfg.EnableDebug {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"version": version.String(), "go": runtime.Version()})
 	})
@@ -58,5 +63,22 @@ func (a *Agent) listenHTTP() (net.Listener, error) {
 	if err != nil {
 		return nil, portError("http-addr", a.cfg.HTTPAddr, err)
 	}
-	return l, nil
+	if a.cfg.TLS == nil {
+		return l, nil
+	}
+	tc, err := a.cfg.httpTLS()
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return tls.NewListener(l, tc), nil
+}
+
+// httpErrorLog puts net/http's own messages in the agent's log at warn.
+func httpErrorLog(lg *zap.Logger) *log.Logger {
+	l, err := zap.NewStdLogAt(lg, zap.WarnLevel)
+	if err != nil {
+		return zap.NewStdLog(lg)
+	}
+	return l
 }

@@ -3,12 +3,15 @@
 package client
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"sync"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/pki"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -43,6 +46,8 @@ type register struct {
 
 type options struct {
 	dialOpts []grpc.DialOption
+	tls      *pki.Files
+	tlsSet   bool // WithTLS was given: the environment is not read
 }
 
 // Option configures New.
@@ -51,6 +56,44 @@ type Option func(*options)
 // WithDialOptions adds grpc dial options.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
+}
+
+// WithTLS dials the agent's TCP API with mutual TLS: files.CA is the only
+// CA trusted for the agent's certificate, and files.Cert and files.Key
+// are this client's certificate (a client usage, signed by the same CA).
+// nil dials in plain. Without WithTLS, New reads BEACON_CA_FILE,
+// BEACON_CERT_FILE and BEACON_KEY_FILE. A unix socket is always plain.
+func WithTLS(files *pki.Files) Option {
+	return func(o *options) { o.tls, o.tlsSet = files, true }
+}
+
+// TLSFromEnv is the TLS files BEACON_CA_FILE, BEACON_CERT_FILE and
+// BEACON_KEY_FILE name: nil when none is set, an error when some are.
+func TLSFromEnv() (*pki.Files, error) {
+	return pki.FilesOf(os.Getenv("BEACON_CA_FILE"), os.Getenv("BEACON_CERT_FILE"), os.Getenv("BEACON_KEY_FILE"))
+}
+
+// transportCredentials are plain for a unix socket and without TLS
+// files; otherwise mutual TLS, once the files check out as a client's.
+func transportCredentials(o *options, target string) (credentials.TransportCredentials, error) {
+	files := o.tls
+	if !o.tlsSet {
+		var err error
+		if files, err = TLSFromEnv(); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
+	if files == nil || strings.HasPrefix(target, "unix:") {
+		return insecure.NewCredentials(), nil
+	}
+	if err := files.Check(pki.Client); err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	tc, err := files.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return credentials.NewTLS(tc), nil
 }
 
 // Addr resolves the agent address: addr if set, else BEACON_AGENT, else
@@ -85,12 +128,17 @@ func New(addr string, opts ...Option) (*Client, error) {
 	for _, opt := range opts {
 		opt(o)
 	}
+	tgt := target(Addr(addr))
+	creds, err := transportCredentials(o, tgt)
+	if err != nil {
+		return nil, err
+	}
 	dial := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		// A catalog of 100k instances lists as tens of MB.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256 << 20)),
 	}, o.dialOpts...)
-	conn, err := grpc.NewClient(target(Addr(addr)), dial...)
+	conn, err := grpc.NewClient(tgt, dial...)
 	if err != nil {
 		return nil, err
 	}

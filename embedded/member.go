@@ -51,6 +51,8 @@ func etcdConfig(o Options, lg *zap.Logger) (*embed.Config, error) {
 	// The client's own pings stay at gRPC's 10 s, above etcd's
 	// GRPCKeepAliveMinTime (5 s): nothing is refused with too_many_pings.
 	cfg.GRPCKeepAliveInterval = memberPingInterval
+	applyTLS(cfg, o.TLS)
+	applyDebug(cfg, o.EnableDebug)
 	return cfg, nil
 }
 

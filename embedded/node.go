@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/beaconhq/beacon/pki"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -43,6 +44,12 @@ type Options struct {
 	Logger         *zap.Logger
 	// JoinTimeout bounds waiting for the join lock and for promotion.
 	JoinTimeout time.Duration
+	// TLS, when set, makes peer and client traffic mutual TLS: the member
+	// serves its URLs with it and every etcd client of the agent dials
+	// with it. nil: plain.
+	TLS *pki.Files
+	// EnableDebug serves etcd's /debug/vars and pprof on the client URL.
+	EnableDebug bool
 }
 
 // Node is this host's running part of the cluster.
@@ -251,7 +258,7 @@ const (
 )
 
 func newClient(o Options, endpoints []string, autoSync time.Duration) (*clientv3.Client, error) {
-	return clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          5 * time.Second,
 		DialKeepAliveTime:    clientPingInterval,
@@ -259,7 +266,11 @@ func newClient(o Options, endpoints []string, autoSync time.Duration) (*clientv3
 		DialOptions:          []grpc.DialOption{grpc.WithContextDialer(dialMember)},
 		AutoSyncInterval:     autoSync,
 		Logger:               clientLogger(o),
-	})
+	}
+	if err := clientTLS(&cfg, o.TLS); err != nil {
+		return nil, err
+	}
+	return clientv3.New(cfg)
 }
 
 // dialMember opens a connection to a member with TCP keepalive probes

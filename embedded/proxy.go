@@ -63,7 +63,13 @@ func startProxy(ctx context.Context, o Options, known []string) (*Node, error) {
 	}
 
 	lg := o.Logger.Named("proxy")
-	srv := NewProxyServer(cli, lg)
+	sopts, err := proxyServerOptions(o.TLS)
+	if err != nil {
+		cli.Close()
+		lis.Close()
+		return nil, err
+	}
+	srv := NewProxyServer(cli, lg, sopts...)
 	n := newNode(o, RoleProxy)
 	n.client = cli
 	n.proxy = srv
@@ -80,13 +86,14 @@ func startProxy(ctx context.Context, o Options, known []string) (*Node, error) {
 
 // NewProxyServer is etcd's grpc-proxy on cli: KV, Watch, Lease, Cluster,
 // Maintenance, Auth, Election and Lock, each forwarded to the members.
-func NewProxyServer(cli *clientv3.Client, lg *zap.Logger) *grpc.Server {
+// opts add to the server's options (its TLS credentials).
+func NewProxyServer(cli *clientv3.Client, lg *zap.Logger, opts ...grpc.ServerOption) *grpc.Server {
 	kv, _ := grpcproxy.NewKvProxy(cli)
 	watch, _ := grpcproxy.NewWatchProxy(cli.Ctx(), lg, cli)
 	cluster, _ := grpcproxy.NewClusterProxy(lg, cli, "", "")
 	lease, _ := grpcproxy.NewLeaseProxy(cli.Ctx(), cli)
 
-	srv := grpc.NewServer(grpc.MaxConcurrentStreams(math.MaxUint32))
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.MaxConcurrentStreams(math.MaxUint32)}, opts...)...)
 	pb.RegisterKVServer(srv, kv)
 	pb.RegisterWatchServer(srv, watch)
 	pb.RegisterClusterServer(srv, cluster)

@@ -31,6 +31,7 @@ type globals struct {
 	agent       string
 	output      string
 	callTimeout time.Duration
+	tls         tlsFlags
 }
 
 func newRoot() *cobra.Command {
@@ -48,6 +49,11 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.agent, "agent", "", "agent API address, host:port or unix:PATH (env BEACON_AGENT, default 127.0.0.1:7600)")
 	pf.StringVarP(&g.output, "output", "w", "table", "output format: table or json")
 	pf.DurationVar(&g.callTimeout, "call-timeout", 10*time.Second, "how long to wait for the agent to answer")
+	g.tls.bind(pf)
+	// Every client command, the recipes' and the benchmarks' included,
+	// dials through client.New, which reads the TLS files from the
+	// environment: the flags go there, so that they reach all of them.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return g.tls.export(cmd) }
 	root.AddCommand(
 		newAgentCmd(),
 		newMembersCmd(g),
@@ -82,6 +88,10 @@ func oneLine(err error) string {
 		msg := s.Message()
 		if s.Code() == codes.Unavailable && strings.Contains(msg, "connection refused") {
 			msg = "cannot reach the agent (is `beacon agent` running? set --agent or BEACON_AGENT): " + msg
+		}
+		if s.Code() == codes.Unavailable && strings.Contains(msg, "error reading server preface") {
+			// A TLS listener hangs up on a plain client's first bytes.
+			msg = "the agent closed the connection (does its API require TLS? give --ca-file, --cert-file and --key-file): " + msg
 		}
 		err = fmt.Errorf("%s: %s", codeWords(s.Code()), msg)
 	}

@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/beaconhq/beacon/pki"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func init() {
@@ -91,4 +93,42 @@ func tlsError(err error) error {
 		return &usageError{err}
 	}
 	return err
+}
+
+// tlsFlags are the client commands' TLS files (DESIGN.md, Security): the
+// same three as the agent's, also BEACON_CA_FILE, BEACON_CERT_FILE and
+// BEACON_KEY_FILE. With them the CLI dials the agent's TCP API with
+// mutual TLS; a unix: agent address stays plain.
+type tlsFlags struct {
+	ca, cert, key string
+}
+
+var tlsEnv = map[string]string{"ca-file": "BEACON_CA_FILE", "cert-file": "BEACON_CERT_FILE", "key-file": "BEACON_KEY_FILE"}
+
+func (f *tlsFlags) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&f.ca, "ca-file", "", "TLS: the fleet's CA (env BEACON_CA_FILE); with --cert-file and --key-file the API is dialed with mutual TLS")
+	fs.StringVar(&f.cert, "cert-file", "", "TLS: this client's certificate (env BEACON_CERT_FILE)")
+	fs.StringVar(&f.key, "key-file", "", "TLS: this client's key (env BEACON_KEY_FILE)")
+}
+
+// export puts the flags given into the environment, where client.New
+// (and the agents a benchmark starts) read them: a flag wins over the
+// variable. The agent command has flags of its own by the same names.
+func (f *tlsFlags) export(cmd *cobra.Command) error {
+	for name, env := range tlsEnv {
+		fl := cmd.Flags().Lookup(name)
+		if fl == nil || !fl.Changed || cmd.LocalNonPersistentFlags().Lookup(name) != nil {
+			continue
+		}
+		if err := os.Setenv(env, fl.Value.String()); err != nil {
+			return err
+		}
+	}
+	if cmd.LocalNonPersistentFlags().Lookup("ca-file") != nil {
+		return nil // beacon agent: its own configuration checks them
+	}
+	if _, err := pki.FilesOf(os.Getenv(tlsEnv["ca-file"]), os.Getenv(tlsEnv["cert-file"]), os.Getenv(tlsEnv["key-file"])); err != nil {
+		return &usageError{fmt.Errorf("tls: %w: --ca-file, --cert-file and --key-file (or BEACON_CA_FILE, BEACON_CERT_FILE and BEACON_KEY_FILE)", err)}
+	}
+	return nil
 }

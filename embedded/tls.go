@@ -1,0 +1,85 @@
+package embedded
+
+import (
+	"net/http"
+
+	"github.com/beaconhq/beacon/pki"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// applyTLS makes the member's peer and client URLs mutual TLS under the
+// host's files: a peer or client must present a certificate signed by the
+// CA. The same certificate serves and, toward the other members, dials.
+func applyTLS(cfg *embed.Config, f *pki.Files) {
+	if f == nil {
+		return
+	}
+	info := transport.TLSInfo{
+		CertFile:       f.Cert,
+		KeyFile:        f.Key,
+		TrustedCAFile:  f.CA,
+		ClientCertAuth: true,
+	}
+	cfg.ClientTLSInfo = info
+	cfg.PeerTLSInfo = info
+	cfg.ClientAutoTLS, cfg.PeerAutoTLS = false, false
+}
+
+// debugPaths are what etcd serves under /debug/ on its client URL:
+// expvar's /debug/vars (the full command line and memory stats), always;
+// pprof with EnablePprof or at log level debug; request traces at log
+// level debug.
+var debugPaths = []string{
+	"/debug/", "/debug/vars", "/debug/requests", "/debug/events",
+	"/debug/pprof/", "/debug/pprof/profile", "/debug/pprof/symbol", "/debug/pprof/cmdline",
+	"/debug/pprof/trace", "/debug/pprof/heap", "/debug/pprof/goroutine", "/debug/pprof/threadcreate",
+	"/debug/pprof/block", "/debug/pprof/mutex",
+}
+
+// applyDebug serves etcd's debug endpoints only when asked. etcd mounts
+// user handlers ahead of its own and skips its pprof paths that are taken,
+// so a 404 on each path shuts all of them.
+func applyDebug(cfg *embed.Config, enable bool) {
+	if enable {
+		cfg.EnablePprof = true
+		return
+	}
+	cfg.EnablePprof = false
+	if cfg.UserHandlers == nil {
+		cfg.UserHandlers = map[string]http.Handler{}
+	}
+	for _, p := range debugPaths {
+		cfg.UserHandlers[p] = http.NotFoundHandler()
+	}
+}
+
+// clientTLS sets the agent's etcd client to dial with the CA and the
+// host's certificate as client certificate.
+func clientTLS(c *clientv3.Config, f *pki.Files) error {
+	if f == nil {
+		return nil
+	}
+	tc, err := f.ClientConfig()
+	if err != nil {
+		return err
+	}
+	c.TLS = tc
+	return nil
+}
+
+// proxyServerOptions serve the proxy's etcd-compatible endpoint with mutual
+// TLS, like a member's client URL.
+func proxyServerOptions(f *pki.Files) ([]grpc.ServerOption, error) {
+	if f == nil {
+		return nil, nil
+	}
+	tc, err := f.ServerConfig("h2")
+	if err != nil {
+		return nil, err
+	}
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tc))}, nil
+}
