@@ -85,7 +85,8 @@ func (b *Broker) Close() error {
 //	seq          the last sequence number handed out (decimal)
 //	msg/<seq>    a message's metadata (JSON): enqueued, not-before, deliveries
 //	body/<seq>   its payload, written once
-//	res/<seq>    its reservation, if any (JSON: deadline, session), under the
+//	res/<seq>    its reservation, if any (JSON: deadline, owner: a hash of the
+//	             receipt's key, node), under the
 //	             consumer's session lease when it has one
 //	dead/<seq>   a dead letter's metadata; its body stays at body/<seq>
 //	dedup/<id>   the message id of a dedup id, under a lease of the window

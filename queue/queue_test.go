@@ -160,7 +160,7 @@ func TestReservationEndsWithSessionLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := mustReserve(t, b1, q, WithSession("s1", func() clientv3.LeaseID { return lease.ID }), WithVisibility(time.Hour))
+	first := mustReserve(t, b1, q, WithSession(func() clientv3.LeaseID { return lease.ID }), WithVisibility(time.Hour))
 	got := make(chan *Delivery, 1)
 	go func() {
 		d, err := b2.Reserve(ctxT(t), q, WithWait(20*time.Second))
@@ -181,7 +181,7 @@ func TestReservationEndsWithSessionLease(t *testing.T) {
 	}
 	// Reserving under a lease that is gone fails and takes nothing.
 	mustEnqueue(t, b1, q, "y")
-	if _, err := b1.Reserve(ctxT(t), q, WithSession("s1", func() clientv3.LeaseID { return lease.ID })); !errors.Is(err, ErrSessionEnded) {
+	if _, err := b1.Reserve(ctxT(t), q, WithSession(func() clientv3.LeaseID { return lease.ID })); !errors.Is(err, ErrSessionEnded) {
 		t.Fatalf("reserve under a revoked lease: %v, want ErrSessionEnded", err)
 	}
 	if d := mustReserve(t, b2, q); string(d.Payload) != "y" || d.Deliveries != 1 {
@@ -348,7 +348,7 @@ func TestValidation(t *testing.T) {
 }
 
 func TestReceiptRoundTrip(t *testing.T) {
-	r := Receipt{Queue: "jobs.v2", Seq: 42, Rev: 1234}
+	r := Receipt{Queue: "jobs.v2", Seq: 42, Rev: 1234, Key: newReceiptKey()}
 	got, err := ParseReceipt(r.String())
 	if err != nil || got != r {
 		t.Fatalf("ParseReceipt(%q) = %+v, %v", r.String(), got, err)

@@ -2,7 +2,10 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/beaconhq/beacon/internal/rpcerr"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -15,29 +18,45 @@ func holds(k keys, r Receipt) clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(k.res(r.Seq)), "=", r.Rev)
 }
 
+// refused adds what was asked to a claim's refusal.
+func refused(err error, what string, r Receipt) error {
+	for _, base := range []*rpcerr.Named{ErrStaleReceipt, ErrNotYours} {
+		if errors.Is(err, base) {
+			return wrapf(base, "%s %s", what, r.name())
+		}
+	}
+	return err
+}
+
 // Ack removes the reserved message for good, in one transaction that
-// holds only if the receipt's reservation does; otherwise ErrStaleReceipt.
-// An ack after the visibility deadline still succeeds if nobody has taken
-// the message since.
-func (b *Broker) Ack(ctx context.Context, r Receipt) error {
+// holds only if the receipt's reservation does; otherwise ErrStaleReceipt
+// (also for a receipt whose key is not the reservation's). With
+// InSession, the reservation must be that session's (ErrNotYours). An ack
+// after the visibility deadline still succeeds if nobody has taken the
+// message since.
+func (b *Broker) Ack(ctx context.Context, r Receipt, opts ...CallOption) error {
 	if err := ValidateName(r.Queue); err != nil {
 		return err
 	}
 	k := b.keys(r.Queue)
+	if err := b.claim(ctx, k, r, callerOf(opts)); err != nil {
+		return refused(err, "ack", r)
+	}
 	resp, err := b.cli.Txn(ctx).If(holds(k, r)).
 		Then(clientv3.OpDelete(k.msg(r.Seq)), clientv3.OpDelete(k.body(r.Seq)), clientv3.OpDelete(k.res(r.Seq))).Commit()
 	if err != nil {
 		return err
 	}
 	if !resp.Succeeded {
-		return wrapf(ErrStaleReceipt, "ack %s", r)
+		return wrapf(ErrStaleReceipt, "ack %s", r.name())
 	}
 	return nil
 }
 
 // Nack ends the reservation and leaves the message at its place in the
-// queue, ready again after delay.
-func (b *Broker) Nack(ctx context.Context, r Receipt, delay time.Duration) error {
+// queue, ready again after delay. Receipts and sessions are checked as
+// for Ack.
+func (b *Broker) Nack(ctx context.Context, r Receipt, delay time.Duration, opts ...CallOption) error {
 	if err := ValidateName(r.Queue); err != nil {
 		return err
 	}
@@ -45,6 +64,9 @@ func (b *Broker) Nack(ctx context.Context, r Receipt, delay time.Duration) error
 		return err
 	}
 	k := b.keys(r.Queue)
+	if err := b.claim(ctx, k, r, callerOf(opts)); err != nil {
+		return refused(err, "nack", r)
+	}
 	ops := []clientv3.Op{clientv3.OpDelete(k.res(r.Seq))}
 	cmps := []clientv3.Cmp{holds(k, r)}
 	if delay > 0 {
@@ -56,7 +78,7 @@ func (b *Broker) Nack(ctx context.Context, r Receipt, delay time.Duration) error
 			return err
 		}
 		if len(got.Kvs) == 0 {
-			return wrapf(ErrStaleReceipt, "nack %s", r)
+			return wrapf(ErrStaleReceipt, "nack %s", r.name())
 		}
 		m, err := decodeMeta(got.Kvs[0].Value)
 		if err != nil {
@@ -71,15 +93,16 @@ func (b *Broker) Nack(ctx context.Context, r Receipt, delay time.Duration) error
 		return err
 	}
 	if !resp.Succeeded {
-		return wrapf(ErrStaleReceipt, "nack %s", r)
+		return wrapf(ErrStaleReceipt, "nack %s", r.name())
 	}
 	b.wrote(r.Queue, resp.Header.Revision)
 	return nil
 }
 
 // Extend moves the reservation's deadline to now + visibility, keeping its
-// lease and its receipt, and returns the new deadline.
-func (b *Broker) Extend(ctx context.Context, r Receipt, visibility time.Duration) (time.Time, error) {
+// lease and its receipt, and returns the new deadline. Receipts and
+// sessions are checked as for Ack.
+func (b *Broker) Extend(ctx context.Context, r Receipt, visibility time.Duration, opts ...CallOption) (time.Time, error) {
 	if err := ValidateName(r.Queue); err != nil {
 		return time.Time{}, err
 	}
@@ -87,15 +110,20 @@ func (b *Broker) Extend(ctx context.Context, r Receipt, visibility time.Duration
 		return time.Time{}, err
 	}
 	k := b.keys(r.Queue)
+	c := callerOf(opts)
 	got, err := b.cli.Get(ctx, k.res(r.Seq))
 	for err == nil {
-		if len(got.Kvs) == 0 || got.Kvs[0].CreateRevision != r.Rev {
-			return time.Time{}, wrapf(ErrStaleReceipt, "extend %s", r)
+		if len(got.Kvs) == 0 {
+			return time.Time{}, wrapf(ErrStaleReceipt, "extend %s", r.name())
 		}
 		kv := got.Kvs[0]
 		res, derr := decodeReservation(kv.Value)
 		if derr != nil {
-			return time.Time{}, derr
+			res = reservation{} // unreadable: no receipt matches it
+		}
+		rr := resRecord{found: true, create: kv.CreateRevision, lease: clientv3.LeaseID(kv.Lease), rec: res}
+		if err := rr.allows(r, c); err != nil {
+			return time.Time{}, refused(err, "extend", r)
 		}
 		res.Deadline = time.Now().Add(visibility).UnixNano()
 		var resp *clientv3.TxnResponse

@@ -19,10 +19,13 @@ type meta struct {
 	Dedup      string `json:"dedup,omitempty"`
 }
 
-// reservation is the value of res/<seq>.
+// reservation is the value of res/<seq>. It names no session: a session
+// id is a secret, and the key's lease already binds the reservation to
+// its session. Owner is a hash of the receipt's key, which proves the
+// holder without letting a reader of etcd make a receipt.
 type reservation struct {
 	Deadline int64  `json:"deadline"` // unix ns; after it the message is ready again
-	Session  string `json:"session,omitempty"`
+	Owner    string `json:"owner,omitempty"`
 	Node     string `json:"node,omitempty"`
 }
 
@@ -74,36 +77,40 @@ type Delivery struct {
 	Lease clientv3.LeaseID
 }
 
-// Receipt names one reservation: the queue, the message's sequence number,
-// and the etcd revision that created the reservation key. A reservation
-// that ended and was made again has another revision, so an old receipt
-// can never ack, nack or extend it.
+// Receipt names one reservation and proves its holder: the queue, the
+// message's sequence number, the etcd revision that created the
+// reservation key, and Key, 128 random bits made for this reservation
+// (etcd keeps only their hash). A reservation that ended and was made
+// again has another revision and another key, so an old receipt can never
+// ack, nack or extend it; and a receipt cannot be guessed from the
+// message's id and the revision.
 type Receipt struct {
 	Queue string
 	Seq   uint64
 	Rev   int64
+	Key   string
 }
 
-// String is the receipt's text form, QUEUE/SEQ/REV.
-func (r Receipt) String() string { return fmt.Sprintf("%s/%d/%d", r.Queue, r.Seq, r.Rev) }
+// String is the receipt's text form, QUEUE/SEQ/KEY/REV (the revision
+// last, as before keys were added, for tools that read it).
+func (r Receipt) String() string { return fmt.Sprintf("%s/%d/%s/%d", r.Queue, r.Seq, r.Key, r.Rev) }
+
+// name is the receipt without its key, for messages and logs.
+func (r Receipt) name() string { return fmt.Sprintf("%s/%d (revision %d)", r.Queue, r.Seq, r.Rev) }
 
 // ParseReceipt reads the text form of a receipt.
 func ParseReceipt(s string) (Receipt, error) {
-	bad := &FieldError{Field: "receipt", Reason: fmt.Sprintf("%q is not QUEUE/SEQ/REVISION", s)}
-	i := strings.LastIndexByte(s, '/')
-	if i < 0 {
+	bad := &FieldError{Field: "receipt", Reason: "not a receipt (QUEUE/SEQ/KEY/REVISION, as Reserve answered it)"}
+	parts := strings.Split(s, "/")
+	if len(parts) != 4 {
 		return Receipt{}, bad
 	}
-	j := strings.LastIndexByte(s[:i], '/')
-	if j < 0 {
+	seq, err1 := strconv.ParseUint(parts[1], 10, 64)
+	rev, err2 := strconv.ParseInt(parts[3], 10, 64)
+	if err1 != nil || err2 != nil || seq == 0 || rev <= 0 || !validReceiptKey(parts[2]) {
 		return Receipt{}, bad
 	}
-	seq, err1 := strconv.ParseUint(s[j+1:i], 10, 64)
-	rev, err2 := strconv.ParseInt(s[i+1:], 10, 64)
-	if err1 != nil || err2 != nil || seq == 0 || rev <= 0 {
-		return Receipt{}, bad
-	}
-	r := Receipt{Queue: s[:j], Seq: seq, Rev: rev}
+	r := Receipt{Queue: parts[0], Seq: seq, Rev: rev, Key: parts[2]}
 	if err := ValidateName(r.Queue); err != nil {
 		return Receipt{}, bad
 	}

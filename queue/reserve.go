@@ -19,21 +19,22 @@ type ReserveOption func(*reserveOpts)
 
 type reserveOpts struct {
 	lease         func() clientv3.LeaseID
-	session       string
+	session       bool
 	visibility    time.Duration
 	wait          time.Duration
 	maxDeliveries uint32
 	ack           *Receipt
+	ackOpts       []CallOption // who acks: the reserving session, or none
 }
 
 // WithSession binds the reservation to a session's lease: when the lease
 // ends (the consumer died, closed its session, or etcd expired it), the
 // reservation key goes with it and the message is ready again at once.
 // lease is asked at each attempt, since a session may get a new lease
-// while Reserve waits (pass a session's Lease method); the id is recorded
-// for operators.
-func WithSession(id string, lease func() clientv3.LeaseID) ReserveOption {
-	return func(o *reserveOpts) { o.session, o.lease = id, lease }
+// while Reserve waits (pass a session's Lease method). The session's id
+// is not recorded: it is a secret, and the lease names the session.
+func WithSession(lease func() clientv3.LeaseID) ReserveOption {
+	return func(o *reserveOpts) { o.session, o.lease = true, lease }
 }
 
 // WithVisibility sets how long the message stays reserved without an
@@ -53,7 +54,9 @@ func WithMaxDeliveries(n int) ReserveOption {
 // WithAck acks a reservation of the same queue in the transaction that
 // makes the new one, so that a consumer loop costs one write per message.
 // If nothing is ready, the ack is made at once, before waiting. A stale
-// receipt fails the call with ErrStaleReceipt, and nothing is reserved.
+// receipt fails the call with ErrStaleReceipt, and nothing is reserved;
+// with WithSession, so does a receipt whose reservation is not under that
+// session (ErrNotYours).
 func WithAck(r Receipt) ReserveOption { return func(o *reserveOpts) { o.ack = &r } }
 
 // Reserve hands out the oldest ready message of the queue. A message is
@@ -75,6 +78,15 @@ func (b *Broker) Reserve(ctx context.Context, queue string, opts ...ReserveOptio
 	defer b.release(v)
 	if err := v.waitLoaded(ctx); err != nil {
 		return nil, err
+	}
+	if o.ack != nil {
+		// The receipt and its owner are checked once: the transaction
+		// that acks compares the revision the receipt names.
+		c := caller{session: o.session, lease: o.lease()}
+		if err := b.claim(ctx, v.k, *o.ack, c); err != nil {
+			return nil, refused(err, "ack_receipt", *o.ack)
+		}
+		o.ackOpts = []CallOption{func(cc *caller) { *cc = c }}
 	}
 	deadline := time.Now().Add(o.wait)
 	checked := false // whether the view was reloaded after the wait ran out
@@ -113,7 +125,7 @@ func (b *Broker) Reserve(ctx context.Context, queue string, opts ...ReserveOptio
 		}
 		if o.ack != nil {
 			// Nothing to ride on: ack now rather than after the wait.
-			if err := b.Ack(ctx, *o.ack); err != nil {
+			if err := b.Ack(ctx, *o.ack, o.ackOpts...); err != nil {
 				return nil, err
 			}
 			o.ack = nil
@@ -188,7 +200,8 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	m := c.e.m
 	m.Deliveries++
 	m.NotBefore = 0
-	r := reservation{Deadline: now.Add(o.visibility).UnixNano(), Session: o.session, Node: b.node}
+	key := newReceiptKey()
+	r := reservation{Deadline: now.Add(o.visibility).UnixNano(), Owner: ownerOf(key), Node: b.node}
 	lease := o.lease()
 	cmps := []clientv3.Cmp{sameMsg, noRes}
 	ops := []clientv3.Op{
@@ -205,7 +218,7 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	resp, err := b.cli.Txn(ctx).If(cmps...).Then(ops...).Else(orElse...).Commit()
 	if err == nil && !resp.Succeeded && o.ack != nil {
 		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != o.ack.Rev {
-			return nil, wrapf(ErrStaleReceipt, "ack_receipt %s", o.ack)
+			return nil, wrapf(ErrStaleReceipt, "ack_receipt %s", o.ack.name())
 		}
 	}
 	if err == nil && resp.Succeeded {
@@ -228,7 +241,7 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	return &Delivery{
 		Message: Message{Queue: k.queue, ID: strconv.FormatUint(c.seq, 10), Payload: payload,
 			Enqueued: unixTime(m.Enqueued), Deliveries: int(m.Deliveries), DedupID: m.Dedup},
-		Receipt:  Receipt{Queue: k.queue, Seq: c.seq, Rev: resp.Header.Revision},
+		Receipt:  Receipt{Queue: k.queue, Seq: c.seq, Rev: resp.Header.Revision, Key: key},
 		Deadline: unixTime(r.Deadline),
 		Lease:    lease,
 	}, nil

@@ -29,6 +29,33 @@ func NewService(b *Broker, sessions *session.Manager) *Service {
 	return &Service{b: b, sessions: sessions}
 }
 
+// errUnknownSession: the session_id named no session open on this agent.
+// The id is not repeated: error messages never carry session ids.
+var errUnknownSession = status.Error(codes.NotFound, "session_id: no session with that id is open on this agent")
+
+// session resolves a session_id.
+func (s *Service) session(id string) (*session.Session, error) {
+	sess, err := s.sessions.Get(id)
+	if err != nil {
+		return nil, errUnknownSession
+	}
+	return sess, nil
+}
+
+// caller is who an Ack, Nack or Extend comes from: a session (whose
+// reservations alone it may touch), or nobody named (the receipt's key is
+// the only proof, as for the one-shot CLI).
+func (s *Service) caller(sessionID string) ([]CallOption, error) {
+	if sessionID == "" {
+		return nil, nil
+	}
+	sess, err := s.session(sessionID)
+	if err != nil {
+		return nil, err
+	}
+	return []CallOption{InSession(sess.Lease())}, nil
+}
+
 // duration reads an optional duration field: absent is def, present is
 // checked by the broker (so that 0 where 0 is not allowed is refused).
 func duration(field string, d *durationpb.Duration, def time.Duration) (time.Duration, error) {
@@ -91,11 +118,11 @@ func (s *Service) Reserve(ctx context.Context, req *beaconpb.QueueReserveRequest
 	}
 	var sess *session.Session
 	if req.SessionId != "" {
-		if sess, err = s.sessions.Get(req.SessionId); err != nil {
-			return nil, status.Errorf(codes.NotFound, "session_id: %v", err)
+		if sess, err = s.session(req.SessionId); err != nil {
+			return nil, err
 		}
 		sess.MarkHolding()
-		opts = append(opts, WithSession(sess.ID, sess.Lease))
+		opts = append(opts, WithSession(sess.Lease))
 		// A wait ends with the session: its reservation could not outlive it.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
@@ -121,10 +148,14 @@ func (s *Service) Reserve(ctx context.Context, req *beaconpb.QueueReserveRequest
 // Ack removes a reserved message.
 func (s *Service) Ack(ctx context.Context, req *beaconpb.QueueAckRequest) (*beaconpb.QueueAckResponse, error) {
 	r, err := ParseReceipt(req.Receipt)
-	if err == nil {
-		err = s.b.Ack(ctx, r)
-	}
 	if err != nil {
+		return nil, rpcerr.From(err)
+	}
+	as, err := s.caller(req.SessionId)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.b.Ack(ctx, r, as...); err != nil {
 		return nil, rpcerr.From(err)
 	}
 	return &beaconpb.QueueAckResponse{}, nil
@@ -140,7 +171,11 @@ func (s *Service) Nack(ctx context.Context, req *beaconpb.QueueNackRequest) (*be
 	if err != nil {
 		return nil, err
 	}
-	if err := s.b.Nack(ctx, r, delay); err != nil {
+	as, err := s.caller(req.SessionId)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.b.Nack(ctx, r, delay, as...); err != nil {
 		return nil, rpcerr.From(err)
 	}
 	return &beaconpb.QueueNackResponse{}, nil
@@ -156,7 +191,11 @@ func (s *Service) Extend(ctx context.Context, req *beaconpb.QueueExtendRequest) 
 	if err != nil {
 		return nil, err
 	}
-	deadline, err := s.b.Extend(ctx, r, vis)
+	as, err := s.caller(req.SessionId)
+	if err != nil {
+		return nil, err
+	}
+	deadline, err := s.b.Extend(ctx, r, vis, as...)
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}

@@ -47,6 +47,7 @@ type entry struct {
 type resState struct {
 	r           reservation
 	create, mod int64
+	lease       clientv3.LeaseID
 }
 
 // state is what a transaction on a candidate compares; a candidate is
@@ -154,7 +155,7 @@ func (v *view) put(msgs map[uint64]*entry, res map[uint64]resState, kv *mvccpb.K
 		v.b.lg.Warn("skipping an unreadable reservation", zap.ByteString("key", kv.Key), zap.Error(err))
 		return
 	}
-	res[seq] = resState{r: r, create: kv.CreateRevision, mod: kv.ModRevision}
+	res[seq] = resState{r: r, create: kv.CreateRevision, mod: kv.ModRevision, lease: clientv3.LeaseID(kv.Lease)}
 }
 
 func (v *view) apply(events []*clientv3.Event) {
