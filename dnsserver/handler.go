@@ -174,9 +174,15 @@ func (h *handler) servfail(resp *dns.Msg, opt *dns.OPT, buf []byte) []byte {
 
 // errorReply packs a response without records to req.
 func (h *handler) errorReply(req *dns.Msg, rcode int, limit int) []byte {
+	return h.errorReplyRA(req, rcode, limit, h.recurse)
+}
+
+// errorReplyRA is errorReply with RA as given: clear for a client that
+// forwarding does not serve.
+func (h *handler) errorReplyRA(req *dns.Msg, rcode int, limit int, ra bool) []byte {
 	resp := &dns.Msg{MsgHdr: dns.MsgHdr{
 		Id: req.Id, Response: true, Opcode: req.Opcode, RecursionDesired: req.RecursionDesired,
-		RecursionAvailable: h.recurse, CheckingDisabled: req.CheckingDisabled, Rcode: rcode,
+		RecursionAvailable: ra, CheckingDisabled: req.CheckingDisabled, Rcode: rcode,
 	}, Question: req.Question}
 	var opt *dns.OPT
 	if o := req.IsEdns0(); o != nil {
@@ -195,9 +201,3 @@ func newOpt(do bool) *dns.OPT {
 	}
 	return o
 }
-
-type malformedError struct{}
-
-func (malformedError) Error() string { return "malformed EDNS0" }
-
-var errMalformed error = malformedError{}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,7 +29,19 @@ type Config struct {
 	IncludeWarning bool     // answer warning instances, not only passing ones
 	Recursors      []string // "ip:port" upstreams for names outside the zone; none: REFUSED
 	Sockets        int      // UDP sockets sharing the port (SO_REUSEPORT); 0 means runtime.NumCPU()
-	MaxInFlight    int      // bound on queries answered at once; 0 means 1024
+	MaxInFlight    int      // bound on queries forwarded at once; 0 means 1024
+
+	// ForwardAllow are the client networks ("10.0.0.0/8", or a bare IP)
+	// whose queries outside the zone are forwarded; the others are
+	// REFUSED. None means loopback only: 127.0.0.0/8 and ::1.
+	ForwardAllow []string
+
+	// TCP: how many connections, and how long each may stay (see tcplimits.go).
+	TCPMaxConns          int           // all clients together; 0 means 1024
+	TCPMaxConnsPerClient int           // per client address (IPv6: per /64); 0 means 16
+	TCPIdleTimeout       time.Duration // between queries; 0 means 5 s
+	TCPMaxLifetime       time.Duration // of a connection, however busy; 0 means 30 s
+	TCPMaxQueries        int           // answered on one connection; 0 means 1000
 }
 
 // Defaults.
@@ -37,6 +50,12 @@ const (
 	DefaultDomain      = "beacon."
 	DefaultTTL         = 5
 	DefaultMaxInFlight = 1024
+
+	DefaultTCPMaxConns          = 1024
+	DefaultTCPMaxConnsPerClient = 16
+	DefaultTCPIdleTimeout       = 5 * time.Second
+	DefaultTCPMaxLifetime       = 30 * time.Second
+	DefaultTCPMaxQueries        = 1000
 )
 
 const (
@@ -44,30 +63,27 @@ const (
 	// socket: answering never blocks, so a few are enough to overlap the
 	// system calls.
 	udpWorkersPerSocket = 4
-	tcpIdleTimeout      = 10 * time.Second // between queries on a connection (RFC 7766)
-	tcpIOTimeout        = 5 * time.Second  // to read the rest of a query, to write an answer
+	tcpIOTimeout        = 5 * time.Second // to read the rest of a query, to write an answer
 )
 
-// ErrClosed is returned by Listen after Shutdown.
-var ErrClosed = errors.New("dnsserver: server is shut down")
-
 // Server is beacon's DNS server: a fixed pool of goroutines on several UDP
-// sockets, and one goroutine per TCP connection up to MaxInFlight.
+// sockets, and one goroutine per TCP connection, their number capped.
 type Server struct {
-	cfg Config
-	lg  *zap.Logger
-	h   *handler
-	fwd *forwarder
+	cfg   Config
+	lg    *zap.Logger
+	h     *handler
+	fwd   *forwarder
+	allow []netip.Prefix // client networks forwarded for
 
-	fwdSlots chan struct{} // forwarded queries in flight
-	tcpSlots chan struct{} // TCP connections being served
+	fwdSlots   chan struct{} // forwarded queries in flight
+	loopWarned atomic.Int64  // when a forwarding loop was last logged, unix ns
+	tcpConns   *connTable    // TCP connections being served
 
 	mu      sync.Mutex
 	udp     []*net.UDPConn
 	tcp     net.Listener
 	pktinfo bool // UDP bound to an unspecified address: reply from the address asked
 	addr    string
-	conns   map[net.Conn]struct{}
 	serving bool
 	closed  bool
 	done    chan struct{}
@@ -94,11 +110,21 @@ func New(cfg Config, cat Catalog, lg *zap.Logger) (*Server, error) {
 			serial: uint32(time.Now().Unix()), recurse: len(cfg.Recursors) > 0,
 		},
 		fwdSlots: make(chan struct{}, cfg.MaxInFlight),
-		tcpSlots: make(chan struct{}, cfg.MaxInFlight),
-		conns:    map[net.Conn]struct{}{},
+		tcpConns: newConnTable(cfg.TCPMaxConns, cfg.TCPMaxConnsPerClient),
 		done:     make(chan struct{}),
 	}
+	var err error
+	if s.allow, err = parseAllow(cfg.ForwardAllow); err != nil {
+		return nil, err
+	}
 	if len(cfg.Recursors) > 0 {
+		// Forwarding to ourselves is a loop from the first query: refuse
+		// it now when the port is known, else in Listen.
+		if _, port, _ := net.SplitHostPort(cfg.Addr); port != "0" {
+			if err := checkNotSelf(cfg.Recursors, cfg.Addr); err != nil {
+				return nil, err
+			}
+		}
 		s.fwd = newForwarder(cfg.Recursors)
 	}
 	return s, nil
@@ -160,7 +186,7 @@ func (c *Config) normalize() error {
 	case c.MaxInFlight == 0:
 		c.MaxInFlight = DefaultMaxInFlight
 	}
-	return nil
+	return c.normalizeTCP()
 }
 
 func checkHostPort(host, port string) error {
@@ -209,7 +235,22 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("dns-addr %s: %w", s.cfg.Addr, err)
 	}
+	if s.fwd != nil {
+		if err := checkNotSelf(s.cfg.Recursors, s.addr); err != nil {
+			s.unbind()
+			return err
+		}
+	}
 	return nil
+}
+
+// unbind closes what bind opened.
+func (s *Server) unbind() {
+	s.tcp.Close()
+	for _, c := range s.udp {
+		c.Close()
+	}
+	s.tcp, s.udp = nil, nil
 }
 
 // bind: TCP first, without SO_REUSEPORT, so that a second agent on the
@@ -295,9 +336,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.tcp != nil {
 			s.tcp.Close()
 		}
-		for c := range s.conns {
-			c.Close()
-		}
+		s.tcpConns.closeAll()
 	}
 	s.mu.Unlock()
 	finished := make(chan struct{})

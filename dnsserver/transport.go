@@ -62,22 +62,39 @@ func writeUDP(c *net.UDPConn, b []byte, to netip.AddrPort, oob []byte) {
 // recursor never holds up answers from the zone; at most MaxInFlight at
 // once, beyond which the answer is SERVFAIL at once.
 func (s *Server) forwardAsync(f *forwardReq, c *net.UDPConn, from netip.AddrPort, oob []byte) {
-	reply := func(b []byte) { writeUDP(c, b, from, oob) }
-	select {
-	case s.fwdSlots <- struct{}{}:
-	default:
-		if b := s.h.errorReply(f.req, dns.RcodeServerFailure, f.limit); b != nil {
-			reply(b)
+	reply := func(b []byte) {
+		if b != nil {
+			writeUDP(c, b, from, oob)
 		}
+	}
+	if instead, ok := s.admitForward(f, from.Addr()); !ok {
+		reply(instead)
+		return
+	}
+	if !s.acquireForward() {
+		reply(s.h.errorReply(f.req, dns.RcodeServerFailure, f.limit))
 		return
 	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if b := s.forward(f); b != nil {
-			reply(b)
-		}
+		reply(s.forward(f))
 	}()
+}
+
+// forwardTCP forwards a query of a TCP connection and waits for the answer.
+func (s *Server) forwardTCP(f *forwardReq, remote net.Addr) []byte {
+	var client netip.Addr
+	if ta, ok := remote.(*net.TCPAddr); ok {
+		client = ta.AddrPort().Addr()
+	}
+	if instead, ok := s.admitForward(f, client); !ok {
+		return instead
+	}
+	if !s.acquireForward() {
+		return s.h.errorReply(f.req, dns.RcodeServerFailure, f.limit)
+	}
+	return s.forward(f)
 }
 
 // forward forwards with a forwarding slot taken, and frees it before the
@@ -102,20 +119,15 @@ func (s *Server) isClosed() bool {
 	}
 }
 
-// acceptTCP accepts connections while fewer than MaxInFlight are being
-// served; beyond, they wait in the kernel's backlog.
+// acceptTCP accepts every connection; the connection table closes older
+// ones to stay within its caps (tcplimits.go), so that a client holding
+// many never keeps a new one waiting.
 func (s *Server) acceptTCP(l net.Listener) {
 	defer s.wg.Done()
 	backoff := 5 * time.Millisecond
 	for {
-		select {
-		case s.tcpSlots <- struct{}{}:
-		case <-s.done:
-			return
-		}
-		c, err := l.Accept()
+		nc, err := l.Accept()
 		if err != nil {
-			<-s.tcpSlots
 			if errors.Is(err, net.ErrClosed) || s.isClosed() {
 				return
 			}
@@ -129,35 +141,35 @@ func (s *Server) acceptTCP(l net.Listener) {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		c := &tcpConn{Conn: nc, client: clientKey(nc.RemoteAddr())}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			c.Close()
-			<-s.tcpSlots
+			nc.Close()
 			return
 		}
-		s.conns[c] = struct{}{}
+		s.tcpConns.admit(c)
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.serveTCP(c)
 	}
 }
 
-// serveTCP answers the queries of one connection in turn (RFC 7766).
-func (s *Server) serveTCP(c net.Conn) {
+// serveTCP answers the queries of one connection in turn (RFC 7766),
+// until the client closes it, it idles, it reaches its lifetime or its
+// count of queries, or the table closes it to make room.
+func (s *Server) serveTCP(c *tcpConn) {
 	defer func() {
 		c.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		<-s.tcpSlots
+		s.tcpConns.remove(c)
 		s.wg.Done()
 	}()
+	end := time.Now().Add(s.cfg.TCPMaxLifetime)
 	var size [2]byte
 	in := make([]byte, 512)
 	out := make([]byte, 4096) // grows to the largest answer of the connection
-	for {
-		_ = c.SetReadDeadline(time.Now().Add(tcpIdleTimeout))
+	for range s.cfg.TCPMaxQueries {
+		_ = c.SetReadDeadline(earliest(time.Now().Add(s.cfg.TCPIdleTimeout), end))
 		if _, err := io.ReadFull(c, size[:]); err != nil {
 			return
 		}
@@ -165,34 +177,41 @@ func (s *Server) serveTCP(c net.Conn) {
 		if n > len(in) {
 			in = make([]byte, n)
 		}
-		_ = c.SetReadDeadline(time.Now().Add(tcpIOTimeout))
+		_ = c.SetReadDeadline(earliest(time.Now().Add(tcpIOTimeout), end))
 		if _, err := io.ReadFull(c, in[:n]); err != nil {
 			return
 		}
+		c.busy.Store(true)
 		resp, fwd := s.safeAnswer(in[:n], true, out[2:])
 		if fwd != nil {
-			if !s.acquireForward() {
-				resp = s.h.errorReply(fwd.req, dns.RcodeServerFailure, fwd.limit)
-			} else {
-				resp = s.forward(fwd)
+			resp = s.forwardTCP(fwd, c.RemoteAddr())
+		}
+		if resp != nil {
+			if &resp[0] != &out[2] { // packed elsewhere: larger, or forwarded
+				if 2+len(resp) > len(out) {
+					out = make([]byte, 2+len(resp))
+				}
+				copy(out[2:], resp)
+			}
+			msg := out[:2+len(resp)]
+			binary.BigEndian.PutUint16(msg, uint16(len(resp)))
+			// The answer gets its full time even past the lifetime:
+			// a query read is a query answered.
+			_ = c.SetWriteDeadline(time.Now().Add(tcpIOTimeout))
+			if _, err := c.Write(msg); err != nil {
+				return
 			}
 		}
-		if resp == nil {
-			continue
-		}
-		if &resp[0] != &out[2] { // packed elsewhere: larger, or forwarded
-			if 2+len(resp) > len(out) {
-				out = make([]byte, 2+len(resp))
-			}
-			copy(out[2:], resp)
-		}
-		msg := out[:2+len(resp)]
-		binary.BigEndian.PutUint16(msg, uint16(len(resp)))
-		_ = c.SetWriteDeadline(time.Now().Add(tcpIOTimeout))
-		if _, err := c.Write(msg); err != nil {
-			return
-		}
+		c.touch()
+		c.busy.Store(false)
 	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // safeAnswer is answer with a last line of defence: a bug must not take
