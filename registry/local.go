@@ -179,7 +179,7 @@ func (l *Local) Register(ctx context.Context, in Instance, check healthcheck.Def
 	if id, ok := strings.CutPrefix(owner, "session:"); ok {
 		s, err := l.sessions.Get(id)
 		if err != nil {
-			return nil, 0, wrapf(ErrNotFound, "session_id: %v", err)
+			return nil, 0, errUnknownSession
 		}
 		sess = s
 	} else if owner != OwnerAgent && owner != OwnerConfig {
@@ -215,7 +215,7 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 	old = l.regs[k]
 	if old != nil && old.Owner != owner {
 		l.mu.Unlock()
-		return nil, nil, 0, wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered on this node by %s", in.ID, in.Service, old.Owner)
+		return nil, nil, 0, wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered on this node %s", in.ID, in.Service, ownerText(old.Owner, owner))
 	}
 	in.Status, in.Output = StatusPassing, ""
 	if check.Kind() != "" {
@@ -465,12 +465,16 @@ func (l *Local) deregister(ctx context.Context, r *registration) bool {
 	return true
 }
 
-// Heartbeat reports a TTL check's status.
-func (l *Local) Heartbeat(service, id, status, output string) error {
+// Heartbeat reports a TTL check's status, if caller (an owner, see
+// ownerOf) may.
+func (l *Local) Heartbeat(caller, service, id, status, output string) error {
 	l.mu.Lock()
 	_, r, err := l.resolveLocked(service, id)
+	if err == nil {
+		err = mayChange(r, caller, "heartbeat")
+	}
 	var mon *healthcheck.Monitor
-	if r != nil {
+	if err == nil {
 		mon = r.mon
 	}
 	l.mu.Unlock()

@@ -39,9 +39,9 @@ func (s *Service) Register(ctx context.Context, req *beaconpb.RegisterRequest) (
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}
-	owner := OwnerAgent
-	if req.SessionId != "" {
-		owner = "session:" + req.SessionId
+	owner, err := s.local.ownerOf(req.SessionId)
+	if err != nil {
+		return nil, rpcerr.From(err)
 	}
 	in, rev, err := s.local.Register(ctx, instanceFromProto(req.Instance), check, owner)
 	if err != nil {
@@ -55,7 +55,11 @@ func (s *Service) Deregister(ctx context.Context, req *beaconpb.DeregisterReques
 	if req.Id == "" {
 		return nil, status.Error(codes.InvalidArgument, "id: required")
 	}
-	if err := s.local.Deregister(ctx, req.Service, req.Id); err != nil {
+	caller, err := s.local.ownerOf(req.SessionId)
+	if err == nil {
+		err = s.local.DeregisterAs(ctx, caller, req.Service, req.Id)
+	}
+	if err != nil {
 		return nil, rpcerr.From(err)
 	}
 	return &beaconpb.DeregisterResponse{}, nil
@@ -63,7 +67,11 @@ func (s *Service) Deregister(ctx context.Context, req *beaconpb.DeregisterReques
 
 // Heartbeat reports a TTL check's status.
 func (s *Service) Heartbeat(_ context.Context, req *beaconpb.HeartbeatRequest) (*beaconpb.HeartbeatResponse, error) {
-	if err := s.local.Heartbeat(req.Service, req.Id, req.Status, req.Output); err != nil {
+	caller, err := s.local.ownerOf(req.SessionId)
+	if err == nil {
+		err = s.local.Heartbeat(caller, req.Service, req.Id, req.Status, req.Output)
+	}
+	if err != nil {
 		return nil, rpcerr.From(err)
 	}
 	return &beaconpb.HeartbeatResponse{}, nil
