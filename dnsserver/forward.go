@@ -134,8 +134,14 @@ func (fw *forwarder) ask(f *forwardReq) *dns.Msg {
 // client's id, over the client's transport, within the client's size,
 // with an OPT only if the client sent one.
 func (h *handler) forward(fw *forwarder, f *forwardReq) []byte {
-	resp := fw.exchange(f)
-	if resp == nil {
+	return h.relay(f, fw.exchange(f))
+}
+
+// relay turns a recursor's answer (nil: none) into the client's. What
+// is not a response to a query (QR clear: FuzzHandler's first find) is
+// no answer: passing it on would send a query to the client.
+func (h *handler) relay(f *forwardReq, resp *dns.Msg) []byte {
+	if resp == nil || !resp.Response || resp.Opcode != dns.OpcodeQuery {
 		return h.errorReply(f.req, dns.RcodeServerFailure, f.limit)
 	}
 	resp.Id = f.req.Id

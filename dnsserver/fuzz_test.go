@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -62,12 +63,22 @@ func FuzzHandler(f *testing.F) {
 		f.Fatal(err)
 	}
 	h := s.h
+	relayed := relayRequests(f)
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		for _, tcp := range []bool{false, true} {
 			out, fwd := h.answer(pkt, tcp, make([]byte, 512))
 			if fwd != nil {
 				if out != nil || fwd.req == nil || len(fwd.req.Question) != 1 {
 					t.Fatalf("forward %v with reply %d bytes", fwd.req, len(out))
+				}
+				// Refused outside the networks allowed, SERVFAIL when it
+				// carries this server's mark: well-formed either way.
+				for _, client := range []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("127.0.0.1")} {
+					if instead, ok := s.admitForward(fwd, client); !ok {
+						if err := checkReply(pkt, instead, tcp); err != nil {
+							t.Fatalf("not forwarded, from %v, tcp %v: %v\nquery % x", client, tcp, err, pkt)
+						}
+					}
 				}
 				continue
 			}
@@ -78,7 +89,60 @@ func FuzzHandler(f *testing.F) {
 				t.Fatalf("tcp %v: %v\nquery % x", tcp, err, pkt)
 			}
 		}
+		// The packet as a recursor's answer, relayed to a client: a
+		// well-formed response within the client's size, without the
+		// loop mark.
+		upstream := new(dns.Msg)
+		if upstream.Unpack(pkt) != nil {
+			return
+		}
+		for _, r := range relayed {
+			out := h.relay(r.fwd, upstream.Copy())
+			if err := checkReply(r.pkt, out, r.fwd.tcp); err != nil {
+				t.Fatalf("relayed, tcp %v: %v\nanswer % x", r.fwd.tcp, err, pkt)
+			}
+			m := new(dns.Msg)
+			_ = m.Unpack(out)
+			if o := m.IsEdns0(); o != nil && r.fwd.req.IsEdns0() == nil {
+				t.Fatalf("relayed an OPT to a client that sent none\nanswer % x", pkt)
+			} else if o != nil {
+				for _, e := range o.Option {
+					if e.Option() == loopOption {
+						t.Fatalf("relayed the loop mark\nanswer % x", pkt)
+					}
+				}
+			}
+		}
 	})
+}
+
+// relayRequest is a forwarded query and its packet.
+type relayRequest struct {
+	fwd *forwardReq
+	pkt []byte
+}
+
+// relayRequests are the queries FuzzHandler relays answers to: without
+// EDNS0 over UDP, with it, and over TCP.
+func relayRequests(f *testing.F) []relayRequest {
+	var out []relayRequest
+	for _, c := range []struct {
+		edns  bool
+		tcp   bool
+		limit int
+	}{{false, false, dns.MinMsgSize}, {true, false, advertisedUDPSize}, {false, true, maxTCPSize}} {
+		m := new(dns.Msg)
+		m.SetQuestion("example.com.", dns.TypeA)
+		if c.edns {
+			m.SetEdns0(4096, true)
+		}
+		pkt, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, relayRequest{fwd: &forwardReq{req: m, tcp: c.tcp, limit: c.limit}, pkt: pkt})
+	}
+	return out
 }
 
 func checkReply(pkt, out []byte, tcp bool) error {
