@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
@@ -52,13 +53,47 @@ func (c *Client) Register(ctx context.Context, in *beaconpb.Instance, check *bea
 	return nil, lastErr
 }
 
-// Deregister removes an instance registered on this agent.
+// Deregister removes an instance registered on this agent: one this
+// client registered (in its session), or an agent-owned one. The agent
+// refuses anything else (PermissionDenied).
 func (c *Client) Deregister(ctx context.Context, service, id string) error {
 	c.mu.Lock()
-	delete(c.regs, service+"/"+id)
+	k, sessionID := c.ownerLocked(service, id)
+	delete(c.regs, k)
 	c.mu.Unlock()
-	_, err := c.Registry.Deregister(ctx, &beaconpb.DeregisterRequest{Service: service, Id: id})
+	_, err := c.Registry.Deregister(ctx, &beaconpb.DeregisterRequest{Service: service, Id: id, SessionId: sessionID})
 	return err
+}
+
+// Heartbeat reports the status (pass, warn or fail) of an instance's TTL
+// check: one this client registered (in its session), an agent-owned one
+// or a config file's.
+func (c *Client) Heartbeat(ctx context.Context, service, id, status, output string) error {
+	c.mu.Lock()
+	_, sessionID := c.ownerLocked(service, id)
+	c.mu.Unlock()
+	_, err := c.Registry.Heartbeat(ctx, &beaconpb.HeartbeatRequest{Service: service, Id: id, Status: status, Output: output, SessionId: sessionID})
+	return err
+}
+
+// ownerLocked finds an instance this client registered (service may be
+// empty when the id is unambiguous) and returns its key in c.regs and the
+// session that holds it; none for an instance of another owner, which the
+// agent checks. The caller holds c.mu.
+func (c *Client) ownerLocked(service, id string) (key, sessionID string) {
+	service, id = strings.ToLower(service), strings.ToLower(id)
+	key = service + "/" + id
+	if service == "" {
+		for k, r := range c.regs {
+			if r.in.Id == id {
+				key = k
+			}
+		}
+	}
+	if c.regs[key] != nil && c.session != nil && !ended(c.session) {
+		sessionID = c.session.ID
+	}
+	return key, sessionID
 }
 
 // opening is an opening of a client's automatic session in flight.
@@ -200,7 +235,7 @@ func (c *Client) replay(s *Session) bool {
 			gone := c.regs[k] == nil
 			c.mu.Unlock()
 			if gone { // a Deregister crossed the replay: it stays deregistered
-				_, _ = c.Registry.Deregister(ctx, &beaconpb.DeregisterRequest{Service: r.in.Service, Id: r.in.Id})
+				_, _ = c.Registry.Deregister(ctx, &beaconpb.DeregisterRequest{Service: r.in.Service, Id: r.in.Id, SessionId: s.ID})
 			}
 		}
 		cancel()

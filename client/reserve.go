@@ -25,6 +25,7 @@ type Reservation struct {
 
 	q          beaconpb.QueueClient
 	visibility time.Duration
+	sessionID  string // the agent lets only this session touch the reservation
 }
 
 // Reserve reserves the oldest ready message of req.Queue in sess (req's
@@ -42,7 +43,7 @@ func (c *Client) Reserve(ctx context.Context, sess *Session, req *beaconpb.Queue
 		return nil, err
 	}
 	nack := func(ctx context.Context) error {
-		_, err := q.Nack(ctx, &beaconpb.QueueNackRequest{Receipt: resp.Receipt})
+		_, err := q.Nack(ctx, &beaconpb.QueueNackRequest{Receipt: resp.Receipt, SessionId: sess.ID})
 		return err
 	}
 	if resp.LeaseId == "" {
@@ -57,11 +58,11 @@ func (c *Client) Reserve(ctx context.Context, sess *Session, req *beaconpb.Queue
 	// wait; this process knows only when it asked. One extension, asked
 	// now, gives a deadline this process can measure.
 	asked := holdclock.Now()
-	if _, err := q.Extend(ctx, &beaconpb.QueueExtendRequest{Receipt: resp.Receipt, Visibility: durationpb.New(visibility)}); err != nil {
+	if _, err := q.Extend(ctx, &beaconpb.QueueExtendRequest{Receipt: resp.Receipt, Visibility: durationpb.New(visibility), SessionId: sess.ID}); err != nil {
 		return nil, fmt.Errorf("queue %q: the reservation could not be confirmed: %w", req.Queue, h.giveUp(ctx, err))
 	}
 	h.limit(asked, visibility)
-	r := &Reservation{Hold: h, Message: resp.Message, Receipt: resp.Receipt, q: q, visibility: visibility}
+	r := &Reservation{Hold: h, Message: resp.Message, Receipt: resp.Receipt, q: q, visibility: visibility, sessionID: sess.ID}
 	go h.watchOwn()
 	go r.keepExtended()
 	return r, nil
@@ -83,7 +84,7 @@ func (r *Reservation) keepExtended() {
 		}
 		asked := holdclock.Now()
 		ctx, cancel := context.WithTimeout(held, r.visibility)
-		_, err := r.q.Extend(ctx, &beaconpb.QueueExtendRequest{Receipt: r.Receipt, Visibility: durationpb.New(r.visibility)})
+		_, err := r.q.Extend(ctx, &beaconpb.QueueExtendRequest{Receipt: r.Receipt, Visibility: durationpb.New(r.visibility), SessionId: r.sessionID})
 		cancel()
 		switch {
 		case err == nil:
@@ -102,13 +103,13 @@ func (r *Reservation) keepExtended() {
 // message taken by another consumer.
 func (r *Reservation) Ack(ctx context.Context) error {
 	r.end(ErrReleased)
-	_, err := r.q.Ack(ctx, &beaconpb.QueueAckRequest{Receipt: r.Receipt})
+	_, err := r.q.Ack(ctx, &beaconpb.QueueAckRequest{Receipt: r.Receipt, SessionId: r.sessionID})
 	return err
 }
 
 // Nack ends the reservation and puts the message back, ready after delay.
 func (r *Reservation) Nack(ctx context.Context, delay time.Duration) error {
 	r.end(ErrReleased)
-	_, err := r.q.Nack(ctx, &beaconpb.QueueNackRequest{Receipt: r.Receipt, Delay: durationpb.New(delay)})
+	_, err := r.q.Nack(ctx, &beaconpb.QueueNackRequest{Receipt: r.Receipt, Delay: durationpb.New(delay), SessionId: r.sessionID})
 	return err
 }
