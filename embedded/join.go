@@ -251,6 +251,9 @@ func reachCluster(ctx context.Context, o Options, urls []string) (*clientv3.Clie
 	defer cancel()
 	if err := cli.Sync(sctx); err != nil {
 		cli.Close()
+		if terr := tlsRefusal(ctx, o.TLS, urls); terr != nil {
+			err = terr
+		}
 		return nil, fmt.Errorf("%w at %s: %v; check --join", ErrUnreachable, strings.Join(urls, ","), err)
 	}
 	return cli, nil

@@ -302,6 +302,9 @@ func startExternal(ctx context.Context, o Options) (*Node, error) {
 	defer cancel()
 	if _, err := cli.MemberList(cctx); err != nil {
 		cli.Close()
+		if terr := tlsRefusal(ctx, o.TLS, o.Endpoints); terr != nil {
+			err = terr
+		}
 		return nil, fmt.Errorf("%w at %s: %v; check --endpoints", ErrUnreachable, strings.Join(o.Endpoints, ","), err)
 	}
 	n := newNode(o, RoleExternal)

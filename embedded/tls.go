@@ -1,7 +1,15 @@
 package embedded
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
+	"time"
 
 	"github.com/beaconhq/beacon/pki"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -82,4 +90,54 @@ func proxyServerOptions(f *pki.Files) ([]grpc.ServerOption, error) {
 		return nil, err
 	}
 	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tc))}, nil
+}
+
+// tlsRefusal tells why a TLS connection to the first of urls that refuses
+// one fails: clientv3 reports only a deadline when every handshake fails,
+// and "context deadline exceeded" says nothing of a certificate from
+// another CA. nil when plain, or when a handshake succeeds.
+func tlsRefusal(ctx context.Context, f *pki.Files, urls []string) error {
+	if f == nil {
+		return nil
+	}
+	tc, err := f.ClientConfig()
+	if err != nil {
+		return err
+	}
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			continue
+		}
+		cfg := tc.Clone()
+		cfg.ServerName = u.Hostname()
+		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 3 * time.Second}, Config: cfg}
+		hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		conn, err := d.DialContext(hctx, "tcp", u.Host)
+		if err == nil {
+			// The server checks the client's certificate after the
+			// client's side of the handshake: its verdict comes with the
+			// first read.
+			_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			_, err = conn.Read(make([]byte, 1))
+			conn.Close()
+			var ne net.Error
+			if err == nil || errors.As(err, &ne) && ne.Timeout() {
+				err = nil
+			}
+		}
+		cancel()
+		if err != nil && isTLSRefusal(err) {
+			return fmt.Errorf("TLS with %s refused: %v; is %s the fleet's CA, and %s signed by it?", u.Host, err, f.CA, f.Cert)
+		}
+	}
+	return nil
+}
+
+// isTLSRefusal: a handshake failed on a certificate, not a connection
+// that could not be made.
+func isTLSRefusal(err error) bool {
+	var ve *tls.CertificateVerificationError
+	var ae tls.AlertError
+	return errors.As(err, &ve) || errors.As(err, &ae) || strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "x509:")
 }
