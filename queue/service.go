@@ -163,13 +163,17 @@ func (s *Service) Ack(ctx context.Context, req *beaconpb.QueueAckRequest) (*beac
 
 // Nack puts a reserved message back.
 func (s *Service) Nack(ctx context.Context, req *beaconpb.QueueNackRequest) (*beaconpb.QueueNackResponse, error) {
-	r, err := ParseReceipt(req.Receipt)
+	// The duration first: a bad one is named whatever the receipt.
+	delay, err := duration("delay", req.Delay, 0)
+	if err == nil {
+		err = validateDuration("delay", delay, 0)
+	}
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}
-	delay, err := duration("delay", req.Delay, 0)
+	r, err := ParseReceipt(req.Receipt)
 	if err != nil {
-		return nil, err
+		return nil, rpcerr.From(err)
 	}
 	as, err := s.caller(req.SessionId)
 	if err != nil {
@@ -183,13 +187,16 @@ func (s *Service) Nack(ctx context.Context, req *beaconpb.QueueNackRequest) (*be
 
 // Extend moves a reservation's deadline.
 func (s *Service) Extend(ctx context.Context, req *beaconpb.QueueExtendRequest) (*beaconpb.QueueExtendResponse, error) {
-	r, err := ParseReceipt(req.Receipt)
+	vis, err := duration("visibility", req.Visibility, DefaultVisibility)
+	if err == nil {
+		err = validateDuration("visibility", vis, time.Millisecond)
+	}
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}
-	vis, err := duration("visibility", req.Visibility, DefaultVisibility)
+	r, err := ParseReceipt(req.Receipt)
 	if err != nil {
-		return nil, err
+		return nil, rpcerr.From(err)
 	}
 	as, err := s.caller(req.SessionId)
 	if err != nil {
