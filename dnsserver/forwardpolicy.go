@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -70,6 +71,10 @@ func checkNotSelf(recursors []string, addr string) error {
 	if err != nil {
 		return nil // normalize has said so already
 	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil
+	}
 	var self netip.Addr
 	switch host {
 	case "", "localhost":
@@ -81,7 +86,7 @@ func checkNotSelf(recursors []string, addr string) error {
 	}
 	for _, r := range recursors {
 		rec, err := netip.ParseAddrPort(r)
-		if err != nil || fmt.Sprint(rec.Port()) != portStr {
+		if err != nil || int(rec.Port()) != port {
 			continue
 		}
 		ip := rec.Addr().Unmap()

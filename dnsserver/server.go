@@ -29,7 +29,7 @@ type Config struct {
 	IncludeWarning bool     // answer warning instances, not only passing ones
 	Recursors      []string // "ip:port" upstreams for names outside the zone; none: REFUSED
 	Sockets        int      // UDP sockets sharing the port (SO_REUSEPORT); 0 means runtime.NumCPU()
-	MaxInFlight    int      // bound on queries forwarded at once; 0 means 1024
+	MaxInFlight    int      // bound on queries forwarded at once (and on UDP workers); 0 means 1024
 
 	// ForwardAllow are the client networks ("10.0.0.0/8", or a bare IP)
 	// whose queries outside the zone are forwarded; the others are

@@ -137,6 +137,10 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	if c.Addr != "127.0.0.1:8600" || c.Domain != "beacon." || c.TTL != 5 || c.Sockets != runtime.NumCPU() || c.MaxInFlight != DefaultMaxInFlight {
 		t.Errorf("defaults: %+v", c)
 	}
+	if c.TCPMaxConns != 1024 || c.TCPMaxConnsPerClient != 16 || c.TCPIdleTimeout != 5*time.Second ||
+		c.TCPMaxLifetime != 30*time.Second || c.TCPMaxQueries != 1000 || len(s.allow) != 2 || s.allow[0].String() != "127.0.0.0/8" || s.allow[1].String() != "::1/128" {
+		t.Errorf("TCP and forwarding defaults: %+v, allow %v", c, s.allow)
+	}
 	s, err = New(Config{Domain: "Corp.Example", Recursors: []string{"10.0.0.53", "[fd00::53]:5353", " 127.0.0.1:53 "}}, newMemCatalog(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -145,15 +149,21 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		t.Errorf("normalized: %q %q", s.cfg.Domain, s.cfg.Recursors)
 	}
 	for name, cfg := range map[string]Config{
-		"addr":          {Addr: "8600"},
-		"addr host":     {Addr: "dns.example:8600"},
-		"addr port":     {Addr: "127.0.0.1:99999"},
-		"domain":        {Domain: "bad..zone"},
-		"root domain":   {Domain: "."},
-		"recursor":      {Recursors: []string{"resolver.example:53"}},
-		"recursor port": {Recursors: []string{"10.0.0.53:0"}},
-		"sockets":       {Sockets: -1},
-		"in flight":     {MaxInFlight: -1},
+		"addr":           {Addr: "8600"},
+		"addr host":      {Addr: "dns.example:8600"},
+		"addr port":      {Addr: "127.0.0.1:99999"},
+		"domain":         {Domain: "bad..zone"},
+		"root domain":    {Domain: "."},
+		"recursor":       {Recursors: []string{"resolver.example:53"}},
+		"recursor port":  {Recursors: []string{"10.0.0.53:0"}},
+		"sockets":        {Sockets: -1},
+		"in flight":      {MaxInFlight: -1},
+		"tcp conns":      {TCPMaxConns: -1},
+		"tcp per client": {TCPMaxConnsPerClient: -2},
+		"tcp queries":    {TCPMaxQueries: -1},
+		"tcp idle":       {TCPIdleTimeout: -time.Second},
+		"tcp lifetime":   {TCPMaxLifetime: -time.Second},
+		"forward allow":  {ForwardAllow: []string{"10.0.0.0/8", "corp"}},
 	} {
 		if _, err := New(cfg, newMemCatalog(), nil); err == nil {
 			t.Errorf("%s: %+v accepted", name, cfg)
