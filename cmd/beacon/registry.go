@@ -72,8 +72,13 @@ func newDeregisterCmd(g *globals) *cobra.Command {
 	var service string
 	cmd := &cobra.Command{
 		Use:   "deregister ID",
-		Short: "Remove an instance registered on this agent",
-		Args:  cobra.ExactArgs(1),
+		Short: "Remove an agent-owned instance (one beacon register made) from this agent",
+		Long: `Remove an instance registered on this agent without a session (by beacon
+register, or the API without a session_id). An application's instance
+belongs to its session and goes when the application ends; a config
+file's instance goes when its services block is removed and the agent
+reloads. Either is refused here (permission denied).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withAgent(cmd, g, func(ctx context.Context, c *client.Client) error {
 				if err := c.Deregister(ctx, service, args[0]); err != nil {
@@ -92,7 +97,7 @@ func newCheckCmd(g *globals) *cobra.Command {
 	var service, output string
 	cmd := &cobra.Command{
 		Use:       "check pass|warn|fail ID",
-		Short:     "Report the status of an instance's TTL check",
+		Short:     "Report the status of an agent-owned or config file instance's TTL check",
 		Args:      cobra.ExactArgs(2),
 		ValidArgs: []string{"pass", "warn", "fail"},
 		RunE: func(cmd *cobra.Command, args []string) error {
