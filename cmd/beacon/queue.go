@@ -128,7 +128,9 @@ func newQueueReserveCmd(g *globals) *cobra.Command {
 Without CMD, print the message and its receipt (-w json for scripts). The
 reservation is not tied to this process: it lasts until the visibility
 timeout passes (default 30s), or until "beacon queue ack|nack RECEIPT";
-"beacon queue extend RECEIPT" pushes the deadline back.
+"beacon queue extend RECEIPT" pushes the deadline back. The receipt holds
+128 random bits made for this reservation: it alone proves the holder, so
+keep it as secret as a password.
 
 With "-- CMD ARGS...", the worker form: beacon opens a session, reserves a
 message under it and runs CMD with the payload on its stdin and
