@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
-	"github.com/beaconhq/beacon/client"
 	"github.com/miekg/dns"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -30,6 +29,9 @@ import (
 // on both alike; it reports the median p99 of each and their ratio, and
 // each agent's resident memory.
 func DNSAgent(ctx context.Context, w io.Writer, o DNSOptions, instances, rounds int) error {
+	if CompareTLS {
+		return dnsTLS(ctx, w, o, rounds)
+	}
 	dir, err := os.MkdirTemp("", "beacon-bench-dns-")
 	if err != nil {
 		return err
@@ -146,11 +148,16 @@ type labeledAgent struct {
 }
 
 func startWebPair(ctx context.Context, dir string) (*webPair, error) {
-	member, proxy, stopAll, err := startPair(ctx, dir)
+	return startWebPairTLS(ctx, dir, nil)
+}
+
+// startWebPairTLS is startWebPair with TLS on every hop (sec not nil).
+func startWebPairTLS(ctx context.Context, dir string, sec *benchTLS) (*webPair, error) {
+	member, proxy, stopAll, err := startPairTLS(ctx, dir, sec)
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(member.API)
+	c, err := member.client()
 	if err != nil {
 		stopAll()
 		return nil, err

@@ -13,7 +13,6 @@ import (
 	"github.com/beaconhq/beacon/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
-	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -33,23 +32,57 @@ type LockOptions struct {
 // acquire+release latency, and handoffs per second with Contenders
 // sessions looping acquire→release on one lock.
 func Lock(ctx context.Context, w io.Writer, o LockOptions) error {
+	if o.Agent == "" && CompareTLS {
+		return lockTLS(ctx, w, o)
+	}
+	var a *agentProc
 	if o.Agent == "" {
-		a, done, err := ownAgent(ctx, "bench-lock")
+		own, done, err := ownAgent(ctx, "bench-lock")
 		if err != nil {
 			return err
 		}
 		defer done()
-		o.Agent, o.Endpoint = a.API, a.ClientURL
+		a = own
+	} else {
+		// A running agent: TLS as the environment says (BEACON_CA_FILE…).
+		a = &agentProc{API: o.Agent, ClientURL: o.Endpoint}
+		if files, err := client.TLSFromEnv(); err != nil {
+			return err
+		} else if files != nil {
+			a.sec = &benchTLS{client: files}
+		}
 	}
-	c, err := client.New(o.Agent)
+	f, err := lockMeasure(ctx, o, a)
 	if err != nil {
 		return err
+	}
+	f.print(w, o)
+	return nil
+}
+
+// lockFigures are one run of the lock benchmark: the agent's Lock
+// service (b) and concurrency.Mutex (p) on the same cluster.
+type lockFigures struct {
+	bLat, pLat   []time.Duration // uncontended acquire+release
+	bRate, pRate float64         // contended handoffs/s
+}
+
+// lockMeasure runs the benchmark against agent a: its API and, for the
+// plain way, its etcd client URL.
+func lockMeasure(ctx context.Context, o LockOptions, a *agentProc) (*lockFigures, error) {
+	c, err := a.client()
+	if err != nil {
+		return nil, err
 	}
 	defer c.Close()
 	lc := beaconpb.NewLockClient(c.Conn())
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{o.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	ecfg, err := a.etcdConfig(a.ClientURL)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	cli, err := clientv3.New(ecfg)
+	if err != nil {
+		return nil, err
 	}
 	defer cli.Close()
 
@@ -60,61 +93,60 @@ func Lock(ctx context.Context, w io.Writer, o LockOptions) error {
 	// Uncontended: one session, acquire then release, one after another.
 	sessions, err := beaconSessions(ctx, c, o.Contenders)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		for _, s := range sessions {
 			_ = s.Close()
 		}
 	}()
-	bLat := make([]time.Duration, o.Samples)
-	for i := range bLat {
+	f := &lockFigures{bLat: make([]time.Duration, o.Samples), pLat: make([]time.Duration, o.Samples)}
+	for i := range f.bLat {
 		t0 := time.Now()
 		if err := beaconCycle(ctx, lc, name, sessions[0].ID); err != nil {
-			return fmt.Errorf("through the agent: %w", err)
+			return nil, fmt.Errorf("through the agent: %w", err)
 		}
-		bLat[i] = time.Since(t0)
+		f.bLat[i] = time.Since(t0)
 	}
 	plainSessions, err := plainSessionsOf(cli, o.Contenders)
 	if err != nil {
-		return fmt.Errorf("plain way: %w", err)
+		return nil, fmt.Errorf("plain way: %w", err)
 	}
 	defer func() {
 		for _, s := range plainSessions {
 			_ = s.Close()
 		}
 	}()
-	pLat := make([]time.Duration, o.Samples)
 	m := concurrency.NewMutex(plainSessions[0], plainPrefix)
-	for i := range pLat {
+	for i := range f.pLat {
 		t0 := time.Now()
 		if err := m.Lock(ctx); err != nil {
-			return fmt.Errorf("plain way: %w", err)
+			return nil, fmt.Errorf("plain way: %w", err)
 		}
 		if err := m.Unlock(ctx); err != nil {
-			return fmt.Errorf("plain way: %w", err)
+			return nil, fmt.Errorf("plain way: %w", err)
 		}
-		pLat[i] = time.Since(t0)
+		f.pLat[i] = time.Since(t0)
 	}
 
 	// Contended: every contender loops acquire → release on one lock.
-	bRate, err := handoffs(ctx, o, func(ctx context.Context, i int, inside func()) error {
+	f.bRate, err = handoffs(ctx, o, func(ctx context.Context, i int, inside func()) error {
 		r, err := lc.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: name + "-c", SessionId: sessions[i].ID})
 		if err != nil {
 			return err
 		}
 		inside()
-		_, err = lc.Release(context.Background(), &beaconpb.LockReleaseRequest{Key: r.Key, Token: r.Token})
+		_, err = lc.Release(context.Background(), &beaconpb.LockReleaseRequest{Key: r.Key, Token: r.Token, SessionId: sessions[i].ID})
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("through the agent, contended: %w", err)
+		return nil, fmt.Errorf("through the agent, contended: %w", err)
 	}
 	mutexes := make([]*concurrency.Mutex, o.Contenders)
 	for i := range mutexes {
 		mutexes[i] = concurrency.NewMutex(plainSessions[i], plainPrefix+"-c")
 	}
-	pRate, err := handoffs(ctx, o, func(ctx context.Context, i int, inside func()) error {
+	f.pRate, err = handoffs(ctx, o, func(ctx context.Context, i int, inside func()) error {
 		if err := mutexes[i].Lock(ctx); err != nil {
 			return err
 		}
@@ -122,21 +154,23 @@ func Lock(ctx context.Context, w io.Writer, o LockOptions) error {
 		return mutexes[i].Unlock(context.Background())
 	})
 	if err != nil {
-		return fmt.Errorf("plain way, contended: %w", err)
+		return nil, fmt.Errorf("plain way, contended: %w", err)
 	}
+	return f, nil
+}
 
-	b50, b99 := percentiles(bLat)
-	p50, p99 := percentiles(pLat)
-	ratio := bRate / max(pRate, 1e-9)
+func (f *lockFigures) print(w io.Writer, o LockOptions) {
+	b50, b99 := percentiles(f.bLat)
+	p50, p99 := percentiles(f.pLat)
+	ratio := f.bRate / max(f.pRate, 1e-9)
 	fmt.Fprintf(w, "beacon bench lock: %d uncontended pairs per side; %d contenders for %s per side\n\n", o.Samples, o.Contenders, o.Duration)
 	fmt.Fprintf(w, "%-34s %12s %12s %8s\n", "", "beacon", "plain", "ratio")
 	fmt.Fprintf(w, "%-34s %12s %12s %7.2fx\n", "acquire+release p50", b50.Round(time.Microsecond), p50.Round(time.Microsecond), float64(b50)/float64(p50))
 	fmt.Fprintf(w, "%-34s %12s %12s %7.2fx\n", "acquire+release p99", b99.Round(time.Microsecond), p99.Round(time.Microsecond), float64(b99)/float64(p99))
-	fmt.Fprintf(w, "%-34s %12.0f %12.1f %7.1fx   target ≥ 10x: %s\n", fmt.Sprintf("handoffs/s, %d contenders", o.Contenders), bRate, pRate, ratio, okIf(ratio >= 10))
-	fmt.Fprintf(w, "%-34s %12s %12s\n", "time per handoff", perOp(bRate), perOp(pRate))
+	fmt.Fprintf(w, "%-34s %12.0f %12.1f %7.1fx   target ≥ 10x: %s\n", fmt.Sprintf("handoffs/s, %d contenders", o.Contenders), f.bRate, f.pRate, ratio, okIf(ratio >= 10))
+	fmt.Fprintf(w, "%-34s %12s %12s\n", "time per handoff", perOp(f.bRate), perOp(f.pRate))
 	fmt.Fprintln(w, "\nbeacon: Lock.Acquire/Release over gRPC, one session per contender, through the agent.")
 	fmt.Fprintln(w, "plain: etcd's concurrency.Mutex Lock/Unlock, one concurrency.Session per contender, on the same member.")
-	return nil
 }
 
 func beaconSessions(ctx context.Context, c *client.Client, n int) ([]*client.Session, error) {
@@ -174,7 +208,7 @@ func beaconCycle(ctx context.Context, lc beaconpb.LockClient, name, sessionID st
 	if err != nil {
 		return err
 	}
-	_, err = lc.Release(ctx, &beaconpb.LockReleaseRequest{Key: r.Key, Token: r.Token})
+	_, err = lc.Release(ctx, &beaconpb.LockReleaseRequest{Key: r.Key, Token: r.Token, SessionId: sessionID})
 	return err
 }
 

@@ -17,6 +17,8 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks, each beside the plain way in the same run, with the ratio",
 	}
+	cmd.PersistentFlags().BoolVar(&bench.CompareTLS, "tls", false,
+		"dns, lock: also run the workload against agents with TLS on every hop, and print both and the ratio")
 	cmd.AddCommand(newBenchAgentCmd(), newBenchDNSCmd(), newBenchRegisterCmd(), newBenchWatchCmd(),
 		newPlainMemberCmd(), newPlainProxyCmd(), newPlainDNSCmd())
 	for _, mk := range benchCommands {
@@ -155,6 +157,14 @@ instead of as fast as possible.`,
 			}
 			if rounds < 1 {
 				return &usageError{errorf("--rounds must be at least 1")}
+			}
+			if bench.CompareTLS {
+				if o.Addr != "" || instances > 0 {
+					return &usageError{errorf("--tls starts its own agents: give neither --addr nor --instances")}
+				}
+				if !cmd.Flags().Changed("duration") {
+					o.Duration = 3 * time.Second
+				}
 			}
 			if o.Addr == "" {
 				return bench.DNSAgent(cmd.Context(), cmd.OutOrStdout(), o, instances, rounds)
