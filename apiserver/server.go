@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 )
@@ -58,8 +57,19 @@ func serverMetrics() *grpcprom.ServerMetrics {
 	return metrics
 }
 
+// Option configures New.
+type Option func(*Limits)
+
+// WithLimits sets the per-connection limits (zero fields: the defaults).
+func WithLimits(l Limits) Option { return func(dst *Limits) { *dst = l } }
+
 // New builds the server. Register services on GRPC(), then Listen and Serve.
-func New(lg *zap.Logger) *Server {
+func New(lg *zap.Logger, opts ...Option) *Server {
+	limits := DefaultLimits()
+	for _, o := range opts {
+		o(&limits)
+	}
+	limits = limits.withDefaults()
 	m := serverMetrics()
 	lgr := interceptorLogger(lg)
 	logOpts := []logging.Option{
@@ -79,19 +89,20 @@ func New(lg *zap.Logger) *Server {
 		lg.Error("panic in a gRPC handler", zap.Any("panic", p), zap.StackSkip("stack", 3))
 		return status.Error(codes.Internal, "internal error")
 	})
-	s := grpc.NewServer(
+	s := grpc.NewServer(append(limits.serverOptions(),
 		grpc.ChainUnaryInterceptor(
 			m.UnaryServerInterceptor(),
 			logging.UnaryServerInterceptor(lgr, logOpts...),
+			limits.unaryInterceptor,
 			recovery.UnaryServerInterceptor(recoverOpt),
 		),
 		grpc.ChainStreamInterceptor(
 			m.StreamServerInterceptor(),
 			logging.StreamServerInterceptor(lgr, logOpts...),
+			limits.streamInterceptor,
 			recovery.StreamServerInterceptor(recoverOpt),
 		),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)

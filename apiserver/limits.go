@@ -1,0 +1,153 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/stats"
+)
+
+// Limits bound what one client connection can make the agent hold. The
+// defaults are far above what a large host's applications use (an SDK
+// client multiplexes everything it does on one connection: a session per
+// hold at most, a stream per watch); they stop a client that opens
+// streams or sessions in a loop at its own connection.
+type Limits struct {
+	// MaxStreamsPerConn bounds the calls in flight on one connection,
+	// streams and unary calls together. One past it answers
+	// ResourceExhausted naming the limit.
+	MaxStreamsPerConn int
+	// MaxSessionsPerConn bounds the Session.Open streams of one
+	// connection.
+	MaxSessionsPerConn int
+	// KeepaliveMinTime: a client pinging more often than this is told
+	// to go away (too_many_pings), so pings cannot be a flood.
+	KeepaliveMinTime time.Duration
+	// KeepaliveTime, KeepaliveTimeout: the agent pings a connection
+	// quiet for KeepaliveTime and closes it when no answer comes within
+	// KeepaliveTimeout, so the sessions of a client whose host vanished
+	// (no FIN, no RST) end instead of living on the agent's keepalives.
+	KeepaliveTime    time.Duration
+	KeepaliveTimeout time.Duration
+}
+
+// Default limits.
+const (
+	DefaultMaxStreamsPerConn  = 4096
+	DefaultMaxSessionsPerConn = 1024
+	DefaultKeepaliveMinTime   = 5 * time.Second
+	DefaultKeepaliveTime      = time.Minute
+	DefaultKeepaliveTimeout   = 20 * time.Second
+)
+
+// DefaultLimits are the limits of an agent that sets none.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxStreamsPerConn: DefaultMaxStreamsPerConn, MaxSessionsPerConn: DefaultMaxSessionsPerConn,
+		KeepaliveMinTime: DefaultKeepaliveMinTime, KeepaliveTime: DefaultKeepaliveTime, KeepaliveTimeout: DefaultKeepaliveTimeout,
+	}
+}
+
+// withDefaults fills the zero fields.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.MaxStreamsPerConn <= 0 {
+		l.MaxStreamsPerConn = d.MaxStreamsPerConn
+	}
+	if l.MaxSessionsPerConn <= 0 {
+		l.MaxSessionsPerConn = d.MaxSessionsPerConn
+	}
+	if l.KeepaliveMinTime <= 0 {
+		l.KeepaliveMinTime = d.KeepaliveMinTime
+	}
+	if l.KeepaliveTime <= 0 {
+		l.KeepaliveTime = d.KeepaliveTime
+	}
+	if l.KeepaliveTimeout <= 0 {
+		l.KeepaliveTimeout = d.KeepaliveTimeout
+	}
+	return l
+}
+
+// sessionOpenMethod is the stream that is a session.
+const sessionOpenMethod = "/beacon.v1.Session/Open"
+
+// streamHeadroom: HTTP/2's MaxConcurrentStreams sits this far above
+// MaxStreamsPerConn, so that a client past the limit hears the error
+// naming it rather than waiting, unanswered, for a stream slot; the
+// transport's limit stays as the bound for a client that ignores errors.
+const streamHeadroom = 64
+
+// serverOptions are the gRPC options that enforce l.
+func (l Limits) serverOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(uint32(l.MaxStreamsPerConn + streamHeadroom)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: l.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: l.KeepaliveTime, Timeout: l.KeepaliveTimeout}),
+		grpc.StatsHandler(connTagger{}),
+	}
+}
+
+// connCounts are one connection's calls in flight.
+type connCounts struct {
+	streams  atomic.Int64
+	sessions atomic.Int64
+}
+
+type connKey struct{}
+
+// connTagger gives every connection its counts; the context of every
+// call on the connection derives from the one TagConn returns.
+type connTagger struct{}
+
+func (connTagger) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return context.WithValue(ctx, connKey{}, &connCounts{})
+}
+func (connTagger) HandleConn(context.Context, stats.ConnStats)                     {}
+func (connTagger) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (connTagger) HandleRPC(context.Context, stats.RPCStats)                       {}
+
+// admit counts a call against its connection's limits; release undoes it.
+func (l Limits) admit(ctx context.Context, method string) (release func(), err error) {
+	c, _ := ctx.Value(connKey{}).(*connCounts)
+	if c == nil {
+		return func() {}, nil
+	}
+	if n := c.streams.Add(1); n > int64(l.MaxStreamsPerConn) {
+		c.streams.Add(-1)
+		return nil, limitError(ErrTooManyStreams, fmt.Sprintf(
+			"this connection has %d calls in flight, its limit (max-streams-per-connection %d)", l.MaxStreamsPerConn, l.MaxStreamsPerConn))
+	}
+	if method != sessionOpenMethod {
+		return func() { c.streams.Add(-1) }, nil
+	}
+	if n := c.sessions.Add(1); n > int64(l.MaxSessionsPerConn) {
+		c.sessions.Add(-1)
+		c.streams.Add(-1)
+		return nil, limitError(ErrTooManySessions, fmt.Sprintf(
+			"this connection has %d sessions open, its limit (max-sessions-per-connection %d)", l.MaxSessionsPerConn, l.MaxSessionsPerConn))
+	}
+	return func() { c.sessions.Add(-1); c.streams.Add(-1) }, nil
+}
+
+func (l Limits) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	release, err := l.admit(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return h(ctx, req)
+}
+
+func (l Limits) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	release, err := l.admit(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return h(srv, ss)
+}
