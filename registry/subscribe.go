@@ -1,5 +1,16 @@
 package registry
 
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/beaconhq/beacon/internal/fanout"
+	"github.com/beaconhq/beacon/internal/rpcerr"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+)
+
 // EventType says what happened to an instance.
 type EventType int
 
@@ -16,16 +27,28 @@ type Event struct {
 	Revision int64
 }
 
-// subscriptionBuffer is how far a subscriber may fall behind before it is
-// dropped; it then re-subscribes and starts from a fresh snapshot.
-const subscriptionBuffer = 4096
+// subscriptionBuffer is how many changes a subscriber may leave unread:
+// the same bound as the API's other watches (internal/fanout), so that a
+// reader that stops reading costs the agent a bounded buffer, released
+// when it is cut off.
+const subscriptionBuffer = fanout.DefaultLimit
+
+// ErrWatchBehind: the watcher left more than subscriptionBuffer changes
+// unread and was cut off; its buffer is dropped. It answers
+// RESOURCE_EXHAUSTED.
+var ErrWatchBehind = rpcerr.NewNamed(codes.ResourceExhausted, fmt.Sprintf(
+	"registry: this watcher left more than %d changes unread (watch-buffer %d) and was cut off; read faster, or watch again for a fresh snapshot",
+	subscriptionBuffer, subscriptionBuffer))
 
 // Subscription receives the catalog's changes for the instances that match
 // its filter. An instance that stops matching (say, turns critical under a
 // healthy-only filter) arrives as a delete.
 type Subscription struct {
-	match  func(*Instance) bool
-	ch     chan Event
+	match func(*Instance) bool
+	ch    chan Event
+	// cut is closed when the subscription ends as lagged: a forwarder
+	// whose send is blocked on a reader that does not read hears of it.
+	cut    chan struct{}
 	seen   map[string]bool // service/id of the instances the subscriber holds
 	closed bool
 	lagged bool
@@ -37,14 +60,30 @@ func (s *Subscription) Events() <-chan Event { return s.ch }
 
 // Lagged reports whether the subscription ended because its reader fell
 // more than subscriptionBuffer events behind.
-func (s *Subscription) Lagged() bool { return s.lagged }
+func (s *Subscription) Lagged() bool {
+	select {
+	case <-s.cut:
+		return true
+	default:
+		return false
+	}
+}
+
+// Err is why the subscription ended: ErrWatchBehind if its reader fell
+// behind, nil if it was unsubscribed or lives.
+func (s *Subscription) Err() error {
+	if s.Lagged() {
+		return ErrWatchBehind
+	}
+	return nil
+}
 
 // Subscribe returns the matching instances now, the revision they reflect,
 // and a subscription for every change after it.
 func (c *Catalog) Subscribe(match func(*Instance) bool) ([]*Instance, int64, *Subscription) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := &Subscription{match: match, ch: make(chan Event, subscriptionBuffer), seen: map[string]bool{}}
+	s := &Subscription{match: match, ch: make(chan Event, subscriptionBuffer), cut: make(chan struct{}), seen: map[string]bool{}}
 	var snap []*Instance
 	for _, e := range c.services {
 		for _, in := range e.byID {
@@ -55,6 +94,7 @@ func (c *Catalog) Subscribe(match func(*Instance) bool) ([]*Instance, int64, *Su
 		}
 	}
 	c.subs[s] = struct{}{}
+	watchers.add(s)
 	return snap, c.rev, s
 }
 
@@ -70,11 +110,23 @@ func (c *Catalog) endLocked(s *Subscription) {
 		s.closed = true
 		close(s.ch)
 		delete(c.subs, s)
+		watchers.remove(s)
+	}
+}
+
+// cutLocked ends a subscriber that fell behind, and drops what it had
+// queued and what it knew, so that a reader that never reads holds none
+// of the agent's memory while its stream winds down.
+func (c *Catalog) cutLocked(s *Subscription) {
+	c.endLocked(s)
+	close(s.cut)
+	s.seen = nil
+	for range s.ch { // closed: this ends once the buffer is empty
 	}
 }
 
 // publishLocked hands events to every subscriber, never blocking: a full
-// subscriber is ended as lagged.
+// subscriber is cut off.
 func (c *Catalog) publishLocked(events []Event) {
 	for s := range c.subs {
 		for _, ev := range events {
@@ -92,12 +144,95 @@ func (c *Catalog) publishLocked(events []Event) {
 			select {
 			case s.ch <- out:
 			default:
-				s.lagged = true
-				c.endLocked(s)
+				c.cutLocked(s)
 			}
 			if s.closed {
 				break
 			}
 		}
 	}
+}
+
+// Forward hands the subscription's changes to send, one at a time and in
+// order, until ctx ends (its error), send fails (its error), the reader
+// falls behind (ErrWatchBehind) or the subscription is cancelled (nil).
+//
+// send runs on a goroutine of its own: a send blocked on a reader that
+// does not read (gRPC's flow control) must not keep the subscription, or
+// its caller, waiting. Once the buffer is full Forward returns at once;
+// the caller then ends the stream, which ends the blocked send.
+func (s *Subscription) Forward(ctx context.Context, send func(Event) error) error {
+	next := make(chan Event)
+	sent := make(chan error, 1)
+	go func() {
+		for ev := range next {
+			err := send(ev)
+			sent <- err
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer close(next)
+	events := s.Events()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.cut:
+			return ErrWatchBehind
+		case err := <-sent:
+			if err != nil {
+				return err
+			}
+			events = s.Events() // the send finished: take the next
+		case ev, ok := <-events:
+			if !ok {
+				return s.Err()
+			}
+			next <- ev // the sender is idle: it takes it at once
+			events = nil
+		}
+	}
+}
+
+// watchers counts the live subscriptions of the process and what they
+// have queued, for /metrics.
+var watchers = newWatcherSet()
+
+type watcherSet struct {
+	mu   sync.Mutex
+	subs map[*Subscription]struct{}
+}
+
+func newWatcherSet() *watcherSet {
+	w := &watcherSet{subs: map[*Subscription]struct{}{}}
+	prometheus.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "beacon_registry_watchers",
+			Help: "Registry watch subscriptions open."}, func() float64 { n, _ := w.counts(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "beacon_registry_watch_buffered_events",
+			Help: "Changes queued for registry watchers, not yet sent."}, func() float64 { _, q := w.counts(); return float64(q) }),
+	)
+	return w
+}
+
+func (w *watcherSet) add(s *Subscription) {
+	w.mu.Lock()
+	w.subs[s] = struct{}{}
+	w.mu.Unlock()
+}
+
+func (w *watcherSet) remove(s *Subscription) {
+	w.mu.Lock()
+	delete(w.subs, s)
+	w.mu.Unlock()
+}
+
+func (w *watcherSet) counts() (subs, queued int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for s := range w.subs {
+		queued += len(s.ch)
+	}
+	return len(w.subs), queued
 }
