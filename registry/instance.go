@@ -21,8 +21,21 @@ const (
 	StatusCritical = "critical"
 )
 
-// MaxMetaBytes bounds an instance's meta (keys and values together).
-const MaxMetaBytes = 64 << 10
+// Limits on what one instance may carry: it is stored in etcd, held in
+// every agent's catalog and sent to every watcher, so a client must not
+// make it grow without bound. Far above what service discovery uses
+// (Consul allows 64 meta pairs; a tag is a DNS label).
+const (
+	// MaxTags bounds an instance's tags; each is a DNS label of at most
+	// 63 characters.
+	MaxTags = 64
+	// MaxMetaKeys bounds the number of an instance's meta pairs.
+	MaxMetaKeys = 64
+	// MaxMetaKeyBytes bounds one meta key.
+	MaxMetaKeyBytes = 128
+	// MaxMetaBytes bounds an instance's meta (keys and values together).
+	MaxMetaBytes = 64 << 10
+)
 
 // Instance is the value of services/<service>/<id>.
 type Instance struct {
@@ -108,6 +121,9 @@ func (in *Instance) Normalize(node, nodeAddr string) error {
 	if err := ValidLabel("id", in.ID); err != nil {
 		return err
 	}
+	if len(in.Tags) > MaxTags {
+		return &FieldError{"tags", fmt.Sprintf("%d tags is over the limit of %d (max-tags)", len(in.Tags), MaxTags)}
+	}
 	for i, t := range in.Tags {
 		in.Tags[i] = strings.ToLower(t)
 		if err := ValidLabel("tags", in.Tags[i]); err != nil {
@@ -115,15 +131,8 @@ func (in *Instance) Normalize(node, nodeAddr string) error {
 		}
 	}
 	sort.Strings(in.Tags)
-	size := 0
-	for k, v := range in.Meta {
-		if k == "" || !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return &FieldError{"meta", fmt.Sprintf("key %q: keys must be non-empty and keys and values UTF-8", k)}
-		}
-		size += len(k) + len(v)
-	}
-	if size > MaxMetaBytes {
-		return &FieldError{"meta", fmt.Sprintf("%d bytes is over the limit of %d", size, MaxMetaBytes)}
+	if err := validMeta(in.Meta); err != nil {
+		return err
 	}
 	if in.Weight == 0 {
 		in.Weight = 1
@@ -133,6 +142,27 @@ func (in *Instance) Normalize(node, nodeAddr string) error {
 	}
 	if in.Priority < 0 || in.Priority > 65535 {
 		return &FieldError{"priority", fmt.Sprintf("%d is not from 0 to 65535", in.Priority)}
+	}
+	return nil
+}
+
+// validMeta checks meta's keys and its size against the limits.
+func validMeta(meta map[string]string) error {
+	if len(meta) > MaxMetaKeys {
+		return &FieldError{"meta", fmt.Sprintf("%d keys is over the limit of %d (max-meta-keys)", len(meta), MaxMetaKeys)}
+	}
+	size := 0
+	for k, v := range meta {
+		if len(k) > MaxMetaKeyBytes {
+			return &FieldError{"meta", fmt.Sprintf("key %.32q…: %d bytes is over the limit of %d (max-meta-key-bytes)", k, len(k), MaxMetaKeyBytes)}
+		}
+		if k == "" || !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return &FieldError{"meta", fmt.Sprintf("key %q: keys must be non-empty and keys and values UTF-8", k)}
+		}
+		size += len(k) + len(v)
+	}
+	if size > MaxMetaBytes {
+		return &FieldError{"meta", fmt.Sprintf("%d bytes is over the limit of %d (max-meta-bytes)", size, MaxMetaBytes)}
 	}
 	return nil
 }
