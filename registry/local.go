@@ -89,6 +89,10 @@ type Local struct {
 	keyLocks [64]sync.Mutex
 
 	batch createBatcher
+
+	// journal keeps the agent-owned registrations in the data dir
+	// (persist.go).
+	journal journal
 }
 
 func (l *Local) keyLock(k string) *sync.Mutex {
@@ -123,7 +127,7 @@ func NewLocal(ctx context.Context, c LocalConfig) (*Local, error) {
 	}
 	l.batch.cli = c.Client
 	l.agentSess.OnLeaseChange(func(_, _ clientv3.LeaseID) { l.Kick() })
-	kept, err := l.store.load()
+	kept, err := l.loadKept()
 	if err != nil {
 		return nil, err
 	}
@@ -539,21 +543,5 @@ func (l *Local) Close() {
 	l.mu.Unlock()
 	for _, m := range stop {
 		m.Stop()
-	}
-}
-
-func (l *Local) persist() {
-	l.store.mu.Lock()
-	defer l.store.mu.Unlock()
-	l.mu.Lock()
-	var kept []Registration
-	for _, r := range l.regs {
-		if r.Owner == OwnerAgent {
-			kept = append(kept, r.Registration)
-		}
-	}
-	l.mu.Unlock()
-	if err := l.store.save(kept); err != nil {
-		l.lg.Warn("could not keep registrations in the data dir", zap.Error(err))
 	}
 }

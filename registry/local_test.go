@@ -57,7 +57,7 @@ func TestCloseKeepsTheDataDir(t *testing.T) {
 	if err := l.Deregister(ctx, "a", ""); !isNamed(err, ErrStopping) {
 		t.Fatalf("deregister after Close: %v", err)
 	}
-	kept, err := (&fileStore{dir: dir}).load()
+	kept, err := keptIn(dir)
 	if err != nil || len(kept) != 2 {
 		t.Fatalf("kept after Close: %d registrations, %v", len(kept), err)
 	}
