@@ -9,7 +9,6 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // ConfigOptions tune `beacon bench config`. With no Agent, the benchmark
@@ -96,7 +95,7 @@ func configBeacon(ctx context.Context, o ConfigOptions, run int64) ([]time.Durat
 }
 
 func configPlain(ctx context.Context, o ConfigOptions, run int64) ([]time.Duration, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{o.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := newEtcdClient(o.Endpoint)
 	if err != nil {
 		return nil, err
 	}

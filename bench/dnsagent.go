@@ -15,7 +15,6 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/miekg/dns"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // DNSAgent runs `beacon bench dns` against agents it starts itself: a
@@ -190,7 +189,7 @@ func waitAnswer(ctx context.Context, addr, name string) error {
 // loadInstances writes n instances straight to etcd, as n registrations
 // from elsewhere in a fleet would arrive through the watch.
 func loadInstances(ctx context.Context, endpoint string, n int) error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := newEtcdClient(endpoint)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/beaconhq/beacon/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
-	"go.uber.org/zap"
 )
 
 // ElectionOptions tune `beacon bench election`. With no Agent it starts its
@@ -326,7 +325,7 @@ func electKill(cmd *exec.Cmd) {
 }
 
 func electEtcd(endpoint string) (*clientv3.Client, error) {
-	return clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	return newEtcdClient(endpoint)
 }
 
 func electMax(d []time.Duration) time.Duration {

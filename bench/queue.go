@@ -13,7 +13,6 @@ import (
 	"github.com/beaconhq/beacon/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	recipe "go.etcd.io/etcd/client/v3/experimental/recipes"
-	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -192,7 +191,7 @@ func queueBeacon(ctx context.Context, qc beaconpb.QueueClient, c *client.Client,
 
 // queuePlain runs one round on etcd's recipe queue and returns messages/s.
 func queuePlain(ctx context.Context, endpoint, prefix string, count, producers, consumers int, payload []byte) (float64, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := newEtcdClient(endpoint)
 	if err != nil {
 		return 0, err
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // RegisterOptions tune `beacon bench register`.
@@ -38,7 +37,7 @@ func Register(ctx context.Context, w io.Writer, o RegisterOptions) error {
 	}
 	defer sess.Close()
 
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{o.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := newEtcdClient(o.Endpoint)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/beaconhq/beacon/client"
@@ -99,4 +100,25 @@ func tlsName(on bool) string {
 		return "TLS on"
 	}
 	return "TLS off"
+}
+
+// newEtcdClient is a clientv3 client of endpoint for a benchmark pointed
+// at running agents: an https endpoint is dialed with the TLS files of the
+// environment (BEACON_CA_FILE, BEACON_CERT_FILE, BEACON_KEY_FILE), as the
+// CLI's --ca-file, --cert-file and --key-file put them there.
+func newEtcdClient(endpoint string) (*clientv3.Client, error) {
+	cfg := clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if strings.HasPrefix(endpoint, "https://") {
+		files, err := client.TLSFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		if files == nil {
+			return nil, fmt.Errorf("%s is https: give --ca-file, --cert-file and --key-file", endpoint)
+		}
+		if cfg.TLS, err = files.ClientConfig(); err != nil {
+			return nil, err
+		}
+	}
+	return clientv3.New(cfg)
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/beaconhq/beacon/client"
 	"github.com/miekg/dns"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // WatchOptions tune `beacon bench watch`. With no Agent, the benchmark
@@ -95,7 +94,7 @@ func Watch(ctx context.Context, w io.Writer, o WatchOptions) error {
 
 func plainWatch(ctx context.Context, o WatchOptions, run int64) ([]time.Duration, error) {
 	mk := func(ep string) (*clientv3.Client, error) {
-		return clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		return newEtcdClient(ep)
 	}
 	a, err := mk(o.EndpointA)
 	if err != nil {

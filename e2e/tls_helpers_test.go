@@ -71,11 +71,6 @@ func (p *fleetPKI) flags(name string) []string {
 	return []string{"--ca-file", p.ca(), "--cert-file", cert, "--key-file", key}
 }
 
-func (p *fleetPKI) files(name string) *pki.Files {
-	cert, key := pki.CertFiles(p.dir, name)
-	return &pki.Files{CA: p.ca(), Cert: cert, Key: key}
-}
-
 // clientTLS trusts this PKI's CA and presents certName's certificate
 // ("" for none).
 func (p *fleetPKI) clientTLS(certName string) *tls.Config {
