@@ -374,4 +374,19 @@ func TestOwnersAgentRegistrations(t *testing.T) {
 	if _, stderr, err := a.CLI("deregister", "app1"); err == nil || !strings.Contains(stderr, "permission denied") || strings.Contains(stderr, sess.ID) {
 		t.Fatalf("the CLI deregistering a session's instance: %v %s", err, stderr)
 	}
+	if _, stderr, err := a.CLI("check", "fail", "app1"); err == nil || !strings.Contains(stderr, "permission denied") {
+		t.Fatalf("the CLI beating a session's instance: %v %s", err, stderr)
+	}
+	// The SDK beats and deregisters what it registered, in its session.
+	if _, err := cl.Register(ctx, &beaconpb.Instance{Service: "sdk", Id: "sdk1", Port: 80}, &beaconpb.Check{Ttl: "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Heartbeat(ctx, "sdk", "sdk1", "pass", ""); err != nil {
+		t.Fatalf("the SDK's heartbeat of its own instance: %v", err)
+	}
+	waitDNS(t, a, "sdk.service.beacon", dns.TypeA, "sdk1 passing", has("A "+a.IP))
+	if err := cl.Deregister(ctx, "", "sdk1"); err != nil {
+		t.Fatalf("the SDK's deregister of its own instance: %v", err)
+	}
+	waitDNS(t, a, "sdk.service.beacon", dns.TypeA, "sdk1 gone", empty)
 }
