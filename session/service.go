@@ -84,7 +84,6 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 	}
 
 	c := newConfirmer(sess)
-	go c.run()
 	defer c.stop()
 	recvDone := make(chan error, 1)
 	go func() {
@@ -119,10 +118,17 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 			if err := stream.Send(ev); err != nil {
 				return err
 			}
-		case conf := <-c.answers:
-			if err := stream.Send(&beaconpb.SessionEvent{Kind: &beaconpb.SessionEvent_Confirmed{Confirmed: conf}}); err != nil {
-				return err
+		case <-c.wake:
+			c.poke()
+		case <-c.gap:
+			c.gapPassed()
+		case r := <-c.results:
+			if conf := c.finish(r); conf != nil {
+				if err := stream.Send(&beaconpb.SessionEvent{Kind: &beaconpb.SessionEvent_Confirmed{Confirmed: conf}}); err != nil {
+					return err
+				}
 			}
+			c.poke() // the requests that came while it was in flight
 		case <-stopping:
 			stopping = nil
 			if err := stream.Send(&beaconpb.SessionEvent{Kind: &beaconpb.SessionEvent_Stopping{Stopping: &beaconpb.AgentStopping{
