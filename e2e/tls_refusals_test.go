@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 // member's etcd client URL and a proxy's etcd endpoint each refuse a
 // plain client, a TLS client without a certificate, and a client whose
 // certificate another CA signed; the fleet's client certificate gets in.
+// The unix socket stays plain.
 func TestTLSRefusesPlainAndForeignClients(t *testing.T) {
 	p := newFleetPKI(t)
 	p.client("ops")
@@ -59,6 +61,12 @@ func TestTLSRefusesPlainAndForeignClients(t *testing.T) {
 		if err := apiCheck(creds); err == nil {
 			t.Errorf("API: %s was let in", what)
 		}
+	}
+
+	// The unix socket, owner-only, stays plain: the host's operator
+	// needs no certificate on it.
+	if out, stderr, err := testcluster.RunCLI(t, "members", "--agent", "unix:"+filepath.Join(n1.DataDir, "beacon.sock")); err != nil || !strings.Contains(out, "n1") {
+		t.Errorf("beacon members over the unix socket, without TLS: %v: %s%s", err, out, stderr)
 	}
 
 	// HTTP.
