@@ -27,9 +27,11 @@ func TestTLSClusterEveryHop(t *testing.T) {
 	n1.Start(p.flags("n1")...)
 	waitReadyTLS(t, p, n1)
 	agents := []*testcluster.Agent{n1}
+	joinArgs := map[string][]string{}
 	for _, name := range []string{"n2", "n3"} {
 		a := tlsHost(c, p, name)
-		a.Start(append([]string{"--join", n1.ClientURL}, p.flags(name)...)...)
+		joinArgs[name] = append([]string{"--join", n1.ClientURL}, p.flags(name)...)
+		a.Start(joinArgs[name]...)
 		waitReadyTLS(t, p, a)
 		agents = append(agents, a)
 	}
@@ -90,6 +92,17 @@ func TestTLSClusterEveryHop(t *testing.T) {
 	}
 	if out, err := etcdctl("get", "tls-k", "--print-value-only"); err != nil || strings.TrimSpace(out) != "tls-v" {
 		t.Fatalf("etcdctl get through the TLS proxy: %v: %q", err, out)
+	}
+
+	// A member killed and started again with the same flags resumes its
+	// data over TLS (it asks the cluster it last saw whether it is still
+	// a member, through its TLS client).
+	n3 := agents[2]
+	n3.Kill()
+	n3.Start(joinArgs["n3"]...)
+	waitReadyTLS(t, p, n3)
+	if !strings.Contains(n3.Log(), "agent ready") || strings.Contains(n3.Log(), "added as learner") {
+		t.Fatalf("n3 did not resume its member:\n%s", n3.Log())
 	}
 }
 
