@@ -4,10 +4,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // listenAPI binds the API's TCP address and unix socket. Plain, apiserver
@@ -37,7 +42,7 @@ func (a *Agent) listenAPI() error {
 		return portError("api-addr", cfg.APIAddr, err)
 	}
 	a.apiAddr = l.Addr().String()
-	a.apiLis = append(a.apiLis, tls.NewListener(l, tc))
+	a.apiLis = append(a.apiLis, &refusalLogger{Listener: tls.NewListener(l, tc), lg: a.lg.Named("api")})
 	if cfg.APISocket == "" {
 		return nil
 	}
@@ -85,4 +90,41 @@ func removeStaleSocket(path string) error {
 		return fmt.Errorf("api-socket %s: another agent is listening on it", path)
 	}
 	return os.Remove(path)
+}
+
+// refusalLogger logs the TLS handshakes the API's listener refuses (no
+// certificate, another CA's, a plain client), at most one line a second:
+// gRPC, which runs the handshake on its first read, would only drop them.
+type refusalLogger struct {
+	net.Listener
+	lg   *zap.Logger
+	last atomic.Int64 // unix nanoseconds of the last line
+}
+
+func (l *refusalLogger) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &refusalConn{Conn: c.(*tls.Conn), l: l}, nil
+}
+
+type refusalConn struct {
+	*tls.Conn
+	l    *refusalLogger
+	once sync.Once
+}
+
+func (c *refusalConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	// A bare EOF is a port probe that never spoke TLS: not worth a line.
+	if err != nil && !errors.Is(err, io.EOF) && !c.ConnectionState().HandshakeComplete {
+		c.once.Do(func() {
+			now := time.Now().UnixNano()
+			if last := c.l.last.Load(); now-last > int64(time.Second) && c.l.last.CompareAndSwap(last, now) {
+				c.l.lg.Warn("refused a TLS connection to the API", zap.String("from", c.RemoteAddr().String()), zap.Error(err))
+			}
+		})
+	}
+	return n, err
 }

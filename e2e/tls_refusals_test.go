@@ -63,6 +63,15 @@ func TestTLSRefusesPlainAndForeignClients(t *testing.T) {
 		}
 	}
 
+	if err := testcluster.Eventually(10*time.Second, func() error {
+		if !strings.Contains(n1.Log(), "refused a TLS connection to the API") {
+			return errorString("no line about the refused API clients")
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("%v in n1's log", err)
+	}
+
 	// The unix socket, owner-only, stays plain: the host's operator
 	// needs no certificate on it.
 	if out, stderr, err := testcluster.RunCLI(t, "members", "--agent", "unix:"+filepath.Join(n1.DataDir, "beacon.sock")); err != nil || !strings.Contains(out, "n1") {
