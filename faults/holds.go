@@ -48,7 +48,7 @@ const (
 
 const (
 	holdMaxActs      = 150 // a long-holding CMD stops after this many acts (~25 s)
-	holdMaxSpawns    = 400 // CLI starts per host and workload
+	holdMaxSpawns    = 400 // CLI starts per host and workload (MaxSpawns' default)
 	holdHolderWait   = 20 * time.Second
 	holdMaxFaultHold = 20 * time.Second
 	holdCLIStop      = 5 * time.Second
@@ -174,9 +174,9 @@ type holdCLI struct {
 // ends (then it stops the running one with SIGTERM, SIGKILL after
 // holdCLIStop), at most holdMaxSpawns times. started and ended are told
 // of each process.
-func holdLoop(ctx context.Context, x *Host, label string, argv func() []string, started func(*Proc), ended func(*Proc)) {
+func holdLoop(ctx context.Context, x *Host, label string, spawns int, argv func() []string, started func(*Proc), ended func(*Proc)) {
 	backoff := 100 * time.Millisecond
-	for n := 0; n < holdMaxSpawns && ctx.Err() == nil; n++ {
+	for n := 0; n < spawns && ctx.Err() == nil; n++ {
 		p, err := x.SpawnCmd(context.Background(), Cmd{Argv: argv(), Label: label})
 		if err != nil {
 			if !holdSleep(ctx, time.Second) {

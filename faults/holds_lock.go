@@ -52,6 +52,10 @@ type HoldWorkload struct {
 	keyVar   string
 	startRev int64
 
+	// MaxSpawns bounds the CLI starts per host (a soak raises it with
+	// its duration).
+	MaxSpawns int
+
 	mu     sync.Mutex
 	clis   map[int]*holdCLI // by CLI pid
 	cliErr map[int]string   // CLI pid -> its last stderr line, once ended
@@ -66,7 +70,7 @@ type HoldWorkload struct {
 func NewHoldWorkload(h *Harness, rep *Report, kind, name string, etcd *clientv3.Client) *HoldWorkload {
 	w := &HoldWorkload{h: h, rep: rep, Kind: kind, Name: name, Reg: "/fx/" + kind + "-" + name,
 		dir: filepath.Join(h.Dir(), "holds", kind+"-"+name), etcd: etcd,
-		clis: map[int]*holdCLI{}, cliErr: map[int]string{}}
+		clis: map[int]*holdCLI{}, cliErr: map[int]string{}, MaxSpawns: holdMaxSpawns}
 	switch kind {
 	case "lock":
 		w.tokVar, w.keyVar = "BEACON_LOCK_TOKEN", "BEACON_LOCK_KEY"
@@ -86,7 +90,7 @@ func (w *HoldWorkload) acts(x *Host) string  { return filepath.Join(w.dir, x.Nam
 
 // holdScript is CMD; @…@ are filled in per host.
 const holdScript = `date() { command date "$@" || command date "$@" || command date "$@"; }
-ex() { kill -KILL $tp 2>/dev/null; wait $tp 2>/dev/null; @EXIT@; }
+ex() { trap '' TERM; [ -n "$xd" ] && return; xd=1; kill -KILL $tp 2>/dev/null; wait $tp 2>/dev/null; @EXIT@; }
 @ENTER@
 a=@ACTS@; d=@DIR@; ig=0
 date "+%s%N $$ key $@KEY@" >> "$a"
@@ -157,7 +161,7 @@ func (w *HoldWorkload) Start(ctx context.Context, hosts []*Host) error {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			holdLoop(lctx, x, w.Kind, func() []string { return w.argv(x) },
+			holdLoop(lctx, x, w.Kind, w.MaxSpawns, func() []string { return w.argv(x) },
 				func(p *Proc) {
 					w.mu.Lock()
 					w.clis[p.Pid()] = &holdCLI{p: p, host: x}

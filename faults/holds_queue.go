@@ -46,6 +46,9 @@ type QueueWorkload struct {
 
 	Visibility time.Duration
 	startRev   int64
+	// MaxSpawns bounds the worker starts per host (a soak raises it
+	// with its duration: a worker that finds nothing ready exits).
+	MaxSpawns int
 
 	mu     sync.Mutex
 	seq    int
@@ -63,7 +66,7 @@ type QueueWorkload struct {
 func NewQueueWorkload(h *Harness, rep *Report, queue string, etcd *clientv3.Client) *QueueWorkload {
 	return &QueueWorkload{h: h, rep: rep, Queue: queue, dir: filepath.Join(h.Dir(), "holds", "queue-"+queue),
 		etcd: etcd, Visibility: 5 * time.Second, clis: map[int]*holdCLI{}, ended: map[int]time.Time{},
-		stale: map[string]check.Delivery{}}
+		stale: map[string]check.Delivery{}, MaxSpawns: holdMaxSpawns}
 }
 
 func (w *QueueWorkload) report() *Report              { return w.rep }
@@ -120,7 +123,7 @@ func (w *QueueWorkload) Start(ctx context.Context, hosts []*Host) error {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			holdLoop(lctx, x, "worker", func() []string { return w.argv(x) },
+			holdLoop(lctx, x, "worker", w.MaxSpawns, func() []string { return w.argv(x) },
 				func(p *Proc) {
 					w.mu.Lock()
 					w.clis[p.Pid()] = &holdCLI{p: p, host: x}
@@ -163,6 +166,11 @@ func (w *QueueWorkload) Push(ctx context.Context, x *Host, long bool) (string, O
 		}
 	}
 	w.rep.Record("push", o)
+	if o == Failed {
+		// A failed push is judged as never applied: keep its error, so an
+		// "unexpected message" names what the CLI said.
+		w.rep.Note("push %s from %s failed (exit %d): %s", payload, x.Name, res.Code, holdLastLine(res.Stderr))
+	}
 	w.mu.Lock()
 	w.pushes = append(w.pushes, p)
 	w.mu.Unlock()

@@ -220,6 +220,12 @@ func TestSoakHolds(t *testing.T) {
 	lock := NewHoldWorkload(h, lrep, "lock", "soak", etcd)
 	elect := NewHoldWorkload(h, erep, "elect", "soak", etcd)
 	queue := NewQueueWorkload(h, qrep, "soak", etcd)
+	// A worker that finds nothing ready within its --wait exits, so a
+	// worker loop starts about one CLI every few seconds: 400 starts (the
+	// short tests' bound) ran out 25 minutes into a 30-minute soak, and
+	// the queue could not drain. One start per second of soak bounds it.
+	spawns := holdMaxSpawns + int(dur/time.Second)
+	lock.MaxSpawns, elect.MaxSpawns, queue.MaxSpawns = spawns, spawns, spawns
 	for _, s := range []interface {
 		Start(context.Context, []*Host) error
 	}{lock, elect, queue} {

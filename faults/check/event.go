@@ -101,22 +101,23 @@ func AppendEvent(path string, e Event) error {
 // The pid is the shell's own ($$), the ppid its parent's ($PPID: the beacon
 // process), the token is read from the environment variable tokenVar (0 if
 // unset or empty; no token if tokenVar is ""), the time from GNU date's
-// +%s%N. host and name travel as printf arguments, never in its format,
-// so no character of theirs is interpreted. printf writes the line in one
-// write(2) through the >> (O_APPEND) redirection.
+// %s%N. GNU date writes the whole line itself, its format holding the
+// event (host's and name's % doubled), in one write(2) through the >>
+// (O_APPEND) redirection. So a date killed by a signal sent to CMD's
+// group (a hold's SIGTERM) writes nothing rather than a line without its
+// time, which a printf of "$(date)" did; a script may define date() to
+// retry.
 func ShellAppend(path string, kind EventKind, host, name, tokenVar string) string {
-	format := `{"t":%s,"ev":"` + string(kind) + `","host":%s,"pid":%s,"ppid":%s`
-	args := ` "$(date +%s%N)" ` + shellQuote(jsonString(host)) + ` "$$" "$PPID"`
+	lit := func(s string) string { return shellQuote(strings.ReplaceAll(s, "%", "%%")) }
+	w := "date " + lit(`+{"t":`) + "%s%N" + lit(`,"ev":"`+string(kind)+`","host":`+jsonString(host)+`,"pid":`) +
+		`"$$"` + lit(`,"ppid":`) + `"$PPID"`
 	if tokenVar != "" {
-		format += `,"token":%s`
-		args += ` "${` + tokenVar + `:-0}"`
+		w += lit(`,"token":`) + `"${` + tokenVar + `:-0}"`
 	}
 	if name != "" {
-		format += `,"name":%s`
-		args += " " + shellQuote(jsonString(name))
+		w += lit(`,"name":` + jsonString(name))
 	}
-	format += `}\n`
-	return "printf " + shellQuote(format) + args + " >> " + shellQuote(path)
+	return w + lit(`}`) + " >> " + shellQuote(path)
 }
 
 func jsonString(s string) string {
