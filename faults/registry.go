@@ -76,7 +76,9 @@ func (w *RegistryWorkload) Register(ctx context.Context, x *Host) (id string, o 
 	case OK:
 		w.inst[id].state = stRequired
 	case Failed:
+		// Judged as never applied from here on: keep what the CLI said.
 		w.inst[id].state = stGone
+		w.r.Note("register %s on %s failed (exit %d): %s", id, x.Name, res.Code, res.Line())
 	}
 	w.mu.Unlock()
 	return id, o, err
@@ -104,6 +106,9 @@ func (w *RegistryWorkload) Deregister(ctx context.Context, id string) (Outcome, 
 		in.state = stGone
 	case Indeterminate:
 		in.state = stMaybe
+	case Failed:
+		// Judged as never applied: keep what the CLI said.
+		w.r.Note("deregister %s on %s failed (exit %d): %s", id, in.host.Name, res.Code, res.Line())
 	}
 	w.mu.Unlock()
 	return o, err
