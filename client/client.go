@@ -122,7 +122,11 @@ func target(addr string) string {
 }
 
 // New connects to the agent at addr (see Addr). The connection is made
-// lazily: a dead agent shows up as Unavailable on the first call.
+// lazily: a dead agent shows up as Unavailable on the first call. A TCP
+// address is dialed with mutual TLS under WithTLS, or else when
+// BEACON_CA_FILE, BEACON_CERT_FILE and BEACON_KEY_FILE are set (a
+// certificate that cannot serve as a client's is an error here, naming
+// the file and the cause); a unix socket is always plain.
 func New(addr string, opts ...Option) (*Client, error) {
 	o := &options{}
 	for _, opt := range opts {
