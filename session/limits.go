@@ -1,5 +1,14 @@
 package session
 
+import "github.com/prometheus/client_golang/prometheus"
+
+// sessionsOpen is beacon_sessions_open: the sessions open in this
+// process (the agent's own included).
+var sessionsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+	Name: "beacon_sessions_open", Help: "Sessions open on this agent, its own included."})
+
+func init() { prometheus.MustRegister(sessionsOpen) }
+
 // DefaultMaxSessions bounds the sessions open on one agent at once. A
 // session costs the agent a few KiB and a few goroutines (see README,
 // Limits); a large host runs a few hundred. The bound is there so that a

@@ -42,7 +42,9 @@ var errClientClosed = errors.New("the etcd client is closed")
 // etcd no longer has the lease, the client closes, or ttl has passed.
 func (m *Manager) revoke(lease clientv3.LeaseID, id string, ttl time.Duration) {
 	deadline := time.Now().Add(ttl)
-	err := m.revokeOnce(lease, deadline)
+	// The first try, slot wait included, takes at most revokeTimeout:
+	// a burst of closes without quorum must not hold the agent's stop.
+	err := m.revokeOnce(lease, earliest(deadline, time.Now().Add(revokeTimeout)))
 	if err == nil || errors.Is(err, errClientClosed) {
 		m.revokeGaveUp(lease, id, err)
 		return
@@ -75,8 +77,8 @@ func (m *Manager) retryRevoke(lease clientv3.LeaseID, deadline time.Time, err er
 	}
 }
 
-// revokeOnce is one try, once a slot of maxRevokesInFlight is free. A
-// lease etcd no longer has counts as revoked.
+// revokeOnce is one try, once a slot of maxRevokesInFlight is free, all
+// before deadline. A lease etcd no longer has counts as revoked.
 func (m *Manager) revokeOnce(lease clientv3.LeaseID, deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(m.cli.Ctx(), deadline)
 	defer cancel()
@@ -108,4 +110,11 @@ func (m *Manager) revokeGaveUp(lease clientv3.LeaseID, id string, err error) {
 	}
 	m.lg.Warn("could not revoke a closed session's lease; it will expire after its TTL",
 		zap.String("session", id), zap.String("lease", fmt.Sprintf("%x", lease)), zap.Error(err))
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -488,6 +488,7 @@ func (m *Manager) Open(ctx context.Context, name string, ttl time.Duration) (*Se
 		return nil, ErrStopping
 	}
 	m.sessions[s.ID] = s
+	sessionsOpen.Inc()
 	m.mu.Unlock()
 	go s.keepAlive()
 	return s, nil
@@ -562,7 +563,10 @@ func (m *Manager) Stopping() <-chan struct{} { return m.stopped }
 func (m *Manager) forget(s *Session) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.sessions, s.ID)
+	if _, ok := m.sessions[s.ID]; ok {
+		delete(m.sessions, s.ID)
+		sessionsOpen.Dec()
+	}
 }
 
 // newID returns 128 random bits in hex: a session id is a secret that
