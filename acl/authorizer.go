@@ -1,0 +1,43 @@
+package acl
+
+// Authorizer answers whether a token may do what a call needs, from the
+// cache alone.
+type Authorizer struct {
+	cache *Cache
+}
+
+// NewAuthorizer authorises from the tokens in cache.
+func NewAuthorizer(cache *Cache) *Authorizer { return &Authorizer{cache: cache} }
+
+// Authorize answers nil when the token of secret grants every need;
+// ErrNoToken without a secret, ErrUnknownToken for a secret no token has,
+// and ErrPermissionDenied naming the first need that is not granted. No
+// need: any valid token will do (Session.Open).
+func (a *Authorizer) Authorize(secret string, needs ...Need) error {
+	if secret == "" {
+		return ErrNoToken
+	}
+	tok, pol, err := a.cache.Lookup(secret)
+	if err != nil {
+		return err
+	}
+	for _, n := range needs {
+		if !pol.Allows(n) {
+			return denied(tok, n)
+		}
+	}
+	return nil
+}
+
+// Policy is the policy of the token of secret.
+func (a *Authorizer) Policy(secret string) (*Policy, error) {
+	if secret == "" {
+		return nil, ErrNoToken
+	}
+	_, pol, err := a.cache.Lookup(secret)
+	return pol, err
+}
+
+func denied(tok *Token, n Need) error {
+	return wrapf(ErrPermissionDenied, "permission denied: this call needs %s, which token %s does not grant", n, tok.AccessorID)
+}

@@ -1,0 +1,130 @@
+package acl
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// MaxDescriptionLen bounds a token's description.
+const MaxDescriptionLen = 256
+
+// Store keeps the tokens in etcd: <namespace>acl/tokens/<accessor id>,
+// and <namespace>acl/bootstrap once the management token was made.
+type Store struct {
+	cli *clientv3.Client
+	ns  string
+}
+
+// NewStore is the token store under namespace ("/beacon/").
+func NewStore(cli *clientv3.Client, namespace string) *Store {
+	return &Store{cli: cli, ns: namespace}
+}
+
+// TokensPrefix is where the tokens live in etcd.
+func TokensPrefix(namespace string) string { return namespace + "acl/tokens/" }
+
+// BootstrapKey marks the cluster's bootstrap as done; its value is the
+// management token's accessor id. Deleting it (as etcd's root user)
+// allows one more Bootstrap: the way back from a lost management token.
+func BootstrapKey(namespace string) string { return namespace + "acl/bootstrap" }
+
+// Bootstrap makes the management token, once cluster-wide: the marker and
+// the token are written in one transaction that requires the marker to be
+// absent, so two agents bootstrapping at once make one token.
+func (s *Store) Bootstrap(ctx context.Context) (tok *Token, secret string, rev int64, err error) {
+	secret, hash := NewSecret()
+	rules := ManagementRules()
+	tok = &Token{AccessorID: newAccessorID(), SecretHash: hash, Description: "bootstrap management token",
+		Created: time.Now().UTC().Truncate(time.Second), Management: true}
+	for _, r := range rules {
+		tok.Rules = append(tok.Rules, r.String())
+	}
+	marker := BootstrapKey(s.ns)
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(marker), "=", 0)).
+		Then(clientv3.OpPut(marker, tok.AccessorID), clientv3.OpPut(TokensPrefix(s.ns)+tok.AccessorID, tok.marshal())).
+		Commit()
+	if err != nil {
+		return nil, "", 0, err
+	}
+	if !resp.Succeeded {
+		return nil, "", 0, ErrBootstrapped
+	}
+	return tok, secret, resp.Header.Revision, nil
+}
+
+// Create makes a token with rules and a description.
+func (s *Store) Create(ctx context.Context, rules []string, description string) (tok *Token, secret string, rev int64, err error) {
+	parsed, err := ParseRules(rules)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	if err := checkDescription(description); err != nil {
+		return nil, "", 0, err
+	}
+	secret, hash := NewSecret()
+	tok = &Token{AccessorID: newAccessorID(), SecretHash: hash, Description: description,
+		Created: time.Now().UTC().Truncate(time.Second)}
+	for _, r := range parsed {
+		tok.Rules = append(tok.Rules, r.String())
+	}
+	resp, err := s.cli.Put(ctx, TokensPrefix(s.ns)+tok.AccessorID, tok.marshal())
+	if err != nil {
+		return nil, "", 0, err
+	}
+	return tok, secret, resp.Header.Revision, nil
+}
+
+// List is every token, oldest first.
+func (s *Store) List(ctx context.Context) ([]*Token, error) {
+	resp, err := s.cli.Get(ctx, TokensPrefix(s.ns), clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	toks := make([]*Token, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		if t, err := unmarshalToken(kv.Value); err == nil {
+			toks = append(toks, t)
+		}
+	}
+	sort.SliceStable(toks, func(i, j int) bool { return toks[i].Created.Before(toks[j].Created) })
+	return toks, nil
+}
+
+// Revoke deletes the token named by its accessor id.
+func (s *Store) Revoke(ctx context.Context, accessorID string) (rev int64, err error) {
+	if !validAccessorID(accessorID) {
+		return 0, wrapf(ErrInvalidArgument, "accessor id %q is not one (%d hex digits, as `beacon acl token list` shows)",
+			accessorID, 2*accessorBytes)
+	}
+	key := TokensPrefix(s.ns) + accessorID
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
+		Then(clientv3.OpDelete(key)).
+		Commit()
+	if err != nil {
+		return 0, err
+	}
+	if !resp.Succeeded {
+		return 0, wrapf(ErrTokenNotFound, "no token has accessor id %s", accessorID)
+	}
+	return resp.Header.Revision, nil
+}
+
+func checkDescription(d string) error {
+	switch {
+	case len(d) > MaxDescriptionLen:
+		return wrapf(ErrInvalidArgument, "description: %d bytes, more than %d", len(d), MaxDescriptionLen)
+	case !utf8.ValidString(d):
+		return wrapf(ErrInvalidArgument, "description: not valid UTF-8")
+	case strings.IndexFunc(d, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
+		return wrapf(ErrInvalidArgument, "description: holds a control character")
+	}
+	return nil
+}
