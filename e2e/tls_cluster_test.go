@@ -16,7 +16,8 @@ import (
 // TestTLSClusterEveryHop: three members and a proxy with TLS on every hop.
 // n2 and n3 join n1 over its https client URL (learner, then promoted,
 // raft over mutual TLS), the proxy joins too; every agent lists all four;
-// a registration on n2 is answered by the proxy's DNS; `beacon lock` runs
+// an external agent reaches the members' https URLs; a registration on n2
+// is answered by the proxy's DNS; `beacon lock` runs
 // its command through the proxy's API with the TLS flags; etcdctl writes
 // through the proxy's etcd endpoint with the fleet's certificates.
 func TestTLSClusterEveryHop(t *testing.T) {
@@ -39,9 +40,15 @@ func TestTLSClusterEveryHop(t *testing.T) {
 	px.Start(append([]string{"--role", "proxy", "--join", n1.ClientURL}, p.flags("p1")...)...)
 	waitReadyTLS(t, p, px)
 	agents = append(agents, px)
+	// An external agent fronts the same cluster as a plain etcd cluster,
+	// through its https client URLs.
+	ex := tlsHost(c, p, "e1")
+	ex.Start(append([]string{"--role", "external", "--endpoints", n1.ClientURL + "," + agents[1].ClientURL}, p.flags("e1")...)...)
+	waitReadyTLS(t, p, ex)
+	agents = append(agents, ex)
 
-	// Every agent lists the same four, the members with https URLs.
-	want := "n1:voter n2:voter n3:voter p1:proxy"
+	// Every agent lists the same five, the members with https URLs.
+	want := "n1:voter n2:voter n3:voter p1:proxy e1:external"
 	err := testcluster.Eventually(readyWithin, func() error {
 		for _, a := range agents {
 			out, stderr, err := tlsCLI(t, p, a, "members")
