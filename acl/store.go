@@ -81,19 +81,20 @@ func (s *Store) Create(ctx context.Context, rules []string, description string) 
 	return tok, secret, resp.Header.Revision, nil
 }
 
-// List is every token, oldest first.
+// List is every token, in the order they were made.
 func (s *Store) List(ctx context.Context) ([]*Token, error) {
 	resp, err := s.cli.Get(ctx, TokensPrefix(s.ns), clientv3.WithPrefix())
 	if err != nil {
 		return nil, err
 	}
-	toks := make([]*Token, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+	kvs := resp.Kvs
+	sort.SliceStable(kvs, func(i, j int) bool { return kvs[i].CreateRevision < kvs[j].CreateRevision })
+	toks := make([]*Token, 0, len(kvs))
+	for _, kv := range kvs {
 		if t, err := unmarshalToken(kv.Value); err == nil {
 			toks = append(toks, t)
 		}
 	}
-	sort.SliceStable(toks, func(i, j int) bool { return toks[i].Created.Before(toks[j].Created) })
 	return toks, nil
 }
 
