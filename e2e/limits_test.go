@@ -293,6 +293,7 @@ func TestSlowRegistryWatchCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMetric(t, a, "beacon_registry_watchers", 1, 30*time.Second)
+	start := time.Now()
 
 	// Instances written straight to etcd, 128 to a transaction, far past
 	// what the window and the buffer hold together.
@@ -308,17 +309,20 @@ func TestSlowRegistryWatchCutOff(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	t.Logf("%d instances written in %s", 80*128, time.Since(start).Round(time.Millisecond))
 	// Cut off while the client still reads nothing: no watcher, nothing
 	// queued.
 	waitMetric(t, a, "beacon_registry_watchers", 0, 60*time.Second)
 	waitMetric(t, a, "beacon_registry_watch_buffered_events", 0, 10*time.Second)
+	t.Logf("cut off %s after the flood began", time.Since(start).Round(time.Millisecond))
 
 	// Now read: what was already on its way, then the end.
-	for {
+	for n := 0; ; n++ {
 		_, err := stream.Recv()
 		if err == nil {
 			continue
 		}
+		t.Logf("the client read %d messages, then the end, %s after the flood began", n, time.Since(start).Round(time.Millisecond))
 		if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "watch-buffer 4096") {
 			t.Fatalf("the flooded watch ended with %v, want ResourceExhausted naming watch-buffer 4096", err)
 		}

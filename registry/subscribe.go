@@ -6,9 +6,9 @@ import (
 	"sync"
 
 	"github.com/beaconhq/beacon/internal/fanout"
-	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // EventType says what happened to an instance.
@@ -34,11 +34,24 @@ type Event struct {
 const subscriptionBuffer = fanout.DefaultLimit
 
 // ErrWatchBehind: the watcher left more than subscriptionBuffer changes
-// unread and was cut off; its buffer is dropped. It answers
-// RESOURCE_EXHAUSTED.
-var ErrWatchBehind = rpcerr.NewNamed(codes.ResourceExhausted, fmt.Sprintf(
-	"registry: this watcher left more than %d changes unread (watch-buffer %d) and was cut off; read faster, or watch again for a fresh snapshot",
-	subscriptionBuffer, subscriptionBuffer))
+// unread and was cut off; its buffer is dropped. It is a gRPC status of
+// its own (RESOURCE_EXHAUSTED), so a handler may return it as it is.
+var ErrWatchBehind error = watchBehind{}
+
+type watchBehind struct{}
+
+func (watchBehind) Error() string {
+	return fmt.Sprintf("registry: this watcher left more than %d changes unread (watch-buffer %d) and was cut off; read faster, or watch again for a fresh snapshot",
+		subscriptionBuffer, subscriptionBuffer)
+}
+
+// GRPCCode is the code rpcerr maps it to.
+func (watchBehind) GRPCCode() codes.Code { return codes.ResourceExhausted }
+
+// GRPCStatus is the status gRPC sends for it.
+func (e watchBehind) GRPCStatus() *status.Status {
+	return status.New(codes.ResourceExhausted, e.Error())
+}
 
 // Subscription receives the catalog's changes for the instances that match
 // its filter. An instance that stops matching (say, turns critical under a
