@@ -79,9 +79,15 @@ type agent struct {
 
 func startAgent(t *testing.T, cli *clientv3.Client, enabled bool) *agent {
 	t.Helper()
+	return startAgentIn(t, cli, enabled, testNamespace(t))
+}
+
+// startAgentIn serves the namespace ns.
+func startAgentIn(t *testing.T, cli *clientv3.Client, enabled bool, ns string) *agent {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	a := &agent{ns: testNamespace(t), cli: cli}
+	a := &agent{ns: ns, cli: cli}
 	gate := NewGate(enabled, a.ns)
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(gate.Unary), grpc.ChainStreamInterceptor(gate.Stream))
 
