@@ -259,3 +259,16 @@ func TestACLsOff(t *testing.T) {
 	_, err = beaconpb.NewACLClient(a.dialSocket(t)).Bootstrap(ctxT(t), &beaconpb.ACLBootstrapRequest{})
 	wantCode(t, "Bootstrap with ACLs off", err, codes.FailedPrecondition, "ACLs are off")
 }
+
+// The registry keeps service names in lower case: a rule that keeps
+// payments read-only holds for "PAYMENTS" too.
+func TestServiceNameCase(t *testing.T) {
+	a := startAgent(t, testEtcd(t), true)
+	secret, _ := a.token(t, a.bootstrap(t), "service:*:write", "service:payments:read")
+	reg := beaconpb.NewRegistryClient(a.dialTCP(t, secret))
+	_, err := reg.Register(ctxT(t), &beaconpb.RegisterRequest{Instance: &beaconpb.Instance{Service: "PAYMENTS", Id: "p1", Port: 80}})
+	wantCode(t, "Register PAYMENTS", err, codes.PermissionDenied, "service:payments:write")
+	if _, err := reg.Register(ctxT(t), &beaconpb.RegisterRequest{Instance: &beaconpb.Instance{Service: "Web", Id: "w1", Port: 80}}); err != nil {
+		t.Errorf("Register Web: %v", err)
+	}
+}

@@ -51,11 +51,11 @@ const (
 // mapped (default deny).
 var methods = map[string]method{
 	beaconpb.Registry_Register_FullMethodName: one(KindService, AccessWrite, func(r any) string {
-		return r.(*beaconpb.RegisterRequest).GetInstance().GetService()
+		return serviceName(r.(*beaconpb.RegisterRequest).GetInstance().GetService())
 	}),
-	beaconpb.Registry_Deregister_FullMethodName: one(KindService, AccessWrite, func(r any) string { return r.(*beaconpb.DeregisterRequest).Service }),
-	beaconpb.Registry_Heartbeat_FullMethodName:  one(KindService, AccessWrite, func(r any) string { return r.(*beaconpb.HeartbeatRequest).Service }),
-	beaconpb.Registry_Get_FullMethodName:        one(KindService, AccessRead, func(r any) string { return r.(*beaconpb.GetRequest).Service }),
+	beaconpb.Registry_Deregister_FullMethodName: one(KindService, AccessWrite, func(r any) string { return serviceName(r.(*beaconpb.DeregisterRequest).Service) }),
+	beaconpb.Registry_Heartbeat_FullMethodName:  one(KindService, AccessWrite, func(r any) string { return serviceName(r.(*beaconpb.HeartbeatRequest).Service) }),
+	beaconpb.Registry_Get_FullMethodName:        one(KindService, AccessRead, func(r any) string { return serviceName(r.(*beaconpb.GetRequest).Service) }),
 	beaconpb.Registry_List_FullMethodName:       serviceOrAll(func(r any) string { return r.(*beaconpb.ListRequest).Service }),
 	beaconpb.Registry_Watch_FullMethodName:      serviceOrAll(func(r any) string { return r.(*beaconpb.WatchRequest).Service }),
 
@@ -126,12 +126,17 @@ func methodOf(full string) method {
 // serviceOrAll: one service's instances, or with no service every one.
 func serviceOrAll(name func(any) string) method {
 	return method{needs: func(_ string, r any) []Need {
-		if n := name(r); n != "" {
+		if n := serviceName(name(r)); n != "" {
 			return []Need{{Kind: KindService, Name: n, Access: AccessRead}}
 		}
 		return []Need{{Kind: KindService, Prefix: true, Access: AccessRead}}
 	}}
 }
+
+// serviceName is a service's name as the registry keeps it (lower case),
+// so that a token's rules see the name that is written: "PAYMENTS" is
+// payments.
+func serviceName(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
 // heldName is the name in a held key (<root><name>/<lease id>), cut as
 // the lock service cuts it. A key that is not one gives "" (only a '*'
