@@ -316,10 +316,17 @@ func TestSlowRegistryWatchCutOff(t *testing.T) {
 	waitMetric(t, a, "beacon_registry_watch_buffered_events", 0, 10*time.Second)
 	t.Logf("cut off %s after the flood began", time.Since(start).Round(time.Millisecond))
 
-	// Now read: what was already on its way, then the end.
+	// Now read: what was already on its way, then the end (not a fresh
+	// snapshot: the agent starting over would hold as much again).
+	events := 0
 	for n := 0; ; n++ {
-		_, err := stream.Recv()
+		msg, err := stream.Recv()
 		if err == nil {
+			if msg.Type != beaconpb.WatchResponse_SNAPSHOT {
+				events++
+			} else if events > 0 {
+				t.Fatalf("after %d changes the agent sent a fresh snapshot, want the stream cut off with ResourceExhausted", events)
+			}
 			continue
 		}
 		t.Logf("the client read %d messages, then the end, %s after the flood began", n, time.Since(start).Round(time.Millisecond))
