@@ -308,7 +308,15 @@ func (a *Agent) leave(ctx context.Context) (string, error) {
 		// Withdraw the node record while this member can still write.
 		a.announcer.Stop(ctx)
 		a.node.SetLeaving(true)
-		if err := cluster.RemoveMember(ctx, cli, id); err != nil {
+		var opts []cluster.RemoveOption
+		if a.cfg.TLS != nil {
+			tc, err := a.cfg.TLS.ClientConfig()
+			if err != nil {
+				return err
+			}
+			opts = append(opts, cluster.WithTLS(tc))
+		}
+		if err := cluster.RemoveMember(ctx, cli, id, opts...); err != nil {
 			a.node.SetLeaving(false)
 			a.announcer = cluster.Announce(cli, a.cfg.Namespace, a.nodeInfo(), a.cfg.NodeTTL, a.lg.Named("node"))
 			return err

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sort"
@@ -40,7 +41,14 @@ func CheckLeave(ctx context.Context, cli *clientv3.Client, id uint64) error {
 // A leader hands its leadership to a healthy voter first, so the cluster
 // does not wait out an election. Under WithFencedMembershipLock (ctx from
 // it), each step first checks that the lock is still held.
-func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
+//
+// With TLS on, give WithTLS: when the removal's answer is lost, another
+// voter is asked, over a client of its own.
+func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64, opts ...RemoveOption) error {
+	var o removeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	plan, err := leavePlan(ctx, cli, id)
 	if err != nil {
 		return err
@@ -59,7 +67,7 @@ func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
 		}
 	}
 	err = removeWhenHealthy(ctx, cli, id)
-	if err != nil && plan.successor != nil && goneFrom(ctx, plan.successor, id) {
+	if err != nil && plan.successor != nil && goneFrom(ctx, plan.successor, id, o.tls) {
 		// The request went to this member, which stops as soon as it
 		// applies its own removal; the answer can be lost on the way.
 		return nil
@@ -67,9 +75,17 @@ func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
 	return err
 }
 
+// RemoveOption configures RemoveMember.
+type RemoveOption func(*removeOptions)
+
+type removeOptions struct{ tls *tls.Config }
+
+// WithTLS: the members' client URLs are https, dialed with c.
+func WithTLS(c *tls.Config) RemoveOption { return func(o *removeOptions) { o.tls = c } }
+
 // goneFrom asks another voter whether member id has left its list.
-func goneFrom(ctx context.Context, other *etcdserverpb.Member, id uint64) bool {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: other.ClientURLs, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+func goneFrom(ctx context.Context, other *etcdserverpb.Member, id uint64, tc *tls.Config) bool {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: other.ClientURLs, TLS: tc, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return false
 	}
