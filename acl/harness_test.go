@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 
 var sharedDir string
 
-func testEtcd(t *testing.T) *clientv3.Client {
+func testEtcd(t testing.TB) *clientv3.Client {
 	t.Helper()
 	sharedOnce.Do(func() {
 		sharedDir, sharedErr = os.MkdirTemp("", "acl-etcd-")
