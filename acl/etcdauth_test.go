@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,5 +163,36 @@ func TestEtcdCredentialsFile(t *testing.T) {
 	_ = os.Chmod(path, 0o644)
 	if _, err := LoadEtcdCredentials(path); err == nil {
 		t.Errorf("load of a world-readable file: no error")
+	}
+}
+
+// The first member writes the credentials and turns auth on; another
+// agent with the copied file gets the same; one without it is told where
+// to get it.
+func TestEnsureEtcdAuth(t *testing.T) {
+	e, url, err := etcdtest.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	raw := etcdtest.Client(t, url)
+	path := filepath.Join(t.TempDir(), "etcd-credentials.json")
+	first, err := EnsureEtcdAuth(ctxT(t), raw, "/beacon/", path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Get(ctxT(t), "/beacon/x"); err == nil {
+		t.Error("a client without credentials still reads once auth is on")
+	}
+	again, err := EnsureEtcdAuth(ctxT(t), authClient(t, url, first.Root), "/beacon/", path, false)
+	if err != nil || again != first {
+		t.Errorf("with the file: %+v %v; want the first member's", again, err)
+	}
+	if authClient(t, url, again.Agent) == nil {
+		t.Error("the agent user of the file is refused")
+	}
+	_, err = EnsureEtcdAuth(ctxT(t), raw, "/beacon/", filepath.Join(t.TempDir(), "none.json"), false)
+	if err == nil || !strings.Contains(err.Error(), "copy it here") {
+		t.Errorf("without the file: %v", err)
 	}
 }

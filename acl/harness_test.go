@@ -109,20 +109,15 @@ func startAgentIn(t *testing.T, cli *clientv3.Client, enabled bool, ns string) *
 	t.Cleanup(local.Close)
 
 	a.store = NewStore(cli, a.ns)
-	var cache *Cache
-	if enabled {
-		cache, err = StartCache(ctx, cli, a.ns, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cache.Close)
-		gate.Attach(NewAuthorizer(cache))
+	rt, err := Start(ctx, gate, srv, cli, a.ns, zap.NewNop()) // as the agent wires it
+	if err != nil {
+		t.Fatal(err)
 	}
-	a.cache = cache
+	t.Cleanup(rt.Close)
+	a.cache = rt.cache
 	beaconpb.RegisterSessionServer(srv, session.NewService(sessions))
 	beaconpb.RegisterLockServer(srv, lock.NewService(lock.Config{Client: cli, Sessions: sessions, Namespace: a.ns, Node: "n1"}))
 	beaconpb.RegisterRegistryServer(srv, registry.NewService(local, catalog))
-	beaconpb.RegisterACLServer(srv, NewService(enabled, a.store, cache))
 
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
