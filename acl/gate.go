@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/beaconhq/beacon/acl/bearer"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -13,10 +14,10 @@ import (
 	"google.golang.org/grpc/peer"
 )
 
-// Metadata keys a client may send its token in.
+// Metadata keys a client may send its token in (package bearer sends it).
 const (
-	MetadataAuthorization = "authorization" // "Bearer <secret>"
-	MetadataToken         = "x-beacon-token"
+	MetadataAuthorization = bearer.MetadataAuthorization // "Bearer <secret>"
+	MetadataToken         = bearer.MetadataToken
 )
 
 // Gate is the API's ACL check, as gRPC interceptors. The API server is

@@ -8,6 +8,7 @@ import (
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -271,4 +272,25 @@ func TestServiceNameCase(t *testing.T) {
 	if _, err := reg.Register(ctxT(t), &beaconpb.RegisterRequest{Instance: &beaconpb.Instance{Service: "Web", Id: "w1", Port: 80}}); err != nil {
 		t.Errorf("Register Web: %v", err)
 	}
+}
+
+// The token travels as `authorization: Bearer <secret>` (any case of
+// "Bearer") or as `x-beacon-token`.
+func TestTokenInMetadata(t *testing.T) {
+	a := startAgent(t, testEtcd(t), true)
+	mgmt := a.bootstrap(t)
+	acl := beaconpb.NewACLClient(a.dialTCP(t, ""))
+	for _, md := range [][]string{
+		{"authorization", "Bearer " + mgmt},
+		{"authorization", "bearer " + mgmt},
+		{"x-beacon-token", mgmt},
+	} {
+		ctx := metadata.AppendToOutgoingContext(ctxT(t), md...)
+		if _, err := acl.TokenList(ctx, &beaconpb.ACLTokenListRequest{}); err != nil {
+			t.Errorf("%s: %v", md[0], err)
+		}
+	}
+	ctx := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Basic "+mgmt)
+	_, err := acl.TokenList(ctx, &beaconpb.ACLTokenListRequest{})
+	wantCode(t, "Basic", err, codes.Unauthenticated, "needs a token")
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beaconhq/beacon/acl/bearer"
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	"github.com/beaconhq/beacon/lock"
@@ -152,7 +153,7 @@ func (a *agent) dialSocket(t *testing.T) *grpc.ClientConn {
 
 func dial(t *testing.T, target, secret string) *grpc.ClientConn {
 	t.Helper()
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, Bearer(secret).DialOption()...)
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, bearer.Token(secret).DialOptions()...)
 	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		t.Fatal(err)

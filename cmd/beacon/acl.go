@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/beaconhq/beacon/acl"
+	"github.com/beaconhq/beacon/acl/bearer"
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/client"
 	"github.com/spf13/cobra"
@@ -20,7 +21,7 @@ func init() {
 }
 
 // tokenEnv is where the CLI's token lives; --token wins over it.
-const tokenEnv = "BEACON_TOKEN"
+const tokenEnv = bearer.EnvToken
 
 // bindToken adds --token to fs. The acl commands bind it on their own;
 // once main.go binds it on the root command (and exports it, see
@@ -85,7 +86,7 @@ operator.`,
 
 // withACL runs fn with the agent's ACL service, the token sent.
 func withACL(cmd *cobra.Command, g *globals, addr string, fn func(ctx context.Context, c beaconpb.ACLClient) error) error {
-	c, err := client.New(addr, client.WithDialOptions(acl.Bearer(os.Getenv(tokenEnv)).DialOption()...))
+	c, err := client.New(addr, client.WithDialOptions(bearer.Token(os.Getenv(tokenEnv)).DialOptions()...))
 	if err != nil {
 		return err
 	}
