@@ -2,6 +2,7 @@ package acl
 
 import (
 	"context"
+	"crypto/tls"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,8 +131,16 @@ func verifiedClientCert(ctx context.Context) bool {
 	if !ok {
 		return false
 	}
-	ti, ok := p.AuthInfo.(credentials.TLSInfo)
-	return ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.PeerCertificates) > 0
+	var st tls.ConnectionState
+	switch ai := p.AuthInfo.(type) {
+	case credentials.TLSInfo: // a server with grpc's own TLS credentials
+		st = ai.State
+	case ConnAuthInfo: // TLS done by the listener (ConnCredentials)
+		st, _ = ai.TLS()
+	default:
+		return false
+	}
+	return st.HandshakeComplete && len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0
 }
 
 // TokenFromContext is the secret a call brings: `authorization: Bearer
