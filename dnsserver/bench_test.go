@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"io"
 	"net"
 	"testing"
 
@@ -53,4 +54,65 @@ func BenchmarkAnswer(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkAnswerTCP asks for web.service.beacon SRV over one TCP
+// connection, one query at a time, and (ConnPerQuery) over a new
+// connection each time: what the connection limits cost per query and
+// per connection.
+func BenchmarkAnswerTCP(b *testing.B) {
+	srv := start(b, fixture(), nil)
+	q := new(dns.Msg)
+	q.SetQuestion("web.service.beacon.", dns.TypeSRV)
+	pkt, err := q.Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := append([]byte{byte(len(pkt) >> 8), byte(len(pkt))}, pkt...)
+	try := func(c net.Conn, buf []byte) error {
+		if _, err := c.Write(msg); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c, buf[:2]); err != nil {
+			return err
+		}
+		_, err := io.ReadFull(c, buf[:int(buf[0])<<8|int(buf[1])])
+		return err
+	}
+	ask := func(b *testing.B, c net.Conn, buf []byte) {
+		if err := try(c, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Reusing the connection as a client does: reconnecting when the
+	// server has closed it (after TCPMaxQueries answers).
+	b.Run("OneConn", func(b *testing.B) {
+		c, err := net.Dial("tcp", srv.Addr())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { c.Close() }()
+		buf := make([]byte, 65536)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if try(c, buf) != nil {
+				c.Close()
+				if c, err = net.Dial("tcp", srv.Addr()); err != nil {
+					b.Fatal(err)
+				}
+				ask(b, c, buf)
+			}
+		}
+	})
+	b.Run("ConnPerQuery", func(b *testing.B) {
+		buf := make([]byte, 65536)
+		for i := 0; i < b.N; i++ {
+			c, err := net.Dial("tcp", srv.Addr())
+			if err != nil {
+				b.Fatal(err)
+			}
+			ask(b, c, buf)
+			c.Close()
+		}
+	})
 }
