@@ -90,7 +90,7 @@ func startAgentIn(t *testing.T, cli *clientv3.Client, enabled bool, ns string) *
 	defer cancel()
 	a := &agent{ns: ns, cli: cli}
 	gate := NewGate(enabled, a.ns)
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(gate.Unary), grpc.ChainStreamInterceptor(gate.Stream))
+	srv := grpc.NewServer(grpc.Creds(ConnCredentials()), grpc.ChainUnaryInterceptor(gate.Unary), grpc.ChainStreamInterceptor(gate.Stream))
 
 	sessions := session.NewManager(cli, zap.NewNop())
 	t.Cleanup(func() { sessions.CloseAll(time.Second) })
