@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/beaconhq/beacon/acl/bearer"
+	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -53,6 +54,11 @@ func (g *Gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h
 	if err := g.check(ctx, m, req, true); err != nil {
 		return nil, err
 	}
+	if pol := g.listFilter(ctx, m, req); pol != nil {
+		if list, ok := req.(*beaconpb.ListRequest); ok {
+			return listVisible(ctx, list, handler, pol)
+		}
+	}
 	return handler(ctx, req)
 }
 
@@ -77,21 +83,38 @@ func (g *Gate) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo
 	return handler(srv, &checkedStream{ServerStream: ss, gate: g, m: m})
 }
 
-// checkedStream authorises the first message a handler receives.
+// checkedStream authorises the first message a handler receives, and
+// filters what it sends when that message asked for every service.
 type checkedStream struct {
 	grpc.ServerStream
-	gate *Gate
-	m    method
-	once sync.Once
-	err  error
+	gate   *Gate
+	m      method
+	once   sync.Once
+	err    error
+	filter atomic.Pointer[Policy]
 }
 
 func (s *checkedStream) RecvMsg(msg any) error {
 	if err := s.ServerStream.RecvMsg(msg); err != nil {
 		return err
 	}
-	s.once.Do(func() { s.err = s.gate.check(s.Context(), s.m, msg, true) })
+	s.once.Do(func() {
+		if s.err = s.gate.check(s.Context(), s.m, msg, true); s.err == nil {
+			s.filter.Store(s.gate.listFilter(s.Context(), s.m, msg))
+		}
+	})
 	return s.err
+}
+
+func (s *checkedStream) SendMsg(msg any) error {
+	if pol := s.filter.Load(); pol != nil {
+		filtered, send := filterWatch(pol, msg)
+		if !send {
+			return nil
+		}
+		msg = filtered
+	}
+	return s.ServerStream.SendMsg(msg)
 }
 
 // check answers nil when the caller may make the call.

@@ -20,6 +20,10 @@ const (
 type method struct {
 	how   access
 	needs func(ns string, req any) []Need // for byRequest
+	// everyService says whether a request asks for every service's
+	// instances (Registry.List and Watch without a service): any valid
+	// token may, and sees the services its rules let it read.
+	everyService func(req any) bool
 }
 
 func one(k Kind, a Access, name func(req any) string) method {
@@ -123,14 +127,15 @@ func methodOf(full string) method {
 	return unmapped
 }
 
-// serviceOrAll: one service's instances, or with no service every one.
+// serviceOrAll: one service's instances (service:<name>:read), or with
+// no service every one, filtered by the token's rules (filter.go).
 func serviceOrAll(name func(any) string) method {
 	return method{needs: func(_ string, r any) []Need {
 		if n := serviceName(name(r)); n != "" {
 			return []Need{{Kind: KindService, Name: n, Access: AccessRead}}
 		}
-		return []Need{{Kind: KindService, Prefix: true, Access: AccessRead}}
-	}}
+		return nil
+	}, everyService: func(r any) bool { return serviceName(name(r)) == "" }}
 }
 
 // serviceName is a service's name as the registry keeps it (lower case),
