@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/beaconhq/beacon/acl"
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/apiserver"
 	"github.com/beaconhq/beacon/cluster"
@@ -41,6 +42,8 @@ type Agent struct {
 	apiLis    []net.Listener // with TLS: the API listeners the agent bound itself
 	http      *http.Server
 	announcer *cluster.Announcer
+	gate      *acl.Gate    // the API's ACL check, made before etcd is up
+	acl       *acl.Runtime // the tokens behind the gate, once etcd is up
 
 	sessions  *session.Manager
 	agentSess *session.Session
@@ -144,7 +147,8 @@ func (a *Agent) start(ctx context.Context) error {
 	cfg := a.cfg
 	// Bind the agent's own listeners and probe etcd's ports first, so a
 	// port in use stops the agent with its key named and nothing started.
-	a.api = apiserver.New(a.lg.Named("api"))
+	a.gate = acl.NewGate(cfg.ACL, cfg.Namespace)
+	a.api = apiserver.New(a.lg.Named("api"), apiserver.WithACL(a.gate))
 	if err := a.listenAPI(); err != nil {
 		return err
 	}
@@ -183,6 +187,13 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 
 	if err := a.startRegistry(ctx); err != nil {
+		httpLis.Close()
+		return err
+	}
+	// Before Serve: with ACLs on, the API serves nothing until it can
+	// check a call.
+	a.acl, err = acl.Start(ctx, a.gate, a.api.GRPC(), a.node.LocalClient(), cfg.Namespace, a.lg.Named("acl"))
+	if err != nil {
 		httpLis.Close()
 		return err
 	}
@@ -262,6 +273,7 @@ func (a *Agent) stop() {
 		a.api.Stop(shutdownGrace)
 		a.closeAPIListeners()
 	}
+	a.acl.Close()
 	if a.node != nil {
 		a.node.Close()
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/beaconhq/beacon/acl"
 	"github.com/beaconhq/beacon/config"
 	"github.com/beaconhq/beacon/pki"
 	"github.com/beaconhq/beacon/registry"
@@ -61,6 +62,15 @@ type Config struct {
 	// EnableDebug serves pprof on http-addr and etcd's /debug/vars and
 	// pprof on the client URL; off, nobody gets them.
 	EnableDebug bool
+
+	// ACL requires a token on every API call (default deny); the unix
+	// socket stays the host's operator. See acl/.
+	ACL bool
+	// DNSPolicy is what DNS answers (DNS carries no token); the default
+	// answers every service and node, ACLs on or off.
+	DNSPolicy *acl.DNSPolicy
+	// EtcdCredentialsFile holds etcd's root and agent passwords, with ACL.
+	EtcdCredentialsFile string
 
 	// Services are the services: blocks of the config file.
 	Services []registry.Registration
@@ -119,6 +129,9 @@ func options() []option {
 		{"cert-file", "", "TLS: this host's certificate (beacon tls cert), for serving and dialing"},
 		{"key-file", "", "TLS: this host's key"},
 		{"enable-debug", false, "serve pprof on http-addr and etcd's /debug/vars and pprof on the client URL"},
+		{"acl", false, "require an ACL token on every API call (default deny); the unix socket is the host's operator"},
+		{"dns-policy", "", "which names DNS answers: service:/node: rules, comma-separated (default service:*:read,node:*:read; none)"},
+		{"etcd-credentials-file", "", "with acl: etcd's root and agent passwords (default <data-dir>/etcd-credentials.json; the first member writes it, every other agent needs a copy)"},
 	}
 }
 
@@ -325,6 +338,16 @@ func parseConfig(v *viper.Viper) (Config, error) {
 			c.DNSRecursors = append(c.DNSRecursors, r)
 		}
 	}
+	c.ACL, err = cast.ToBoolE(v.Get("acl"))
+	if err != nil {
+		check("acl", fmt.Errorf("%v is not true or false", v.Get("acl")))
+	}
+	c.DNSPolicy, err = acl.ParseDNSPolicy(str("dns-policy"))
+	check("dns-policy", err)
+	if c.EtcdCredentialsFile = str("etcd-credentials-file"); c.EtcdCredentialsFile == "" {
+		c.EtcdCredentialsFile = filepath.Join(c.DataDir, "etcd-credentials.json")
+	}
+
 	c.Services, err = registry.ParseServiceBlocks(v.Get("services"))
 	if err != nil {
 		key, msg, _ := strings.Cut(err.Error(), ": ")

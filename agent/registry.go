@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/beaconhq/beacon/acl"
 	"github.com/beaconhq/beacon/cluster"
 	"github.com/beaconhq/beacon/dnsserver"
 	"github.com/beaconhq/beacon/embedded"
@@ -34,7 +35,7 @@ func (a *Agent) listenDNS() error {
 	srv, err := dnsserver.New(dnsserver.Config{
 		Addr: a.cfg.DNSAddr, Domain: a.cfg.Domain, TTL: uint32(a.cfg.DNSTTL / time.Second),
 		IncludeWarning: a.cfg.DNSAllowWarning, Recursors: a.cfg.DNSRecursors,
-	}, cat, a.lg.Named("dns"))
+	}, acl.FilterDNS(cat, a.cfg.DNSPolicy), a.lg.Named("dns"))
 	if err != nil {
 		return &ConfigError{Key: "dns-addr", Err: err}
 	}

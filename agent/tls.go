@@ -83,11 +83,16 @@ func checkTLS(c *Config) error {
 }
 
 // apiClientAuth is what the API's TCP listener asks of a client: a
-// certificate signed by the CA. This is the hook for tokens: once ACLs
-// can authenticate a call by its token, a listener that takes a token
-// instead of a certificate asks tls.VerifyClientCertIfGiven here, and the
-// ACL interceptor refuses a call that brings neither.
-func apiClientAuth() tls.ClientAuthType { return tls.RequireAndVerifyClientCert }
+// certificate signed by the CA. With ACLs on, a token authenticates a
+// call instead, so a certificate is verified if given (another CA's is
+// still refused in the handshake) but not required: the ACL gate refuses
+// a call that brings no token.
+func apiClientAuth(aclOn bool) tls.ClientAuthType {
+	if aclOn {
+		return tls.VerifyClientCertIfGiven
+	}
+	return tls.RequireAndVerifyClientCert
+}
 
 // apiTLS is the API listener's TLS: mutual, gRPC's HTTP/2 by ALPN.
 func (c *Config) apiTLS() (*tls.Config, error) {
@@ -95,7 +100,7 @@ func (c *Config) apiTLS() (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc.ClientAuth = apiClientAuth()
+	tc.ClientAuth = apiClientAuth(c.ACL)
 	return tc, nil
 }
 

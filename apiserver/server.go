@@ -1,5 +1,5 @@
 // Package apiserver is the agent's gRPC server: the interceptor chain
-// (panic recovery, Prometheus metrics, logging), the standard health
+// (Prometheus metrics, logging, the ACL gate, limits, panic recovery), the standard health
 // service and reflection, on a loopback TCP address and a unix socket.
 // Services register themselves on GRPC() before Serve.
 package apiserver
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/beaconhq/beacon/acl"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -57,27 +58,43 @@ func serverMetrics() *grpcprom.ServerMetrics {
 	return metrics
 }
 
+type options struct {
+	limits Limits
+	gate   *acl.Gate
+}
+
 // Option configures New.
-type Option func(*Limits)
+type Option func(*options)
 
 // WithLimits sets the per-connection limits (zero fields: the defaults).
-func WithLimits(l Limits) Option { return func(dst *Limits) { *dst = l } }
+func WithLimits(l Limits) Option { return func(o *options) { o.limits = l } }
+
+// WithACL puts the ACL gate in the chain: after logging and metrics (a
+// refusal is logged and counted), before the limits (a caller without a
+// token takes no slot). Without it every call passes, as with ACLs off.
+func WithACL(g *acl.Gate) Option { return func(o *options) { o.gate = g } }
 
 // New builds the server. Register services on GRPC(), then Listen and Serve.
 func New(lg *zap.Logger, opts ...Option) *Server {
-	limits := DefaultLimits()
-	for _, o := range opts {
-		o(&limits)
+	o := options{limits: DefaultLimits()}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	limits = limits.withDefaults()
+	limits := o.limits.withDefaults()
+	gate := o.gate
+	if gate == nil {
+		gate = acl.NewGate(false, "")
+	}
 	m := serverMetrics()
 	lgr := interceptorLogger(lg)
 	logOpts := []logging.Option{
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithLevels(func(c codes.Code) logging.Level {
 			switch c {
+			// Refusals by the ACL gate are Debug: a client without a
+			// token must not be able to flood the log.
 			case codes.OK, codes.Canceled, codes.NotFound, codes.AlreadyExists, codes.InvalidArgument,
-				codes.FailedPrecondition, codes.DeadlineExceeded:
+				codes.FailedPrecondition, codes.DeadlineExceeded, codes.Unauthenticated, codes.PermissionDenied:
 				return logging.LevelDebug
 			case codes.Internal, codes.Unknown, codes.DataLoss:
 				return logging.LevelError
@@ -90,15 +107,20 @@ func New(lg *zap.Logger, opts ...Option) *Server {
 		return status.Error(codes.Internal, "internal error")
 	})
 	s := grpc.NewServer(append(limits.serverOptions(),
+		// Leaves plain and unix connections as they are, and lets the gate
+		// see the client certificate a TLS listener verified.
+		grpc.Creds(acl.ConnCredentials()),
 		grpc.ChainUnaryInterceptor(
 			m.UnaryServerInterceptor(),
 			logging.UnaryServerInterceptor(lgr, logOpts...),
+			gate.Unary,
 			limits.unaryInterceptor,
 			recovery.UnaryServerInterceptor(recoverOpt),
 		),
 		grpc.ChainStreamInterceptor(
 			m.StreamServerInterceptor(),
 			logging.StreamServerInterceptor(lgr, logOpts...),
+			gate.Stream,
 			limits.streamInterceptor,
 			recovery.StreamServerInterceptor(recoverOpt),
 		),

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/beaconhq/beacon/acl/bearer"
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/pki"
 	"google.golang.org/grpc"
@@ -48,6 +49,8 @@ type options struct {
 	dialOpts []grpc.DialOption
 	tls      *pki.Files
 	tlsSet   bool // WithTLS was given: the environment is not read
+	token    string
+	tokenSet bool // WithToken was given: BEACON_TOKEN is not read
 }
 
 // Option configures New.
@@ -65,6 +68,13 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // BEACON_CERT_FILE and BEACON_KEY_FILE. A unix socket is always plain.
 func WithTLS(files *pki.Files) Option {
 	return func(o *options) { o.tls, o.tlsSet = files, true }
+}
+
+// WithToken sends an ACL token's secret with every call (an agent with
+// ACLs on refuses a call without one; the unix socket needs none). ""
+// sends none. Without WithToken, New reads BEACON_TOKEN.
+func WithToken(secret string) Option {
+	return func(o *options) { o.token, o.tokenSet = secret, true }
 }
 
 // TLSFromEnv is the TLS files BEACON_CA_FILE, BEACON_CERT_FILE and
@@ -126,7 +136,8 @@ func target(addr string) string {
 // address is dialed with mutual TLS under WithTLS, or else when
 // BEACON_CA_FILE, BEACON_CERT_FILE and BEACON_KEY_FILE are set (a
 // certificate that cannot serve as a client's is an error here, naming
-// the file and the cause); a unix socket is always plain.
+// the file and the cause); a unix socket is always plain. Every call
+// carries the token of WithToken, or else of BEACON_TOKEN.
 func New(addr string, opts ...Option) (*Client, error) {
 	o := &options{}
 	for _, opt := range opts {
@@ -142,6 +153,11 @@ func New(addr string, opts ...Option) (*Client, error) {
 		// A catalog of 100k instances lists as tens of MB.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256 << 20)),
 	}, o.dialOpts...)
+	tok := o.token
+	if !o.tokenSet {
+		tok = os.Getenv(bearer.EnvToken)
+	}
+	dial = append(dial, bearer.Token(strings.TrimSpace(tok)).DialOptions()...)
 	conn, err := grpc.NewClient(tgt, dial...)
 	if err != nil {
 		return nil, err

@@ -23,9 +23,9 @@ func init() {
 // tokenEnv is where the CLI's token lives; --token wins over it.
 const tokenEnv = bearer.EnvToken
 
-// bindToken adds --token to fs. The acl commands bind it on their own;
-// once main.go binds it on the root command (and exports it, see
-// exportToken), every command sends it.
+// bindToken adds --token to fs. main.go binds it on the root command and
+// exports it (exportToken) before any command runs, so every command,
+// the recipes' and the benchmarks' included, sends it.
 func bindToken(fs *pflag.FlagSet) {
 	fs.String("token", "", "ACL token secret sent with every call (env "+tokenEnv+")")
 }
@@ -63,14 +63,7 @@ operator.`,
 		RunE: func(*cobra.Command, []string) error {
 			return &usageError{errorf("give a subcommand: beacon acl bootstrap | beacon acl token create|list|revoke")}
 		},
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.tls.export(cmd); err != nil {
-				return err
-			}
-			return exportToken(cmd)
-		},
 	}
-	bindToken(cmd.PersistentFlags())
 	tokenCmd := &cobra.Command{
 		Use:   "token create|list|revoke",
 		Short: "Create, list and revoke tokens (needs operator:acl)",
@@ -84,9 +77,10 @@ operator.`,
 	return cmd
 }
 
-// withACL runs fn with the agent's ACL service, the token sent.
+// withACL runs fn with the agent's ACL service; client.New sends the
+// token (--token, exported to BEACON_TOKEN).
 func withACL(cmd *cobra.Command, g *globals, addr string, fn func(ctx context.Context, c beaconpb.ACLClient) error) error {
-	c, err := client.New(addr, client.WithDialOptions(bearer.Token(os.Getenv(tokenEnv)).DialOptions()...))
+	c, err := client.New(addr)
 	if err != nil {
 		return err
 	}

@@ -50,10 +50,17 @@ func newRoot() *cobra.Command {
 	pf.StringVarP(&g.output, "output", "w", "table", "output format: table or json")
 	pf.DurationVar(&g.callTimeout, "call-timeout", 10*time.Second, "how long to wait for the agent to answer")
 	g.tls.bind(pf)
+	bindToken(pf)
 	// Every client command, the recipes' and the benchmarks' included,
-	// dials through client.New, which reads the TLS files from the
-	// environment: the flags go there, so that they reach all of them.
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return g.tls.export(cmd) }
+	// dials through client.New, which reads the TLS files and the token
+	// from the environment: the flags go there, so that they reach all
+	// of them.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := g.tls.export(cmd); err != nil {
+			return err
+		}
+		return exportToken(cmd)
+	}
 	root.AddCommand(
 		newAgentCmd(),
 		newMembersCmd(g),
