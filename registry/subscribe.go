@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -61,10 +62,16 @@ type Subscription struct {
 	ch    chan Event
 	// cut is closed when the subscription ends as lagged: a forwarder
 	// whose send is blocked on a reader that does not read hears of it.
-	cut    chan struct{}
+	cut chan struct{}
+	// ended is closed with the subscription: its sender stops.
+	ended  chan struct{}
 	seen   map[string]bool // service/id of the instances the subscriber holds
 	closed bool
-	lagged bool
+
+	// The sender: the goroutine Send hands its sends to, started by the
+	// first; owned by the goroutine that calls Send.
+	sends chan func() error
+	sent  chan error
 }
 
 // Events delivers changes in revision order. It is closed when the
@@ -96,7 +103,8 @@ func (s *Subscription) Err() error {
 func (c *Catalog) Subscribe(match func(*Instance) bool) ([]*Instance, int64, *Subscription) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := &Subscription{match: match, ch: make(chan Event, subscriptionBuffer), cut: make(chan struct{}), seen: map[string]bool{}}
+	s := &Subscription{match: match, ch: make(chan Event, subscriptionBuffer), cut: make(chan struct{}),
+		ended: make(chan struct{}), seen: map[string]bool{}}
 	var snap []*Instance
 	for _, e := range c.services {
 		for _, in := range e.byID {
@@ -122,6 +130,7 @@ func (c *Catalog) endLocked(s *Subscription) {
 	if !s.closed {
 		s.closed = true
 		close(s.ch)
+		close(s.ended)
 		delete(c.subs, s)
 		watchers.remove(s)
 	}
@@ -167,44 +176,71 @@ func (c *Catalog) publishLocked(events []Event) {
 }
 
 // Forward hands the subscription's changes to send, one at a time and in
-// order, until ctx ends (its error), send fails (its error), the reader
-// falls behind (ErrWatchBehind) or the subscription is cancelled (nil).
-//
-// send runs on a goroutine of its own: a send blocked on a reader that
-// does not read (gRPC's flow control) must not keep the subscription, or
-// its caller, waiting. Once the buffer is full Forward returns at once;
-// the caller then ends the stream, which ends the blocked send.
+// order, through Send, until ctx ends (its error), send fails (its
+// error), the reader falls behind (ErrWatchBehind) or the subscription is
+// cancelled (nil).
 func (s *Subscription) Forward(ctx context.Context, send func(Event) error) error {
-	next := make(chan Event)
-	sent := make(chan error, 1)
-	go func() {
-		for ev := range next {
-			err := send(ev)
-			sent <- err
-			if err != nil {
-				return
-			}
-		}
-	}()
-	defer close(next)
-	events := s.Events()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.cut:
 			return ErrWatchBehind
-		case err := <-sent:
-			if err != nil {
-				return err
-			}
-			events = s.Events() // the send finished: take the next
-		case ev, ok := <-events:
+		case ev, ok := <-s.ch:
 			if !ok {
 				return s.Err()
 			}
-			next <- ev // the sender is idle: it takes it at once
-			events = nil
+			if err := s.Send(ctx, func() error { return send(ev) }); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Send runs send (a gRPC stream's Send, say) and returns its error, or
+// returns at once, with ErrWatchBehind, when the subscription is cut off
+// while send is blocked; likewise with ctx's error. Sends run in order on
+// a goroutine of the subscription's: a send blocked on a reader that does
+// not read (gRPC's flow control) must not keep the watcher's handler,
+// and what it holds (a snapshot, a message), waiting. The handler
+// returns, which ends the stream, and the blocked send with it. Call Send
+// from one goroutine at a time.
+func (s *Subscription) Send(ctx context.Context, send func() error) error {
+	if s.sends == nil {
+		s.sends, s.sent = make(chan func() error), make(chan error, 1)
+		go s.sender()
+	}
+	select {
+	case s.sends <- send:
+	case <-s.cut:
+		return ErrWatchBehind
+	case <-s.ended:
+		return errUnsubscribed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-s.sent:
+		return err
+	case <-s.cut:
+		return ErrWatchBehind
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// errUnsubscribed: Send after the subscription ended.
+var errUnsubscribed = errors.New("registry: the subscription has ended")
+
+// sender runs the sends until the subscription ends (then a send in
+// flight finishes first: its stream's end ends it).
+func (s *Subscription) sender() {
+	for {
+		select {
+		case send := <-s.sends:
+			s.sent <- send() // capacity 1, and one send at a time
+		case <-s.ended:
+			return
 		}
 	}
 }
