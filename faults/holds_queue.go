@@ -169,7 +169,7 @@ func (w *QueueWorkload) Push(ctx context.Context, x *Host, long bool) (string, O
 	if o == Failed {
 		// A failed push is judged as never applied: keep its error, so an
 		// "unexpected message" names what the CLI said.
-		w.rep.Note("push %s from %s failed (exit %d): %s", payload, x.Name, res.Code, holdLastLine(res.Stderr))
+		w.rep.Note("push %s from %s failed (exit %d, %v): %s", payload, x.Name, res.Code, res.Err, holdLastLine(res.Stderr))
 	}
 	w.mu.Lock()
 	w.pushes = append(w.pushes, p)
@@ -515,7 +515,7 @@ func (w *QueueWorkload) Check(ctx context.Context, t *testing.T, from *Host) err
 	now := time.Now().UnixNano()
 	for _, d := range ds {
 		qd := check.Delivery{Worker: fmt.Sprintf("%s/%d", d.Host, d.PPID), Message: d.Msg, Payload: d.Payload,
-			Reservation: d.Receipt, Start: d.Start}
+			Reservation: holdReservationID(d.Receipt), Start: d.Start}
 		if d.Done {
 			qd.Ack, qd.End = check.Acked, d.End
 			qd.AckResult = check.Indeterminate
@@ -726,4 +726,14 @@ func (w *QueueWorkload) evidence(t *testing.T, ds []*holdDelivery, clis map[int]
 		}
 		t.Log(b.String())
 	}
+}
+
+// holdReservationID names a reservation as the queue's history can:
+// QUEUE/SEQ/REV. A receipt is QUEUE/SEQ/KEY/REV, KEY its secret, of which
+// etcd keeps only a hash, so an expiry read from etcd cannot name it.
+func holdReservationID(receipt string) string {
+	if p := strings.Split(receipt, "/"); len(p) == 4 {
+		return p[0] + "/" + p[1] + "/" + p[3]
+	}
+	return receipt
 }

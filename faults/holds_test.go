@@ -352,8 +352,9 @@ func TestHoldsCheckersCatchViolations(t *testing.T) {
 		exit     int64 // 0: none
 	}
 	const base = int64(1_800_000_000_000_000_000)
+	var faultLog []FaultRecord // the harness's fault log for the next run
 	run := func(t *testing.T, enters []enter, acts []act, observed []string) []string {
-		h := &Harness{t: t, dir: t.TempDir()}
+		h := &Harness{t: t, dir: t.TempDir(), faultLog: faultLog}
 		h.events = &Events{Dir: filepath.Join(h.dir, "events")}
 		if err := os.MkdirAll(h.events.Dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -431,6 +432,28 @@ func TestHoldsCheckersCatchViolations(t *testing.T) {
 		a := run(t, exited, append(good, act{"n1", "420 100 tick"}), []string{"n1.100.10.1", "n2.200.20.1"})
 		if len(a) != 1 || !strings.Contains(a[0], "overlap") {
 			t.Fatalf("want one overlap, got %q", a)
+		}
+	})
+	// n1's CMD (killed, last line at 500) was frozen with its whole host
+	// from 150 to 480 while n2's entered at 400: the thaw let it run 20 ns
+	// more, within the documented window; 200 ms more is an anomaly.
+	pause := func(to int64) []FaultRecord {
+		return []FaultRecord{{ID: 1, Fault: "pause host n1", Start: time.Unix(0, base+150), End: time.Unix(0, base+to)}}
+	}
+	late := append(good, act{"n1", "500 100 tick"})
+	t.Run("thawed host ran within the window", func(t *testing.T) {
+		faultLog = pause(480)
+		defer func() { faultLog = nil }()
+		if a := run(t, enters, late, []string{"n1.100.10.1", "n2.200.20.1"}); len(a) != 0 {
+			t.Fatalf("anomalies for a CMD that ran 20ns after its host thawed: %q", a)
+		}
+	})
+	t.Run("thawed host ran past the window", func(t *testing.T) {
+		faultLog = pause(500 - int64(200*time.Millisecond))
+		defer func() { faultLog = nil }()
+		a := run(t, enters, late, []string{"n1.100.10.1", "n2.200.20.1"})
+		if !slices.ContainsFunc(a, func(s string) bool { return strings.Contains(s, "after its host thawed") }) {
+			t.Fatalf("want a thaw-window anomaly, got %q", a)
 		}
 	})
 	t.Run("superseded write applied", func(t *testing.T) {

@@ -234,7 +234,9 @@ func (r Result) Outcome() Outcome {
 			return Indeterminate
 		}
 	}
-	if r.Code < 0 {
+	if r.Code <= 0 {
+		// Killed (-1), or exit 0 with an error from Wait (its output lost
+		// on the way): the CLI's answer is not known.
 		return Indeterminate
 	}
 	return Failed
