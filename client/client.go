@@ -3,10 +3,14 @@
 package client
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/beaconhq/beacon/acl/bearer"
 	"github.com/beaconhq/beacon/api/beaconpb"
@@ -152,6 +156,7 @@ func New(addr string, opts ...Option) (*Client, error) {
 		grpc.WithTransportCredentials(creds),
 		// A catalog of 100k instances lists as tens of MB.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256 << 20)),
+		grpc.WithChainStreamInterceptor(refusalInRecv),
 	}, o.dialOpts...)
 	tok := o.token
 	if !o.tokenSet {
@@ -164,6 +169,34 @@ func New(addr string, opts ...Option) (*Client, error) {
 	}
 	return &Client{conn: conn, Cluster: beaconpb.NewClusterClient(conn), Registry: beaconpb.NewRegistryClient(conn),
 		Sessions: beaconpb.NewSessionClient(conn), regs: map[string]*register{}}, nil
+}
+
+// refusalInRecv leaves a stream's refusal to its Recv. An agent that
+// refuses a stream at once (ACLs: no token) may end it before the
+// client's first message is sent, and that Send then fails with a bare
+// io.EOF ("beacon: EOF"), the status being only in Recv, as gRPC
+// documents. Every caller receives after its first Send, so the first
+// Send's io.EOF is dropped and the caller hears the agent's own error.
+func refusalInRecv(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+	streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &firstSend{ClientStream: s}, nil
+}
+
+type firstSend struct {
+	grpc.ClientStream
+	sent atomic.Bool
+}
+
+func (s *firstSend) SendMsg(m any) error {
+	err := s.ClientStream.SendMsg(m)
+	if !s.sent.Swap(true) && errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
 }
 
 // Conn is the underlying connection, for services without a typed helper.

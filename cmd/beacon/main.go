@@ -100,7 +100,11 @@ func oneLine(err error) string {
 			// A TLS listener hangs up on a plain client's first bytes.
 			msg = "the agent closed the connection (does its API require TLS? give --ca-file, --cert-file and --key-file): " + msg
 		}
-		err = fmt.Errorf("%s: %s", codeWords(s.Code()), msg)
+		// "permission denied: permission denied: …" says it twice.
+		if words := codeWords(s.Code()); !strings.HasPrefix(msg, words) {
+			msg = words + ": " + msg
+		}
+		err = errors.New(msg)
 	}
 	return strings.Join(strings.Fields(err.Error()), " ")
 }
