@@ -91,10 +91,12 @@ func New(lg *zap.Logger, opts ...Option) *Server {
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithLevels(func(c codes.Code) logging.Level {
 			switch c {
-			// Refusals by the ACL gate are Debug: a client without a
-			// token must not be able to flood the log.
+			// Refusals by the ACL gate and the limits are Debug: a
+			// client must not be able to flood the log with them (they
+			// are counted in beacon_grpc_server_handled_total).
 			case codes.OK, codes.Canceled, codes.NotFound, codes.AlreadyExists, codes.InvalidArgument,
-				codes.FailedPrecondition, codes.DeadlineExceeded, codes.Unauthenticated, codes.PermissionDenied:
+				codes.FailedPrecondition, codes.DeadlineExceeded, codes.Unauthenticated, codes.PermissionDenied,
+				codes.ResourceExhausted:
 				return logging.LevelDebug
 			case codes.Internal, codes.Unknown, codes.DataLoss:
 				return logging.LevelError
