@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -54,6 +55,12 @@ type CertOptions struct {
 	ClientOnly bool
 	Days       int // validity; 0: DefaultCertDays
 }
+
+// ReservedNames are the etcd users of a beacon cluster with ACLs on
+// (acl.EtcdRootUser, acl.EtcdAgentUser). etcd with client-certificate auth
+// takes a certificate's CN as the caller's user name when it brings no
+// token, so a certificate of one of these names would be that user.
+var ReservedNames = []string{"root", "beacon-agent"}
 
 // fileName is what a certificate may be named: it becomes a file name.
 var fileName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -107,6 +114,12 @@ func InitCA(dir string, days int) error {
 func Issue(dir string, o CertOptions) error {
 	if !fileName.MatchString(o.Name) {
 		return fmt.Errorf("%w --name %q: give 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, o.Name)
+	}
+	for _, r := range ReservedNames {
+		if strings.EqualFold(o.Name, r) {
+			return fmt.Errorf("%w --name %q: reserved: with ACLs on, etcd takes a client certificate's name for its user, and %s is one of beacon's own etcd users (%s)",
+				ErrInvalid, o.Name, r, strings.Join(ReservedNames, ", "))
+		}
 	}
 	if o.Days == 0 {
 		o.Days = DefaultCertDays
