@@ -140,34 +140,43 @@ const (
 	listPageBytes = 1 << 20
 )
 
-// Watch streams a snapshot, then every change in revision order. A watcher
-// that falls behind gets a fresh snapshot rather than a gap.
+// Watch streams a snapshot, then every change in revision order. A
+// watcher that leaves more than 4096 changes unread is cut off with
+// ResourceExhausted (ErrWatchBehind): every send goes through its
+// subscription, so the cut comes even while a send to a client that does
+// not read is blocked, and the handler returns, releasing what it held.
 func (s *Service) Watch(req *beaconpb.WatchRequest, stream beaconpb.Registry_WatchServer) error {
 	match := matcher(req.Service, req.Tags, req.HealthyOnly, req.IncludeWarning)
+	ctx := stream.Context()
 	select {
 	case <-s.catalog.Ready():
-	case <-stream.Context().Done():
-		return stream.Context().Err()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	for {
-		snap, rev, sub := s.catalog.Subscribe(match)
-		slices.SortFunc(snap, func(a, b *Instance) int {
-			return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.ID, b.ID))
-		})
-		if err := sendSnapshot(stream, snap, rev); err != nil {
-			s.catalog.Unsubscribe(sub)
-			return err
-		}
-		if err := s.forward(stream, sub); err != nil {
-			return err
-		}
-		// The subscription lagged: start over with a snapshot.
+	snap, rev, sub := s.catalog.Subscribe(match)
+	defer s.catalog.Unsubscribe(sub)
+	slices.SortFunc(snap, func(a, b *Instance) int {
+		return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.ID, b.ID))
+	})
+	send := func(m *beaconpb.WatchResponse) error {
+		return sub.Send(ctx, func() error { return stream.Send(m) })
 	}
+	if err := sendSnapshot(send, snap, rev); err != nil {
+		return err
+	}
+	return sub.Forward(ctx, func(ev Event) error {
+		t := beaconpb.WatchResponse_PUT
+		if ev.Type == EventDelete {
+			t = beaconpb.WatchResponse_DELETE
+		}
+		// Forward runs this through the subscription's Send already.
+		return stream.Send(&beaconpb.WatchResponse{Type: t, Instances: []*beaconpb.Instance{ev.Instance.Proto()}, Revision: ev.Revision})
+	})
 }
 
 // sendSnapshot sends snap in parts of at most snapshotPart bytes (one
 // part, empty or not, at the least).
-func sendSnapshot(stream beaconpb.Registry_WatchServer, snap []*Instance, rev int64) error {
+func sendSnapshot(send func(*beaconpb.WatchResponse) error, snap []*Instance, rev int64) error {
 	msg := &beaconpb.WatchResponse{Type: beaconpb.WatchResponse_SNAPSHOT, Revision: rev}
 	size := 0
 	for _, in := range snap {
@@ -175,7 +184,7 @@ func sendSnapshot(stream beaconpb.Registry_WatchServer, snap []*Instance, rev in
 		n := proto.Size(p) + 4 // and the field's tag and length
 		if size+n > snapshotPart && len(msg.Instances) > 0 {
 			msg.More = true
-			if err := stream.Send(msg); err != nil {
+			if err := send(msg); err != nil {
 				return err
 			}
 			msg = &beaconpb.WatchResponse{Type: beaconpb.WatchResponse_SNAPSHOT, Revision: rev}
@@ -184,28 +193,7 @@ func sendSnapshot(stream beaconpb.Registry_WatchServer, snap []*Instance, rev in
 		msg.Instances = append(msg.Instances, p)
 		size += n
 	}
-	return stream.Send(msg)
-}
-
-func (s *Service) forward(stream beaconpb.Registry_WatchServer, sub *Subscription) error {
-	defer s.catalog.Unsubscribe(sub)
-	for {
-		select {
-		case <-stream.Context().Done():
-			return stream.Context().Err()
-		case ev, ok := <-sub.Events():
-			if !ok {
-				return nil
-			}
-			t := beaconpb.WatchResponse_PUT
-			if ev.Type == EventDelete {
-				t = beaconpb.WatchResponse_DELETE
-			}
-			if err := stream.Send(&beaconpb.WatchResponse{Type: t, Instances: []*beaconpb.Instance{ev.Instance.Proto()}, Revision: ev.Revision}); err != nil {
-				return err
-			}
-		}
-	}
+	return send(msg)
 }
 
 func matcher(service string, tags []string, healthyOnly, includeWarning bool) func(*Instance) bool {
