@@ -174,6 +174,18 @@ func TestReviewConnectionResetRevokesUnderRunningCMD(t *testing.T) {
 	holder.exitCode(t, 30*time.Second)
 	holdNoOverlap(t, oldActs, newActs)
 	_ = contender.cmd.Process.Signal(syscall.SIGKILL)
+
+	// The agent says what it did, naming the lease and the session's
+	// name, never the session's id: that is the holder's secret.
+	var line string
+	for _, l := range strings.Split(a.Log(), "\n") {
+		if strings.Contains(l, "connection broke while its process lives on") {
+			line = l
+		}
+	}
+	if line == "" || !strings.Contains(line, `"lease"`) || strings.Contains(line, `"session"`) {
+		t.Fatalf("want the broken holder's log line with its lease and without its session id, got %q", line)
+	}
 }
 
 // --ttl is checked against --grace as given, but the session's TTL is

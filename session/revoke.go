@@ -109,7 +109,7 @@ func (m *Manager) revokeGaveUp(lease clientv3.LeaseID, id string, err error) {
 		return
 	}
 	m.lg.Warn("could not revoke a closed session's lease; it will expire after its TTL",
-		zap.String("session", id), zap.String("lease", fmt.Sprintf("%x", lease)), zap.Error(err))
+		zap.String("lease", fmt.Sprintf("%x", lease)), zap.Error(err))
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -183,7 +183,7 @@ func (s *Service) end(sess *Session, how streamEnd, proc *beaconpb.ClientProcess
 		return
 	}
 	s.m.lg.Warn("a holder's connection broke while its process lives on (or is on another host); its lease is left to expire after its TTL",
-		zap.String("session", sess.ID), zap.String("name", sess.Name), zap.Int64("pid", proc.Pid), zap.Duration("ttl", sess.TTL))
+		zap.String("lease", fmt.Sprintf("%x", sess.Lease())), zap.String("name", sess.Name), zap.Int64("pid", proc.Pid), zap.Duration("ttl", sess.TTL))
 	sess.Abandon()
 }
 

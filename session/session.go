@@ -201,7 +201,7 @@ func (s *Session) keepAlive() {
 		s.lease = newLease
 		hooks := append([]func(old, new clientv3.LeaseID){}, s.onLeaseChange...)
 		s.mu.Unlock()
-		s.m.lg.Warn("session lease ended; granted a new one", zap.String("session", s.ID),
+		s.m.lg.Warn("session lease ended; granted a new one", zap.String("name", s.Name),
 			zap.String("old", fmt.Sprintf("%x", lease)), zap.String("new", fmt.Sprintf("%x", newLease)))
 		for _, f := range hooks {
 			f(lease, newLease)
@@ -549,7 +549,7 @@ func (m *Manager) CloseAll(wait time.Duration) {
 			case <-s.done:
 			case <-waited.Done():
 				m.lg.Warn("a holder did not close its session while the agent stopped; its lease is left to expire after its TTL",
-					zap.String("session", s.ID), zap.String("name", s.Name), zap.Duration("ttl", s.TTL))
+					zap.String("lease", fmt.Sprintf("%x", s.Lease())), zap.String("name", s.Name), zap.Duration("ttl", s.TTL))
 				s.Abandon()
 			}
 		}()
