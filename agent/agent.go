@@ -44,6 +44,9 @@ type Agent struct {
 	announcer *cluster.Announcer
 	gate      *acl.Gate    // the API's ACL check, made before etcd is up
 	acl       *acl.Runtime // the tokens behind the gate, once etcd is up
+	// releaseRoot closes the Cluster service's etcd client (root's, under
+	// etcd auth).
+	releaseRoot func()
 
 	sessions  *session.Manager
 	agentSess *session.Session
@@ -180,6 +183,7 @@ func (a *Agent) start(ctx context.Context) error {
 		Voters: cfg.Voters, Namespace: cfg.Namespace,
 		LogLevel: cfg.LogLevel, Logger: a.lg,
 		TLS: cfg.TLS, EnableDebug: cfg.EnableDebug,
+		ACL: cfg.ACL, EtcdCredentialsFile: cfg.EtcdCredentialsFile,
 	})
 	if err != nil {
 		httpLis.Close()
@@ -198,7 +202,14 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	a.announcer = cluster.Announce(a.node.Client(), cfg.Namespace, a.nodeInfo(), cfg.NodeTTL, a.lg.Named("node"))
-	beaconpb.RegisterClusterServer(a.api.GRPC(), cluster.NewService(a.node.Client(), cfg.Namespace, a))
+	// Membership changes (RemoveMember, force-leave) are etcd root's.
+	membership, release, err := a.node.RootClient()
+	if err != nil {
+		httpLis.Close()
+		return err
+	}
+	a.releaseRoot = release
+	beaconpb.RegisterClusterServer(a.api.GRPC(), cluster.NewService(membership, cfg.Namespace, a))
 	beaconpb.RegisterSessionServer(a.api.GRPC(), session.NewService(a.sessions))
 	beaconpb.RegisterRegistryServer(a.api.GRPC(), registry.NewService(a.local, a.catalog))
 	a.registerRecipes()
@@ -274,6 +285,9 @@ func (a *Agent) stop() {
 		a.closeAPIListeners()
 	}
 	a.acl.Close()
+	if a.releaseRoot != nil {
+		a.releaseRoot()
+	}
 	if a.node != nil {
 		a.node.Close()
 	}
@@ -308,12 +322,17 @@ func (a *Agent) leave(ctx context.Context) (string, error) {
 		return fmt.Sprintf("%s (%s) left the cluster", a.cfg.Name, a.node.Role()), nil
 	}
 	id := a.node.MemberID()
-	cli := a.node.Client()
+	// The membership change needs etcd's root under etcd auth.
+	cli, release, err := a.node.RootClient()
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	// Under the membership lock: two voters leaving at once could each see
 	// quorum kept and together break it.
 	// Fenced: if the lock's lease lapses mid-way, ctx ends and RemoveMember
 	// checks the lock still holds before it acts.
-	err := cluster.WithFencedMembershipLock(ctx, cli, a.cfg.Namespace, func(ctx context.Context) error {
+	err = cluster.WithFencedMembershipLock(ctx, cli, a.cfg.Namespace, func(ctx context.Context) error {
 		if err := cluster.CheckLeave(ctx, cli, id); err != nil {
 			return err
 		}
@@ -328,9 +347,12 @@ func (a *Agent) leave(ctx context.Context) (string, error) {
 			}
 			opts = append(opts, cluster.WithTLS(tc))
 		}
+		if user, password, ok := a.node.RootUser(); ok {
+			opts = append(opts, cluster.WithUser(user, password))
+		}
 		if err := cluster.RemoveMember(ctx, cli, id, opts...); err != nil {
 			a.node.SetLeaving(false)
-			a.announcer = cluster.Announce(cli, a.cfg.Namespace, a.nodeInfo(), a.cfg.NodeTTL, a.lg.Named("node"))
+			a.announcer = cluster.Announce(a.node.Client(), a.cfg.Namespace, a.nodeInfo(), a.cfg.NodeTTL, a.lg.Named("node"))
 			return err
 		}
 		return nil

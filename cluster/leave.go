@@ -42,8 +42,9 @@ func CheckLeave(ctx context.Context, cli *clientv3.Client, id uint64) error {
 // does not wait out an election. Under WithFencedMembershipLock (ctx from
 // it), each step first checks that the lock is still held.
 //
-// With TLS on, give WithTLS: when the removal's answer is lost, another
-// voter is asked, over a client of its own.
+// With TLS on, give WithTLS, and with etcd's auth on, WithUser: when the
+// removal's answer is lost, another voter is asked, over a client of its
+// own.
 func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64, opts ...RemoveOption) error {
 	var o removeOptions
 	for _, opt := range opts {
@@ -67,7 +68,7 @@ func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64, opts ...
 		}
 	}
 	err = removeWhenHealthy(ctx, cli, id)
-	if err != nil && plan.successor != nil && goneFrom(ctx, plan.successor, id, o.tls) {
+	if err != nil && plan.successor != nil && goneFromAs(ctx, plan.successor, id, o) {
 		// The request went to this member, which stops as soon as it
 		// applies its own removal; the answer can be lost on the way.
 		return nil
@@ -78,14 +79,29 @@ func RemoveMember(ctx context.Context, cli *clientv3.Client, id uint64, opts ...
 // RemoveOption configures RemoveMember.
 type RemoveOption func(*removeOptions)
 
-type removeOptions struct{ tls *tls.Config }
+type removeOptions struct {
+	tls            *tls.Config
+	user, password string
+}
 
 // WithTLS: the members' client URLs are https, dialed with c.
 func WithTLS(c *tls.Config) RemoveOption { return func(o *removeOptions) { o.tls = c } }
 
+// WithUser: etcd's auth is on, and another voter is asked as this etcd
+// user (a linearizable member list is refused to a client without one).
+func WithUser(name, password string) RemoveOption {
+	return func(o *removeOptions) { o.user, o.password = name, password }
+}
+
 // goneFrom asks another voter whether member id has left its list.
 func goneFrom(ctx context.Context, other *etcdserverpb.Member, id uint64, tc *tls.Config) bool {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: other.ClientURLs, TLS: tc, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	return goneFromAs(ctx, other, id, removeOptions{tls: tc})
+}
+
+// goneFromAs is goneFrom with RemoveMember's options (TLS, etcd user).
+func goneFromAs(ctx context.Context, other *etcdserverpb.Member, id uint64, o removeOptions) bool {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: other.ClientURLs, TLS: o.tls, DialTimeout: 2 * time.Second, Logger: zap.NewNop(),
+		Username: o.user, Password: o.password})
 	if err != nil {
 		return false
 	}

@@ -182,9 +182,13 @@ func joinLocked(ctx context.Context, o Options, cli *clientv3.Client, w *downWai
 		undoJoin(cli, n, o, id)
 		return nil, err
 	}
+	// The member is in: losing the lock now changes nothing.
+	if err := n.connectWithAuth(context.WithoutCancel(ctx), false); err != nil {
+		n.Close()
+		return nil, err
+	}
 	// Record the membership now: data without a state file is what an
-	// interrupted join leaves, and is discarded on the next start. The
-	// member is in: losing the lock now changes nothing.
+	// interrupted join leaves, and is discarded on the next start.
 	if err := n.SaveState(context.WithoutCancel(ctx)); err != nil {
 		o.Logger.Warn("could not record cluster state in the data dir", zap.Error(err))
 	}
@@ -242,8 +246,9 @@ func hasPeerURL(m *etcdserverpb.Member, u string) bool {
 }
 
 // reachCluster connects to the given client URLs and learns every member's.
+// With etcd auth it is root's: a join adds and promotes a member.
 func reachCluster(ctx context.Context, o Options, urls []string) (*clientv3.Client, error) {
-	cli, err := newClient(o, urls, 0)
+	cli, err := newClientAs(o, urls, 0, asRoot)
 	if err != nil {
 		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, strings.Join(urls, ","), err)
 	}

@@ -77,6 +77,12 @@ func startEtcd(o Options, cfg *embed.Config, cause *stopCauseValue) (*Node, erro
 		}
 		close(n.done)
 	}()
+	if o.creds != nil {
+		// Under etcd auth the client waits for the member to serve
+		// (connectWithAuth): it must authenticate, which a learner, or a
+		// member without quorum, cannot answer.
+		return n, nil
+	}
 	cli, err := newClient(o, []string{o.ClientURL}, 0)
 	if err != nil {
 		e.Close()
@@ -155,6 +161,10 @@ func bootstrapMember(ctx context.Context, o Options) (*Node, error) {
 			return nil, err
 		}
 	}
+	if err := n.connectWithAuth(ctx, true); err != nil {
+		n.Close()
+		return nil, err
+	}
 	go n.saveStateWhenReady(context.Background())
 	return n, nil
 }
@@ -187,6 +197,10 @@ func resumeMember(ctx context.Context, o Options) (*Node, error) {
 	cfg.ClusterState = embed.ClusterStateFlagExisting
 	n, err := startEtcd(o, cfg, cause)
 	if err != nil {
+		return nil, err
+	}
+	if err := n.connectWithAuth(ctx, true); err != nil {
+		n.Close()
 		return nil, err
 	}
 	go n.saveStateWhenReady(context.Background())

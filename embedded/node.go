@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/beaconhq/beacon/acl"
 	"github.com/beaconhq/beacon/pki"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -50,6 +51,12 @@ type Options struct {
 	TLS *pki.Files
 	// EnableDebug serves etcd's /debug/vars and pprof on the client URL.
 	EnableDebug bool
+	// ACL turns on etcd's own auth (see etcdauth.go), with the passwords
+	// of EtcdCredentialsFile.
+	ACL                 bool
+	EtcdCredentialsFile string
+
+	creds *acl.EtcdCredentials // loaded at Start, with ACL
 }
 
 // Node is this host's running part of the cluster.
@@ -61,9 +68,10 @@ type Node struct {
 	memberID uint64
 	opts     Options
 
-	etcd      *embed.Etcd
-	stopCause *stopCauseValue
-	proxy     *grpc.Server
+	etcd         *embed.Etcd
+	stopCause    *stopCauseValue
+	proxy        *grpc.Server
+	proxyBackend *clientv3.Client // the proxy's client, when not client (etcd auth)
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -79,6 +87,9 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	}
 	if o.JoinTimeout == 0 {
 		o.JoinTimeout = 2 * time.Minute
+	}
+	if err := loadCredentials(&o); err != nil {
+		return nil, err
 	}
 	if o.Role != RoleExternal && hasMemberData(o.DataDir) {
 		st, err := readState(o.DataDir)
@@ -182,6 +193,9 @@ func (n *Node) Close() {
 		if n.proxy != nil {
 			stopGRPC(n.proxy, 2*time.Second)
 		}
+		if n.proxyBackend != nil {
+			n.proxyBackend.Close()
+		}
 		if n.etcd != nil {
 			n.etcd.Close()
 		}
@@ -257,16 +271,25 @@ const (
 	tcpKeepAliveInterval  = time.Second
 )
 
+// newClient is an etcd client of the agent: with etcd auth, the agent
+// user's.
 func newClient(o Options, endpoints []string, autoSync time.Duration) (*clientv3.Client, error) {
+	return newClientAs(o, endpoints, autoSync, asAgent)
+}
+
+// newClientAs is an etcd client as user (see etcdauth.go); dial adds to
+// its dial options.
+func newClientAs(o Options, endpoints []string, autoSync time.Duration, user etcdUser, dial ...grpc.DialOption) (*clientv3.Client, error) {
 	cfg := clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          5 * time.Second,
 		DialKeepAliveTime:    clientPingInterval,
 		DialKeepAliveTimeout: clientDeadLinkTimeout,
-		DialOptions:          []grpc.DialOption{grpc.WithContextDialer(dialMember)},
+		DialOptions:          append([]grpc.DialOption{grpc.WithContextDialer(dialMember)}, dial...),
 		AutoSyncInterval:     autoSync,
 		Logger:               clientLogger(o),
 	}
+	o.setUser(&cfg, user)
 	if err := clientTLS(&cfg, o.TLS); err != nil {
 		return nil, err
 	}

@@ -69,10 +69,26 @@ func startProxy(ctx context.Context, o Options, known []string) (*Node, error) {
 		lis.Close()
 		return nil, err
 	}
-	srv := NewProxyServer(cli, lg, sopts...)
+	backend := cli
+	if o.creds != nil {
+		// The agent's own client is the agent user's; the grpc-proxy's
+		// carries no credentials of its own, only each caller's token.
+		backend, err = newClientAs(o, known, proxySyncInterval, asNobody,
+			grpc.WithUnaryInterceptor(grpcproxy.AuthUnaryClientInterceptor),
+			grpc.WithStreamInterceptor(grpcproxy.AuthStreamClientInterceptor))
+		if err != nil {
+			cli.Close()
+			lis.Close()
+			return nil, err
+		}
+	}
+	srv := newProxyServer(backend, lg, o.creds != nil, sopts...)
 	n := newNode(o, RoleProxy)
 	n.client = cli
 	n.proxy = srv
+	if backend != cli {
+		n.proxyBackend = backend
+	}
 	go func() {
 		_ = srv.Serve(lis) // returns when Close stops the server
 	}()
@@ -88,7 +104,17 @@ func startProxy(ctx context.Context, o Options, known []string) (*Node, error) {
 // Maintenance, Auth, Election and Lock, each forwarded to the members.
 // opts add to the server's options (its TLS credentials).
 func NewProxyServer(cli *clientv3.Client, lg *zap.Logger, opts ...grpc.ServerOption) *grpc.Server {
-	kv, _ := grpcproxy.NewKvProxy(cli)
+	return newProxyServer(cli, lg, false, opts...)
+}
+
+// newProxyServer is NewProxyServer; with etcdAuth, no read is answered
+// from the proxy's cache (linearizableKV).
+func newProxyServer(cli *clientv3.Client, lg *zap.Logger, etcdAuth bool, opts ...grpc.ServerOption) *grpc.Server {
+	var kv pb.KVServer
+	kv, _ = grpcproxy.NewKvProxy(cli)
+	if etcdAuth {
+		kv = linearizableKV{kv}
+	}
 	watch, _ := grpcproxy.NewWatchProxy(cli.Ctx(), lg, cli)
 	cluster, _ := grpcproxy.NewClusterProxy(lg, cli, "", "")
 	lease, _ := grpcproxy.NewLeaseProxy(cli.Ctx(), cli)
@@ -103,4 +129,16 @@ func NewProxyServer(cli *clientv3.Client, lg *zap.Logger, opts ...grpc.ServerOpt
 	v3electionpb.RegisterElectionServer(srv, grpcproxy.NewElectionProxy(cli))
 	v3lockpb.RegisterLockServer(srv, grpcproxy.NewLockProxy(cli))
 	return srv
+}
+
+// linearizableKV is the proxy's KV under etcd auth. etcd's kvProxy answers
+// a serializable read from its cache, where any earlier caller's read put
+// it, without asking the members, so without an auth check: a caller
+// without credentials would read what the agents read. Here every read is
+// linearizable, so it goes to the members, which check the caller's token.
+type linearizableKV struct{ pb.KVServer }
+
+func (k linearizableKV) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	r.Serializable = false
+	return k.KVServer.Range(ctx, r)
 }
