@@ -97,7 +97,8 @@ func startEtcd(o Options, cfg *embed.Config, cause *stopCauseValue) (*Node, erro
 // localClient is the client the agent's own work goes through: KV, Lease,
 // Cluster, Maintenance and Auth calls straight into the embedded server
 // (inproc: no socket, no serialisation), but watches through sock, a real
-// gRPC connection to the same member.
+// gRPC connection to the same member. KV and Lease, which API calls reach
+// with their contexts, hide the API's caller from etcd (callerpeer.go).
 //
 // Why watches never use the in-process transport: its streams are
 // unbuffered channels, and clientv3's watch stream has one goroutine that
@@ -114,7 +115,7 @@ func startEtcd(o Options, cfg *embed.Config, cause *stopCauseValue) (*Node, erro
 // to read, and the cycle cannot close.
 func localClient(inproc, sock *clientv3.Client) *clientv3.Client {
 	c := clientv3.NewCtxClient(context.Background(), clientv3.WithZapLogger(inproc.GetLogger()))
-	c.KV, c.Lease = inproc.KV, inproc.Lease
+	c.KV, c.Lease = ownKV{inproc.KV}, ownLease{inproc.Lease}
 	c.Cluster, c.Maintenance, c.Auth = inproc.Cluster, inproc.Maintenance, inproc.Auth
 	c.Watcher = sock.Watcher
 	return c
