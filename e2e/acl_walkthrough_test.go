@@ -16,8 +16,9 @@ import (
 )
 
 // TestACLWalkthrough runs the README's ACL walkthrough as written, in
-// bash, in an empty directory with ./beacon at hand: one member with
-// --acl on 127.0.0.31. Its `dig` line is asked by this test with a DNS
+// bash, in an empty directory with ./beacon and etcdctl at hand: a member
+// with --acl on 127.0.0.31, and a second joining on 127.0.0.32 with a copy
+// of the first's etcd credentials. Its `dig` line is asked by this test with a DNS
 // client instead; everything else runs as printed, and each refusal the
 // README promises must be in the output.
 func TestACLWalkthrough(t *testing.T) {
@@ -45,6 +46,10 @@ func TestACLWalkthrough(t *testing.T) {
 	if err := os.Symlink(testcluster.Binary(t), filepath.Join(dir, "beacon")); err != nil {
 		t.Fatal(err)
 	}
+	bin := t.TempDir()
+	if err := os.Symlink(testcluster.Etcdctl(t), filepath.Join(bin, "etcdctl")); err != nil {
+		t.Fatal(err)
+	}
 	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +58,7 @@ func TestACLWalkthrough(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-e", "-c", strings.Join(script, "\n"))
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "BEACON_AGENT=", "BEACON_TOKEN=")
+	cmd.Env = append(os.Environ(), "BEACON_AGENT=", "BEACON_TOKEN=", "PATH="+bin+":"+os.Getenv("PATH"))
 	// A file, not a pipe: the agent the script leaves running keeps its
 	// descriptors. Its own process group, so that the agent goes with it.
 	cmd.Stdout, cmd.Stderr = out, out
@@ -65,8 +70,10 @@ func TestACLWalkthrough(t *testing.T) {
 	t.Cleanup(func() {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "data", "a1.log"))
-			t.Logf("--- a1.log:\n%s", tail(string(b), 15))
+			for _, n := range []string{"a1", "a2"} {
+				b, _ := os.ReadFile(filepath.Join(dir, "data", n+".log"))
+				t.Logf("--- %s.log:\n%s", n, tail(string(b), 15))
+			}
 		}
 	})
 	runErr := cmd.Wait()
@@ -82,6 +89,8 @@ func TestACLWalkthrough(t *testing.T) {
 		"registered a1-web-8080",
 		"web      1",
 		"beacon: permission denied: this call needs service:api:write",
+		"user name is empty",
+		"batch-2 ran on a2",
 		"batch jobs",
 		"revoked ",
 		"beacon: unauthenticated: the token is not known",
