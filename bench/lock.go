@@ -32,8 +32,14 @@ type LockOptions struct {
 // acquire+release latency, and handoffs per second with Contenders
 // sessions looping acquire→release on one lock.
 func Lock(ctx context.Context, w io.Writer, o LockOptions) error {
+	if o.Agent == "" && CompareTLS && CompareACL {
+		return fmt.Errorf("give --tls or --acl, not both: each compares one thing")
+	}
 	if o.Agent == "" && CompareTLS {
 		return lockTLS(ctx, w, o)
+	}
+	if o.Agent == "" && CompareACL {
+		return lockACL(ctx, w, o)
 	}
 	var a *agentProc
 	if o.Agent == "" {

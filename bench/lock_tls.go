@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"time"
 )
 
 // lockTLS is `beacon bench --tls lock`: the same workload against an agent
@@ -12,67 +11,23 @@ import (
 // (off, on, then on, off) so that what else the machine does falls on
 // both alike; it prints the mean of each and the ratio.
 func lockTLS(ctx context.Context, w io.Writer, o LockOptions) error {
-	var agents [2]*agentProc
-	for i, on := range []bool{false, true} {
-		a, done, err := ownAgentTLS(ctx, fmt.Sprintf("bench-lock-%d", i), on)
-		if err != nil {
-			return err
-		}
-		defer done()
-		agents[i] = a
+	return lockCompare(ctx, w, o, lockComparison{
+		flag:   "--tls",
+		names:  [2]string{tlsName(false), tlsName(true)},
+		agents: "one with TLS on every hop (API, etcd client and peer)",
+		start: func(on bool) (*agentProc, func(), error) {
+			return ownAgentTLS(ctx, fmt.Sprintf("bench-lock-%d", btoi(on)), on)
+		},
+		notes: []string{
+			"beacon: Lock.Acquire/Release over gRPC through the agent (TLS: client to API, agent to etcd in-process).",
+			"Mutex: etcd's concurrency.Mutex straight to the member's client URL (TLS: client to etcd).",
+		},
+	})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
 	}
-	var runs [2][]*lockFigures
-	for _, order := range [][2]int{{0, 1}, {1, 0}} {
-		for _, i := range order {
-			f, err := lockMeasure(ctx, o, agents[i])
-			if err != nil {
-				return fmt.Errorf("%s: %w", tlsName(i == 1), err)
-			}
-			runs[i] = append(runs[i], f)
-		}
-	}
-	mean := func(fs []*lockFigures, get func(*lockFigures) float64) float64 {
-		var sum float64
-		for _, f := range fs {
-			sum += get(f)
-		}
-		return sum / float64(len(fs))
-	}
-	p := func(q float64, lat func(*lockFigures) []time.Duration) func(*lockFigures) float64 {
-		return func(f *lockFigures) float64 {
-			p50, p99 := percentiles(lat(f))
-			if q == 0.5 {
-				return ms(p50)
-			}
-			return ms(p99)
-		}
-	}
-	bLat := func(f *lockFigures) []time.Duration { return f.bLat }
-	pLat := func(f *lockFigures) []time.Duration { return f.pLat }
-	rows := []struct {
-		label string
-		get   func(*lockFigures) float64
-		unit  string
-	}{
-		{"beacon acquire+release p50", p(0.5, bLat), "ms"},
-		{"beacon acquire+release p99", p(0.99, bLat), "ms"},
-		{fmt.Sprintf("beacon handoffs/s, %d contenders", o.Contenders), func(f *lockFigures) float64 { return f.bRate }, "/s"},
-		{"Mutex acquire+release p50", p(0.5, pLat), "ms"},
-		{"Mutex acquire+release p99", p(0.99, pLat), "ms"},
-		{fmt.Sprintf("Mutex handoffs/s, %d contenders", o.Contenders), func(f *lockFigures) float64 { return f.pRate }, "/s"},
-	}
-	fmt.Fprintf(w, "beacon bench lock --tls: %d uncontended pairs, %d contenders for %s, per side and run;\n", o.Samples, o.Contenders, o.Duration)
-	fmt.Fprintf(w, "two agents, one with TLS on every hop (API, etcd client and peer); 2 runs each in turns, means:\n\n")
-	fmt.Fprintf(w, "%-36s %12s %12s %8s\n", "", tlsName(false), tlsName(true), "ratio")
-	for _, r := range rows {
-		off, on := mean(runs[0], r.get), mean(runs[1], r.get)
-		format := "%-36s %10.3f%s %10.3f%s %7.2fx\n"
-		if r.unit == "/s" {
-			format = "%-36s %10.1f%s %10.1f%s %7.2fx\n"
-		}
-		fmt.Fprintf(w, format, r.label, off, r.unit, on, r.unit, on/max(off, 1e-9))
-	}
-	fmt.Fprintln(w, "\nbeacon: Lock.Acquire/Release over gRPC through the agent (TLS: client to API, agent to etcd in-process).")
-	fmt.Fprintln(w, "Mutex: etcd's concurrency.Mutex straight to the member's client URL (TLS: client to etcd).")
-	return nil
+	return 0
 }

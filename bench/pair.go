@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"github.com/beaconhq/beacon/acl"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,10 @@ type agentProc struct {
 	// sec is the PKI of an agent started with TLS on every hop, nil for a
 	// plain one: what a client of it dials with.
 	sec *benchTLS
+	// token is the ACL token a client of an agent started with --acl
+	// sends; etcdUser its etcd credentials, for the plain way.
+	token    string
+	etcdUser *acl.EtcdCredentials
 }
 
 // startAgent starts an agent of this binary on a loopback address of its

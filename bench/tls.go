@@ -74,16 +74,23 @@ func (b *benchTLS) httpReady(ctx context.Context, url string) error {
 // client is an SDK client of the agent's API, over mutual TLS when the
 // agent was started with it.
 func (p *agentProc) client() (*client.Client, error) {
-	if p.sec == nil {
-		return client.New(p.API, client.WithTLS(nil))
+	var opts []client.Option
+	if p.token != "" {
+		opts = append(opts, client.WithToken(p.token))
 	}
-	return client.New(p.API, client.WithTLS(p.sec.client))
+	if p.sec == nil {
+		return client.New(p.API, append(opts, client.WithTLS(nil))...)
+	}
+	return client.New(p.API, append(opts, client.WithTLS(p.sec.client))...)
 }
 
 // etcdConfig is a clientv3 configuration for endpoint of the agent, over
 // mutual TLS when the agent was started with it.
 func (p *agentProc) etcdConfig(endpoint string) (clientv3.Config, error) {
 	cfg := clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if p.etcdUser != nil {
+		p.etcdUser.Agent(&cfg)
+	}
 	if p.sec != nil {
 		tc, err := p.sec.client.ClientConfig()
 		if err != nil {

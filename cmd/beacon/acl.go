@@ -11,6 +11,7 @@ import (
 	"github.com/beaconhq/beacon/acl"
 	"github.com/beaconhq/beacon/acl/bearer"
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/bench"
 	"github.com/beaconhq/beacon/client"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -37,6 +38,14 @@ func exportToken(cmd *cobra.Command) error {
 		return os.Setenv(tokenEnv, fl.Value.String())
 	}
 	return nil
+}
+
+// bindBenchACL adds --acl to `beacon bench`: lock then compares an agent
+// with ACLs on to one without, as --tls does for TLS.
+func bindBenchACL(cmd *cobra.Command) *cobra.Command {
+	cmd.PersistentFlags().BoolVar(&bench.CompareACL, "acl", false,
+		"lock: also run the workload against an agent with ACLs on (a scoped token, etcd's auth), and print both and the ratio")
+	return cmd
 }
 
 func newACLCmd(g *globals) *cobra.Command {

@@ -71,7 +71,7 @@ func newRoot() *cobra.Command {
 		newServicesCmd(g),
 		newCheckCmd(g),
 		newVersionCmd(),
-		newBenchCmd(),
+		bindBenchACL(newBenchCmd()),
 	)
 	for _, mk := range extraCommands {
 		root.AddCommand(mk(g))
