@@ -292,3 +292,28 @@ func TestTokenInMetadata(t *testing.T) {
 	_, err := acl.TokenList(ctx, &beaconpb.ACLTokenListRequest{})
 	wantCode(t, "Basic", err, codes.Unauthenticated, "needs a token")
 }
+
+// A Deregister or Heartbeat that leaves out the service finds the
+// instance by its id under any service, so it needs write on every
+// service: service:*:write with service:payments:read cannot take a
+// payments instance down by naming only its id (the review's find: it
+// was judged as service "" and let through).
+func TestDeregisterWithoutServiceNeedsEveryService(t *testing.T) {
+	a := startAgent(t, testEtcd(t), true)
+	mgmt := a.bootstrap(t)
+	admin := beaconpb.NewRegistryClient(a.dialTCP(t, mgmt))
+	if _, err := admin.Register(ctxT(t), &beaconpb.RegisterRequest{Instance: &beaconpb.Instance{Service: "payments", Id: "p1", Port: 80}}); err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := a.token(t, mgmt, "service:*:write", "service:payments:read")
+	reg := beaconpb.NewRegistryClient(a.dialTCP(t, secret))
+	_, err := reg.Deregister(ctxT(t), &beaconpb.DeregisterRequest{Id: "p1"})
+	wantCode(t, "Deregister p1 without its service", err, codes.PermissionDenied, "service:*:write")
+	_, err = reg.Heartbeat(ctxT(t), &beaconpb.HeartbeatRequest{Id: "p1", Status: "fail"})
+	wantCode(t, "Heartbeat p1 without its service", err, codes.PermissionDenied, "service:*:write")
+	_, err = reg.Deregister(ctxT(t), &beaconpb.DeregisterRequest{Service: "payments", Id: "p1"})
+	wantCode(t, "Deregister p1 of payments", err, codes.PermissionDenied, "service:payments:write")
+	if _, err := admin.Get(ctxT(t), &beaconpb.GetRequest{Service: "payments", Id: "p1"}); err != nil {
+		t.Fatalf("p1 is gone after the refused calls: %v", err)
+	}
+}

@@ -57,8 +57,8 @@ var methods = map[string]method{
 	beaconpb.Registry_Register_FullMethodName: one(KindService, AccessWrite, func(r any) string {
 		return serviceName(r.(*beaconpb.RegisterRequest).GetInstance().GetService())
 	}),
-	beaconpb.Registry_Deregister_FullMethodName: one(KindService, AccessWrite, func(r any) string { return serviceName(r.(*beaconpb.DeregisterRequest).Service) }),
-	beaconpb.Registry_Heartbeat_FullMethodName:  one(KindService, AccessWrite, func(r any) string { return serviceName(r.(*beaconpb.HeartbeatRequest).Service) }),
+	beaconpb.Registry_Deregister_FullMethodName: serviceOrEvery(AccessWrite, func(r any) string { return r.(*beaconpb.DeregisterRequest).Service }),
+	beaconpb.Registry_Heartbeat_FullMethodName:  serviceOrEvery(AccessWrite, func(r any) string { return r.(*beaconpb.HeartbeatRequest).Service }),
 	beaconpb.Registry_Get_FullMethodName:        one(KindService, AccessRead, func(r any) string { return serviceName(r.(*beaconpb.GetRequest).Service) }),
 	beaconpb.Registry_List_FullMethodName:       serviceOrAll(func(r any) string { return r.(*beaconpb.ListRequest).Service }),
 	beaconpb.Registry_Watch_FullMethodName:      serviceOrAll(func(r any) string { return r.(*beaconpb.WatchRequest).Service }),
@@ -136,6 +136,19 @@ func serviceOrAll(name func(any) string) method {
 		}
 		return nil
 	}, everyService: func(r any) bool { return serviceName(name(r)) == "" }}
+}
+
+// serviceOrEvery needs a on the request's service, or, when it names
+// none (the registry then finds the instance by its id alone, under any
+// service), on every service: service:*:write with service:payments:read
+// must not deregister a payments instance by leaving the service out.
+func serviceOrEvery(a Access, name func(any) string) method {
+	return method{needs: func(_ string, r any) []Need {
+		if n := serviceName(name(r)); n != "" {
+			return []Need{{Kind: KindService, Name: n, Access: a}}
+		}
+		return []Need{{Kind: KindService, Name: "", Prefix: true, Access: a}}
+	}}
 }
 
 // serviceName is a service's name as the registry keeps it (lower case),

@@ -43,6 +43,8 @@ func TestMethodNeeds(t *testing.T) {
 		{beaconpb.Registry_Register_FullMethodName, &beaconpb.RegisterRequest{}, []string{"service::write"}},
 		{beaconpb.Registry_Register_FullMethodName, &beaconpb.RegisterRequest{Instance: &beaconpb.Instance{Service: " PAYMENTS"}}, []string{"service:payments:write"}},
 		{beaconpb.Registry_Deregister_FullMethodName, &beaconpb.DeregisterRequest{Service: "Payments"}, []string{"service:payments:write"}},
+		{beaconpb.Registry_Deregister_FullMethodName, &beaconpb.DeregisterRequest{Id: "p1"}, []string{"service:*:write"}},
+		{beaconpb.Registry_Heartbeat_FullMethodName, &beaconpb.HeartbeatRequest{Id: "p1"}, []string{"service:*:write"}},
 		{beaconpb.Queue_Ack_FullMethodName, &beaconpb.QueueAckRequest{Receipt: "jobs/4/abc/9"}, []string{"queue:jobs:write"}},
 		{beaconpb.Config_List_FullMethodName, &beaconpb.ConfigListRequest{Prefix: "app/"}, []string{"config:app/*:read"}},
 		{beaconpb.Cluster_Leave_FullMethodName, &beaconpb.LeaveRequest{}, []string{"operator:cluster:write"}},
