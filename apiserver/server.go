@@ -118,6 +118,7 @@ func New(lg *zap.Logger, opts ...Option) *Server {
 			gate.Unary,
 			limits.unaryInterceptor,
 			recovery.UnaryServerInterceptor(recoverOpt),
+			contextCodesUnary,
 		),
 		grpc.ChainStreamInterceptor(
 			m.StreamServerInterceptor(),
@@ -125,6 +126,7 @@ func New(lg *zap.Logger, opts ...Option) *Server {
 			gate.Stream,
 			limits.streamInterceptor,
 			recovery.StreamServerInterceptor(recoverOpt),
+			contextCodesStream,
 		),
 	)...)
 	hs := health.NewServer()
