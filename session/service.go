@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/procid"
@@ -55,6 +57,19 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 	}
 	if open.TtlSeconds < 0 || open.TtlSeconds > int64(MaxTTL/time.Second) {
 		return status.Errorf(codes.InvalidArgument, "ttl_seconds: %d is not from 1 to %d", open.TtlSeconds, int64(MaxTTL/time.Second))
+	}
+	if err := checkName(open.Name); err != nil {
+		return err
+	}
+	// The process a session names decides, when its stream breaks,
+	// between revoking at once (the process is gone) and leaving the lease
+	// to its TTL (it may still act). Only a process that runs on this
+	// host now can be judged later; any other claim (another boot id, a
+	// pid that does not run) is dropped, and such a session's broken
+	// stream revokes at once, so a client cannot keep its holdings alive
+	// for a whole TTL after it is gone by naming a process it is not.
+	if open.Process != nil && !procid.Runs(open.Process, s.bootID) {
+		open.Process = nil
 	}
 	sess, err := s.m.Open(stream.Context(), open.Name, time.Duration(open.TtlSeconds)*time.Second)
 	if errors.Is(err, ErrStopping) {
@@ -188,3 +203,26 @@ func (s *Service) end(sess *Session, how streamEnd, proc *beaconpb.ClientProcess
 }
 
 const firstMessageTimeout = 10 * time.Second
+
+// MaxNameBytes bounds a session's name: it is shown to other clients (a
+// lock's holders, an election's leader) and written into etcd values. The
+// CLI names its sessions after the lock, election or queue (an election's
+// name may have 256 bytes).
+const MaxNameBytes = 512
+
+// checkName refuses a name that is too long or holds control characters
+// (which would reach other clients' terminals in their answers).
+func checkName(name string) error {
+	if len(name) > MaxNameBytes {
+		return status.Errorf(codes.InvalidArgument, "name: %d bytes, at most %d", len(name), MaxNameBytes)
+	}
+	if !utf8.ValidString(name) {
+		return status.Error(codes.InvalidArgument, "name: not valid UTF-8")
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return status.Errorf(codes.InvalidArgument, "name: control character %U", r)
+		}
+	}
+	return nil
+}

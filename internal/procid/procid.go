@@ -60,6 +60,13 @@ func alive(p *beaconpb.ClientProcess, boot string) (known, running bool) {
 	return true, state != "Z" && state != "X"
 }
 
+// Runs reports whether p names a process that runs on this host (boot id
+// boot) now.
+func Runs(p *beaconpb.ClientProcess, boot string) bool {
+	known, running := alive(p, boot)
+	return known && running
+}
+
 // WaitGone waits up to d for p to be gone from this host (boot id boot):
 // a connection closes while its process exits, a moment before the
 // process is a zombie. It reports whether p is known to be gone.
