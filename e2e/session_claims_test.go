@@ -67,7 +67,7 @@ func TestSessionClaimingAnotherProcessIsRevoked(t *testing.T) {
 	a, cli := lockOneAgent(t)
 	self := procid.Self()
 	claims := map[string]*beaconpb.ClientProcess{
-		"another boot id":  {BootId: "not-this-host", Pid: self.Pid, StartTime: self.StartTime},
+		"another boot id":   {BootId: "not-this-host", Pid: self.Pid, StartTime: self.StartTime},
 		"a pid not running": {BootId: self.BootId, Pid: 1 << 22, StartTime: 1},
 	}
 	lk := beaconpb.NewLockClient(rawConn(t, a))
