@@ -83,6 +83,9 @@ func TestServiceBadInput(t *testing.T) {
 		{&beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token, Ops: put(s.c.Namespace+"services/x", nil)}, "ops[0].key"},
 		{&beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token, Ops: put("/k", make([]byte, MaxValueSize+1))}, "ops[0].value"},
 		{&beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token, Ops: []*beaconpb.LockFencedOp{{Key: "/k"}}}, "ops[0].type"},
+		// etcd answers a key written twice with an error beacon passed on
+		// as Internal (review find).
+		{&beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token, Ops: append(put("/k", nil), &beaconpb.LockFencedOp{Type: beaconpb.LockOpType_LOCK_OP_DELETE, Key: "/k"})}, "ops[1].key"},
 	} {
 		_, err := s.Fenced(ctx, tc.req)
 		wantCode(t, "Fenced "+tc.field, err, codes.InvalidArgument, tc.field)

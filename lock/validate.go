@@ -116,8 +116,16 @@ func (s *Service) checkOps(ops []*beaconpb.LockFencedOp) error {
 		return &FieldError{"ops", fmt.Sprintf("%d operations; give 1 to %d", len(ops), MaxOps)}
 	}
 	total := 0
+	written := map[string]int{} // key -> the op that writes it
 	for i, op := range ops {
 		f := fmt.Sprintf("ops[%d]", i)
+		if op.GetType() != beaconpb.LockOpType_LOCK_OP_GET {
+			// etcd refuses a transaction that writes one key twice.
+			if j, ok := written[op.GetKey()]; ok {
+				return &FieldError{f + ".key", fmt.Sprintf("ops[%d] writes the same key; write each key once", j)}
+			}
+			written[op.GetKey()] = i
+		}
 		switch op.GetType() {
 		case beaconpb.LockOpType_LOCK_OP_PUT, beaconpb.LockOpType_LOCK_OP_DELETE, beaconpb.LockOpType_LOCK_OP_GET:
 		default:
