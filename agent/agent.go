@@ -151,7 +151,8 @@ func (a *Agent) start(ctx context.Context) error {
 	// Bind the agent's own listeners and probe etcd's ports first, so a
 	// port in use stops the agent with its key named and nothing started.
 	a.gate = acl.NewGate(cfg.ACL, cfg.Namespace)
-	a.api = apiserver.New(a.lg.Named("api"), apiserver.WithACL(a.gate))
+	a.api = apiserver.New(a.lg.Named("api"), apiserver.WithACL(a.gate),
+		apiserver.WithLimits(apiserver.Limits{MaxStreamsPerConn: cfg.MaxStreamsPerConn, MaxSessionsPerConn: cfg.MaxSessionsPerConn}))
 	if err := a.listenAPI(); err != nil {
 		return err
 	}

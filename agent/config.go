@@ -55,6 +55,19 @@ type Config struct {
 	DNSTTL          time.Duration // TTL of DNS answers
 	DNSAllowWarning bool          // DNS answers warning instances too
 	DNSRecursors    []string      // upstreams for names outside the zone; none = REFUSED
+	// DNSForwardAllow are the client networks forwarded for; the DNS
+	// over TCP bounds are dnsserver.Config's.
+	DNSForwardAllow         []string
+	DNSTCPMaxConns          int
+	DNSTCPMaxConnsPerClient int
+	DNSTCPIdleTimeout       time.Duration
+	DNSTCPMaxLifetime       time.Duration
+	DNSTCPMaxQueries        int
+	// Limits on what clients hold: sessions on the agent, sessions and
+	// calls in flight per connection.
+	MaxSessions        int
+	MaxSessionsPerConn int
+	MaxStreamsPerConn  int
 
 	// TLS is this host's certificate files; with them every hop is TLS
 	// (see tls.go). nil: plain.
@@ -131,6 +144,15 @@ func options() []option {
 		{"enable-debug", false, "serve pprof on http-addr and etcd's /debug/vars and pprof on the client URL"},
 		{"acl", false, "require an ACL token on every API call (default deny); the unix socket is the host's operator"},
 		{"dns-policy", "", "which names DNS answers: service:/node: rules, comma-separated (default service:*:read,node:*:read; none)"},
+		{"dns-forward-allow", "127.0.0.0/8,::1", "client networks (CIDRs or IPs, comma-separated) whose queries outside the zone are forwarded to dns-recursors; others get REFUSED"},
+		{"dns-tcp-max-conns", 1024, "DNS over TCP: connections of all clients together (the least recently used one makes room)"},
+		{"dns-tcp-max-conns-per-client", 16, "DNS over TCP: connections of one client address (IPv6: of one /64)"},
+		{"dns-tcp-idle-timeout", "5s", "DNS over TCP: a connection idle this long is closed"},
+		{"dns-tcp-max-lifetime", "30s", "DNS over TCP: a connection open this long is closed, however busy"},
+		{"dns-tcp-max-queries", 1000, "DNS over TCP: a connection is closed after answering this many queries"},
+		{"max-sessions", 16384, "sessions open on this agent at once"},
+		{"max-sessions-per-connection", 1024, "sessions open on one client connection at once"},
+		{"max-streams-per-connection", 4096, "calls in flight on one client connection, streams and unary calls together"},
 		{"etcd-credentials-file", "", "with acl: etcd's root and agent passwords (default <data-dir>/etcd-credentials.json; the first member writes it, every other agent needs a copy)"},
 	}
 }
@@ -338,6 +360,33 @@ func parseConfig(v *viper.Viper) (Config, error) {
 			c.DNSRecursors = append(c.DNSRecursors, r)
 		}
 	}
+	for _, n := range strings.Split(str("dns-forward-allow"), ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			c.DNSForwardAllow = append(c.DNSForwardAllow, n)
+		}
+	}
+	positive := func(key string, max int) int {
+		n, err := cast.ToIntE(v.Get(key))
+		if err != nil || n < 1 || n > max {
+			check(key, fmt.Errorf("%v is not a whole number from 1 to %d", v.Get(key), max))
+		}
+		return n
+	}
+	duration := func(key string, min, max time.Duration) time.Duration {
+		d, err := cast.ToDurationE(v.Get(key))
+		if err != nil || d < min || d > max {
+			check(key, fmt.Errorf("%v is not a duration from %s to %s", v.Get(key), min, max))
+		}
+		return d
+	}
+	c.DNSTCPMaxConns = positive("dns-tcp-max-conns", 1<<20)
+	c.DNSTCPMaxConnsPerClient = positive("dns-tcp-max-conns-per-client", 1<<20)
+	c.DNSTCPIdleTimeout = duration("dns-tcp-idle-timeout", 100*time.Millisecond, time.Hour)
+	c.DNSTCPMaxLifetime = duration("dns-tcp-max-lifetime", time.Second, 24*time.Hour)
+	c.DNSTCPMaxQueries = positive("dns-tcp-max-queries", 1<<30)
+	c.MaxSessions = positive("max-sessions", 1<<24)
+	c.MaxSessionsPerConn = positive("max-sessions-per-connection", 1<<24)
+	c.MaxStreamsPerConn = positive("max-streams-per-connection", 1<<24)
 	c.ACL, err = cast.ToBoolE(v.Get("acl"))
 	if err != nil {
 		check("acl", fmt.Errorf("%v is not true or false", v.Get("acl")))

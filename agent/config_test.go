@@ -113,3 +113,31 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLimitKeys: the limits the agent's refusals name can be set, and a
+// bad value is refused naming its key.
+func TestLimitKeys(t *testing.T) {
+	c, err := load(t, "", "--max-sessions", "7", "--max-sessions-per-connection", "3", "--max-streams-per-connection", "9",
+		"--dns-tcp-max-conns-per-client", "2", "--dns-tcp-idle-timeout", "1s", "--dns-forward-allow", "10.0.0.0/8, 127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxSessions != 7 || c.MaxSessionsPerConn != 3 || c.MaxStreamsPerConn != 9 || c.DNSTCPMaxConnsPerClient != 2 ||
+		c.DNSTCPIdleTimeout != time.Second || len(c.DNSForwardAllow) != 2 || c.DNSForwardAllow[0] != "10.0.0.0/8" {
+		t.Fatalf("limits not taken: %+v", c)
+	}
+	d, err := load(t, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.MaxSessions != 16384 || d.DNSTCPMaxConns != 1024 || d.DNSTCPMaxLifetime != 30*time.Second {
+		t.Fatalf("defaults: %+v", d)
+	}
+	for _, bad := range [][]string{{"--max-sessions", "0"}, {"--dns-tcp-max-lifetime", "1ms"}, {"--max-streams-per-connection", "-4"}} {
+		_, err := load(t, "", bad...)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != bad[0][2:] {
+			t.Errorf("%v: %v; want a ConfigError naming %s", bad, err, bad[0][2:])
+		}
+	}
+}

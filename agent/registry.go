@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -35,11 +37,17 @@ func (a *Agent) listenDNS() error {
 	srv, err := dnsserver.New(dnsserver.Config{
 		Addr: a.cfg.DNSAddr, Domain: a.cfg.Domain, TTL: uint32(a.cfg.DNSTTL / time.Second),
 		IncludeWarning: a.cfg.DNSAllowWarning, Recursors: a.cfg.DNSRecursors,
+		ForwardAllow: a.cfg.DNSForwardAllow, TCPMaxConns: a.cfg.DNSTCPMaxConns,
+		TCPMaxConnsPerClient: a.cfg.DNSTCPMaxConnsPerClient, TCPIdleTimeout: a.cfg.DNSTCPIdleTimeout,
+		TCPMaxLifetime: a.cfg.DNSTCPMaxLifetime, TCPMaxQueries: a.cfg.DNSTCPMaxQueries,
 	}, acl.FilterDNS(cat, a.cfg.DNSPolicy), a.lg.Named("dns"))
 	if err != nil {
-		return &ConfigError{Key: "dns-addr", Err: err}
+		return dnsConfigError(err)
 	}
 	if err := srv.Listen(); err != nil {
+		if errors.Is(err, dnsserver.ErrRecursorIsSelf) {
+			return dnsConfigError(err)
+		}
 		return portError("dns-addr", a.cfg.DNSAddr, err)
 	}
 	a.dns = srv
@@ -54,7 +62,8 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancelBG = cancel
 
-	a.sessions = session.NewManager(cli, a.lg.Named("session"), session.WithConfirmClient(a.node.Client()))
+	a.sessions = session.NewManager(cli, a.lg.Named("session"), session.WithConfirmClient(a.node.Client()),
+		session.WithMaxSessions(a.cfg.MaxSessions))
 	var err error
 	a.agentSess, err = a.openAgentSession(ctx)
 	if err != nil {
@@ -144,4 +153,15 @@ func (l *lateCatalog) Node(name string) (cluster.NodeInfo, bool) {
 		return c.Node(name)
 	}
 	return cluster.NodeInfo{}, false
+}
+
+// dnsConfigError names the config key a DNS server error is about.
+func dnsConfigError(err error) error {
+	switch {
+	case errors.Is(err, dnsserver.ErrRecursorIsSelf):
+		return &ConfigError{Key: "dns-recursors", Err: err}
+	case strings.HasPrefix(err.Error(), "dns-forward-allow:"):
+		return &ConfigError{Key: "dns-forward-allow", Err: errors.New(strings.TrimSpace(strings.TrimPrefix(err.Error(), "dns-forward-allow:")))}
+	}
+	return &ConfigError{Key: "dns-addr", Err: err}
 }

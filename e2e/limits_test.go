@@ -239,6 +239,32 @@ func TestSessionsPerConnectionLimit(t *testing.T) {
 	}
 }
 
+// The limits are the agent's flags: with --max-sessions-per-connection 2
+// and --max-sessions 4, the third session on one connection is refused
+// naming the first, and sessions on other connections are refused naming
+// the second once the agent holds 4 (its own included).
+func TestSessionLimitsConfigured(t *testing.T) {
+	c := testcluster.New(t)
+	a := c.Host("a")
+	a.Start("--max-sessions-per-connection", "2", "--max-sessions", "4")
+	a.WaitReady(readyWithin)
+	cc := rawConn(t, a)
+	openSessions(t, []*grpc.ClientConn{cc}, 2)
+	_, err := openSession(cc)
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "max-sessions-per-connection 2") {
+		t.Fatalf("session 3 on one connection: %v, want ResourceExhausted naming max-sessions-per-connection 2", err)
+	}
+	opened := 2
+	for ; opened < 10; opened++ {
+		if _, err = openSession(rawConn(t, a)); err != nil {
+			break
+		}
+	}
+	if st := status.Convert(err); opened > 4 || st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "max-sessions 4") {
+		t.Fatalf("after %d sessions: %v, want ResourceExhausted naming max-sessions 4 by the 5th", opened, err)
+	}
+}
+
 // An instance with 100k tags, or too much meta, is refused with
 // InvalidArgument naming the field and the limit (100k tags were taken).
 func TestInstanceLimitsRefused(t *testing.T) {
