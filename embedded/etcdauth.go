@@ -55,6 +55,15 @@ func createsCredentials(o Options) bool {
 	if o.Role != RoleMember && o.Role != "auto" || len(o.Join) > 0 || hasMemberData(o.DataDir) {
 		return false
 	}
+	return firstOfCluster(o)
+}
+
+// firstOfCluster: this member starts a new cluster alone, or is the first
+// listed in --initial-cluster. It alone turns etcd's auth on: the users'
+// passwords set again by another member at the same time would invalidate
+// the tokens the first one's clients hold, and a watch stream opened with
+// one stays refused ("invalid auth token").
+func firstOfCluster(o Options) bool {
 	if o.InitialCluster == "" {
 		return true
 	}
@@ -78,10 +87,10 @@ func loadCredentials(o *Options) error {
 }
 
 // connectWithAuth is a member's start under etcd auth, once it serves
-// (a quorum is up): with enable (a member that bootstraps or resumes),
-// auth turned on as root (a no-op when on already, and converging when
-// several members of a static cluster do it at once); then the node's
-// client as the agent user. A joiner's cluster has auth on already.
+// (a quorum is up): with enable (the first member of a new cluster, or a
+// member that resumes), auth turned on as root (a no-op when on already);
+// otherwise (a joiner, another member of a static cluster) a wait until
+// it is on; then the node's client as the agent user.
 func (n *Node) connectWithAuth(ctx context.Context, enable bool) error {
 	if !n.EtcdAuth() || n.client != nil {
 		return nil
@@ -92,16 +101,18 @@ func (n *Node) connectWithAuth(ctx context.Context, enable bool) error {
 	}
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	root, err := connectAs(actx, n.opts, asRoot)
+	if err != nil {
+		return fmt.Errorf("etcd auth: connecting as root: %w", err)
+	}
 	if enable {
-		root, err := connectAs(actx, n.opts, asRoot)
-		if err != nil {
-			return fmt.Errorf("etcd auth: connecting as root: %w", err)
-		}
 		err = acl.EnableEtcdAuth(actx, root, n.opts.Namespace, *n.opts.creds)
-		root.Close()
-		if err != nil {
-			return err
-		}
+	} else {
+		err = waitEtcdAuth(ctx, root)
+	}
+	root.Close()
+	if err != nil {
+		return err
 	}
 	cli, err := connectAs(actx, n.opts, asAgent)
 	if err != nil {
@@ -109,6 +120,24 @@ func (n *Node) connectWithAuth(ctx context.Context, enable bool) error {
 	}
 	n.client = cli
 	return nil
+}
+
+// waitEtcdAuth waits, up to two minutes, for the cluster's first member
+// to turn etcd's auth on.
+func waitEtcdAuth(ctx context.Context, root *clientv3.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		st, err := root.AuthStatus(ctx)
+		if err == nil && st.Enabled {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("etcd auth: the cluster's first member has not turned etcd's auth on (last: %v); is it started with acl too?", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // connectAs is a client of this member as user. A member just promoted

@@ -162,7 +162,7 @@ func bootstrapMember(ctx context.Context, o Options) (*Node, error) {
 			return nil, err
 		}
 	}
-	if err := n.connectWithAuth(ctx, true); err != nil {
+	if err := n.connectWithAuth(ctx, firstOfCluster(o)); err != nil {
 		n.Close()
 		return nil, err
 	}
