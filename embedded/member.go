@@ -51,6 +51,9 @@ func etcdConfig(o Options, lg *zap.Logger) (*embed.Config, error) {
 	// The client's own pings stay at gRPC's 10 s, above etcd's
 	// GRPCKeepAliveMinTime (5 s): nothing is refused with too_many_pings.
 	cfg.GRPCKeepAliveInterval = memberPingInterval
+	if o.authTokenTTL > 0 {
+		cfg.AuthTokenTTL = o.authTokenTTL
+	}
 	applyTLS(cfg, o.TLS)
 	applyDebug(cfg, o.EnableDebug)
 	return cfg, nil

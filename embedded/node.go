@@ -57,6 +57,9 @@ type Options struct {
 	EtcdCredentialsFile string
 
 	creds *acl.EtcdCredentials // loaded at Start, with ACL
+	// authTokenTTL is etcd's simple-token TTL in seconds (0: etcd's
+	// default, 300); tests shorten it.
+	authTokenTTL uint
 }
 
 // Node is this host's running part of the cluster.
@@ -293,7 +296,19 @@ func newClientAs(o Options, endpoints []string, autoSync time.Duration, user etc
 	if err := clientTLS(&cfg, o.TLS); err != nil {
 		return nil, err
 	}
-	return clientv3.New(cfg)
+	cli, err := clientv3.New(cfg)
+	if err == nil && o.creds != nil && user == asAgent {
+		go keepWatchTokens(cli, o.Namespace+"etcd-auth-keepalive", o.tokenTTL())
+	}
+	return cli, err
+}
+
+// tokenTTL is etcd's simple-token TTL on the members.
+func (o Options) tokenTTL() time.Duration {
+	if o.authTokenTTL > 0 {
+		return time.Duration(o.authTokenTTL) * time.Second
+	}
+	return 300 * time.Second // etcd's default; the members keep it
 }
 
 // dialMember opens a connection to a member with TCP keepalive probes
