@@ -667,7 +667,9 @@ func (w *HoldWorkload) thawWindows(ivs []check.Interval) []check.Anomaly {
 		}
 		from, to := f.Start.UnixNano(), f.End.UnixNano()
 		for i, iv := range ivs {
-			if iv.Host != host || iv.Enter >= from || iv.End <= to {
+			if iv.Host != host || iv.Enter >= from || iv.End <= to || !overlapsAnother(ivs, i) {
+				// A pause shorter than the hold leaves it valid: CMD goes
+				// on, and nobody else may have entered.
 				continue
 			}
 			after := time.Duration(iv.End - to)
@@ -686,4 +688,14 @@ func (w *HoldWorkload) thawWindows(ivs []check.Interval) []check.Anomaly {
 		w.rep.Note("%d CMD runs frozen by a whole-host pause ran on for at most %s after the thaw (their intervals end at the pause; bound %s)", cut, worst, holdThawWindow)
 	}
 	return anoms
+}
+
+// overlapsAnother: another interval of the same name overlaps ivs[i].
+func overlapsAnother(ivs []check.Interval, i int) bool {
+	for j, o := range ivs {
+		if j != i && o.Name == ivs[i].Name && o.Enter < ivs[i].End && o.End > ivs[i].Enter {
+			return true
+		}
+	}
+	return false
 }

@@ -456,6 +456,16 @@ func TestHoldsCheckersCatchViolations(t *testing.T) {
 			t.Fatalf("want a thaw-window anomaly, got %q", a)
 		}
 	})
+	t.Run("a pause shorter than the hold", func(t *testing.T) {
+		// n1's CMD paused with its host and went on long after: nobody
+		// else entered meanwhile, so there is nothing to judge.
+		faultLog = pause(160)
+		defer func() { faultLog = nil }()
+		alone := []enter{{"n1", 100, 100, 10, int64(time.Second)}}
+		if a := run(t, alone, good[:3], []string{"n1.100.10.1"}); len(a) != 0 {
+			t.Fatalf("anomalies for a CMD that outlived a short pause alone: %q", a)
+		}
+	})
 	t.Run("superseded write applied", func(t *testing.T) {
 		stale := append(good, act{"n1", "460 100 act n1.100.10.2"})
 		a := run(t, enters, stale, []string{"n1.100.10.1", "n2.200.20.1", "n1.100.10.2"})
