@@ -14,6 +14,7 @@ import (
 
 	"github.com/beaconhq/beacon/healthcheck"
 	"github.com/beaconhq/beacon/session"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -230,7 +231,7 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 	}
 	l.mu.Unlock()
 
-	if rev, err = l.writeNew(ctx, in, sess.Lease(), old == nil); err != nil {
+	if rev, err = l.writeNew(ctx, in, sess.Lease, old == nil); err != nil {
 		return nil, nil, 0, err
 	}
 	r = &registration{Registration: Registration{Instance: in, Check: check, Owner: owner}, sess: sess}
@@ -299,14 +300,17 @@ func (l *Local) startMonitor(r *registration) {
 // writeNew is write for a registration: one this agent does not have yet
 // goes through the create batcher first (the common case, a new key, in a
 // group commit); anything else takes write's checked path.
-func (l *Local) writeNew(ctx context.Context, in Instance, lease clientv3.LeaseID, isNew bool) (int64, error) {
+func (l *Local) writeNew(ctx context.Context, in Instance, lease func() clientv3.LeaseID, isNew bool) (int64, error) {
 	for {
-		rev, err := l.writeOnce(ctx, in, lease, isNew)
+		rev, err := l.writeOnce(ctx, in, lease(), isNew)
 		// A write cut short by a connection that just died has an unknown
 		// outcome, and etcd's client rightly does not retry it. Writing an
 		// instance again is safe (write takes over this node's own record),
 		// so it is retried, on another connection, while the caller waits.
-		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+		// Likewise a write under a lease etcd no longer has (it expired
+		// during a fault): the session is granting a new one, and the
+		// write is retried under it rather than failed as Internal.
+		if !(status.Code(err) == codes.Unavailable || leaseGone(err)) || ctx.Err() != nil {
 			return rev, err
 		}
 		isNew = false
@@ -544,4 +548,9 @@ func (l *Local) Close() {
 	for _, m := range stop {
 		m.Stop()
 	}
+}
+
+// leaseGone: etcd refused a write under a lease it no longer has.
+func leaseGone(err error) bool {
+	return err != nil && (errors.Is(err, rpctypes.ErrLeaseNotFound) || strings.Contains(err.Error(), rpctypes.ErrLeaseNotFound.Error()))
 }
