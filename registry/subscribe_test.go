@@ -58,16 +58,19 @@ func TestSlowWatcherCutOff(t *testing.T) {
 			break
 		}
 	}
-	select {
-	case <-blocked:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first change never reached send")
-	}
+	// Usually the first change reaches send, which blocks; on a loaded
+	// machine the flood can fill the buffer before Forward takes the
+	// first change, and the cut comes first. Either way it must come.
 	var err error
 	select {
 	case err = <-done:
 	case <-time.After(20 * time.Second):
-		t.Fatal("the watcher whose send is blocked was not cut off")
+		select {
+		case <-blocked:
+			t.Fatal("the watcher whose send is blocked was not cut off")
+		default:
+			t.Fatal("the watcher was neither sent to nor cut off")
+		}
 	}
 	want := fmt.Sprintf("watch-buffer %d", subscriptionBuffer)
 	if st := status.Convert(rpcerr.From(err)); !errors.Is(err, ErrWatchBehind) || st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), want) {
