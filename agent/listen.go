@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/beaconhq/beacon/apiserver"
 	"go.uber.org/zap"
 )
 
@@ -46,7 +47,7 @@ func (a *Agent) listenAPI() error {
 	if cfg.APISocket == "" {
 		return nil
 	}
-	if err := removeStaleSocket(cfg.APISocket); err != nil {
+	if err := apiserver.RemoveStaleSocket(cfg.APISocket); err != nil {
 		l.Close()
 		return err
 	}
@@ -77,19 +78,6 @@ func (a *Agent) closeAPIListeners() {
 		_ = os.Remove(a.cfg.APISocket)
 	}
 	a.apiLis = nil
-}
-
-// removeStaleSocket removes a socket file left by a crashed agent, and
-// refuses when a live agent still answers on it.
-func removeStaleSocket(path string) error {
-	if _, err := os.Stat(path); err != nil {
-		return nil
-	}
-	if c, err := net.DialTimeout("unix", path, 500*time.Millisecond); err == nil {
-		c.Close()
-		return fmt.Errorf("api-socket %s: another agent is listening on it", path)
-	}
-	return os.Remove(path)
 }
 
 // refusalLogger logs the TLS handshakes the API's listener refuses (no

@@ -150,7 +150,7 @@ func (s *Server) Listen(addr, socket string) error {
 	if socket == "" {
 		return nil
 	}
-	if err := removeStaleSocket(socket); err != nil {
+	if err := RemoveStaleSocket(socket); err != nil {
 		return err
 	}
 	u, err := net.Listen("unix", socket)
@@ -163,9 +163,10 @@ func (s *Server) Listen(addr, socket string) error {
 	return nil
 }
 
-// removeStaleSocket removes a socket file left by a crashed agent, and
-// refuses when a live agent still answers on it.
-func removeStaleSocket(path string) error {
+// RemoveStaleSocket removes a socket file left by a crashed agent, and
+// refuses when a live agent still answers on it (also for the agent's
+// own listeners, which it binds itself under TLS).
+func RemoveStaleSocket(path string) error {
 	if _, err := os.Stat(path); err != nil {
 		return nil
 	}
