@@ -43,15 +43,18 @@ type feed struct {
 	idle   *time.Timer
 }
 
-// sub is one waiter's queue of a feed's events.
+// sub is one waiter's queue of a feed's events, and the newest head of
+// the line a release through this hub read (see Release).
 type sub struct {
+	limit  int // the waiter's
 	mu     sync.Mutex
 	events []*clientv3.Event
+	head   *lineHead
 	broken bool
 	wake   chan struct{}
 }
 
-func (h *Hub) subscribe(prefix string) (*feed, *sub) {
+func (h *Hub) subscribe(prefix string, limit int) (*feed, *sub) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	f := h.feeds[prefix]
@@ -65,7 +68,7 @@ func (h *Hub) subscribe(prefix string) (*feed, *sub) {
 		f.idle.Stop()
 		f.idle = nil
 	}
-	s := &sub{wake: make(chan struct{}, 1)}
+	s := &sub{limit: limit, wake: make(chan struct{}, 1)}
 	f.subs[s] = true
 	return f, s
 }
@@ -155,24 +158,25 @@ func (s *sub) breakOff() {
 	}
 }
 
-// next returns the events queued since the last call, waiting for some;
-// errRewatch once the feed broke.
-func (s *sub) next(ctx context.Context) ([]*clientv3.Event, error) {
+// next returns the events queued since the last call and the newest
+// head announced since then, waiting for either; errRewatch once the feed
+// broke.
+func (s *sub) next(ctx context.Context) ([]*clientv3.Event, *lineHead, error) {
 	for {
 		s.mu.Lock()
-		evs, broken := s.events, s.broken
-		s.events = nil
+		evs, head, broken := s.events, s.head, s.broken
+		s.events, s.head = nil, nil
 		s.mu.Unlock()
 		switch {
-		case len(evs) > 0:
-			return evs, nil
+		case len(evs) > 0 || head != nil:
+			return evs, head, nil
 		case broken:
-			return nil, errRewatch
+			return nil, nil, errRewatch
 		}
 		select {
 		case <-s.wake:
 		case <-ctx.Done():
-			return nil, cause(ctx)
+			return nil, nil, cause(ctx)
 		}
 	}
 }
@@ -183,7 +187,7 @@ func (s *sub) next(ctx context.Context) ([]*clientv3.Event, error) {
 // subscription, and events up to R are skipped. When the feed is not live
 // yet, the line is read again once it is (as in waitOnce).
 func (h *Hub) acquire(ctx context.Context, cli *clientv3.Client, prefix string, lease clientv3.LeaseID, o options) (*Lock, error) {
-	f, s := h.subscribe(prefix)
+	f, s := h.subscribe(prefix, o.limit)
 	whole := f.live()
 	l, ln, err := enqueue(ctx, cli, prefix, lease, o, whole)
 	if err != nil || ln.owner {
@@ -218,7 +222,7 @@ func (h *Hub) wait(ctx context.Context, l *Lock, limit int, f *feed, s *sub, bef
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
-		f, s = h.subscribe(l.prefix)
+		f, s = h.subscribe(l.prefix, limit)
 		before = nil
 	}
 }
@@ -238,5 +242,15 @@ func (h *Hub) waitFeed(ctx context.Context, l *Lock, limit int, f *feed, s *sub,
 			return err
 		}
 	}
-	return l.waitLine(ctx, limit, before, from, func() ([]*clientv3.Event, error) { return s.next(ctx) })
+	err := l.waitLine(ctx, limit, before, from, func() ([]*clientv3.Event, error) {
+		evs, head, err := s.next(ctx)
+		if head.grants(l, limit) {
+			return nil, errTurn
+		}
+		return evs, err
+	})
+	if errors.Is(err, errTurn) {
+		return nil
+	}
+	return err
 }

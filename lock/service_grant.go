@@ -38,7 +38,7 @@ func (s *Service) Release(ctx context.Context, req *beaconpb.LockReleaseRequest)
 		g.release = make(chan struct{})
 	}
 	s.mu.Unlock()
-	err = Release(ctx, s.c.Client, req.Key, req.Token)
+	err = s.hub.Release(ctx, s.c.Client, req.Key, req.Token)
 	if g != nil {
 		s.mu.Lock()
 		g.released = err == nil
