@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
@@ -38,7 +39,7 @@ func etcdConfig(o Options, lg *zap.Logger) (*embed.Config, error) {
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = o.Name + "=" + o.PeerURL
 	cfg.LogLevel = o.LogLevel
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(quietEtcd(lg, o.LogLevel))
 	// Keep an hour of history for watchers that fall behind; older revisions
 	// are compacted so the database does not grow without bound.
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
@@ -260,11 +261,33 @@ func (n *Node) saveStateWhenReady(ctx context.Context) {
 	}
 }
 
+// learnerApplyWait bounds how long SaveState waits for the local member
+// to apply its own promotion.
+const learnerApplyWait = 30 * time.Second
+
 // SaveState writes what this node knows of its cluster to the data dir.
+//
+// Right after a join the local member may not have applied its own
+// promotion yet and refuses MemberList as a learner; it is asked again
+// until it has (within learnerApplyWait). Giving up there would leave a
+// member's data without a state file, which the next start takes for an
+// interrupted join and discards.
 func (n *Node) SaveState(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, learnerApplyWait)
 	defer cancel()
-	resp, err := n.client.MemberList(cctx)
+	var resp *clientv3.MemberListResponse
+	var err error
+	for {
+		resp, err = n.client.MemberList(cctx)
+		if err == nil || rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNotSupportedForLearner) {
+			break
+		}
+		select {
+		case <-cctx.Done():
+			return fmt.Errorf("the member still acts as a learner after %s: %w", learnerApplyWait, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return err
 	}
