@@ -59,6 +59,12 @@ type Agent struct {
 
 	leaveMu sync.Mutex
 	left    chan struct{} // closed once the agent has left the cluster
+	// quiesced is closed when everything has stopped and freed its ports
+	// but the API's open connections (and the ACL gate they call): the
+	// API goes last so that a Leave call can answer when the agent is as
+	// good as gone.
+	quiesced    chan struct{}
+	quiesceOnce sync.Once
 }
 
 // Run starts the agent and blocks until it stops: on SIGINT or SIGTERM, on
@@ -66,7 +72,7 @@ type Agent struct {
 // nil for a requested stop and a one-line error otherwise. On SIGHUP it
 // calls reload (if not nil) and applies the services: blocks it returns.
 func Run(ctx context.Context, cfg Config, lg *zap.Logger, reload func() (Config, error)) error {
-	a := &Agent{cfg: cfg, lg: lg, left: make(chan struct{})}
+	a := &Agent{cfg: cfg, lg: lg, left: make(chan struct{}), quiesced: make(chan struct{})}
 	// Before the data dir exists: a certificate that cannot serve stops
 	// the agent with nothing created.
 	if err := checkTLS(&cfg); err != nil {
@@ -281,16 +287,33 @@ func (a *Agent) stop() {
 		_ = a.http.Shutdown(ctx)
 		cancel()
 	}
-	if a.api != nil {
-		a.api.Stop(shutdownGrace)
-		a.closeAPIListeners()
-	}
-	a.acl.Close()
 	if a.releaseRoot != nil {
 		a.releaseRoot()
 	}
 	if a.node != nil {
 		a.node.Close()
+	}
+	if a.api != nil {
+		a.api.CloseListeners()
+		a.closeAPIListeners()
+	}
+	a.quiesceOnce.Do(func() { close(a.quiesced) })
+	if a.api != nil {
+		a.api.Stop(shutdownGrace)
+		a.closeAPIListeners()
+	}
+	a.acl.Close()
+}
+
+// WaitStopped waits until the agent has stopped everything and freed
+// every port, its API's included, but for the API connections still open,
+// which close right after: a Leave call answers only then.
+func (a *Agent) WaitStopped(ctx context.Context) error {
+	select {
+	case <-a.quiesced:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

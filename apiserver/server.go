@@ -197,6 +197,18 @@ func (s *Server) Serve() {
 	}
 }
 
+// CloseListeners stops accepting connections and frees the addresses
+// (and the socket file); calls on connections already open go on until
+// Stop. An agent that is leaving frees its ports before it answers.
+func (s *Server) CloseListeners() {
+	for _, l := range s.lis {
+		l.Close()
+	}
+	if s.socket != "" {
+		_ = os.Remove(s.socket)
+	}
+}
+
 // Stop marks the server NOT_SERVING, lets calls in flight finish for up to
 // d, then closes everything.
 func (s *Server) Stop(d time.Duration) {
@@ -208,10 +220,5 @@ func (s *Server) Stop(d time.Duration) {
 	case <-time.After(d):
 		s.grpc.Stop()
 	}
-	for _, l := range s.lis {
-		l.Close()
-	}
-	if s.socket != "" {
-		_ = os.Remove(s.socket)
-	}
+	s.CloseListeners()
 }

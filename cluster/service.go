@@ -17,6 +17,8 @@ type Local interface {
 	Role() string
 	// Leave removes this agent from the cluster and arranges its stop.
 	Leave(ctx context.Context) (string, error)
+	// WaitStopped waits until the agent has stopped all but its API.
+	WaitStopped(ctx context.Context) error
 }
 
 // Service implements the Cluster gRPC service on one agent.
@@ -61,7 +63,14 @@ func (s *Service) Leave(ctx context.Context, _ *beaconpb.LeaveRequest) (*beaconp
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}
-	return &beaconpb.LeaveResponse{Name: s.local.Name(), Message: msg}, nil
+	// Answer once the agent has stopped and freed its ports, so that the
+	// caller can start another agent in its place at once. Should the
+	// caller stop waiting first, the agent stops all the same.
+	name := s.local.Name()
+	if err := s.local.WaitStopped(ctx); err != nil {
+		return nil, rpcerr.From(fmt.Errorf("%s left the cluster and is still stopping: %w", name, err))
+	}
+	return &beaconpb.LeaveResponse{Name: name, Message: msg + "; stopped"}, nil
 }
 
 // RemoveMember forces another member, gone for good, out of the cluster
