@@ -13,6 +13,7 @@ import (
 	"github.com/beaconhq/beacon/acl"
 	"github.com/beaconhq/beacon/config"
 	"github.com/beaconhq/beacon/pki"
+	"github.com/beaconhq/beacon/queue"
 	"github.com/beaconhq/beacon/registry"
 	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
@@ -68,6 +69,9 @@ type Config struct {
 	MaxSessions        int
 	MaxSessionsPerConn int
 	MaxStreamsPerConn  int
+	// MaxQueueViews bounds the queues the agent follows at once (a watch
+	// each; see queue/views.go).
+	MaxQueueViews int
 
 	// TLS is this host's certificate files; with them every hop is TLS
 	// (see tls.go). nil: plain.
@@ -153,6 +157,7 @@ func options() []option {
 		{"max-sessions", 16384, "sessions open on this agent at once"},
 		{"max-sessions-per-connection", 1024, "sessions open on one client connection at once"},
 		{"max-streams-per-connection", 4096, "calls in flight on one client connection, streams and unary calls together"},
+		{"max-queue-views", queue.DefaultMaxViews, "queues this agent follows at once, a watch each (the least recently used idle one makes room)"},
 		{"etcd-credentials-file", "", "with acl: etcd's root and agent passwords (default <data-dir>/etcd-credentials.json; the first member writes it, every other agent needs a copy)"},
 	}
 }
@@ -387,6 +392,7 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	c.MaxSessions = positive("max-sessions", 1<<24)
 	c.MaxSessionsPerConn = positive("max-sessions-per-connection", 1<<24)
 	c.MaxStreamsPerConn = positive("max-streams-per-connection", 1<<24)
+	c.MaxQueueViews = positive("max-queue-views", 1<<20)
 	c.ACL, err = cast.ToBoolE(v.Get("acl"))
 	if err != nil {
 		check("acl", fmt.Errorf("%v is not true or false", v.Get("acl")))
