@@ -191,6 +191,7 @@ func (a *Agent) start(ctx context.Context) error {
 		LogLevel: cfg.LogLevel, Logger: a.lg,
 		TLS: cfg.TLS, EnableDebug: cfg.EnableDebug,
 		ACL: cfg.ACL, EtcdCredentialsFile: cfg.EtcdCredentialsFile,
+		SnapshotCount: cfg.EtcdSnapshotCount, SnapshotCatchUpEntries: cfg.EtcdSnapshotCatchUpEntries,
 	})
 	if err != nil {
 		httpLis.Close()

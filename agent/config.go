@@ -12,7 +12,9 @@ import (
 
 	"github.com/beaconhq/beacon/acl"
 	"github.com/beaconhq/beacon/config"
+	"github.com/beaconhq/beacon/embedded"
 	"github.com/beaconhq/beacon/pki"
+	"github.com/beaconhq/beacon/queue"
 	"github.com/beaconhq/beacon/registry"
 	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
@@ -68,6 +70,13 @@ type Config struct {
 	MaxSessions        int
 	MaxSessionsPerConn int
 	MaxStreamsPerConn  int
+	// MaxQueueViews bounds the queues the agent follows at once (a watch
+	// each; see queue/views.go).
+	MaxQueueViews int
+	// EtcdSnapshotCount and EtcdSnapshotCatchUpEntries bound the raft
+	// entries a member holds in memory (embedded/raftlog.go).
+	EtcdSnapshotCount          uint64
+	EtcdSnapshotCatchUpEntries uint64
 
 	// TLS is this host's certificate files; with them every hop is TLS
 	// (see tls.go). nil: plain.
@@ -153,6 +162,9 @@ func options() []option {
 		{"max-sessions", 16384, "sessions open on this agent at once"},
 		{"max-sessions-per-connection", 1024, "sessions open on one client connection at once"},
 		{"max-streams-per-connection", 4096, "calls in flight on one client connection, streams and unary calls together"},
+		{"max-queue-views", queue.DefaultMaxViews, "queues this agent follows at once, a watch each (the least recently used idle one makes room)"},
+		{"etcd-snapshot-count", embedded.DefaultSnapshotCount, "member: raft entries applied between etcd's disk snapshots (the WAL replayed into memory at restart)"},
+		{"etcd-snapshot-catchup-entries", embedded.DefaultSnapshotCatchUpEntries, "member: raft entries kept in memory for a slow follower; one further behind is sent the whole database"},
 		{"etcd-credentials-file", "", "with acl: etcd's root and agent passwords (default <data-dir>/etcd-credentials.json; the first member writes it, every other agent needs a copy)"},
 	}
 }
@@ -387,6 +399,9 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	c.MaxSessions = positive("max-sessions", 1<<24)
 	c.MaxSessionsPerConn = positive("max-sessions-per-connection", 1<<24)
 	c.MaxStreamsPerConn = positive("max-streams-per-connection", 1<<24)
+	c.MaxQueueViews = positive("max-queue-views", 1<<20)
+	c.EtcdSnapshotCount = uint64(positive("etcd-snapshot-count", 10_000_000))
+	c.EtcdSnapshotCatchUpEntries = uint64(positive("etcd-snapshot-catchup-entries", 10_000_000))
 	c.ACL, err = cast.ToBoolE(v.Get("acl"))
 	if err != nil {
 		check("acl", fmt.Errorf("%v is not true or false", v.Get("acl")))

@@ -8,7 +8,8 @@ import (
 // The Queue service: durable FIFO queues under <namespace>queues/.
 func init() {
 	recipes = append(recipes, func(d RecipeDeps) {
-		b := queue.New(d.Client, d.Namespace, queue.WithNode(d.Node), queue.WithLogger(d.Logger.Named("queue")))
+		b := queue.New(d.Client, d.Namespace, queue.WithNode(d.Node), queue.WithLogger(d.Logger.Named("queue")),
+			queue.WithMaxViews(d.Config.MaxQueueViews))
 		beaconpb.RegisterQueueServer(d.GRPC, queue.NewService(b, d.Sessions))
 	})
 }

@@ -16,6 +16,7 @@ type RecipeDeps struct {
 	Namespace string
 	Node      string
 	Logger    *zap.Logger
+	Config    *Config // the agent's, for the recipes' limits
 }
 
 // recipes register their gRPC services; each recipe adds itself from a
@@ -24,7 +25,7 @@ var recipes []func(RecipeDeps)
 
 func (a *Agent) registerRecipes() {
 	d := RecipeDeps{GRPC: a.api.GRPC(), Client: a.node.LocalClient(), Sessions: a.sessions,
-		Namespace: a.cfg.Namespace, Node: a.cfg.Name, Logger: a.lg}
+		Namespace: a.cfg.Namespace, Node: a.cfg.Name, Logger: a.lg, Config: &a.cfg}
 	for _, r := range recipes {
 		r(d)
 	}

@@ -55,6 +55,7 @@ func etcdConfig(o Options, lg *zap.Logger) (*embed.Config, error) {
 	if o.authTokenTTL > 0 {
 		cfg.AuthTokenTTL = o.authTokenTTL
 	}
+	applyRaftLog(cfg, o)
 	applyTLS(cfg, o.TLS)
 	applyDebug(cfg, o.EnableDebug)
 	return cfg, nil

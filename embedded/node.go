@@ -55,6 +55,11 @@ type Options struct {
 	// of EtcdCredentialsFile.
 	ACL                 bool
 	EtcdCredentialsFile string
+	// SnapshotCount and SnapshotCatchUpEntries bound the raft entries a
+	// member holds in memory (see raftlog.go); 0: DefaultSnapshotCount,
+	// DefaultSnapshotCatchUpEntries.
+	SnapshotCount          uint64
+	SnapshotCatchUpEntries uint64
 
 	creds *acl.EtcdCredentials // loaded at Start, with ACL
 	// authTokenTTL is etcd's simple-token TTL in seconds (0: etcd's

@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -111,6 +112,8 @@ func tlsRefusal(ctx context.Context, f *pki.Files, urls []string) error {
 		}
 		cfg := tc.Clone()
 		cfg.ServerName = u.Hostname()
+		var peer []*x509.Certificate // the server's chain, once verified
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error { peer = cs.PeerCertificates; return nil }
 		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 3 * time.Second}, Config: cfg}
 		hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		conn, err := d.DialContext(hctx, "tcp", u.Host)
@@ -128,7 +131,7 @@ func tlsRefusal(ctx context.Context, f *pki.Files, urls []string) error {
 		}
 		cancel()
 		if err != nil && isTLSRefusal(err) {
-			return fmt.Errorf("TLS with %s refused: %v; is %s the fleet's CA, and %s signed by it?", u.Host, err, f.CA, f.Cert)
+			return fmt.Errorf("TLS with %s refused: %s: %v; is %s the fleet's CA, and %s signed by it?", u.Host, whichCAs(f, err, peer), err, f.CA, f.Cert)
 		}
 	}
 	return nil
@@ -140,4 +143,24 @@ func isTLSRefusal(err error) bool {
 	var ve *tls.CertificateVerificationError
 	var ae tls.AlertError
 	return errors.As(err, &ve) || errors.As(err, &ae) || strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "x509:")
+}
+
+// whichCAs names the two CAs of a refused handshake: the one the server's
+// certificate names as its issuer, and this host's (ca-file), each by its
+// name and key id, so that two fleets' CAs are told apart. With the
+// server's certificate verified, it was the server that refused this
+// host's certificate.
+func whichCAs(f *pki.Files, err error, peer []*x509.Certificate) string {
+	ours := "this host's CA " + f.CA
+	if ca, rerr := pki.ReadCert(f.CA); rerr == nil {
+		ours = fmt.Sprintf("this host's CA %s in %s", pki.DescribeCA(ca), f.CA)
+	}
+	var ve *tls.CertificateVerificationError
+	if errors.As(err, &ve) && len(ve.UnverifiedCertificates) > 0 {
+		return fmt.Sprintf("its certificate is of the CA %s, not of %s", pki.DescribeIssuer(ve.UnverifiedCertificates[0]), ours)
+	}
+	if len(peer) > 0 {
+		return fmt.Sprintf("it refused this host's certificate, of %s (its own is of the CA %s)", ours, pki.DescribeIssuer(peer[0]))
+	}
+	return "its certificate or ours is of another CA than " + ours
 }

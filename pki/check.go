@@ -69,8 +69,8 @@ func Check(caFile, certFile, keyFile string, use Use, hosts ...string) error {
 		return fmt.Errorf("%w: the CA %s expired on %s", ErrCert, caFile, ca.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if err := cert.CheckSignatureFrom(ca); err != nil {
-		return fmt.Errorf("%w: %s was not signed by the CA in %s (its issuer is %q, the CA is %q)", ErrCert, certFile, caFile,
-			cert.Issuer.CommonName, ca.Subject.CommonName)
+		return fmt.Errorf("%w: %s was not signed by the CA in %s (its issuer is %s, the CA is %s)", ErrCert, certFile, caFile,
+			DescribeIssuer(cert), DescribeCA(ca))
 	}
 	if len(cert.ExtKeyUsage) > 0 && !slices.Contains(cert.ExtKeyUsage, use.ext()) && !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageAny) {
 		return fmt.Errorf("%w: %s is not for %s use (its key usages: %s); issue it without --client", ErrCert, certFile, use, usageNames(cert.ExtKeyUsage))

@@ -70,13 +70,21 @@ func CertFiles(dir, name string) (cert, key string) {
 	return filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
 }
 
-// InitCA makes a new CA in dir: ca.pem and ca-key.pem. It overwrites
-// nothing.
-func InitCA(dir string, days int) error {
+// InitCA makes a new CA in dir: ca.pem and ca-key.pem, named after its
+// key (see InitNamedCA). It overwrites nothing.
+func InitCA(dir string, days int) error { return InitNamedCA(dir, "", days) }
+
+// InitNamedCA makes a new CA in dir named name, its subject's common
+// name; "" names it "beacon CA <key id>" (see caname.go), so that two
+// fleets' CAs never share a name. It overwrites nothing.
+func InitNamedCA(dir, name string, days int) error {
 	if days == 0 {
 		days = DefaultCADays
 	}
 	if err := checkDays(days); err != nil {
+		return err
+	}
+	if err := checkCAName(name); err != nil {
 		return err
 	}
 	certPath, keyPath := filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile)
@@ -91,10 +99,15 @@ func InitCA(dir string, days int) error {
 	if err != nil {
 		return err
 	}
+	keyID := subjectKeyID(&key.PublicKey)
+	if name == "" {
+		name = defaultCAName(keyID)
+	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "beacon CA", Organization: []string{"beacon"}},
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"beacon"}},
+		SubjectKeyId:          keyID,
 		NotBefore:             now.Add(-time.Hour), // hosts' clocks differ a little
 		NotAfter:              now.AddDate(0, 0, days),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,

@@ -22,6 +22,10 @@ var (
 	// ErrSessionEnded: the session the reservation was to be bound to has
 	// ended.
 	ErrSessionEnded = rpcerr.NewNamed(codes.FailedPrecondition, "session ended")
+	// ErrTooManyViews: a call needs to follow one more queue than the
+	// agent follows at most (max-queue-views), and every queue it follows
+	// has a call waiting on it.
+	ErrTooManyViews = rpcerr.NewNamed(codes.ResourceExhausted, "wait for a call to end or raise max-queue-views")
 )
 
 // wrapf adds specifics to a named error; errors.Is still finds it and the

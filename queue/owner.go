@@ -114,7 +114,7 @@ func (b *Broker) claim(ctx context.Context, k keys, r Receipt, c caller) error {
 // has it, if the view is open and holds one.
 func (b *Broker) viewRecord(queue string, seq uint64) (resRecord, bool) {
 	b.mu.Lock()
-	v := b.views[queue]
+	v := b.views.lookup(queue)
 	b.mu.Unlock()
 	if v == nil {
 		return resRecord{}, false

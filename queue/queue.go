@@ -27,10 +27,6 @@ const (
 	MaxMaxDeliveries     = 1000
 )
 
-// viewIdle is how long a queue's watch-fed view outlives its last user, so
-// that a consumer calling Reserve in a loop keeps one watch.
-const viewIdle = time.Minute
-
 // Broker runs the queues of one etcd cluster for one agent. Its methods are
 // safe for concurrent use; several brokers (one per agent) may serve the
 // same queues at once.
@@ -43,7 +39,7 @@ type Broker struct {
 	cancel context.CancelFunc
 
 	mu        sync.Mutex
-	views     map[string]*view
+	views     views
 	producers map[string]*producer
 	leases    *dedupLeases
 }
@@ -53,6 +49,10 @@ type Option func(*Broker)
 
 // WithLogger sets the logger (default: none).
 func WithLogger(lg *zap.Logger) Option { return func(b *Broker) { b.lg = lg } }
+
+// WithMaxViews bounds the queues this agent follows at once (see
+// views.go); default DefaultMaxViews. n < 1 is taken as 1.
+func WithMaxViews(n int) Option { return func(b *Broker) { b.views.max = max(1, n) } }
 
 // WithNode names this agent in the reservations it writes, for operators
 // reading etcd.
@@ -64,7 +64,7 @@ func New(cli *clientv3.Client, namespace string, opts ...Option) *Broker {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
 		cli: cli, root: namespace + "queues/", lg: zap.NewNop(),
-		ctx: ctx, cancel: cancel, views: map[string]*view{}, producers: map[string]*producer{},
+		ctx: ctx, cancel: cancel, views: newViews(DefaultMaxViews), producers: map[string]*producer{},
 	}
 	for _, o := range opts {
 		o(b)
@@ -119,39 +119,4 @@ func seqOf(key []byte) (uint64, bool) {
 	}
 	n, err := strconv.ParseUint(string(key[len(key)-20:]), 10, 64)
 	return n, err == nil
-}
-
-// acquire returns the queue's view, starting it if needed; release it when
-// done.
-func (b *Broker) acquire(queue string) *view {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	v, ok := b.views[queue]
-	if !ok {
-		v = newView(b, queue)
-		b.views[queue] = v
-	}
-	v.refs++
-	if v.idle != nil {
-		v.idle.Stop()
-		v.idle = nil
-	}
-	return v
-}
-
-func (b *Broker) release(v *view) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	v.refs--
-	if v.refs > 0 {
-		return
-	}
-	v.idle = time.AfterFunc(viewIdle, func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		if v.refs == 0 && b.views[v.k.queue] == v {
-			delete(b.views, v.k.queue)
-			v.cancel()
-		}
-	})
 }

@@ -282,7 +282,10 @@ func TestExtendKeepsTheReceipt(t *testing.T) {
 		t.Fatalf("extend: %v %v", deadline, err)
 	}
 	// Once the original deadline has passed, the message is still held.
-	v := b2.acquire(q)
+	v, err := b2.acquire(q)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer b2.release(v)
 	if err := v.waitLoaded(ctxT(t)); err != nil {
 		t.Fatal(err)

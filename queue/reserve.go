@@ -74,7 +74,17 @@ func (b *Broker) Reserve(ctx context.Context, queue string, opts ...ReserveOptio
 	if err := validateReserve(queue, &o); err != nil {
 		return nil, err
 	}
-	v := b.acquire(queue)
+	if o.wait == 0 && o.ack == nil && !b.following(queue) {
+		if full, err := b.hasMessages(ctx, b.keys(queue)); err != nil {
+			return nil, err
+		} else if !full {
+			return nil, wrapf(ErrEmpty, "queue %q", queue)
+		}
+	}
+	v, err := b.acquire(queue)
+	if err != nil {
+		return nil, err
+	}
 	defer b.release(v)
 	if err := v.waitLoaded(ctx); err != nil {
 		return nil, err

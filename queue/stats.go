@@ -120,7 +120,10 @@ func (b *Broker) Wait(ctx context.Context, queue string, count int) (int, error)
 	if count < 1 {
 		return 0, &FieldError{"count", fmt.Sprintf("%d is not at least 1", count)}
 	}
-	v := b.acquire(queue)
+	v, err := b.acquire(queue)
+	if err != nil {
+		return 0, err
+	}
 	defer b.release(v)
 	if err := v.waitLoaded(ctx); err != nil {
 		return 0, err

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"errors"
 	"sort"
@@ -23,8 +24,9 @@ type view struct {
 	k      keys
 	ctx    context.Context
 	cancel context.CancelFunc
-	refs   int         // guarded by b.mu
-	idle   *time.Timer // guarded by b.mu
+	refs   int           // guarded by b.mu
+	idle   *time.Timer   // guarded by b.mu
+	idleAt *list.Element // on b.views.idle while refs == 0; guarded by b.mu
 
 	mu        sync.Mutex
 	loaded    chan struct{} // closed after the first load
@@ -235,7 +237,7 @@ func (v *view) compact() {
 // back in its place, not the one behind it.
 func (b *Broker) wrote(queue string, rev int64) {
 	b.mu.Lock()
-	v := b.views[queue]
+	v := b.views.lookup(queue)
 	b.mu.Unlock()
 	if v != nil {
 		v.mu.Lock()

@@ -31,25 +31,30 @@ N-key.pem.`,
 			return &usageError{errorf("give a subcommand: beacon tls init | beacon tls cert --name NAME")}
 		},
 	}
-	var dir string
+	var dir, caName string
 	var days int
 	initCmd := &cobra.Command{
-		Use:   "init [--dir DIR] [--days N]",
+		Use:   "init [--dir DIR] [--days N] [--name NAME]",
 		Short: "Make a CA: ca.pem and ca-key.pem",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if days < 1 {
 				return &usageError{errorf("--days %d: give 1 to %d", days, pki.MaxDays)}
 			}
-			if err := tlsError(pki.InitCA(dir, days)); err != nil {
+			if err := tlsError(pki.InitNamedCA(dir, caName, days)); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s/%s and %s/%s\n", dir, pki.CAFile, dir, pki.CAKeyFile)
+			desc := ""
+			if ca, _, err := pki.LoadCA(dir); err == nil {
+				desc = ": the CA " + pki.DescribeCA(ca)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s/%s and %s/%s%s\n", dir, pki.CAFile, dir, pki.CAKeyFile, desc)
 			return nil
 		},
 	}
 	initCmd.Flags().StringVar(&dir, "dir", ".", "where the files go")
 	initCmd.Flags().IntVar(&days, "days", pki.DefaultCADays, "validity in days")
+	initCmd.Flags().StringVar(&caName, "name", "", `the CA's name, e.g. the fleet's (default "beacon CA" and the first 4 bytes of its key id); error messages name a CA by it and its key id`)
 
 	o := pki.CertOptions{}
 	certCmd := &cobra.Command{
