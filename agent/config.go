@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -215,32 +214,9 @@ func readConfigFile(v *viper.Viper, file string, known map[string]bool) error {
 	if err != nil {
 		return &ConfigError{Key: "config file", Err: err}
 	}
-	// A separate viper holds only the file's keys, so unknown ones stand out
-	// from the defaults.
-	fileV := viper.New()
-	fileV.SetConfigType("yaml")
-	if err := fileV.ReadConfig(strings.NewReader(string(data))); err != nil {
-		return &ConfigError{Key: "config file", Err: fmt.Errorf("%s is not valid YAML: %v", file, oneLine(err))}
-	}
-	// DESIGN.md writes some keys with underscores (leave_on_terminate);
-	// both spellings mean the same key.
-	settings := map[string]any{}
-	for k, val := range fileV.AllSettings() {
-		settings[strings.ReplaceAll(k, "_", "-")] = val
-	}
-	fileV = viper.New()
-	if err := fileV.MergeConfigMap(settings); err != nil {
-		return &ConfigError{Key: "config file", Err: err}
-	}
-	var unknown []string
-	for _, k := range fileV.AllKeys() {
-		if !known[k] {
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return &ConfigError{Key: unknown[0], Err: fmt.Errorf("unknown key in %s (see beacon agent --help for the keys)", file)}
+	settings, err := checkFileKeys(file, data, known)
+	if err != nil {
+		return err
 	}
 	// viper ranks its config layer below env and flags, which keeps the
 	// precedence flag > env > file > default.

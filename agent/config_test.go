@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,5 +140,33 @@ func TestLimitKeys(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Key != bad[0][2:] {
 			t.Errorf("%v: %v; want a ConfigError naming %s", bad, err, bad[0][2:])
 		}
+	}
+}
+
+// TestConfigFileKeysStrict: a key is written as --help lists it (or as
+// the contract's leave_on_terminate); another spelling is refused naming
+// the key it looks like, and one key set twice is refused naming both.
+func TestConfigFileKeysStrict(t *testing.T) {
+	refused := map[string]struct{ key, mention string }{
+		"client_url: http://127.0.0.1:2379\n":                {"client_url", `did you mean "client-url"`},
+		"Client-URL: http://127.0.0.1:2379\n":                {"Client-URL", `did you mean "client-url"`},
+		"VOTERS: 3\n":                                        {"VOTERS", `did you mean "voters"`},
+		"colour: blue\n":                                     {"colour", "beacon agent --help"},
+		"leave_on_terminate: true\nleave-on-terminate: no\n": {"leave-on-terminate", `"leave_on_terminate" (line 1) and "leave-on-terminate" (line 2)`},
+		"- a\n- b\n":                                         {"config file", "not a mapping"},
+	}
+	for body, want := range refused {
+		_, err := load(t, writeFile(t, body))
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != want.key || !strings.Contains(err.Error(), want.mention) {
+			t.Errorf("%q: got %v, want an error naming %s and saying %s", body, err, want.key, want.mention)
+		}
+	}
+	c, err := load(t, writeFile(t, "leave_on_terminate: true\nvoters: 5\n"))
+	if err != nil || !c.LeaveOnTerminate || c.Voters != 5 {
+		t.Fatalf("the contract's spelling: %+v, %v", c, err)
+	}
+	if _, err := load(t, writeFile(t, "")); err != nil {
+		t.Fatalf("an empty file: %v", err)
 	}
 }
