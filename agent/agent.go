@@ -78,6 +78,14 @@ func Run(ctx context.Context, cfg Config, lg *zap.Logger, reload func() (Config,
 	if err := checkTLS(&cfg); err != nil {
 		return err
 	}
+	// A first start with a port in use leaves no data dir behind either.
+	// (With a data dir already there, its lock is checked first: another
+	// agent on the same dir is the likelier cause, and says so.)
+	if _, err := os.Stat(cfg.DataDir); errors.Is(err, os.ErrNotExist) {
+		if err := checkPorts(cfg); err != nil {
+			return err
+		}
+	}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return err

@@ -98,6 +98,22 @@ type Config struct {
 	// Templates are the templates: blocks of the config file (config
 	// render, run by the agent).
 	Templates []config.TemplateBlock
+
+	// settings are the keys' values as read (flag, env, file, default),
+	// for telling a reload which keys changed.
+	settings map[string]string
+}
+
+// changedKeys are the keys whose values differ between c and next,
+// services: and templates: aside.
+func (c Config) changedKeys(next Config) []string {
+	var out []string
+	for _, o := range options() {
+		if c.settings[o.key] != next.settings[o.key] {
+			out = append(out, o.key)
+		}
+	}
+	return out
 }
 
 // ConfigError names the config key whose value stopped the agent.
@@ -401,6 +417,10 @@ func parseConfig(v *viper.Viper) (Config, error) {
 
 	if len(errs) == 0 {
 		errs = append(errs, c.checkRole())
+	}
+	c.settings = map[string]string{}
+	for _, o := range options() {
+		c.settings[o.key] = fmt.Sprint(v.Get(o.key))
 	}
 	return c, errors.Join(errs...)
 }

@@ -49,6 +49,34 @@ func checkFree(key, addr string) error {
 	return l.Close()
 }
 
+// checkPorts checks every address the agent will bind can be bound now,
+// naming the key of the first that cannot.
+func checkPorts(cfg Config) error {
+	checks := [][2]string{{"api-addr", cfg.APIAddr}, {"http-addr", cfg.HTTPAddr}, {"dns-addr", cfg.DNSAddr}}
+	if cfg.Role != RoleExternal {
+		checks = append(checks, [2]string{"client-url", cfg.ClientURL})
+		if cfg.Role != RoleProxy {
+			checks = append(checks, [2]string{"peer-url", cfg.PeerURL})
+		}
+	}
+	for _, c := range checks {
+		if c[1] == "" {
+			continue
+		}
+		if err := checkFree(c[0], c[1]); err != nil {
+			return err
+		}
+	}
+	if cfg.DNSAddr == "" {
+		return nil
+	}
+	pc, err := net.ListenPacket("udp", cfg.DNSAddr)
+	if err != nil {
+		return portError("dns-addr", cfg.DNSAddr, err)
+	}
+	return pc.Close()
+}
+
 func portError(key, addr string, err error) error {
 	if strings.Contains(err.Error(), "address already in use") {
 		return &ConfigError{Key: key, Err: fmt.Errorf("%s is already in use by another process (another agent or etcd?); choose another %s", addr, key)}

@@ -121,6 +121,12 @@ func (a *Agent) reloadServices(reload func() (Config, error)) {
 		a.lg.Error("SIGHUP: config not reloaded", zap.Error(err))
 		return
 	}
+	if changed := a.cfg.changedKeys(cfg); len(changed) > 0 {
+		// Only services: and templates: apply on a reload; saying nothing
+		// of the rest would let a user believe the new values in force.
+		a.lg.Warn("SIGHUP: changed keys take effect only after a restart; still running with their old values",
+			zap.Strings("keys", changed))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if a.templates != nil {

@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"errors"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/beaconhq/beacon/internal/testcluster"
@@ -58,5 +63,66 @@ func TestLeaveReturnsWhenStopped(t *testing.T) {
 			t.Fatalf("leave %s: %v\n%s%s", leaving.a.Name, err, out, errOut)
 		}
 		portsFree(t, leaving.a, leaving.urls...)
+	}
+}
+
+// TestPortInUseCreatesNothing: a first start that finds one of its ports
+// taken stops naming the key, and leaves no data dir (nor agent.lock)
+// behind.
+func TestPortInUseCreatesNothing(t *testing.T) {
+	c := testcluster.New(t)
+	for _, taken := range []struct{ key, network string }{{"http-addr", "tcp"}, {"dns-addr", "udp"}, {"peer-url", "tcp"}} {
+		a := c.Host("taken-" + taken.key)
+		addr := map[string]string{"http-addr": a.HTTPAddr, "dns-addr": a.DNSAddr, "peer-url": a.PeerURL[len("http://"):]}[taken.key]
+		var closer interface{ Close() error }
+		var err error
+		if taken.network == "udp" {
+			closer, err = net.ListenPacket("udp", addr)
+		} else {
+			closer, err = net.Listen("tcp", addr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := refused(t, a, nil, append([]string{"agent"}, a.Args()...)...)
+		closer.Close()
+		if !strings.Contains(line, taken.key) || !strings.Contains(line, "in use") {
+			t.Errorf("%s taken: %q, want the key named and \"in use\"", taken.key, line)
+		}
+		if _, err := os.Stat(a.DataDir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s taken: the data dir %s was created (%v)", taken.key, a.DataDir, err)
+		}
+	}
+}
+
+// TestReloadNamesRestartKeys: SIGHUP applies services: and says which
+// changed keys it did not apply (they need a restart), instead of saying
+// only "services reloaded".
+func TestReloadNamesRestartKeys(t *testing.T) {
+	c := testcluster.New(t)
+	a := c.Host("a")
+	cfg := filepath.Join(t.TempDir(), "beacon.yaml")
+	write := func(body string) {
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("dns-ttl: 5s\nservices:\n  - name: web\n    port: 8080\n")
+	a.Start("--config", cfg)
+	a.WaitReady(readyWithin)
+	write("dns-ttl: 30s\nnode-ttl: 20s\nservices:\n  - name: web\n    port: 8081\n")
+	if err := syscall.Kill(a.Pid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, a, "services reloaded")
+	waitLog(t, a, "take effect only after a restart")
+	var warning string
+	for _, l := range strings.Split(a.Log(), "\n") {
+		if strings.Contains(l, "take effect only after a restart") {
+			warning = l
+		}
+	}
+	if !strings.Contains(warning, `"dns-ttl"`) || !strings.Contains(warning, `"node-ttl"`) || strings.Contains(warning, "services") {
+		t.Fatalf("the reload's warning does not name exactly the changed keys: %q", warning)
 	}
 }
