@@ -64,10 +64,16 @@ type Config struct {
 	DNSTCPMaxLifetime       time.Duration
 	DNSTCPMaxQueries        int
 	// Limits on what clients hold: sessions on the agent, sessions and
-	// calls in flight per connection.
-	MaxSessions        int
-	MaxSessionsPerConn int
-	MaxStreamsPerConn  int
+	// calls in flight per connection, connections and calls in flight on
+	// the agent and connections per client address (apiserver.Limits),
+	// bytes a watcher may leave unread.
+	MaxSessions         int
+	MaxSessionsPerConn  int
+	MaxStreamsPerConn   int
+	MaxConns            int
+	MaxConnsPerClient   int
+	MaxStreams          int
+	MaxWatchBufferBytes int
 
 	// TLS is this host's certificate files; with them every hop is TLS
 	// (see tls.go). nil: plain.
@@ -153,6 +159,10 @@ func options() []option {
 		{"max-sessions", 16384, "sessions open on this agent at once"},
 		{"max-sessions-per-connection", 1024, "sessions open on one client connection at once"},
 		{"max-streams-per-connection", 4096, "calls in flight on one client connection, streams and unary calls together"},
+		{"max-streams", 32768, "calls in flight on this agent, streams and unary calls together, over every TCP connection (the unix socket has as many of its own)"},
+		{"max-connections", 4096, "API client connections open at once over TCP (the unix socket has as many of its own); one past it is closed at once"},
+		{"max-connections-per-client", 256, "API connections over TCP from one client address (IPv6: one /64); not applied on the owner-only unix socket"},
+		{"max-watch-buffer-bytes", 16 << 20, "bytes of changes one watcher (Config.Watch, Registry.Watch, Election.Observe) may leave unread before it is cut off"},
 		{"etcd-credentials-file", "", "with acl: etcd's root and agent passwords (default <data-dir>/etcd-credentials.json; the first member writes it, every other agent needs a copy)"},
 	}
 }
@@ -387,6 +397,10 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	c.MaxSessions = positive("max-sessions", 1<<24)
 	c.MaxSessionsPerConn = positive("max-sessions-per-connection", 1<<24)
 	c.MaxStreamsPerConn = positive("max-streams-per-connection", 1<<24)
+	c.MaxStreams = positive("max-streams", 1<<24)
+	c.MaxConns = positive("max-connections", 1<<20)
+	c.MaxConnsPerClient = positive("max-connections-per-client", 1<<20)
+	c.MaxWatchBufferBytes = positive("max-watch-buffer-bytes", 1<<40)
 	c.ACL, err = cast.ToBoolE(v.Get("acl"))
 	if err != nil {
 		check("acl", fmt.Errorf("%v is not true or false", v.Get("acl")))
