@@ -165,6 +165,7 @@ func (c *Catalog) cutLocked(s *Subscription, why watchBehind) {
 	// cut before the end, so that whoever sees the end sees it as a cut.
 	s.behind = why
 	close(s.cut)
+	fanout.CountCutOff(why.limit)
 	c.endLocked(s)
 	s.seen = nil
 	for range s.ch { // closed: this ends once the buffer is empty

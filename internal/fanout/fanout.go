@@ -302,6 +302,7 @@ func (s *Sub) push(evs []*clientv3.Event, size int64, limit int, maxBytes int64)
 		over = &SlowError{Limit: LimitBytes, Value: maxBytes}
 	}
 	if over != nil {
+		CountCutOff(over.Limit)
 		s.err = over
 		s.batches, s.sizes, s.queued, s.bytes = nil, nil, 0, 0
 	} else {
