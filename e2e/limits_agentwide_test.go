@@ -14,6 +14,7 @@ import (
 	"github.com/beaconhq/beacon/internal/testcluster"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
 
@@ -117,9 +118,11 @@ func TestAgentWideStreamLimit(t *testing.T) {
 
 // (b) One client address may hold max-connections-per-client
 // connections; the next one from it is closed at once (the call on it
-// fails Unavailable well before its deadline, it does not hang) and the
-// agent logs and counts the refusal naming the key, while a client at
-// another address still connects.
+// fails Unavailable well before its deadline, it does not hang; the CLI
+// says which keys to look at) and the agent logs and counts the refusal
+// naming the key, while a client at another address still connects.
+// The CLI's connections to the agent come from 127.0.0.1, the source
+// Linux gives to every 127/8 destination.
 func TestConnectionsPerClientLimit(t *testing.T) {
 	c := testcluster.New(t)
 	a := c.Host("a")
@@ -128,19 +131,24 @@ func TestConnectionsPerClientLimit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for i := 0; i < 4; i++ {
-		if _, err := openConfigWatch(ctx, rawConn(t, a, fromAddr("127.0.0.2")), "c/"); err != nil {
-			t.Fatalf("connection %d from 127.0.0.2: %v", i+1, err)
+		if _, err := openConfigWatch(ctx, rawConn(t, a, fromAddr("127.0.0.1")), "c/"); err != nil {
+			t.Fatalf("connection %d from 127.0.0.1: %v", i+1, err)
 		}
 	}
 
 	callCtx, callCancel := context.WithTimeout(ctx, 30*time.Second)
 	defer callCancel()
-	_, err := beaconpb.NewConfigClient(rawConn(t, a, fromAddr("127.0.0.2"))).Get(callCtx, &beaconpb.ConfigGetRequest{Key: "c/k"})
+	_, err := beaconpb.NewConfigClient(rawConn(t, a, fromAddr("127.0.0.1"))).Get(callCtx, &beaconpb.ConfigGetRequest{Key: "c/k"})
 	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("a 5th connection from 127.0.0.2: %v; want it closed at once (Unavailable)", err)
+		t.Fatalf("a 5th connection from 127.0.0.1: %v; want it closed at once (Unavailable)", err)
 	}
-	if n, err := metric(a, `beacon_api_connections_refused_total{limit="max-connections-per-client"}`); err != nil || n < 1 {
-		t.Fatalf("refusals counted: %v %v; want at least 1", n, err)
+	_, stderr, err := a.CLI("config", "get", "c/k")
+	if err == nil || !strings.Contains(stderr, "max-connections-per-client") {
+		t.Fatalf("the CLI from 127.0.0.1: %v: %q; want a line pointing at max-connections-per-client", err, stderr)
+	}
+	t.Logf("the CLI says: %s", strings.TrimSpace(stderr))
+	if n, err := metric(a, `beacon_api_connections_refused_total{limit="max-connections-per-client"}`); err != nil || n < 2 {
+		t.Fatalf("refusals counted: %v %v; want at least 2", n, err)
 	}
 	if err := testcluster.Eventually(10*time.Second, func() error {
 		if !strings.Contains(a.Log(), "refused an API connection over its limit") || !strings.Contains(a.Log(), "max-connections-per-client") {
@@ -151,8 +159,36 @@ func TestConnectionsPerClientLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := openConfigWatch(ctx, rawConn(t, a, fromAddr("127.0.0.3")), "c/"); err != nil {
-		t.Fatalf("a connection from 127.0.0.3: %v", err)
+	if _, err := openConfigWatch(ctx, rawConn(t, a, fromAddr("127.0.0.2")), "c/"); err != nil {
+		t.Fatalf("a connection from 127.0.0.2: %v", err)
+	}
+}
+
+// (b) on the TLS listener: the bound holds under TLS, and a connection
+// over it is closed before its handshake.
+func TestConnectionsPerClientLimitTLS(t *testing.T) {
+	c := testcluster.New(t)
+	p := newFleetPKI(t)
+	a := tlsHost(c, p, "a")
+	p.client("ops")
+	a.Start(append(p.flags("a"), "--max-connections-per-client", "2")...)
+	waitReadyTLS(t, p, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	creds := grpc.WithTransportCredentials(credentials.NewTLS(p.clientTLS("ops")))
+	for i := 0; i < 2; i++ {
+		if _, err := openConfigWatch(ctx, rawConn(t, a, creds, fromAddr("127.0.0.2")), "c/"); err != nil {
+			t.Fatalf("TLS connection %d from 127.0.0.2: %v", i+1, err)
+		}
+	}
+	callCtx, callCancel := context.WithTimeout(ctx, 30*time.Second)
+	defer callCancel()
+	_, err := beaconpb.NewConfigClient(rawConn(t, a, creds, fromAddr("127.0.0.2"))).Get(callCtx, &beaconpb.ConfigGetRequest{Key: "c/k"})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("a 3rd TLS connection from 127.0.0.2: %v; want it closed at once (Unavailable)", err)
+	}
+	if _, err := openConfigWatch(ctx, rawConn(t, a, creds, fromAddr("127.0.0.3")), "c/"); err != nil {
+		t.Fatalf("a TLS connection from 127.0.0.3: %v", err)
 	}
 }
 
