@@ -166,3 +166,26 @@ func TestConnectionsPerAgent(t *testing.T) {
 	}
 	wantConnRefused(t, dialUnix(t, socket), "a 5th unix socket connection")
 }
+
+// A client is its IPv4 address, or the /64 of its IPv6 one (a host holds
+// a /64 whole); a unix socket peer is no client address.
+func TestClientKey(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("127.0.0.2"), Port: 1}, "127.0.0.2/32"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:10.1.2.3"), Port: 1}, "10.1.2.3/32"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:3:4:5:6"), Port: 1}, "2001:db8:1:2::/64"},
+		{&net.UnixAddr{Name: "@", Net: "unix"}, ""},
+	} {
+		p, ok := clientOf(tc.addr)
+		got := ""
+		if ok {
+			got = p.String()
+		}
+		if got != tc.want {
+			t.Errorf("%v: client %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+}
