@@ -74,6 +74,7 @@ type Config struct {
 	MaxConnsPerClient   int
 	MaxStreams          int
 	MaxWatchBufferBytes int
+	APIHandshakeTimeout time.Duration
 
 	// TLS is this host's certificate files; with them every hop is TLS
 	// (see tls.go). nil: plain.
@@ -162,6 +163,7 @@ func options() []option {
 		{"max-streams", 32768, "calls in flight on this agent, streams and unary calls together, over every TCP connection (the unix socket has as many of its own)"},
 		{"max-connections", 4096, "API client connections open at once over TCP (the unix socket has as many of its own); one past it is closed at once"},
 		{"max-connections-per-client", 256, "API connections over TCP from one client address (IPv6: one /64); not applied on the owner-only unix socket"},
+		{"api-handshake-timeout", "10s", "a new API connection that has not become HTTP/2 (TLS handshake included) by then is closed, giving back its connection slot"},
 		{"max-watch-buffer-bytes", 16 << 20, "bytes of changes one watcher (Config.Watch, Registry.Watch, Election.Observe) may leave unread before it is cut off"},
 		{"etcd-credentials-file", "", "with acl: etcd's root and agent passwords (default <data-dir>/etcd-credentials.json; the first member writes it, every other agent needs a copy)"},
 	}
@@ -401,6 +403,7 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	c.MaxConns = positive("max-connections", 1<<20)
 	c.MaxConnsPerClient = positive("max-connections-per-client", 1<<20)
 	c.MaxWatchBufferBytes = positive("max-watch-buffer-bytes", 1<<40)
+	c.APIHandshakeTimeout = duration("api-handshake-timeout", 100*time.Millisecond, 2*time.Minute)
 	c.ACL, err = cast.ToBoolE(v.Get("acl"))
 	if err != nil {
 		check("acl", fmt.Errorf("%v is not true or false", v.Get("acl")))

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"testing"
@@ -188,4 +189,41 @@ func TestClientKey(t *testing.T) {
 			t.Errorf("%v: client %q, want %q", tc.addr, got, tc.want)
 		}
 	}
+}
+
+// A connection that never speaks (no TLS, no HTTP/2 preface) is closed
+// after HandshakeTimeout, not gRPC's default 120 s, and gives back its
+// slot: with one connection per client, the client connects again.
+func TestSilentConnectionFreesItsSlot(t *testing.T) {
+	addr, _ := startServerSocket(t, Limits{MaxConnsPerClient: 1, HandshakeTimeout: 300 * time.Millisecond})
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.1")}}
+	silent, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// Bounded well below gRPC's default of 120 s.
+	_ = silent.SetReadDeadline(time.Now().Add(30 * time.Second))
+	// The server speaks first (its SETTINGS), then hangs up.
+	buf := make([]byte, 1024)
+	for {
+		_, err := silent.Read(buf)
+		if err == nil {
+			continue
+		}
+		if isTimeout(err) {
+			t.Fatalf("a connection that never spoke is still open after 30s: %v", err)
+		}
+		break
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := openWatch(ctx, dialFrom(t, addr, "127.0.0.1")); err != nil {
+		t.Fatalf("the client's next connection: %v", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -44,6 +44,11 @@ type Limits struct {
 	// MaxSessionsPerConn bounds the Session.Open streams of one
 	// connection.
 	MaxSessionsPerConn int
+	// HandshakeTimeout bounds how long a new connection may take to
+	// become HTTP/2 (its TLS handshake included): one that says nothing
+	// gives its connection slot back after it, not after gRPC's default
+	// of 120 s.
+	HandshakeTimeout time.Duration
 	// KeepaliveMinTime: a client pinging more often than this is told
 	// to go away (too_many_pings), so pings cannot be a flood.
 	KeepaliveMinTime time.Duration
@@ -62,6 +67,7 @@ const (
 	DefaultMaxStreams         = 32768
 	DefaultMaxStreamsPerConn  = 4096
 	DefaultMaxSessionsPerConn = 1024
+	DefaultHandshakeTimeout   = 10 * time.Second
 	DefaultKeepaliveMinTime   = 5 * time.Second
 	DefaultKeepaliveTime      = time.Minute
 	DefaultKeepaliveTimeout   = 20 * time.Second
@@ -72,6 +78,7 @@ func DefaultLimits() Limits {
 	return Limits{
 		MaxConns: DefaultMaxConns, MaxConnsPerClient: DefaultMaxConnsPerClient, MaxStreams: DefaultMaxStreams,
 		MaxStreamsPerConn: DefaultMaxStreamsPerConn, MaxSessionsPerConn: DefaultMaxSessionsPerConn,
+		HandshakeTimeout: DefaultHandshakeTimeout,
 		KeepaliveMinTime: DefaultKeepaliveMinTime, KeepaliveTime: DefaultKeepaliveTime, KeepaliveTimeout: DefaultKeepaliveTimeout,
 	}
 }
@@ -93,6 +100,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxSessionsPerConn <= 0 {
 		l.MaxSessionsPerConn = d.MaxSessionsPerConn
+	}
+	if l.HandshakeTimeout <= 0 {
+		l.HandshakeTimeout = d.HandshakeTimeout
 	}
 	if l.KeepaliveMinTime <= 0 {
 		l.KeepaliveMinTime = d.KeepaliveMinTime
@@ -126,6 +136,7 @@ type limiter struct {
 func (l *limiter) serverOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(uint32(l.MaxStreamsPerConn + streamHeadroom)),
+		grpc.ConnectionTimeout(l.HandshakeTimeout),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: l.KeepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: l.KeepaliveTime, Timeout: l.KeepaliveTimeout}),
 		grpc.StatsHandler(connTagger{l}),
