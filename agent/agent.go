@@ -166,7 +166,9 @@ func (a *Agent) start(ctx context.Context) error {
 	// port in use stops the agent with its key named and nothing started.
 	a.gate = acl.NewGate(cfg.ACL, cfg.Namespace)
 	a.api = apiserver.New(a.lg.Named("api"), apiserver.WithACL(a.gate),
-		apiserver.WithLimits(apiserver.Limits{MaxStreamsPerConn: cfg.MaxStreamsPerConn, MaxSessionsPerConn: cfg.MaxSessionsPerConn}))
+		apiserver.WithLimits(apiserver.Limits{MaxStreamsPerConn: cfg.MaxStreamsPerConn, MaxSessionsPerConn: cfg.MaxSessionsPerConn,
+			MaxConns: cfg.MaxConns, MaxConnsPerClient: cfg.MaxConnsPerClient, MaxStreams: cfg.MaxStreams,
+			HandshakeTimeout: cfg.APIHandshakeTimeout}))
 	if err := a.listenAPI(); err != nil {
 		return err
 	}

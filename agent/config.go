@@ -65,10 +65,17 @@ type Config struct {
 	DNSTCPMaxLifetime       time.Duration
 	DNSTCPMaxQueries        int
 	// Limits on what clients hold: sessions on the agent, sessions and
-	// calls in flight per connection.
-	MaxSessions        int
-	MaxSessionsPerConn int
-	MaxStreamsPerConn  int
+	// calls in flight per connection, connections and calls in flight on
+	// the agent and connections per client address (apiserver.Limits),
+	// bytes a watcher may leave unread.
+	MaxSessions         int
+	MaxSessionsPerConn  int
+	MaxStreamsPerConn   int
+	MaxConns            int
+	MaxConnsPerClient   int
+	MaxStreams          int
+	MaxWatchBufferBytes int
+	APIHandshakeTimeout time.Duration
 	// MaxQueueViews bounds the queues the agent follows at once (a watch
 	// each; see queue/views.go).
 	MaxQueueViews int
@@ -180,6 +187,11 @@ func options() []option {
 		{"max-queue-views", queue.DefaultMaxViews, "queues this agent follows at once, a watch each (the least recently used idle one makes room)"},
 		{"etcd-snapshot-count", embedded.DefaultSnapshotCount, "member: raft entries applied between etcd's disk snapshots (the WAL replayed into memory at restart)"},
 		{"etcd-snapshot-catchup-entries", embedded.DefaultSnapshotCatchUpEntries, "member: raft entries kept in memory for a slow follower; one further behind is sent the whole database"},
+		{"max-streams", 32768, "calls in flight on this agent, streams and unary calls together, over every TCP connection (the unix socket has as many of its own)"},
+		{"max-connections", 4096, "API client connections open at once over TCP (the unix socket has as many of its own); one past it is closed at once"},
+		{"max-connections-per-client", 256, "API connections over TCP from one client address (IPv6: one /64); not applied on the owner-only unix socket"},
+		{"api-handshake-timeout", "10s", "a new API connection that has not become HTTP/2 (TLS handshake included) by then is closed, giving back its connection slot"},
+		{"max-watch-buffer-bytes", 16 << 20, "bytes of changes one watcher (Config.Watch, Registry.Watch, Election.Observe) may leave unread before it is cut off"},
 		{"etcd-credentials-file", "", "with acl: etcd's root and agent passwords (default <data-dir>/etcd-credentials.json; the first member writes it, every other agent needs a copy)"},
 	}
 }
@@ -394,6 +406,11 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	c.MaxQueueViews = positive("max-queue-views", 1<<20)
 	c.EtcdSnapshotCount = uint64(positive("etcd-snapshot-count", 10_000_000))
 	c.EtcdSnapshotCatchUpEntries = uint64(positive("etcd-snapshot-catchup-entries", 10_000_000))
+	c.MaxStreams = positive("max-streams", 1<<24)
+	c.MaxConns = positive("max-connections", 1<<20)
+	c.MaxConnsPerClient = positive("max-connections-per-client", 1<<20)
+	c.MaxWatchBufferBytes = positive("max-watch-buffer-bytes", 1<<40)
+	c.APIHandshakeTimeout = duration("api-handshake-timeout", 100*time.Millisecond, 2*time.Minute)
 	c.ACL, err = cast.ToBoolE(v.Get("acl"))
 	if err != nil {
 		check("acl", fmt.Errorf("%v is not true or false", v.Get("acl")))

@@ -170,3 +170,31 @@ func TestConfigFileKeysStrict(t *testing.T) {
 		t.Fatalf("an empty file: %v", err)
 	}
 }
+
+// The agent-wide limits of issue 9 (connections, calls in flight, bytes a
+// watcher leaves unread) are config keys with defaults, and a bad value
+// stops the agent naming its key.
+func TestAgentWideLimitKeys(t *testing.T) {
+	c, err := load(t, "", "--max-connections", "11", "--max-connections-per-client", "5", "--max-streams", "50",
+		"--max-watch-buffer-bytes", "4194304", "--api-handshake-timeout", "2s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxConns != 11 || c.MaxConnsPerClient != 5 || c.MaxStreams != 50 || c.MaxWatchBufferBytes != 4<<20 || c.APIHandshakeTimeout != 2*time.Second {
+		t.Fatalf("limits not taken: %+v", c)
+	}
+	d, err := load(t, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.MaxConns != 4096 || d.MaxConnsPerClient != 256 || d.MaxStreams != 32768 || d.MaxWatchBufferBytes != 16<<20 || d.APIHandshakeTimeout != 10*time.Second {
+		t.Fatalf("defaults: conns %d per client %d streams %d watch bytes %d", d.MaxConns, d.MaxConnsPerClient, d.MaxStreams, d.MaxWatchBufferBytes)
+	}
+	for _, bad := range [][]string{{"--max-connections", "0"}, {"--max-connections-per-client", "0"}, {"--max-streams", "-1"}, {"--max-watch-buffer-bytes", "0"}, {"--api-handshake-timeout", "1ms"}} {
+		_, err := load(t, "", bad...)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != bad[0][2:] {
+			t.Errorf("%v: %v; want a ConfigError naming %s", bad, err, bad[0][2:])
+		}
+	}
+}

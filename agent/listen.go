@@ -43,7 +43,9 @@ func (a *Agent) listenAPI() error {
 		return portError("api-addr", cfg.APIAddr, err)
 	}
 	a.apiAddr = l.Addr().String()
-	a.apiLis = append(a.apiLis, &refusalLogger{Listener: tls.NewListener(l, tc), lg: a.lg.Named("api")})
+	// The connection bounds go under TLS: a connection over them is closed
+	// before its handshake costs anything.
+	a.apiLis = append(a.apiLis, &refusalLogger{Listener: tls.NewListener(a.api.LimitListener(l), tc), lg: a.lg.Named("api")})
 	if cfg.APISocket == "" {
 		return nil
 	}
@@ -57,7 +59,7 @@ func (a *Agent) listenAPI() error {
 		return fmt.Errorf("api-socket %s: %w", cfg.APISocket, err)
 	}
 	_ = os.Chmod(cfg.APISocket, 0o600) // the socket is for this host's own operator
-	a.apiLis = append(a.apiLis, u)
+	a.apiLis = append(a.apiLis, a.api.LimitListener(u))
 	return nil
 }
 

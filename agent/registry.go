@@ -12,6 +12,7 @@ import (
 	"github.com/beaconhq/beacon/cluster"
 	"github.com/beaconhq/beacon/dnsserver"
 	"github.com/beaconhq/beacon/embedded"
+	"github.com/beaconhq/beacon/internal/fanout"
 	"github.com/beaconhq/beacon/registry"
 	"github.com/beaconhq/beacon/session"
 	"go.uber.org/zap"
@@ -70,6 +71,10 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 		return err
 	}
 	a.catalog = registry.NewCatalog(cli, a.cfg.Namespace, a.lg.Named("catalog"))
+	a.catalog.SetWatchBufferBytes(int64(a.cfg.MaxWatchBufferBytes))
+	// Config.Watch and Election.Observe share this client's watches
+	// (internal/fanout); their watchers get the same byte bound.
+	fanout.For(cli).SetLimits(0, int64(a.cfg.MaxWatchBufferBytes))
 	a.lateCat.set(a.catalog)
 	go a.catalog.Run(bg)
 

@@ -10,6 +10,9 @@ var (
 	// ErrTooManyStreams: a connection has as many calls in flight as
 	// Limits.MaxStreamsPerConn allows.
 	ErrTooManyStreams = rpcerr.NewNamed(codes.ResourceExhausted, "too many calls in flight on this connection")
+	// ErrTooManyAgentStreams: the agent (or its unix socket) has as many
+	// calls in flight as Limits.MaxStreams allows.
+	ErrTooManyAgentStreams = rpcerr.NewNamed(codes.ResourceExhausted, "too many calls in flight on this agent")
 	// ErrTooManySessions: a connection has as many sessions open as
 	// Limits.MaxSessionsPerConn allows.
 	ErrTooManySessions = rpcerr.NewNamed(codes.ResourceExhausted, "too many sessions open on this connection")

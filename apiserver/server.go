@@ -33,6 +33,8 @@ type Server struct {
 	lg     *zap.Logger
 	lis    []net.Listener
 	socket string
+	// The connection bounds of the TCP listener and of the unix socket.
+	tcpConns, unixConns *ConnLimiter
 }
 
 var (
@@ -80,7 +82,7 @@ func New(lg *zap.Logger, opts ...Option) *Server {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	limits := o.limits.withDefaults()
+	limits := &limiter{Limits: o.limits.withDefaults()}
 	gate := o.gate
 	if gate == nil {
 		gate = acl.NewGate(false, "")
@@ -132,7 +134,19 @@ func New(lg *zap.Logger, opts ...Option) *Server {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)
-	return &Server{grpc: s, health: hs, lg: lg}
+	return &Server{grpc: s, health: hs, lg: lg,
+		tcpConns: newConnLimiter(limits.Limits, true, lg), unixConns: newConnLimiter(limits.Limits, false, lg)}
+}
+
+// LimitListener puts the connection bounds on l: the unix socket's if l is
+// a unix listener, else the TCP listener's (MaxConns, MaxConnsPerClient).
+// Wrap the bare listener, under any TLS, so that a connection over a
+// bound is closed before its handshake. Listen does it for what it binds.
+func (s *Server) LimitListener(l net.Listener) net.Listener {
+	if l.Addr().Network() == "unix" {
+		return s.unixConns.Listener(l)
+	}
+	return s.tcpConns.Listener(l)
 }
 
 // GRPC is the server to register services on.
@@ -146,7 +160,7 @@ func (s *Server) Listen(addr, socket string) error {
 	if err != nil {
 		return fmt.Errorf("api-addr %s: %w", addr, err)
 	}
-	s.lis = append(s.lis, l)
+	s.lis = append(s.lis, s.LimitListener(l))
 	if socket == "" {
 		return nil
 	}
@@ -158,7 +172,7 @@ func (s *Server) Listen(addr, socket string) error {
 		return fmt.Errorf("api-socket %s: %w", socket, err)
 	}
 	_ = os.Chmod(socket, 0o600) // the socket is for this host's own processes
-	s.lis = append(s.lis, u)
+	s.lis = append(s.lis, s.LimitListener(u))
 	s.socket = socket
 	return nil
 }

@@ -68,8 +68,10 @@ type Source interface {
 // however many API streams come and go, etcd sees one watch per prefix.
 // Only a watch resumed from a revision the shared watch has already gone
 // past reads that history on an etcd watch of its own. A watcher that
-// leaves more than fanout.DefaultLimit changes unread is dropped with
-// ResourceExhausted, and told the revision to watch again from.
+// leaves more than the hub's Limit changes (4,096), or MaxBytes bytes of
+// them (max-watch-buffer-bytes, 16 MiB), unread is dropped with
+// ResourceExhausted naming the bound, and told the revision to watch
+// again from.
 func (s *Store) Watch(ctx context.Context, prefix string, fromRev int64, fn func(Update) error) error {
 	if err := ValidatePrefix("prefix", prefix); err != nil {
 		return err
@@ -166,10 +168,11 @@ func feedError(ctx context.Context, err error, after int64) (int64, error) {
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
 	}
-	if errors.Is(err, fanout.ErrSlow) {
+	var slow *fanout.SlowError
+	if errors.As(err, &slow) {
 		return 0, &codedError{codes.ResourceExhausted, fmt.Sprintf(
-			"config: this watcher left more than %d changes unread and was dropped; watch again with from_revision %d",
-			fanout.DefaultLimit, after+1)}
+			"config: this watcher left more than %s unread (%s %d) and was dropped; watch again with from_revision %d",
+			slow.Unread(), slow.Limit, slow.Value, after+1)}
 	}
 	var b *fanout.BrokenError
 	if errors.As(err, &b) {

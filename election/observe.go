@@ -65,10 +65,23 @@ func (e *Election) Observe(ctx context.Context, fn func(Observation) error) erro
 	}
 }
 
-// ErrSlowObserver: an observer left more than fanout.DefaultLimit of the
-// election's changes unread and was dropped; it answers RESOURCE_EXHAUSTED.
+// ErrSlowObserver: an observer left more of the election's changes
+// unread than the shared watch's bounds allow (fanout: 4,096 changes, or
+// max-watch-buffer-bytes of them) and was dropped; it answers
+// RESOURCE_EXHAUSTED. Observe returns it wrapped in a message naming the
+// bound.
 var ErrSlowObserver = rpcerr.NewNamed(codes.ResourceExhausted,
-	fmt.Sprintf("election: the observer left more than %d changes unread and was dropped; observe again", fanout.DefaultLimit))
+	"election: the observer left too many changes unread and was dropped; observe again")
+
+// slowObserver is ErrSlowObserver naming the bound the observer passed.
+func slowObserver(err error) error {
+	var slow *fanout.SlowError
+	if !errors.As(err, &slow) {
+		return ErrSlowObserver
+	}
+	return rpcerr.Wrap(ErrSlowObserver, fmt.Sprintf(
+		"election: the observer left more than %s unread (%s %d) and was dropped; observe again", slow.Unread(), slow.Limit, slow.Value))
+}
 
 // observeOnce reads the candidates, then applies the feed's events after
 // the read. It returns nil when the feed breaks (to re-read), or fn's,
@@ -97,7 +110,7 @@ func (e *Election) observeOnce(ctx context.Context, o *observer, sub *fanout.Sub
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, fanout.ErrSlow):
-			return ErrSlowObserver
+			return slowObserver(err)
 		case err != nil:
 			return nil // the feed broke: read again
 		}

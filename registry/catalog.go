@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beaconhq/beacon/cluster"
@@ -34,6 +35,8 @@ type Catalog struct {
 	nodes    map[string]cluster.NodeInfo     // by lower-case name
 	rev      int64
 	subs     map[*Subscription]struct{}
+	// maxWatchBytes bounds each subscription's queued bytes (0: default).
+	maxWatchBytes atomic.Int64
 	// svcRev: every change under services/ up to it is applied; badKeys:
 	// keys there whose values do not decode (not in services). Together
 	// they let checkCount compare the catalog with etcd.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/beaconhq/beacon/internal/fanout"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,20 +32,35 @@ type Event struct {
 // subscriptionBuffer is how many changes a subscriber may leave unread:
 // the same bound as the API's other watches (internal/fanout), so that a
 // reader that stops reading costs the agent a bounded buffer, released
-// when it is cut off.
+// when it is cut off. The catalog's WatchBufferBytes bounds the bytes of
+// those changes too (an instance may carry 64 KiB of meta: 4,096 of them
+// would be 256 MiB).
 const subscriptionBuffer = fanout.DefaultLimit
 
-// ErrWatchBehind: the watcher left more than subscriptionBuffer changes
-// unread and was cut off; its buffer is dropped. It is a gRPC status of
-// its own (RESOURCE_EXHAUSTED), so a handler may return it as it is.
-var ErrWatchBehind error = watchBehind{}
+// ErrWatchBehind: the watcher left more than subscriptionBuffer changes,
+// or the catalog's WatchBufferBytes bytes of changes, unread and was cut
+// off; its buffer is dropped. It is a gRPC status of its own
+// (RESOURCE_EXHAUSTED), so a handler may return it as it is; the error a
+// subscription ends with names the bound it passed, and errors.Is it
+// ErrWatchBehind.
+var ErrWatchBehind error = watchBehind{limit: fanout.LimitEvents, value: subscriptionBuffer}
 
-type watchBehind struct{}
-
-func (watchBehind) Error() string {
-	return fmt.Sprintf("registry: this watcher left more than %d changes unread (watch-buffer %d) and was cut off; read faster, or watch again for a fresh snapshot",
-		subscriptionBuffer, subscriptionBuffer)
+type watchBehind struct {
+	limit string // fanout.LimitEvents or fanout.LimitBytes
+	value int64
 }
+
+func (e watchBehind) Error() string {
+	unread := fmt.Sprintf("%d changes", e.value)
+	if e.limit == fanout.LimitBytes {
+		unread = fmt.Sprintf("%d bytes of changes", e.value)
+	}
+	return fmt.Sprintf("registry: this watcher left more than %s unread (%s %d) and was cut off; read faster, or watch again for a fresh snapshot",
+		unread, e.limit, e.value)
+}
+
+// Is makes every watchBehind ErrWatchBehind to errors.Is.
+func (watchBehind) Is(target error) bool { _, ok := target.(watchBehind); return ok }
 
 // GRPCCode is the code rpcerr maps it to.
 func (watchBehind) GRPCCode() codes.Code { return codes.ResourceExhausted }
@@ -64,9 +80,15 @@ type Subscription struct {
 	// whose send is blocked on a reader that does not read hears of it.
 	cut chan struct{}
 	// ended is closed with the subscription: its sender stops.
-	ended  chan struct{}
-	seen   map[string]bool // service/id of the instances the subscriber holds
-	closed bool
+	ended chan struct{}
+	// behind is the bound a cut subscription passed (set before cut
+	// closes); bytes are the bytes of its changes queued (Forward gives
+	// them back as it takes them), maxBytes its bound.
+	behind   watchBehind
+	bytes    atomic.Int64
+	maxBytes int64
+	seen     map[string]bool // service/id of the instances the subscriber holds
+	closed   bool
 
 	// The sender: the goroutine Send hands its sends to, started by the
 	// first; owned by the goroutine that calls Send.
@@ -89,11 +111,11 @@ func (s *Subscription) Lagged() bool {
 	}
 }
 
-// Err is why the subscription ended: ErrWatchBehind if its reader fell
-// behind, nil if it was unsubscribed or lives.
+// Err is why the subscription ended: ErrWatchBehind (naming the bound)
+// if its reader fell behind, nil if it was unsubscribed or lives.
 func (s *Subscription) Err() error {
 	if s.Lagged() {
-		return ErrWatchBehind
+		return s.behind
 	}
 	return nil
 }
@@ -104,7 +126,7 @@ func (c *Catalog) Subscribe(match func(*Instance) bool) ([]*Instance, int64, *Su
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := &Subscription{match: match, ch: make(chan Event, subscriptionBuffer), cut: make(chan struct{}),
-		ended: make(chan struct{}), seen: map[string]bool{}}
+		ended: make(chan struct{}), seen: map[string]bool{}, maxBytes: c.watchBufferBytes()}
 	var snap []*Instance
 	for _, e := range c.services {
 		for _, in := range e.byID {
@@ -136,15 +158,19 @@ func (c *Catalog) endLocked(s *Subscription) {
 	}
 }
 
-// cutLocked ends a subscriber that fell behind, and drops what it had
-// queued and what it knew, so that a reader that never reads holds none
-// of the agent's memory while its stream winds down.
-func (c *Catalog) cutLocked(s *Subscription) {
-	c.endLocked(s)
+// cutLocked ends a subscriber that fell behind the bound why, and drops
+// what it had queued and what it knew, so that a reader that never reads
+// holds none of the agent's memory while its stream winds down.
+func (c *Catalog) cutLocked(s *Subscription, why watchBehind) {
+	// cut before the end, so that whoever sees the end sees it as a cut.
+	s.behind = why
 	close(s.cut)
+	fanout.CountCutOff(why.limit)
+	c.endLocked(s)
 	s.seen = nil
 	for range s.ch { // closed: this ends once the buffer is empty
 	}
+	s.bytes.Store(0)
 }
 
 // publishLocked hands events to every subscriber, never blocking: a full
@@ -163,10 +189,18 @@ func (c *Catalog) publishLocked(events []Event) {
 			default:
 				continue
 			}
+			// A change over the byte bound still goes to an empty queue:
+			// one change is never refused for its size alone.
+			size := instanceBytes(out.Instance)
+			if len(s.ch) > 0 && s.bytes.Load()+size > s.maxBytes {
+				c.cutLocked(s, watchBehind{limit: fanout.LimitBytes, value: s.maxBytes})
+				break
+			}
 			select {
 			case s.ch <- out:
+				s.bytes.Add(size)
 			default:
-				c.cutLocked(s)
+				c.cutLocked(s, ErrWatchBehind.(watchBehind))
 			}
 			if s.closed {
 				break
@@ -185,11 +219,12 @@ func (s *Subscription) Forward(ctx context.Context, send func(Event) error) erro
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.cut:
-			return ErrWatchBehind
+			return s.behind
 		case ev, ok := <-s.ch:
 			if !ok {
 				return s.Err()
 			}
+			s.bytes.Add(-instanceBytes(ev.Instance))
 			if err := s.Send(ctx, func() error { return send(ev) }); err != nil {
 				return err
 			}
@@ -213,8 +248,11 @@ func (s *Subscription) Send(ctx context.Context, send func() error) error {
 	select {
 	case s.sends <- send:
 	case <-s.cut:
-		return ErrWatchBehind
+		return s.behind
 	case <-s.ended:
+		if s.Lagged() {
+			return s.behind
+		}
 		return errUnsubscribed
 	case <-ctx.Done():
 		return ctx.Err()
@@ -223,7 +261,7 @@ func (s *Subscription) Send(ctx context.Context, send func() error) error {
 	case err := <-s.sent:
 		return err
 	case <-s.cut:
-		return ErrWatchBehind
+		return s.behind
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -96,9 +96,12 @@ func oneLine(err error) string {
 		if s.Code() == codes.Unavailable && strings.Contains(msg, "connection refused") {
 			msg = "cannot reach the agent (is `beacon agent` running? set --agent or BEACON_AGENT): " + msg
 		}
-		if s.Code() == codes.Unavailable && strings.Contains(msg, "error reading server preface") {
-			// A TLS listener hangs up on a plain client's first bytes.
-			msg = "the agent closed the connection (does its API require TLS? give --ca-file, --cert-file and --key-file): " + msg
+		if s.Code() == codes.Unavailable && closedByAgent(msg) {
+			// A TLS listener hangs up on a plain client's first bytes; an
+			// agent over its connection limits closes a new connection
+			// at once (its log names the limit).
+			msg = "the agent closed the connection (does its API require TLS? give --ca-file, --cert-file and --key-file; " +
+				"or this host holds the agent's max-connections-per-client, or the agent its max-connections: its log names which): " + msg
 		}
 		// "permission denied: permission denied: …" says it twice.
 		if words := codeWords(s.Code()); !strings.HasPrefix(msg, words) {
@@ -107,6 +110,18 @@ func oneLine(err error) string {
 		err = errors.New(msg)
 	}
 	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// closedByAgent: the message of a connection the agent closed before it
+// spoke HTTP/2 (EOF, or a reset when the client's first bytes were still
+// unread).
+func closedByAgent(msg string) bool {
+	for _, s := range []string{"error reading server preface", "connection reset by peer", "broken pipe"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // codeWords spells a gRPC code as words: FailedPrecondition → "failed precondition".

@@ -14,63 +14,39 @@
 // What a subscriber gets: every event of the prefix with a revision above
 // From, in revision order, in the batches etcd sent them (a revision is
 // never split across batches). A subscriber that falls more than Limit
-// events behind is dropped with ErrSlow, so that one slow reader can
-// neither hold the feed up nor grow the process's memory without bound.
+// events, or MaxBytes bytes of events, behind is dropped with ErrSlow (a
+// *SlowError naming the bound), so that one slow reader can neither hold
+// the feed up nor grow the process's memory without bound: a count alone
+// let a reader of 1 MiB values hold 4 GiB.
 package fanout
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
-	"github.com/beaconhq/beacon/internal/rpcerr"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/codes"
 )
 
 // Defaults of a Hub.
 const (
-	DefaultLinger = 10 * time.Second
-	DefaultLimit  = 4096
+	DefaultLinger   = 10 * time.Second
+	DefaultLimit    = 4096
+	DefaultMaxBytes = 16 << 20
 )
-
-// ErrSlow: the subscriber let more than the hub's Limit events queue up
-// unread and was dropped. It answers RESOURCE_EXHAUSTED over gRPC.
-var ErrSlow = rpcerr.NewNamed(codes.ResourceExhausted, "watcher fell behind and was dropped")
-
-// ErrClosed: the hub's client is closed. It answers UNAVAILABLE.
-var ErrClosed = rpcerr.NewNamed(codes.Unavailable, "etcd client closed")
-
-// BrokenError ends every subscription of a feed whose etcd watch ended:
-// no raft leader (Err is etcd's), a compaction (CompactRevision is set),
-// or the client closing (Err is ErrClosed). Subscribers start over, or
-// give up on an Err.
-type BrokenError struct {
-	Err             error
-	CompactRevision int64
-}
-
-func (e *BrokenError) Error() string {
-	switch {
-	case e.CompactRevision != 0:
-		return fmt.Sprintf("etcd watch compacted at revision %d", e.CompactRevision)
-	case e.Err != nil:
-		return "etcd watch ended: " + e.Err.Error()
-	}
-	return "etcd watch closed"
-}
-
-func (e *BrokenError) Unwrap() error { return e.Err }
 
 // Hub is the set of shared watches of one client.
 type Hub struct {
 	cli *clientv3.Client
 	// Linger is how long a feed stays open without subscribers, for the
-	// next one; Limit is how many events a subscriber may leave unread.
-	// Set them before the first Subscribe.
-	Linger time.Duration
-	Limit  int
+	// next one; Limit is how many events a subscriber may leave unread,
+	// MaxBytes how many bytes of them (keys and values, the previous ones
+	// included). Set them before the first Subscribe, or with SetLimits
+	// (a hub of For is shared).
+	Linger   time.Duration
+	Limit    int
+	MaxBytes int64
 
 	mu      sync.Mutex
 	feeds   map[string]*feed // by prefix
@@ -105,7 +81,21 @@ func For(cli *clientv3.Client) *Hub {
 
 // New returns a hub of its own on cli (For shares one per client).
 func New(cli *clientv3.Client) *Hub {
-	return &Hub{cli: cli, Linger: DefaultLinger, Limit: DefaultLimit, feeds: map[string]*feed{}}
+	return &Hub{cli: cli, Linger: DefaultLinger, Limit: DefaultLimit, MaxBytes: DefaultMaxBytes, feeds: map[string]*feed{}}
+}
+
+// SetLimits sets Limit and MaxBytes (zero or less: the default); safe at
+// any time, it holds for the events pushed after it.
+func (h *Hub) SetLimits(events int, bytes int64) {
+	if events <= 0 {
+		events = DefaultLimit
+	}
+	if bytes <= 0 {
+		bytes = DefaultMaxBytes
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.Limit, h.MaxBytes = events, bytes
 }
 
 // feed is one prefix's shared watch.
@@ -127,8 +117,10 @@ type Sub struct {
 
 	mu      sync.Mutex
 	batches [][]*clientv3.Event
-	queued  int   // events in batches
-	err     error // set once: ErrSlow or a *BrokenError
+	sizes   []int64 // bytes of each batch
+	queued  int     // events in batches
+	bytes   int64   // bytes in batches
+	err     error   // set once: a *SlowError or a *BrokenError
 	wake    chan struct{}
 	closed  bool
 }
@@ -201,10 +193,11 @@ func (h *Hub) run(ctx context.Context, f *feed) {
 		if len(wr.Events) == 0 {
 			continue
 		}
+		size := batchBytes(wr.Events)
 		h.mu.Lock()
 		f.rev = wr.Events[len(wr.Events)-1].Kv.ModRevision
 		for s := range f.subs {
-			s.push(wr.Events, h.Limit)
+			s.push(wr.Events, size, h.Limit, h.MaxBytes)
 		}
 		h.mu.Unlock()
 	}
@@ -236,7 +229,8 @@ func (s *Sub) From() int64 {
 // Next returns the next batch of events, waiting for one. The batch is
 // shared with the other subscribers: read it, never change it. Once the
 // subscription ends, Next returns ErrSlow (at once: what was queued is
-// dropped) or the feed's *BrokenError (after what was queued).
+// dropped; a *SlowError) or the feed's *BrokenError (after what was
+// queued).
 func (s *Sub) Next(ctx context.Context) ([]*clientv3.Event, error) {
 	for {
 		s.mu.Lock()
@@ -245,6 +239,8 @@ func (s *Sub) Next(ctx context.Context) ([]*clientv3.Event, error) {
 			s.batches[0] = nil
 			s.batches = s.batches[1:]
 			s.queued -= len(b)
+			s.bytes -= s.sizes[0]
+			s.sizes = s.sizes[1:]
 			s.mu.Unlock()
 			return b, nil
 		}
@@ -272,7 +268,7 @@ func (s *Sub) Close() {
 		return
 	}
 	s.closed = true
-	s.batches, s.queued = nil, 0
+	s.batches, s.sizes, s.queued, s.bytes = nil, nil, 0, 0
 	s.mu.Unlock()
 	delete(f.subs, s)
 	if len(f.subs) > 0 || h.feeds[f.prefix] != f {
@@ -288,28 +284,60 @@ func (s *Sub) Close() {
 	})
 }
 
-// push queues a batch, or drops the subscriber if that would leave more
-// than limit events unread. A batch larger than limit is still taken by
-// an empty queue: etcd never splits a revision, and a transaction may
-// change more keys than limit.
-func (s *Sub) push(evs []*clientv3.Event, limit int) {
+// push queues a batch of size bytes, or drops the subscriber if that
+// would leave more than limit events, or maxBytes bytes, unread. A batch
+// over either bound is still taken by an empty queue: etcd never splits
+// a revision, and a transaction may change more keys than limit.
+func (s *Sub) push(evs []*clientv3.Event, size int64, limit int, maxBytes int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil || s.closed {
 		return
 	}
-	if s.queued > 0 && s.queued+len(evs) > limit {
-		s.err = ErrSlow
-		s.batches, s.queued = nil, 0
+	var over *SlowError
+	switch {
+	case s.queued > 0 && s.queued+len(evs) > limit:
+		over = &SlowError{Limit: LimitEvents, Value: int64(limit)}
+	case s.queued > 0 && s.bytes+size > maxBytes:
+		over = &SlowError{Limit: LimitBytes, Value: maxBytes}
+	}
+	if over != nil {
+		CountCutOff(over.Limit)
+		s.err = over
+		s.batches, s.sizes, s.queued, s.bytes = nil, nil, 0, 0
 	} else {
 		s.batches = append(s.batches, evs)
+		s.sizes = append(s.sizes, size)
 		s.queued += len(evs)
+		s.bytes += size
 	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 }
+
+// batchBytes is what a batch of events holds: its keys and values, and
+// the previous ones etcd sent with them, each with its structs.
+func batchBytes(evs []*clientv3.Event) int64 {
+	var n int64
+	for _, ev := range evs {
+		n += eventOverhead
+		for _, kv := range []*mvccpb.KeyValue{ev.Kv, ev.PrevKv} {
+			if kv != nil {
+				n += kvOverhead + int64(len(kv.Key)+len(kv.Value))
+			}
+		}
+	}
+	return n
+}
+
+// eventOverhead, kvOverhead: about what an event's and a key-value's
+// structs take besides their bytes.
+const (
+	eventOverhead = 32
+	kvOverhead    = 96
+)
 
 func (s *Sub) fail(err error) {
 	s.mu.Lock()
