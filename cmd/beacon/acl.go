@@ -177,14 +177,14 @@ func newACLListCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return p.json(resp)
+				if p.IsJSON() {
+					return p.JSON(resp)
 				}
 				var rows [][]string
 				for _, t := range resp.Tokens {
 					rows = append(rows, []string{t.AccessorId, t.Created, strings.Join(t.Rules, ","), t.Description})
 				}
-				return p.table([]string{"ACCESSOR ID", "CREATED", "RULES", "DESCRIPTION"}, rows)
+				return p.Table([]string{"ACCESSOR ID", "CREATED", "RULES", "DESCRIPTION"}, rows)
 			})
 		},
 	}
@@ -214,10 +214,10 @@ func newACLRevokeCmd(g *globals) *cobra.Command {
 
 // printSecret prints a token just made, with its secret.
 func printSecret(p *printer, t *beaconpb.ACLTokenSecret) error {
-	if p.format == "json" {
-		return p.json(t)
+	if p.IsJSON() {
+		return p.JSON(t)
 	}
 	desc := t.Token.GetDescription()
-	return p.table([]string{"ACCESSOR ID", "SECRET", "RULES", "DESCRIPTION"},
+	return p.Table([]string{"ACCESSOR ID", "SECRET", "RULES", "DESCRIPTION"},
 		[][]string{{t.Token.GetAccessorId(), t.Secret, strings.Join(t.Token.GetRules(), ","), desc}})
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +19,6 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 )
 
 func init() {
@@ -141,24 +138,17 @@ func electObserve(ctx context.Context, g *globals, name string, p *printer) erro
 			}
 			return err
 		}
-		if p.format == "json" {
-			b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(ev)
-			if err != nil {
+		if p.IsJSON() {
+			// One compact line per change, for line-oriented scripts.
+			if err := p.JSONLine(ev); err != nil {
 				return err
 			}
-			// protojson varies its spacing on purpose; one compact line
-			// per change is what line-oriented scripts want.
-			var line bytes.Buffer
-			if err := json.Compact(&line, b); err != nil {
-				return err
-			}
-			fmt.Fprintln(p.w, line.String())
 			continue
 		}
 		if l := ev.Leader; l != nil {
-			fmt.Fprintf(p.w, "leader rev %d key %s proposal %q (revision %d)\n", l.Rev, l.Key, l.Proposal, ev.Revision)
+			fmt.Fprintf(p.W, "leader rev %d key %s proposal %q (revision %d)\n", l.Rev, l.Key, l.Proposal, ev.Revision)
 		} else {
-			fmt.Fprintf(p.w, "no leader (revision %d)\n", ev.Revision)
+			fmt.Fprintf(p.W, "no leader (revision %d)\n", ev.Revision)
 		}
 	}
 }

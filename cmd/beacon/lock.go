@@ -293,14 +293,14 @@ Keys are plain etcd keys outside beacon's namespace (/beacon/), or under
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return p.json(resp)
+				if p.IsJSON() {
+					return p.JSON(resp)
 				}
 				if r := resp.Results[0]; args[0] == "get" {
 					if !r.Found {
 						return errorf("not found: %s", r.Key)
 					}
-					fmt.Fprintln(p.w, string(r.Value))
+					fmt.Fprintln(p.W, string(r.Value))
 				}
 				return nil
 			})

@@ -70,7 +70,7 @@ func newRoot() *cobra.Command {
 		newDeregisterCmd(g),
 		newServicesCmd(g),
 		newCheckCmd(g),
-		newVersionCmd(),
+		newVersionCmd(g),
 		bindBenchACL(newBenchCmd()),
 	)
 	for _, mk := range extraCommands {

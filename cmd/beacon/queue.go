@@ -92,14 +92,14 @@ func newQueuePushCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return p.json(resp)
+				if p.IsJSON() {
+					return p.JSON(resp)
 				}
 				if resp.Duplicate {
-					fmt.Fprintf(p.w, "%s (duplicate of dedup id %q; nothing added)\n", resp.Id, dedup)
+					fmt.Fprintf(p.W, "%s (duplicate of dedup id %q; nothing added)\n", resp.Id, dedup)
 					return nil
 				}
-				fmt.Fprintln(p.w, resp.Id)
+				fmt.Fprintln(p.W, resp.Id)
 				return nil
 			})
 		},
@@ -200,18 +200,18 @@ func queueReservePrint(cmd *cobra.Command, g *globals, o *queueReserveFlags, que
 		if err != nil {
 			return err
 		}
-		if p.format == "json" {
-			return p.json(resp)
+		if p.IsJSON() {
+			return p.JSON(resp)
 		}
 		m := resp.Message
-		if err := p.table([]string{"ID", "DELIVERIES", "DEADLINE", "RECEIPT"}, [][]string{{m.Id, strconv.Itoa(int(m.Deliveries)),
+		if err := p.Table([]string{"ID", "DELIVERIES", "DEADLINE", "RECEIPT"}, [][]string{{m.Id, strconv.Itoa(int(m.Deliveries)),
 			resp.Deadline.AsTime().Local().Format(time.RFC3339), resp.Receipt}}); err != nil {
 			return err
 		}
-		fmt.Fprintln(p.w)
-		_, err = p.w.Write(m.Payload)
+		fmt.Fprintln(p.W)
+		_, err = p.W.Write(m.Payload)
 		if len(m.Payload) > 0 && m.Payload[len(m.Payload)-1] != '\n' {
-			fmt.Fprintln(p.w)
+			fmt.Fprintln(p.W)
 		}
 		return err
 	})
@@ -283,15 +283,15 @@ func newQueueStatsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return p.json(s)
+				if p.IsJSON() {
+					return p.JSON(s)
 				}
 				u := func(n uint64) string { return strconv.FormatUint(n, 10) }
 				oldest := ""
 				if s.Depth > 0 {
 					oldest = s.OldestAge.AsDuration().Round(time.Millisecond).String()
 				}
-				return p.table([]string{"QUEUE", "DEPTH", "READY", "IN FLIGHT", "DELAYED", "DEAD", "OLDEST"},
+				return p.Table([]string{"QUEUE", "DEPTH", "READY", "IN FLIGHT", "DELAYED", "DEAD", "OLDEST"},
 					[][]string{{s.Queue, u(s.Depth), u(s.Ready), u(s.InFlight), u(s.Delayed), u(s.Dead), oldest}})
 			})
 		},
@@ -314,8 +314,8 @@ func newQueueDeadCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return p.json(resp)
+				if p.IsJSON() {
+					return p.JSON(resp)
 				}
 				var rows [][]string
 				for _, m := range resp.Messages {
@@ -325,11 +325,11 @@ func newQueueDeadCmd(g *globals) *cobra.Command {
 					}
 					rows = append(rows, []string{m.Id, strconv.Itoa(int(m.Deliveries)), m.DeadAt.AsTime().Local().Format(time.RFC3339), m.DeadReason, payload})
 				}
-				if err := p.table([]string{"ID", "DELIVERIES", "DIED", "REASON", "PAYLOAD"}, rows); err != nil {
+				if err := p.Table([]string{"ID", "DELIVERIES", "DIED", "REASON", "PAYLOAD"}, rows); err != nil {
 					return err
 				}
 				if resp.More {
-					fmt.Fprintf(p.w, "(more than %d; raise --limit)\n", len(resp.Messages))
+					fmt.Fprintf(p.W, "(more than %d; raise --limit)\n", len(resp.Messages))
 				}
 				return nil
 			})
@@ -369,21 +369,21 @@ func newQueueHandleDeadCmd(g *globals, name string) *cobra.Command {
 				var err error
 				total, err = c.HandleDead(ctx, args[0], name == "purge-dead", args[1:], all, g.callTimeout)
 				if err != nil && len(total.Done) > 0 {
-					fmt.Fprintf(p.w, "%s %d before the error: %s\n", verb, len(total.Done), strings.Join(total.Done, " "))
+					fmt.Fprintf(p.W, "%s %d before the error: %s\n", verb, len(total.Done), strings.Join(total.Done, " "))
 				}
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			if p.format == "json" {
-				err = p.json(total)
+			if p.IsJSON() {
+				err = p.JSON(total)
 			} else {
 				line := fmt.Sprintf("%s %d", verb, len(total.Done))
 				if len(total.Done) > 0 {
 					line += ": " + strings.Join(total.Done, " ")
 				}
-				_, err = fmt.Fprintln(p.w, line)
+				_, err = fmt.Fprintln(p.W, line)
 			}
 			if err == nil && len(total.NotDead) > 0 {
 				err = errorf("not dead letters of %s: %s", args[0], strings.Join(total.NotDead, " "))
