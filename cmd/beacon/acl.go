@@ -68,18 +68,10 @@ decides: an exact name beats a prefix, a longer prefix a shorter one.
 The CLI sends a token with --token or BEACON_TOKEN. The agent's unix
 socket (--agent unix:<data-dir>/beacon.sock) needs none: it is the host's
 operator.`,
-		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return &usageError{errorf("give a subcommand: beacon acl bootstrap | beacon acl token create|list|revoke")}
-		},
 	}
 	tokenCmd := &cobra.Command{
 		Use:   "token create|list|revoke",
 		Short: "Create, list and revoke tokens (needs operator:acl)",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return &usageError{errorf("give a subcommand: beacon acl token create|list|revoke")}
-		},
 	}
 	tokenCmd.AddCommand(newACLCreateCmd(g), newACLListCmd(g), newACLRevokeCmd(g))
 	cmd.AddCommand(newACLBootstrapCmd(g), tokenCmd)

@@ -108,8 +108,9 @@ func newConfigGetCmd(g *globals) *cobra.Command {
 
 func newConfigPutCmd(g *globals) *cobra.Command {
 	var ifRev int64
+	var empty bool
 	cmd := &cobra.Command{
-		Use:   "put KEY [VALUE]",
+		Use:   "put KEY [VALUE] [--empty]",
 		Short: "Write a key (the value from stdin if not given); --if-revision R writes only if the key is at R (0: absent)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -118,13 +119,23 @@ func newConfigPutCmd(g *globals) *cobra.Command {
 				return err
 			}
 			req := &beaconpb.ConfigPutRequest{Key: args[0]}
+			size := int64(0)
 			if len(args) == 2 {
 				req.Value = []byte(args[1])
-			} else {
-				// One byte over the limit is enough for the agent to refuse it.
-				if req.Value, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), config.MaxValueLen+1)); err != nil {
-					return errorf("reading the value from stdin: %v", err)
-				}
+				size = int64(len(req.Value))
+			} else if req.Value, size, err = cliout.ReadInput(cmd.InOrStdin(), config.MaxValueLen); err != nil {
+				return errorf("reading the value from stdin: %v", err)
+			}
+			// The agent checks the size too, with the same function; here
+			// the refusal can name the whole size of what was piped in.
+			if err := config.ValidateValueSize("value", size); err != nil {
+				return err
+			}
+			if size == 0 && !empty {
+				return &usageError{errorf("config put %s: the value is empty (no VALUE, and nothing on stdin); to write an empty value, give --empty", args[0])}
+			}
+			if size > 0 && empty {
+				return &usageError{errorf("config put %s: --empty with a value of %d bytes", args[0], size)}
 			}
 			if cmd.Flags().Changed("if-revision") {
 				req.IfRevision = &ifRev
@@ -143,6 +154,7 @@ func newConfigPutCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().Int64Var(&ifRev, "if-revision", 0, "write only if the key's revision is this (0: only if it does not exist)")
+	cmd.Flags().BoolVar(&empty, "empty", false, "write an empty value (refused without it, so that an empty stdin is not taken for one)")
 	return cmd
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/bench"
 	"github.com/beaconhq/beacon/client"
+	"github.com/beaconhq/beacon/internal/cliout"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -71,8 +71,9 @@ func queueDuration(cmd *cobra.Command, name string, d time.Duration) *durationpb
 func newQueuePushCmd(g *globals) *cobra.Command {
 	var dedup string
 	var window, delay time.Duration
+	var empty bool
 	cmd := &cobra.Command{
-		Use:   "push QUEUE [DATA]",
+		Use:   "push QUEUE [DATA] [--empty]",
 		Short: "Append a message (DATA, or stdin when DATA is not given); prints its id",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -83,8 +84,14 @@ func newQueuePushCmd(g *globals) *cobra.Command {
 			var data []byte
 			if len(args) == 2 {
 				data = []byte(args[1])
-			} else if data, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 64<<20)); err != nil {
+			} else if data, _, err = cliout.ReadInput(cmd.InOrStdin(), 64<<20); err != nil {
 				return errorf("reading the message from stdin: %v", err)
+			}
+			if len(data) == 0 && !empty {
+				return &usageError{errorf("queue push %s: the message is empty (no DATA, and nothing on stdin); to push an empty message, give --empty", args[0])}
+			}
+			if len(data) > 0 && empty {
+				return &usageError{errorf("queue push %s: --empty with a message of %d bytes", args[0], len(data))}
 			}
 			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
 				resp, err := q.Enqueue(ctx, &beaconpb.QueueEnqueueRequest{Queue: args[0], Payload: data, DedupId: dedup,
@@ -108,6 +115,7 @@ func newQueuePushCmd(g *globals) *cobra.Command {
 	f.StringVar(&dedup, "dedup", "", "dedup id: a second push with it within the window adds nothing")
 	f.DurationVar(&window, "dedup-window", 5*time.Minute, "how long a dedup id is remembered (1s to 24h)")
 	f.DurationVar(&delay, "delay", 0, "make the message ready only after this delay (up to 24h)")
+	f.BoolVar(&empty, "empty", false, "push an empty message (refused without it, so that an empty stdin is not taken for one)")
 	return cmd
 }
 
