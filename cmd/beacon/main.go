@@ -19,8 +19,12 @@ func main() {
 	if err := root.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "beacon: "+oneLine(err))
 		var ue *usageError
-		if errors.As(err, &ue) {
+		var ee *exitError
+		switch {
+		case errors.As(err, &ue):
 			os.Exit(2)
+		case errors.As(err, &ee):
+			os.Exit(ee.code)
 		}
 		os.Exit(1)
 	}

@@ -59,3 +59,17 @@ func unknownSubcommand(c *cobra.Command, args []string) error {
 	}
 	return &usageError{fmt.Errorf("unknown command %q for %q: %s (see %s --help)", args[0], c.CommandPath(), hint, c.CommandPath())}
 }
+
+// exitNoQuorum is beacon status's exit code when the cluster has no
+// quorum: the report is printed, and scripts can tell this from an agent
+// that did not answer (1).
+const exitNoQuorum = 3
+
+// exitError is an error with an exit code of its own.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
