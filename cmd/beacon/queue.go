@@ -152,7 +152,9 @@ can be delivered to another worker. If beacon is
 killed (even with kill -9) CMD is killed too, the session ends, and the
 message is ready again at once. With --count N it handles N messages
 (0: until a reserve finds nothing within --wait). The exit status is CMD's
-(in a loop, that of the last CMD that failed, or 0).`,
+(in a loop, that of the last CMD that failed, or 0).
+
+` + holdSignalsHelp,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
@@ -407,7 +409,7 @@ func newQueueWaitCmd(g *globals) *cobra.Command {
 	var count uint64
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "wait QUEUE --count N",
+		Use:   "wait QUEUE --count N [--wait D]",
 		Short: "Block until the queue holds at least N messages; prints how many it holds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -427,7 +429,7 @@ func newQueueWaitCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().Uint64Var(&count, "count", 0, "messages to wait for (at least 1)")
-	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: never)")
+	bindWait(cmd, &timeout, "give up after this long (0: never)")
 	return cmd
 }
 
