@@ -70,7 +70,11 @@ func newStatusCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if !resp.HasQuorum {
-					return &exitError{code: exitNoQuorum, err: errorf("no quorum: %d of %d voters healthy, leader %s", resp.HealthyVoters, resp.Voters, orDash(resp.Leader))}
+					leader := "no leader"
+					if resp.Leader != "" {
+						leader = "leader " + resp.Leader
+					}
+					return &exitError{code: exitNoQuorum, err: errorf("no quorum: %d of %d voters healthy, %s", resp.HealthyVoters, resp.Voters, leader)}
 				}
 				return nil
 			})
