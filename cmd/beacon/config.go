@@ -20,6 +20,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func init() {
@@ -129,7 +131,7 @@ func newConfigPutCmd(g *globals) *cobra.Command {
 			// The agent checks the size too, with the same function; here
 			// the refusal can name the whole size of what was piped in.
 			if err := config.ValidateValueSize("value", size); err != nil {
-				return err
+				return status.Error(codes.InvalidArgument, err.Error())
 			}
 			if size == 0 && !empty {
 				return &usageError{errorf("config put %s: the value is empty (no VALUE, and nothing on stdin); to write an empty value, give --empty", args[0])}

@@ -90,7 +90,10 @@ etcdctl elect /beacon/elections/NAME campaign in the same election.`,
 			if err := o.check(cmd); err != nil {
 				return err
 			}
-			o.waitFlag = waitFlag(cmd)
+			var err error
+			if o.waitFlag, err = waitFlag(cmd); err != nil {
+				return err
+			}
 			if o.wait < 0 || o.wait > 24*time.Hour {
 				return &usageError{errorf("%s %s is not from 0 (none) to 24h", o.waitFlag, o.wait)}
 			}

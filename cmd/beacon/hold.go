@@ -34,15 +34,18 @@ func bindWait(cmd *cobra.Command, d *time.Duration, usage string) {
 	f := cmd.Flags()
 	f.DurationVar(d, "wait", 0, usage)
 	f.DurationVar(d, "timeout", 0, "the same as --wait (its older name)")
-	cmd.MarkFlagsMutuallyExclusive("wait", "timeout")
 }
 
-// waitFlag is the name the user gave the wait by, for messages.
-func waitFlag(cmd *cobra.Command) string {
-	if cmd.Flags().Changed("timeout") {
-		return "--timeout"
+// waitFlag is the name the wait was given by, for messages; both names at
+// once are a usage error.
+func waitFlag(cmd *cobra.Command) (string, error) {
+	switch f := cmd.Flags(); {
+	case f.Changed("wait") && f.Changed("timeout"):
+		return "", &usageError{errorf("give --wait or --timeout (its older name), not both")}
+	case f.Changed("timeout"):
+		return "--timeout", nil
 	}
-	return "--wait"
+	return "--wait", nil
 }
 
 // holdSignalsHelp is what beacon lock, elect and queue reserve -- CMD do

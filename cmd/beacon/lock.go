@@ -78,9 +78,12 @@ The lock is etcd's concurrency.Mutex layout under /beacon/locks/NAME, so
 			if err := f.check(cmd); err != nil {
 				return err
 			}
+			wait, err := waitFlag(cmd)
 			switch {
+			case err != nil:
+				return err
 			case f.wait < 0:
-				return &usageError{errorf("%s %s must not be negative", waitFlag(cmd), f.wait)}
+				return &usageError{errorf("%s %s must not be negative", wait, f.wait)}
 			case f.limit < 1 || f.limit > lock.MaxLimit:
 				return &usageError{errorf("-n %d: give 1 to %d", f.limit, lock.MaxLimit)}
 			}

@@ -416,6 +416,9 @@ func newQueueWaitCmd(g *globals) *cobra.Command {
 			if !cmd.Flags().Changed("count") {
 				return &usageError{errorf("--count is required")}
 			}
+			if _, err := waitFlag(cmd); err != nil {
+				return err
+			}
 			return queueCall(cmd, g, timeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
 				resp, err := q.Wait(ctx, &beaconpb.QueueWaitRequest{Queue: args[0], Count: count})
 				if status.Code(err) == codes.DeadlineExceeded && timeout > 0 {
