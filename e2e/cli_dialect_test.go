@@ -26,12 +26,13 @@ func dialectErr(t *testing.T, what, stderr string, code, want int) string {
 	return line
 }
 
-// dialectJSON decodes a command's JSON output into a map.
+// dialectJSON decodes a command's JSON output into a map (nil, and the
+// test failed, if it is no JSON object).
 func dialectJSON(t *testing.T, what, out string) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		t.Fatalf("%s: not JSON: %v\n%s", what, err, out)
+		t.Errorf("%s: not JSON: %v\n%s", what, err, out)
 	}
 	return m
 }
@@ -262,7 +263,7 @@ func TestCLIMembersAndQuorum(t *testing.T) {
 		Name     string `json:"name"`
 		IsLeader bool   `json:"is_leader"`
 		Healthy  bool   `json:"healthy"`
-		RaftTerm uint64 `json:"raft_term"`
+		RaftTerm any    `json:"raft_term"`
 	}
 	err := testcluster.Eventually(readyWithin, func() error {
 		out, stderr, err := ms[0].CLI("members", "-w", "json")
@@ -275,7 +276,7 @@ func TestCLIMembersAndQuorum(t *testing.T) {
 		}
 		leaders := 0
 		for _, m := range resp.Members {
-			if !m.Healthy || m.RaftTerm == 0 {
+			if term, _ := m.RaftTerm.(float64); !m.Healthy || term == 0 {
 				return fmt.Errorf("members -w json: %s not healthy or without a raft term: %s", m.Name, out)
 			}
 			if m.IsLeader {
@@ -288,7 +289,7 @@ func TestCLIMembersAndQuorum(t *testing.T) {
 		return nil
 	})
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err) // go on: the quorum checks are findings of their own
 	}
 	if _, stderr, err := ms[0].CLI("status"); err != nil {
 		t.Fatalf("status with quorum: %v %s", err, stderr)
@@ -305,7 +306,7 @@ func TestCLIMembersAndQuorum(t *testing.T) {
 		return nil
 	})
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
 	}
 	_, stderr, err := ms[0].CLI("register", "--name", "web", "--port", "8080")
 	line := strings.TrimSpace(stderr)
