@@ -118,9 +118,12 @@ func writeMessage(b *bytes.Buffer, m protoreflect.Message) error {
 	}
 	fields := m.Descriptor().Fields()
 	b.WriteByte('{')
-	for i := 0; i < fields.Len(); i++ {
+	for i, n := 0, 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
-		if i > 0 {
+		if o := fd.ContainingOneof(); o != nil && !o.IsSynthetic() && !m.Has(fd) {
+			continue // a oneof shows the member it holds
+		}
+		if n++; n > 1 {
 			b.WriteByte(',')
 		}
 		fmt.Fprintf(b, "%q:", fd.Name())
