@@ -34,13 +34,15 @@ func NewService(cli *clientv3.Client, namespace string, local Local) *Service {
 	return &Service{cli: cli, namespace: namespace, local: local}
 }
 
-// Members lists members, proxies and external agents.
+// Members lists members, proxies and external agents, each member with
+// its raft state: the rows of Status, so that no field of a Member is
+// left at a zero that reads as false ("healthy": false).
 func (s *Service) Members(ctx context.Context, _ *beaconpb.MembersRequest) (*beaconpb.MembersResponse, error) {
-	id, members, err := Members(ctx, s.cli, s.namespace)
+	st, err := Status(ctx, s.cli, s.namespace)
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}
-	return &beaconpb.MembersResponse{ClusterId: id, Local: s.local.Name(), Members: members}, nil
+	return &beaconpb.MembersResponse{ClusterId: st.ClusterId, Local: s.local.Name(), Members: st.Members}, nil
 }
 
 // Status lists members with their raft state.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/dustin/go-humanize"
 	"google.golang.org/grpc/codes"
 )
 
@@ -114,9 +115,14 @@ func validatePath(field, p string) error {
 }
 
 // ValidateValue checks a value's size.
-func ValidateValue(field string, v []byte) error {
-	if len(v) > MaxValueLen {
-		return &FieldError{field, fmt.Sprintf("%d bytes is over the limit of %d (1 MiB)", len(v), MaxValueLen)}
+func ValidateValue(field string, v []byte) error { return ValidateValueSize(field, int64(len(v))) }
+
+// ValidateValueSize checks the size of a value of n bytes; the CLI checks
+// what it read with it, so that the refusal names the whole size.
+func ValidateValueSize(field string, n int64) error {
+	if n > MaxValueLen {
+		return &FieldError{field, fmt.Sprintf("%s (%d bytes) is over the limit of 1 MiB (%d bytes) on a config value",
+			humanize.Bytes(uint64(n)), n, MaxValueLen)}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/rpcerr"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/status"
 )
 
@@ -39,7 +40,7 @@ func (s *Service) Put(ctx context.Context, req *beaconpb.ConfigPutRequest) (*bea
 	}
 	rev, err := s.store.Put(ctx, req.Key, req.Value, opts...)
 	if err != nil {
-		return nil, writeError(err)
+		return nil, writeError(s.store.cli, err)
 	}
 	return &beaconpb.ConfigPutResponse{Revision: rev}, nil
 }
@@ -52,14 +53,14 @@ func (s *Service) Delete(ctx context.Context, req *beaconpb.ConfigDeleteRequest)
 	}
 	deleted, rev, err := s.store.Delete(ctx, req.Key, opts...)
 	if err != nil {
-		return nil, writeError(err)
+		return nil, writeError(s.store.cli, err)
 	}
 	return &beaconpb.ConfigDeleteResponse{Deleted: deleted, Revision: rev}, nil
 }
 
 // writeError adds the key's current revision to a revision mismatch as a
 // detail, so that a client can retry without parsing the message.
-func writeError(err error) error {
+func writeError(cli *clientv3.Client, err error) error {
 	var re *RevisionError
 	if errors.As(err, &re) {
 		st := status.New(re.GRPCCode(), re.Error())
@@ -68,7 +69,7 @@ func writeError(err error) error {
 		}
 		return st.Err()
 	}
-	return rpcerr.From(err)
+	return rpcerr.FromCluster(cli, err)
 }
 
 // List reads the keys under a prefix.

@@ -214,7 +214,7 @@ func TestElectionNoTwoLeaders(t *testing.T) {
 		for _, line := range strings.Split(strings.TrimSpace(obs.output()), "\n") {
 			var ev struct {
 				Leader *struct {
-					Rev int64 `json:"rev,string"`
+					Rev int64 `json:"rev"`
 				} `json:"leader"`
 			}
 			if err := json.Unmarshal([]byte(line), &ev); err != nil {
@@ -493,7 +493,7 @@ func TestElectionObserve(t *testing.T) {
 				Leader *struct {
 					Proposal string `json:"proposal"`
 				} `json:"leader"`
-				Revision int64 `json:"revision,string"`
+				Revision int64 `json:"revision"`
 			}
 			if err := json.Unmarshal([]byte(line), &ev); err != nil {
 				return fmt.Errorf("%q: %v", line, err)

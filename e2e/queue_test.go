@@ -69,7 +69,7 @@ func queueCLI(t *testing.T, a *testcluster.Agent, stdin []byte, args ...string) 
 type queueReserved struct {
 	Message struct {
 		ID         string `json:"id"`
-		Payload    []byte `json:"payload"`
+		Payload    string `json:"payload"`
 		Deliveries int    `json:"deliveries"`
 	} `json:"message"`
 	Receipt string `json:"receipt"`
@@ -420,7 +420,7 @@ func TestQueueSemantics(t *testing.T) {
 		var dead struct {
 			Messages []struct {
 				ID         string `json:"id"`
-				Payload    []byte `json:"payload"`
+				Payload    string `json:"payload"`
 				Deliveries int    `json:"deliveries"`
 				DeadReason string `json:"dead_reason"`
 			} `json:"messages"`
@@ -431,9 +431,9 @@ func TestQueueSemantics(t *testing.T) {
 		}
 		out, _, _ = queueCLI(t, a, nil, "queue", "stats", "poison", "-w", "json")
 		var st struct {
-			Depth, Dead string
+			Depth, Dead uint64
 		}
-		if json.Unmarshal([]byte(out), &st) != nil || st.Depth != "0" || st.Dead != "1" {
+		if json.Unmarshal([]byte(out), &st) != nil || st.Depth != 0 || st.Dead != 1 {
 			t.Fatalf("stats: %s", out)
 		}
 		out, _, _ = queueCLI(t, a, nil, "queue", "dead", "poison")
@@ -468,7 +468,7 @@ func TestQueueSemantics(t *testing.T) {
 			t.Fatalf("purge-dead --all: exit %d %q %s", code, out, errOut)
 		}
 		out, _, _ = queueCLI(t, a, nil, "queue", "stats", "poison", "-w", "json")
-		if json.Unmarshal([]byte(out), &st) != nil || st.Depth != "0" || st.Dead != "0" {
+		if json.Unmarshal([]byte(out), &st) != nil || st.Depth != 0 || st.Dead != 0 {
 			t.Fatalf("stats after purge: %s", out)
 		}
 	})

@@ -102,8 +102,8 @@ func (in *Instance) Normalize(node, nodeAddr string) error {
 	if err := ValidLabel("service", in.Service); err != nil {
 		return err
 	}
-	if in.Port < 1 || in.Port > 65535 {
-		return &FieldError{"port", fmt.Sprintf("%d is not a port from 1 to 65535", in.Port)}
+	if err := ValidPort(in.Port); err != nil {
+		return err
 	}
 	in.Node = node
 	if in.Address == "" {
@@ -137,11 +137,26 @@ func (in *Instance) Normalize(node, nodeAddr string) error {
 	if in.Weight == 0 {
 		in.Weight = 1
 	}
-	if in.Weight < 0 || in.Weight > 65535 {
-		return &FieldError{"weight", fmt.Sprintf("%d is not from 1 to 65535", in.Weight)}
+	return ValidSRV(in.Weight, in.Priority)
+}
+
+// ValidPort checks an instance's port; the CLI checks --port with it
+// too, so that every bad port gets the same message.
+func ValidPort(port int) error {
+	if port < 1 || port > 65535 {
+		return &FieldError{"port", fmt.Sprintf("%d is not a port from 1 to 65535", port)}
 	}
-	if in.Priority < 0 || in.Priority > 65535 {
-		return &FieldError{"priority", fmt.Sprintf("%d is not from 0 to 65535", in.Priority)}
+	return nil
+}
+
+// ValidSRV checks an instance's SRV weight (0 is taken as 1) and
+// priority.
+func ValidSRV(weight, priority int) error {
+	if weight < 0 || weight > 65535 {
+		return &FieldError{"weight", fmt.Sprintf("%d is not from 1 to 65535", weight)}
+	}
+	if priority < 0 || priority > 65535 {
+		return &FieldError{"priority", fmt.Sprintf("%d is not from 0 to 65535", priority)}
 	}
 	return nil
 }

@@ -45,7 +45,7 @@ func (s *Service) Register(ctx context.Context, req *beaconpb.RegisterRequest) (
 	}
 	in, rev, err := s.local.Register(ctx, instanceFromProto(req.Instance), check, owner)
 	if err != nil {
-		return nil, rpcerr.From(err)
+		return nil, rpcerr.FromCluster(s.local.cli, err)
 	}
 	return &beaconpb.RegisterResponse{Instance: in.Proto(), Revision: rev}, nil
 }
@@ -60,7 +60,7 @@ func (s *Service) Deregister(ctx context.Context, req *beaconpb.DeregisterReques
 		err = s.local.DeregisterAs(ctx, caller, req.Service, req.Id)
 	}
 	if err != nil {
-		return nil, rpcerr.From(err)
+		return nil, rpcerr.FromCluster(s.local.cli, err)
 	}
 	return &beaconpb.DeregisterResponse{}, nil
 }

@@ -38,7 +38,8 @@ type Member struct {
 	Started string `protobuf:"bytes,8,opt,name=started,proto3" json:"started,omitempty"`
 	// Whether an agent currently announces this member under nodes/.
 	AgentAlive bool `protobuf:"varint,9,opt,name=agent_alive,json=agentAlive,proto3" json:"agent_alive,omitempty"`
-	// Filled by Status only.
+	// Each etcd member's raft state, asked of that member (Members and
+	// Status alike); for a proxy or external agent, healthy is agent_alive.
 	IsLeader      bool   `protobuf:"varint,20,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
 	RaftTerm      uint64 `protobuf:"varint,21,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
 	RaftIndex     uint64 `protobuf:"varint,22,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"`

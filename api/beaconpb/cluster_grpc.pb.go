@@ -32,7 +32,8 @@ const (
 // Cluster reports and changes the membership of the agent's cluster.
 type ClusterClient interface {
 	// Members lists the etcd members (voters and learners) and the proxy and
-	// external agents that announce themselves under nodes/.
+	// external agents that announce themselves under nodes/, each etcd
+	// member with its raft state as Status gives it.
 	Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error)
 	// Status is Members plus each etcd member's raft state, asked of that
 	// member directly.
@@ -108,7 +109,8 @@ func (c *clusterClient) RemoveMember(ctx context.Context, in *RemoveMemberReques
 // Cluster reports and changes the membership of the agent's cluster.
 type ClusterServer interface {
 	// Members lists the etcd members (voters and learners) and the proxy and
-	// external agents that announce themselves under nodes/.
+	// external agents that announce themselves under nodes/, each etcd
+	// member with its raft state as Status gives it.
 	Members(context.Context, *MembersRequest) (*MembersResponse, error)
 	// Status is Members plus each etcd member's raft state, asked of that
 	// member directly.

@@ -68,18 +68,10 @@ decides: an exact name beats a prefix, a longer prefix a shorter one.
 The CLI sends a token with --token or BEACON_TOKEN. The agent's unix
 socket (--agent unix:<data-dir>/beacon.sock) needs none: it is the host's
 operator.`,
-		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return &usageError{errorf("give a subcommand: beacon acl bootstrap | beacon acl token create|list|revoke")}
-		},
 	}
 	tokenCmd := &cobra.Command{
 		Use:   "token create|list|revoke",
 		Short: "Create, list and revoke tokens (needs operator:acl)",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return &usageError{errorf("give a subcommand: beacon acl token create|list|revoke")}
-		},
 	}
 	tokenCmd.AddCommand(newACLCreateCmd(g), newACLListCmd(g), newACLRevokeCmd(g))
 	cmd.AddCommand(newACLBootstrapCmd(g), tokenCmd)
@@ -177,14 +169,14 @@ func newACLListCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return p.json(resp)
+				if p.IsJSON() {
+					return p.JSON(resp)
 				}
 				var rows [][]string
 				for _, t := range resp.Tokens {
 					rows = append(rows, []string{t.AccessorId, t.Created, strings.Join(t.Rules, ","), t.Description})
 				}
-				return p.table([]string{"ACCESSOR ID", "CREATED", "RULES", "DESCRIPTION"}, rows)
+				return p.Table([]string{"ACCESSOR ID", "CREATED", "RULES", "DESCRIPTION"}, rows)
 			})
 		},
 	}
@@ -214,10 +206,10 @@ func newACLRevokeCmd(g *globals) *cobra.Command {
 
 // printSecret prints a token just made, with its secret.
 func printSecret(p *printer, t *beaconpb.ACLTokenSecret) error {
-	if p.format == "json" {
-		return p.json(t)
+	if p.IsJSON() {
+		return p.JSON(t)
 	}
 	desc := t.Token.GetDescription()
-	return p.table([]string{"ACCESSOR ID", "SECRET", "RULES", "DESCRIPTION"},
+	return p.Table([]string{"ACCESSOR ID", "SECRET", "RULES", "DESCRIPTION"},
 		[][]string{{t.Token.GetAccessorId(), t.Secret, strings.Join(t.Token.GetRules(), ","), desc}})
 }

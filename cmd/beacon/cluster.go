@@ -38,14 +38,14 @@ func newMembersCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return p.json(resp)
+				if p.IsJSON() {
+					return p.JSON(resp)
 				}
 				var rows [][]string
 				for _, m := range resp.Members {
 					rows = append(rows, []string{m.Id, m.Name, m.Role, strings.Join(m.PeerUrls, ","), strings.Join(m.ClientUrls, ","), m.ApiAddr, m.Version})
 				}
-				return p.table([]string{"ID", "NAME", "ROLE", "PEER URLS", "CLIENT URLS", "API", "VERSION"}, rows)
+				return p.Table([]string{"ID", "NAME", "ROLE", "PEER URLS", "CLIENT URLS", "API", "VERSION"}, rows)
 			})
 		},
 	}
@@ -54,7 +54,7 @@ func newMembersCmd(g *globals) *cobra.Command {
 func newStatusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show the cluster's health and each member's raft state",
+		Short: "Show the cluster's health and each member's raft state (exit 3 without quorum)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := newPrinter(cmd.OutOrStdout(), g.output)
@@ -66,35 +66,50 @@ func newStatusCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return p.json(resp)
+				if err := printStatus(p, resp); err != nil {
+					return err
 				}
-				quorum := "yes"
 				if !resp.HasQuorum {
-					quorum = "NO"
+					leader := "no leader"
+					if resp.Leader != "" {
+						leader = "leader " + resp.Leader
+					}
+					return &exitError{code: exitNoQuorum, err: errorf("no quorum: %d of %d voters healthy, %s", resp.HealthyVoters, resp.Voters, leader)}
 				}
-				fmt.Fprintf(p.w, "cluster %s  leader %s  quorum %s (%d/%d voters healthy)  revision %d  answered by %s (%s)\n\n",
-					resp.ClusterId, orDash(resp.Leader), quorum, resp.HealthyVoters, resp.Voters, resp.Revision, resp.Local, resp.LocalRole)
-				var rows [][]string
-				for _, m := range resp.Members {
-					leader, health, db, term, index := "", "healthy", "", "", ""
-					if m.IsLeader {
-						leader = "*"
-					}
-					if !m.Healthy {
-						health = "unhealthy"
-					}
-					if m.Id != "" {
-						db = humanize.IBytes(uint64(m.DbSize))
-						term = fmt.Sprint(m.RaftTerm)
-						index = fmt.Sprint(m.RaftIndex)
-					}
-					rows = append(rows, []string{m.Id, m.Name, m.Role, leader, term, index, db, health, strings.Join(m.ClientUrls, ","), m.Error})
-				}
-				return p.table([]string{"ID", "NAME", "ROLE", "LEADER", "TERM", "INDEX", "DB SIZE", "HEALTH", "CLIENT URLS", "ERROR"}, rows)
+				return nil
 			})
 		},
 	}
+}
+
+// printStatus prints the report of beacon status.
+func printStatus(p *printer, resp *beaconpb.StatusResponse) error {
+	if p.IsJSON() {
+		return p.JSON(resp)
+	}
+	quorum := "yes"
+	if !resp.HasQuorum {
+		quorum = "NO"
+	}
+	fmt.Fprintf(p.W, "cluster %s  leader %s  quorum %s (%d/%d voters healthy)  revision %d  answered by %s (%s)\n\n",
+		resp.ClusterId, orDash(resp.Leader), quorum, resp.HealthyVoters, resp.Voters, resp.Revision, resp.Local, resp.LocalRole)
+	var rows [][]string
+	for _, m := range resp.Members {
+		leader, health, db, term, index := "", "healthy", "", "", ""
+		if m.IsLeader {
+			leader = "*"
+		}
+		if !m.Healthy {
+			health = "unhealthy"
+		}
+		if m.Id != "" {
+			db = humanize.IBytes(uint64(m.DbSize))
+			term = fmt.Sprint(m.RaftTerm)
+			index = fmt.Sprint(m.RaftIndex)
+		}
+		rows = append(rows, []string{m.Id, m.Name, m.Role, leader, term, index, db, health, strings.Join(m.ClientUrls, ","), m.Error})
+	}
+	return p.Table([]string{"ID", "NAME", "ROLE", "LEADER", "TERM", "INDEX", "DB SIZE", "HEALTH", "CLIENT URLS", "ERROR"}, rows)
 }
 
 func newLeaveCmd(g *globals) *cobra.Command {
@@ -103,13 +118,20 @@ func newLeaveCmd(g *globals) *cobra.Command {
 		Short: "Make the agent leave the cluster and stop (a voter only if quorum stays)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := newPrinter(cmd.OutOrStdout(), g.output)
+			if err != nil {
+				return err
+			}
 			return withAgent(cmd, g, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.Cluster.Leave(ctx, &beaconpb.LeaveRequest{})
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), resp.Message)
-				return nil
+				if p.IsJSON() {
+					return p.JSON(resp)
+				}
+				_, err = fmt.Fprintln(p.W, resp.Message)
+				return err
 			})
 		},
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,10 +15,13 @@ import (
 	"github.com/beaconhq/beacon/bench"
 	"github.com/beaconhq/beacon/client"
 	"github.com/beaconhq/beacon/config"
+	"github.com/beaconhq/beacon/internal/cliout"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func init() {
@@ -63,39 +65,15 @@ func newConfigCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// entryJSON is how -w json prints a key: the value as a string when it is
-// UTF-8, else base64 in value_base64; revision is the key's mod revision,
-// the one --if-revision compares with.
-type entryJSON struct {
-	Key            string  `json:"key"`
-	Value          *string `json:"value,omitempty"`
-	ValueBase64    []byte  `json:"value_base64,omitempty"`
-	Revision       int64   `json:"revision"`
-	CreateRevision int64   `json:"create_revision"`
-	Version        int64   `json:"version"`
-}
-
-func toEntryJSON(e *beaconpb.ConfigEntry, keysOnly bool) entryJSON {
-	j := entryJSON{Key: e.Key, Revision: e.ModRevision, CreateRevision: e.CreateRevision, Version: e.Version}
-	if keysOnly {
-		return j
+// entryJSON is how -w json prints a key: the value as text (base64 and
+// value_encoding when it is not UTF-8); revision is the key's mod
+// revision, the one --if-revision compares with.
+func entryJSON(e *beaconpb.ConfigEntry, keysOnly bool) cliout.Object {
+	j := cliout.Object{}.With("key", e.Key)
+	if !keysOnly {
+		j = j.WithBytes("value", e.Value)
 	}
-	if utf8.Valid(e.Value) {
-		s := string(e.Value)
-		j.Value = &s
-	} else {
-		j.ValueBase64 = e.Value
-	}
-	return j
-}
-
-func printJSON(w io.Writer, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(w, string(b))
-	return err
+	return j.With("revision", e.ModRevision).With("create_revision", e.CreateRevision).With("version", e.Version)
 }
 
 func newConfigGetCmd(g *globals) *cobra.Command {
@@ -114,14 +92,14 @@ func newConfigGetCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return printJSON(p.w, toEntryJSON(resp.Entry, false))
+				if p.IsJSON() {
+					return p.JSON(entryJSON(resp.Entry, false))
 				}
 				v := resp.Entry.Value
 				if !raw && (len(v) == 0 || v[len(v)-1] != '\n') {
 					v = append(v, '\n')
 				}
-				_, err = p.w.Write(v)
+				_, err = p.W.Write(v)
 				return err
 			})
 		},
@@ -132,8 +110,9 @@ func newConfigGetCmd(g *globals) *cobra.Command {
 
 func newConfigPutCmd(g *globals) *cobra.Command {
 	var ifRev int64
+	var empty bool
 	cmd := &cobra.Command{
-		Use:   "put KEY [VALUE]",
+		Use:   "put KEY [VALUE] [--empty]",
 		Short: "Write a key (the value from stdin if not given); --if-revision R writes only if the key is at R (0: absent)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -142,13 +121,23 @@ func newConfigPutCmd(g *globals) *cobra.Command {
 				return err
 			}
 			req := &beaconpb.ConfigPutRequest{Key: args[0]}
+			size := int64(0)
 			if len(args) == 2 {
 				req.Value = []byte(args[1])
-			} else {
-				// One byte over the limit is enough for the agent to refuse it.
-				if req.Value, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), config.MaxValueLen+1)); err != nil {
-					return errorf("reading the value from stdin: %v", err)
-				}
+				size = int64(len(req.Value))
+			} else if req.Value, size, err = cliout.ReadInput(cmd.InOrStdin(), config.MaxValueLen); err != nil {
+				return errorf("reading the value from stdin: %v", err)
+			}
+			// The agent checks the size too, with the same function; here
+			// the refusal can name the whole size of what was piped in.
+			if err := config.ValidateValueSize("value", size); err != nil {
+				return status.Error(codes.InvalidArgument, err.Error())
+			}
+			if size == 0 && !empty {
+				return &usageError{errorf("config put %s: the value is empty (no VALUE, and nothing on stdin); to write an empty value, give --empty", args[0])}
+			}
+			if size > 0 && empty {
+				return &usageError{errorf("config put %s: --empty with a value of %d bytes", args[0], size)}
 			}
 			if cmd.Flags().Changed("if-revision") {
 				req.IfRevision = &ifRev
@@ -158,15 +147,16 @@ func newConfigPutCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return printJSON(p.w, map[string]any{"key": req.Key, "revision": resp.Revision})
+				if p.IsJSON() {
+					return p.JSON(cliout.Object{}.With("key", req.Key).With("revision", resp.Revision))
 				}
-				_, err = fmt.Fprintf(p.w, "put %s at revision %d\n", req.Key, resp.Revision)
+				_, err = fmt.Fprintf(p.W, "put %s at revision %d\n", req.Key, resp.Revision)
 				return err
 			})
 		},
 	}
 	cmd.Flags().Int64Var(&ifRev, "if-revision", 0, "write only if the key's revision is this (0: only if it does not exist)")
+	cmd.Flags().BoolVar(&empty, "empty", false, "write an empty value (refused without it, so that an empty stdin is not taken for one)")
 	return cmd
 }
 
@@ -191,14 +181,14 @@ func newConfigDelCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return printJSON(p.w, map[string]any{"key": req.Key, "deleted": resp.Deleted, "revision": resp.Revision})
+				if p.IsJSON() {
+					return p.JSON(cliout.Object{}.With("key", req.Key).With("deleted", resp.Deleted).With("revision", resp.Revision))
 				}
 				if !resp.Deleted {
-					_, err = fmt.Fprintf(p.w, "%s did not exist\n", req.Key)
+					_, err = fmt.Fprintf(p.W, "%s did not exist\n", req.Key)
 					return err
 				}
-				_, err = fmt.Fprintf(p.w, "deleted %s at revision %d\n", req.Key, resp.Revision)
+				_, err = fmt.Fprintf(p.W, "deleted %s at revision %d\n", req.Key, resp.Revision)
 				return err
 			})
 		},
@@ -232,16 +222,12 @@ func newConfigListCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					out := struct {
-						Revision int64       `json:"revision"`
-						Entries  []entryJSON `json:"entries"`
-						More     bool        `json:"more"`
-					}{Revision: resp.Revision, Entries: []entryJSON{}, More: resp.More}
+				if p.IsJSON() {
+					entries := []cliout.Object{}
 					for _, e := range resp.Entries {
-						out.Entries = append(out.Entries, toEntryJSON(e, keysOnly))
+						entries = append(entries, entryJSON(e, keysOnly))
 					}
-					return printJSON(p.w, out)
+					return p.JSON(cliout.Object{}.With("revision", resp.Revision).With("entries", entries).With("more", resp.More))
 				}
 				var rows [][]string
 				for _, e := range resp.Entries {
@@ -255,11 +241,11 @@ func newConfigListCmd(g *globals) *cobra.Command {
 				if !keysOnly {
 					header = append(header, "VALUE")
 				}
-				if err := p.table(header, rows); err != nil {
+				if err := p.Table(header, rows); err != nil {
 					return err
 				}
 				if resp.More {
-					fmt.Fprintf(p.w, "(more keys than --limit %d)\n", limit)
+					fmt.Fprintf(p.W, "(more keys than --limit %d)\n", limit)
 				}
 				return nil
 			})
@@ -320,7 +306,8 @@ compacted away, a RELIST line and the current keys as SNAPSHOT lines come
 first, so nothing is skipped silently.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := newPrinter(cmd.OutOrStdout(), g.output); err != nil {
+			out, err := newPrinter(cmd.OutOrStdout(), g.output)
+			if err != nil {
 				return err
 			}
 			if from < 0 {
@@ -337,7 +324,7 @@ first, so nothing is skipped silently.`,
 			defer c.Close()
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			w := &watchPrinter{w: cmd.OutOrStdout(), json: g.output == "json", snapshot: snapshot}
+			w := &watchPrinter{out: out, snapshot: snapshot}
 			err = c.ConfigSource().Watch(ctx, prefix, from, w.print)
 			if ctx.Err() != nil {
 				return nil
@@ -354,8 +341,7 @@ first, so nothing is skipped silently.`,
 }
 
 type watchPrinter struct {
-	w        io.Writer
-	json     bool
+	out      *printer
 	snapshot bool
 	last     int64
 }
@@ -388,27 +374,24 @@ func (p *watchPrinter) print(u config.Update) error {
 func (p *watchPrinter) line(rev int64, kind, key string, value []byte, compact int64) error {
 	var err error
 	switch {
-	case p.json:
-		m := map[string]any{"revision": rev, "type": kind}
+	case p.out.IsJSON():
+		m := cliout.Object{}.With("revision", rev).With("type", kind)
 		if key != "" {
-			m["key"] = key
+			m = m.With("key", key)
 		}
 		if kind == "PUT" || kind == "SNAPSHOT" {
-			m["value"] = string(value)
+			m = m.WithBytes("value", value)
 		}
 		if compact > 0 {
-			m["compact_revision"] = compact
+			m = m.With("compact_revision", compact)
 		}
-		var b []byte
-		if b, err = json.Marshal(m); err == nil {
-			_, err = fmt.Fprintln(p.w, string(b))
-		}
+		err = p.out.JSONLine(m)
 	case kind == "RELIST":
-		_, err = fmt.Fprintf(p.w, "%d RELIST compacted-at %d\n", rev, compact)
+		_, err = fmt.Fprintf(p.out.W, "%d RELIST compacted-at %d\n", rev, compact)
 	case kind == "DELETE":
-		_, err = fmt.Fprintf(p.w, "%d DELETE %s\n", rev, key)
+		_, err = fmt.Fprintf(p.out.W, "%d DELETE %s\n", rev, key)
 	default:
-		_, err = fmt.Fprintf(p.w, "%d %s %s %s\n", rev, kind, key, short(value, len(value)))
+		_, err = fmt.Fprintf(p.out.W, "%d %s %s %s\n", rev, kind, key, short(value, len(value)))
 	}
 	return err
 }

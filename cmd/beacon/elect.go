@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +19,6 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 )
 
 func init() {
@@ -32,14 +29,15 @@ func init() {
 type electOptions struct {
 	holdFlags
 	proposal string
-	timeout  time.Duration
+	wait     time.Duration
+	waitFlag string
 	observe  bool
 }
 
 func newElectCmd(g *globals) *cobra.Command {
 	o := &electOptions{}
 	cmd := &cobra.Command{
-		Use:   "elect NAME [--proposal V] [--ttl 10s] [--grace 2s] [-- CMD ARGS...]",
+		Use:   "elect NAME [--proposal V] [--ttl 10s] [--grace 2s] [--wait D] [-- CMD ARGS...]",
 		Short: "Run CMD only while this process leads the election NAME, or observe its leaders",
 		Long: `Campaign in the election NAME in a session of the local agent and run CMD
 only while leading, with BEACON_LEADER_KEY and BEACON_LEADER_REV (the leader's
@@ -51,13 +49,13 @@ at it, so CMD has stopped before the lease can end and another candidate
 lead, even when the agent is paused or the host cut off. When the agent
 reports the leadership gone from etcd, CMD gets SIGTERM and SIGKILL at once;
 when the agent stops or cannot confirm it, SIGTERM at once and SIGKILL
---grace later (at the deadline at the latest). Then beacon campaigns again. When CMD exits on its
-own beacon resigns and exits with CMD's code. Every signal beacon gets is
-passed on to CMD's group (SIGINT as SIGINT, SIGTERM as SIGTERM); after
-SIGINT, SIGTERM, SIGHUP or SIGQUIT, CMD has --grace to exit before SIGKILL,
-then beacon resigns and exits. CMD runs in a process group
-of its own and dies with beacon, even if beacon is killed with kill -9; the
-agent then revokes the session and the next candidate leads at once.
+--grace later (at the deadline at the latest). Then beacon campaigns again.
+When CMD exits on its own beacon resigns and exits with CMD's code. CMD
+runs in a process group of its own and dies with beacon, even if beacon is
+killed with kill -9; the agent then revokes the session and the next
+candidate leads at once.
+
+` + holdSignalsHelp + `
 
 Without CMD, beacon prints the leader key and rev on stdout when elected
 and holds the leadership until interrupted.
@@ -92,8 +90,12 @@ etcdctl elect /beacon/elections/NAME campaign in the same election.`,
 			if err := o.check(cmd); err != nil {
 				return err
 			}
-			if o.timeout < 0 || o.timeout > 24*time.Hour {
-				return &usageError{errorf("--timeout %s is not from 0 (none) to 24h", o.timeout)}
+			var err error
+			if o.waitFlag, err = waitFlag(cmd); err != nil {
+				return err
+			}
+			if o.wait < 0 || o.wait > 24*time.Hour {
+				return &usageError{errorf("%s %s is not from 0 (none) to 24h", o.waitFlag, o.wait)}
 			}
 			if o.proposal == "" {
 				host, _ := os.Hostname()
@@ -114,7 +116,7 @@ etcdctl elect /beacon/elections/NAME campaign in the same election.`,
 	f := cmd.Flags()
 	f.StringVar(&o.proposal, "proposal", "", "the leader's value, shown to observers (default host:pid)")
 	o.add(cmd, "the leadership")
-	f.DurationVar(&o.timeout, "timeout", 0, "give up if not elected within this time (0: wait)")
+	bindWait(cmd, &o.wait, "give up if not elected within this time (0: wait forever)")
 	f.BoolVar(&o.observe, "observe", false, "print the leader and every change instead of campaigning")
 	return cmd
 }
@@ -141,24 +143,17 @@ func electObserve(ctx context.Context, g *globals, name string, p *printer) erro
 			}
 			return err
 		}
-		if p.format == "json" {
-			b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(ev)
-			if err != nil {
+		if p.IsJSON() {
+			// One compact line per change, for line-oriented scripts.
+			if err := p.JSONLine(ev); err != nil {
 				return err
 			}
-			// protojson varies its spacing on purpose; one compact line
-			// per change is what line-oriented scripts want.
-			var line bytes.Buffer
-			if err := json.Compact(&line, b); err != nil {
-				return err
-			}
-			fmt.Fprintln(p.w, line.String())
 			continue
 		}
 		if l := ev.Leader; l != nil {
-			fmt.Fprintf(p.w, "leader rev %d key %s proposal %q (revision %d)\n", l.Rev, l.Key, l.Proposal, ev.Revision)
+			fmt.Fprintf(p.W, "leader rev %d key %s proposal %q (revision %d)\n", l.Rev, l.Key, l.Proposal, ev.Revision)
 		} else {
-			fmt.Fprintf(p.w, "no leader (revision %d)\n", ev.Revision)
+			fmt.Fprintf(p.W, "no leader (revision %d)\n", ev.Revision)
 		}
 	}
 }
@@ -209,7 +204,7 @@ func (r *electRunner) run(ctx context.Context) (int, error) {
 			// come back, as a supervisor would.
 			r.logf("cannot open a session (%s); retrying", oneLine(err))
 			if sig, ok := r.pause(backoff); !ok {
-				return electSignalCode(sig), nil
+				return signalCode(sig), nil
 			}
 			backoff = min(2*backoff, 2*time.Second)
 			continue
@@ -258,7 +253,7 @@ func (r *electRunner) session(ctx context.Context, sess *client.Session) (int, e
 		leader, sig, err := r.campaign(ctx, sess)
 		switch {
 		case sig != nil:
-			return electSignalCode(sig), nil
+			return signalCode(sig), nil
 		case err != nil:
 			return 0, err
 		case leader == nil:
@@ -283,8 +278,8 @@ func (r *electRunner) campaign(ctx context.Context, sess *client.Session) (*clie
 	done := make(chan result, 1)
 	go func() {
 		var opts []client.CampaignOption
-		if r.o.timeout > 0 {
-			opts = append(opts, client.CampaignTimeout(r.o.timeout))
+		if r.o.wait > 0 {
+			opts = append(opts, client.CampaignTimeout(r.o.wait))
 		}
 		ld, err := r.c.Campaign(cctx, sess, r.name, r.o.proposal, opts...)
 		done <- result{ld, err}
@@ -309,7 +304,7 @@ func (r *electRunner) campaign(ctx context.Context, sess *client.Session) (*clie
 			}
 			switch status.Code(res.err) {
 			case codes.DeadlineExceeded:
-				return nil, nil, fmt.Errorf("not elected within --timeout %s", r.o.timeout)
+				return nil, nil, fmt.Errorf("not elected within %s %s", r.o.waitFlag, r.o.wait)
 			case codes.FailedPrecondition: // the session's lease changed while waiting
 				if sig, ok := r.pause(100 * time.Millisecond); !ok {
 					return nil, sig, nil
@@ -413,7 +408,7 @@ func electReason(err error) string {
 	return oneLine(err)
 }
 
-func electSignalCode(sig os.Signal) int {
+func signalCode(sig os.Signal) int {
 	if s, ok := sig.(syscall.Signal); ok {
 		return 128 + int(s)
 	}

@@ -27,6 +27,38 @@ func (f *holdFlags) add(cmd *cobra.Command, what string) {
 	fl.DurationVar(&f.grace, "grace", defaultGrace, "CMD gets SIGTERM this long before the hold's deadline (or when it is lost) and SIGKILL at the deadline; smaller than --ttl (default 2s, or a quarter of a --ttl under 8s)")
 }
 
+// bindWait adds --wait D, how long to wait for a hold (the name queue
+// reserve uses too), and --timeout, its older name (DESIGN.md's beacon
+// lock --timeout), which sets the same value.
+func bindWait(cmd *cobra.Command, d *time.Duration, usage string) {
+	f := cmd.Flags()
+	f.DurationVar(d, "wait", 0, usage)
+	f.DurationVar(d, "timeout", 0, "the same as --wait (its older name)")
+}
+
+// waitFlag is the name the wait was given by, for messages; both names at
+// once are a usage error.
+func waitFlag(cmd *cobra.Command) (string, error) {
+	switch f := cmd.Flags(); {
+	case f.Changed("wait") && f.Changed("timeout"):
+		return "", &usageError{errorf("give --wait or --timeout (its older name), not both")}
+	case f.Changed("timeout"):
+		return "--timeout", nil
+	}
+	return "--wait", nil
+}
+
+// holdSignalsHelp is what beacon lock, elect and queue reserve -- CMD do
+// with the signals they get (supervise.RunWhile and endsWait).
+const holdSignalsHelp = `Signals: while CMD runs, every signal beacon gets is passed on to CMD's
+process group as the same signal (SIGINT as SIGINT, SIGTERM as SIGTERM).
+After SIGINT or SIGTERM, CMD has --grace to exit before its group gets
+SIGKILL; then beacon gives the hold back and exits with CMD's status.
+SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH are only passed on: CMD may
+go on (to reload on SIGHUP, say). While beacon waits for the hold and no
+CMD runs yet, SIGINT, SIGTERM, SIGHUP and SIGQUIT make it give up and exit
+(128 + the signal's number).`
+
 // check validates the flags, and settles the default grace for short TTLs.
 // A lease has whole seconds: the TTL is rounded up first, as the session
 // will be, so that the grace is checked against the TTL the hold gets.

@@ -26,14 +26,14 @@ func init() {
 
 type lockFlags struct {
 	holdFlags
-	timeout time.Duration
-	limit   int
+	wait  time.Duration
+	limit int
 }
 
 func newLockCmd(g *globals) *cobra.Command {
 	f := &lockFlags{}
 	cmd := &cobra.Command{
-		Use:   "lock NAME [--ttl 10s] [--grace 2s] [--timeout D] [-n N] -- CMD [ARGS...]",
+		Use:   "lock NAME [--ttl 10s] [--grace 2s] [--wait D] [-n N] -- CMD [ARGS...]",
 		Short: "Run a command only while holding a distributed lock",
 		Long: `Run CMD only while holding the lock NAME (or, with -n N, one of its N slots).
 
@@ -56,6 +56,8 @@ once. When the agent stops or can no longer confirm the lock, CMD gets
 SIGTERM at once and SIGKILL --grace later (at the deadline at the latest).
 Either way beacon then exits 1.
 
+` + holdSignalsHelp + `
+
 If beacon itself dies, even by kill -9, CMD dies with it (Linux: CMD has
 PR_SET_PDEATHSIG=SIGKILL, and a guard process kills CMD's group), and the
 agent revokes the session's lease at once, so the next waiter gets the lock
@@ -64,7 +66,7 @@ within milliseconds.
 The lock is etcd's concurrency.Mutex layout under /beacon/locks/NAME, so
 ` + "`etcdctl lock /beacon/locks/NAME`" + ` and ` + "`beacon lock NAME`" + ` exclude each other.`,
 		Example: `  beacon lock nightly-report -- ./report.sh --full
-  beacon lock deploy --timeout 30s -- make deploy
+  beacon lock deploy --wait 30s -- make deploy
   beacon lock encoders -n 4 -- ffmpeg -i in.mp4 out.webm`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if dash := cmd.ArgsLenAtDash(); len(args) < 2 || (dash != -1 && dash != 1) {
@@ -76,9 +78,12 @@ The lock is etcd's concurrency.Mutex layout under /beacon/locks/NAME, so
 			if err := f.check(cmd); err != nil {
 				return err
 			}
+			wait, err := waitFlag(cmd)
 			switch {
-			case f.timeout < 0:
-				return &usageError{errorf("--timeout %s must not be negative", f.timeout)}
+			case err != nil:
+				return err
+			case f.wait < 0:
+				return &usageError{errorf("%s %s must not be negative", wait, f.wait)}
 			case f.limit < 1 || f.limit > lock.MaxLimit:
 				return &usageError{errorf("-n %d: give 1 to %d", f.limit, lock.MaxLimit)}
 			}
@@ -94,7 +99,7 @@ The lock is etcd's concurrency.Mutex layout under /beacon/locks/NAME, so
 	}
 	f.add(cmd, "the lock")
 	fl := cmd.Flags()
-	fl.DurationVar(&f.timeout, "timeout", 0, "give up waiting for the lock after this long (0: wait forever)")
+	bindWait(cmd, &f.wait, "give up waiting for the lock after this long (0: wait forever)")
 	fl.IntVarP(&f.limit, "limit", "n", 1, "semaphore: up to N holders at once")
 	return cmd
 }
@@ -144,9 +149,9 @@ func waitLock(ctx context.Context, g *globals, c *client.Client, sess *client.Se
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	opts := []client.LockOption{client.LockLimit(f.limit)}
-	if f.timeout > 0 {
-		opts = append(opts, client.LockTimeout(f.timeout))
-		actx, cancel = context.WithTimeout(actx, f.timeout+g.callTimeout)
+	if f.wait > 0 {
+		opts = append(opts, client.LockTimeout(f.wait))
+		actx, cancel = context.WithTimeout(actx, f.wait+g.callTimeout)
 		defer cancel()
 	}
 	type result struct {
@@ -186,7 +191,7 @@ func waitLock(ctx context.Context, g *globals, c *client.Client, sess *client.Se
 					_ = res.h.Release(rctx)
 					rcancel()
 				}
-				return nil, fmt.Errorf("lock %q: interrupted (%v) while waiting", name, sig)
+				return nil, &exitError{code: signalCode(sig), err: fmt.Errorf("lock %q: interrupted (%v) while waiting", name, sig)}
 			}
 		case <-sess.Done():
 			return nil, fmt.Errorf("lock %q: the session with the agent ended while waiting", name)
@@ -293,14 +298,14 @@ Keys are plain etcd keys outside beacon's namespace (/beacon/), or under
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return p.json(resp)
+				if p.IsJSON() {
+					return p.JSON(resp)
 				}
 				if r := resp.Results[0]; args[0] == "get" {
 					if !r.Found {
 						return errorf("not found: %s", r.Key)
 					}
-					fmt.Fprintln(p.w, string(r.Value))
+					fmt.Fprintln(p.W, string(r.Value))
 				}
 				return nil
 			})

@@ -19,8 +19,12 @@ func main() {
 	if err := root.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "beacon: "+oneLine(err))
 		var ue *usageError
-		if errors.As(err, &ue) {
+		var ee *exitError
+		switch {
+		case errors.As(err, &ue):
 			os.Exit(2)
+		case errors.As(err, &ee):
+			os.Exit(ee.code)
 		}
 		os.Exit(1)
 	}
@@ -43,7 +47,12 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &usageError{fmt.Errorf("%s: %v (see %s --help)", c.CommandPath(), err, c.CommandPath())}
+		// main prints "beacon: " before every error: name the command
+		// below it, once.
+		if c.HasParent() {
+			err = fmt.Errorf("%s: %w", strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" "), err)
+		}
+		return &usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.agent, "agent", "", "agent API address, host:port or unix:PATH (env BEACON_AGENT, default 127.0.0.1:7600)")
@@ -70,23 +79,19 @@ func newRoot() *cobra.Command {
 		newDeregisterCmd(g),
 		newServicesCmd(g),
 		newCheckCmd(g),
-		newVersionCmd(),
+		newVersionCmd(g),
 		bindBenchACL(newBenchCmd()),
 	)
 	for _, mk := range extraCommands {
 		root.AddCommand(mk(g))
 	}
+	checkUsage(root)
 	return root
 }
 
 // extraCommands are added by the recipes' files (lock.go, elect.go, ...)
 // from init, so each recipe's commands live in a file of its own.
 var extraCommands []func(*globals) *cobra.Command
-
-type usageError struct{ err error }
-
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
 
 // oneLine keeps an error on one line, and says what a gRPC status means
 // rather than printing its Go form.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/bench"
 	"github.com/beaconhq/beacon/client"
+	"github.com/beaconhq/beacon/internal/cliout"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -71,8 +71,9 @@ func queueDuration(cmd *cobra.Command, name string, d time.Duration) *durationpb
 func newQueuePushCmd(g *globals) *cobra.Command {
 	var dedup string
 	var window, delay time.Duration
+	var empty bool
 	cmd := &cobra.Command{
-		Use:   "push QUEUE [DATA]",
+		Use:   "push QUEUE [DATA] [--empty]",
 		Short: "Append a message (DATA, or stdin when DATA is not given); prints its id",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -83,8 +84,14 @@ func newQueuePushCmd(g *globals) *cobra.Command {
 			var data []byte
 			if len(args) == 2 {
 				data = []byte(args[1])
-			} else if data, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 64<<20)); err != nil {
+			} else if data, _, err = cliout.ReadInput(cmd.InOrStdin(), 64<<20); err != nil {
 				return errorf("reading the message from stdin: %v", err)
+			}
+			if len(data) == 0 && !empty {
+				return &usageError{errorf("queue push %s: the message is empty (no DATA, and nothing on stdin); to push an empty message, give --empty", args[0])}
+			}
+			if len(data) > 0 && empty {
+				return &usageError{errorf("queue push %s: --empty with a message of %d bytes", args[0], len(data))}
 			}
 			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
 				resp, err := q.Enqueue(ctx, &beaconpb.QueueEnqueueRequest{Queue: args[0], Payload: data, DedupId: dedup,
@@ -92,14 +99,14 @@ func newQueuePushCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return p.json(resp)
+				if p.IsJSON() {
+					return p.JSON(resp)
 				}
 				if resp.Duplicate {
-					fmt.Fprintf(p.w, "%s (duplicate of dedup id %q; nothing added)\n", resp.Id, dedup)
+					fmt.Fprintf(p.W, "%s (duplicate of dedup id %q; nothing added)\n", resp.Id, dedup)
 					return nil
 				}
-				fmt.Fprintln(p.w, resp.Id)
+				fmt.Fprintln(p.W, resp.Id)
 				return nil
 			})
 		},
@@ -108,6 +115,7 @@ func newQueuePushCmd(g *globals) *cobra.Command {
 	f.StringVar(&dedup, "dedup", "", "dedup id: a second push with it within the window adds nothing")
 	f.DurationVar(&window, "dedup-window", 5*time.Minute, "how long a dedup id is remembered (1s to 24h)")
 	f.DurationVar(&delay, "delay", 0, "make the message ready only after this delay (up to 24h)")
+	f.BoolVar(&empty, "empty", false, "push an empty message (refused without it, so that an empty stdin is not taken for one)")
 	return cmd
 }
 
@@ -144,7 +152,9 @@ can be delivered to another worker. If beacon is
 killed (even with kill -9) CMD is killed too, the session ends, and the
 message is ready again at once. With --count N it handles N messages
 (0: until a reserve finds nothing within --wait). The exit status is CMD's
-(in a loop, that of the last CMD that failed, or 0).`,
+(in a loop, that of the last CMD that failed, or 0).
+
+` + holdSignalsHelp,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
@@ -200,18 +210,18 @@ func queueReservePrint(cmd *cobra.Command, g *globals, o *queueReserveFlags, que
 		if err != nil {
 			return err
 		}
-		if p.format == "json" {
-			return p.json(resp)
+		if p.IsJSON() {
+			return p.JSON(resp)
 		}
 		m := resp.Message
-		if err := p.table([]string{"ID", "DELIVERIES", "DEADLINE", "RECEIPT"}, [][]string{{m.Id, strconv.Itoa(int(m.Deliveries)),
+		if err := p.Table([]string{"ID", "DELIVERIES", "DEADLINE", "RECEIPT"}, [][]string{{m.Id, strconv.Itoa(int(m.Deliveries)),
 			resp.Deadline.AsTime().Local().Format(time.RFC3339), resp.Receipt}}); err != nil {
 			return err
 		}
-		fmt.Fprintln(p.w)
-		_, err = p.w.Write(m.Payload)
+		fmt.Fprintln(p.W)
+		_, err = p.W.Write(m.Payload)
 		if len(m.Payload) > 0 && m.Payload[len(m.Payload)-1] != '\n' {
-			fmt.Fprintln(p.w)
+			fmt.Fprintln(p.W)
 		}
 		return err
 	})
@@ -283,15 +293,15 @@ func newQueueStatsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return p.json(s)
+				if p.IsJSON() {
+					return p.JSON(s)
 				}
 				u := func(n uint64) string { return strconv.FormatUint(n, 10) }
 				oldest := ""
 				if s.Depth > 0 {
 					oldest = s.OldestAge.AsDuration().Round(time.Millisecond).String()
 				}
-				return p.table([]string{"QUEUE", "DEPTH", "READY", "IN FLIGHT", "DELAYED", "DEAD", "OLDEST"},
+				return p.Table([]string{"QUEUE", "DEPTH", "READY", "IN FLIGHT", "DELAYED", "DEAD", "OLDEST"},
 					[][]string{{s.Queue, u(s.Depth), u(s.Ready), u(s.InFlight), u(s.Delayed), u(s.Dead), oldest}})
 			})
 		},
@@ -314,8 +324,8 @@ func newQueueDeadCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if p.format == "json" {
-					return p.json(resp)
+				if p.IsJSON() {
+					return p.JSON(resp)
 				}
 				var rows [][]string
 				for _, m := range resp.Messages {
@@ -325,11 +335,11 @@ func newQueueDeadCmd(g *globals) *cobra.Command {
 					}
 					rows = append(rows, []string{m.Id, strconv.Itoa(int(m.Deliveries)), m.DeadAt.AsTime().Local().Format(time.RFC3339), m.DeadReason, payload})
 				}
-				if err := p.table([]string{"ID", "DELIVERIES", "DIED", "REASON", "PAYLOAD"}, rows); err != nil {
+				if err := p.Table([]string{"ID", "DELIVERIES", "DIED", "REASON", "PAYLOAD"}, rows); err != nil {
 					return err
 				}
 				if resp.More {
-					fmt.Fprintf(p.w, "(more than %d; raise --limit)\n", len(resp.Messages))
+					fmt.Fprintf(p.W, "(more than %d; raise --limit)\n", len(resp.Messages))
 				}
 				return nil
 			})
@@ -369,21 +379,21 @@ func newQueueHandleDeadCmd(g *globals, name string) *cobra.Command {
 				var err error
 				total, err = c.HandleDead(ctx, args[0], name == "purge-dead", args[1:], all, g.callTimeout)
 				if err != nil && len(total.Done) > 0 {
-					fmt.Fprintf(p.w, "%s %d before the error: %s\n", verb, len(total.Done), strings.Join(total.Done, " "))
+					fmt.Fprintf(p.W, "%s %d before the error: %s\n", verb, len(total.Done), strings.Join(total.Done, " "))
 				}
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			if p.format == "json" {
-				err = p.json(total)
+			if p.IsJSON() {
+				err = p.JSON(total)
 			} else {
 				line := fmt.Sprintf("%s %d", verb, len(total.Done))
 				if len(total.Done) > 0 {
 					line += ": " + strings.Join(total.Done, " ")
 				}
-				_, err = fmt.Fprintln(p.w, line)
+				_, err = fmt.Fprintln(p.W, line)
 			}
 			if err == nil && len(total.NotDead) > 0 {
 				err = errorf("not dead letters of %s: %s", args[0], strings.Join(total.NotDead, " "))
@@ -399,12 +409,15 @@ func newQueueWaitCmd(g *globals) *cobra.Command {
 	var count uint64
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "wait QUEUE --count N",
+		Use:   "wait QUEUE --count N [--wait D]",
 		Short: "Block until the queue holds at least N messages; prints how many it holds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("count") {
 				return &usageError{errorf("--count is required")}
+			}
+			if _, err := waitFlag(cmd); err != nil {
+				return err
 			}
 			return queueCall(cmd, g, timeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
 				resp, err := q.Wait(ctx, &beaconpb.QueueWaitRequest{Queue: args[0], Count: count})
@@ -419,7 +432,7 @@ func newQueueWaitCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().Uint64Var(&count, "count", 0, "messages to wait for (at least 1)")
-	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: never)")
+	bindWait(cmd, &timeout, "give up after this long (0: never)")
 	return cmd
 }
 

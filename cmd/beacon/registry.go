@@ -8,6 +8,8 @@ import (
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/client"
+	"github.com/beaconhq/beacon/internal/cliout"
+	"github.com/beaconhq/beacon/registry"
 	"github.com/spf13/cobra"
 )
 
@@ -21,8 +23,16 @@ func newRegisterCmd(g *globals) *cobra.Command {
 		Short: "Register a service instance on this agent (kept until `beacon deregister`)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if port < 0 || port > 65535 || weight < 0 || weight > 65535 || priority < 0 || priority > 65535 {
-				return &usageError{fmt.Errorf("--port, --weight and --priority must be from 0 to 65535")}
+			p, err := newPrinter(cmd.OutOrStdout(), g.output)
+			if err != nil {
+				return err
+			}
+			// The agent checks these too, with the same functions.
+			if err := registry.ValidPort(port); err != nil {
+				return &usageError{err}
+			}
+			if err := registry.ValidSRV(weight, priority); err != nil {
+				return &usageError{err}
 			}
 			in.Port, in.Weight, in.Priority = uint32(port), uint32(weight), uint32(priority)
 			in.Tags = tags
@@ -39,7 +49,10 @@ func newRegisterCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "registered %s (service %s, %s:%d, %s)\n",
+				if p.IsJSON() {
+					return p.JSON(resp)
+				}
+				fmt.Fprintf(p.W, "registered %s (service %s, %s:%d, %s)\n",
 					resp.Instance.Id, resp.Instance.Service, resp.Instance.Address, resp.Instance.Port, resp.Instance.Status)
 				return nil
 			})
@@ -57,7 +70,7 @@ func newRegisterCmd(g *globals) *cobra.Command {
 	f.StringVar(&check.Http, "check-http", "", "HTTP check URL (2xx passing, 429 warning)")
 	f.StringVar(&check.Tcp, "check-tcp", "", "TCP check host:port")
 	f.StringVar(&check.Grpc, "check-grpc", "", "gRPC health check host:port[/service]")
-	f.StringVar(&check.Ttl, "ttl", "", "TTL check: report with `beacon check pass|warn|fail ID` within this")
+	f.StringVar(&check.Ttl, "ttl", "", "TTL check: report with 'beacon check pass|warn|fail ID' within this `duration`")
 	f.StringVar(&check.Interval, "interval", "", "check interval (default 10s)")
 	f.StringVar(&check.Timeout, "timeout", "", "check timeout (default 5s)")
 	f.Int32Var(&check.SuccessBeforePassing, "success-before-passing", 0, "consecutive successes before passing")
@@ -80,11 +93,18 @@ file's instance goes when its services block is removed and the agent
 reloads. Either is refused here (permission denied).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := newPrinter(cmd.OutOrStdout(), g.output)
+			if err != nil {
+				return err
+			}
 			return withAgent(cmd, g, func(ctx context.Context, c *client.Client) error {
 				if err := c.Deregister(ctx, service, args[0]); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "deregistered %s\n", args[0])
+				if p.IsJSON() {
+					return p.JSON(cliout.Object{}.With("id", args[0]).With("service", service).With("deregistered", true))
+				}
+				fmt.Fprintf(p.W, "deregistered %s\n", args[0])
 				return nil
 			})
 		},
@@ -94,9 +114,9 @@ reloads. Either is refused here (permission denied).`,
 }
 
 func newCheckCmd(g *globals) *cobra.Command {
-	var service, output string
+	var service, note string
 	cmd := &cobra.Command{
-		Use:       "check pass|warn|fail ID",
+		Use:       "check pass|warn|fail ID [--note TEXT]",
 		Short:     "Report the status of an agent-owned or config file instance's TTL check",
 		Args:      cobra.ExactArgs(2),
 		ValidArgs: []string{"pass", "warn", "fail"},
@@ -106,14 +126,22 @@ func newCheckCmd(g *globals) *cobra.Command {
 			default:
 				return &usageError{fmt.Errorf("check %q: want pass, warn or fail", args[0])}
 			}
+			p, err := newPrinter(cmd.OutOrStdout(), g.output)
+			if err != nil {
+				// --output was check's note before it was the global -w.
+				return &usageError{fmt.Errorf("%v; the note stored with the status is --note TEXT", err)}
+			}
 			return withAgent(cmd, g, func(ctx context.Context, c *client.Client) error {
-				_, err := c.Registry.Heartbeat(ctx, &beaconpb.HeartbeatRequest{Service: service, Id: args[1], Status: args[0], Output: output})
-				return err
+				_, err := c.Registry.Heartbeat(ctx, &beaconpb.HeartbeatRequest{Service: service, Id: args[1], Status: args[0], Output: note})
+				if err != nil || !p.IsJSON() {
+					return err
+				}
+				return p.JSON(cliout.Object{}.With("id", args[1]).With("service", service).With("status", args[0]).With("note", note))
 			})
 		},
 	}
 	cmd.Flags().StringVar(&service, "service", "", "the instance's service, when the id is registered under several")
-	cmd.Flags().StringVar(&output, "output", "", "a note stored with the status")
+	cmd.Flags().StringVar(&note, "note", "", "a note stored with the status (shown as OUTPUT by beacon services NAME)")
 	return cmd
 }
 
@@ -138,19 +166,19 @@ func newServicesCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				resp := &beaconpb.ListResponse{Instances: instances, Revision: rev}
-				if p.format == "json" {
-					return p.json(resp)
-				}
 				if req.Service == "" {
-					return p.table([]string{"SERVICE", "INSTANCES", "PASSING", "TAGS"}, serviceSummary(resp.Instances))
+					return printServices(p, instances, rev)
+				}
+				resp := &beaconpb.ListResponse{Instances: instances, Revision: rev}
+				if p.IsJSON() {
+					return p.JSON(resp)
 				}
 				var rows [][]string
 				for _, in := range resp.Instances {
 					rows = append(rows, []string{in.Id, in.Node, fmt.Sprintf("%s:%d", in.Address, in.Port), in.Status,
 						strings.Join(in.Tags, ","), fmt.Sprint(in.Weight), fmt.Sprint(in.Priority), in.Output})
 				}
-				return p.table([]string{"ID", "NODE", "ADDRESS", "STATUS", "TAGS", "WEIGHT", "PRIORITY", "OUTPUT"}, rows)
+				return p.Table([]string{"ID", "NODE", "ADDRESS", "STATUS", "TAGS", "WEIGHT", "PRIORITY", "OUTPUT"}, rows)
 			})
 		},
 	}
@@ -159,35 +187,58 @@ func newServicesCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func serviceSummary(ins []*beaconpb.Instance) [][]string {
-	type sum struct {
-		n, passing int
-		tags       map[string]bool
-	}
-	by := map[string]*sum{}
+// serviceSummary is one row of `beacon services` without a NAME.
+type serviceSummary struct {
+	name       string
+	n, passing int
+	tags       []string
+}
+
+// summarize folds instances into their services, by name.
+func summarize(ins []*beaconpb.Instance) []serviceSummary {
+	by := map[string]*serviceSummary{}
+	tags := map[string]map[string]bool{}
 	for _, in := range ins {
 		s := by[in.Service]
 		if s == nil {
-			s = &sum{tags: map[string]bool{}}
-			by[in.Service] = s
+			s = &serviceSummary{name: in.Service}
+			by[in.Service], tags[in.Service] = s, map[string]bool{}
 		}
 		s.n++
 		if in.Status == "passing" {
 			s.passing++
 		}
 		for _, t := range in.Tags {
-			s.tags[t] = true
+			if !tags[in.Service][t] {
+				tags[in.Service][t] = true
+				s.tags = append(s.tags, t)
+			}
 		}
+	}
+	out := make([]serviceSummary, 0, len(by))
+	for _, s := range by {
+		sort.Strings(s.tags)
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// printServices prints the services of a listing: a row, or a JSON
+// object, per service.
+func printServices(p *printer, ins []*beaconpb.Instance, rev int64) error {
+	sums := summarize(ins)
+	if p.IsJSON() {
+		list := make([]cliout.Object, 0, len(sums))
+		for _, s := range sums {
+			list = append(list, cliout.Object{}.With("service", s.name).With("instances", s.n).
+				With("passing", s.passing).With("tags", append([]string{}, s.tags...)))
+		}
+		return p.JSON(cliout.Object{}.With("services", list).With("revision", rev))
 	}
 	var rows [][]string
-	for name, s := range by {
-		var tags []string
-		for t := range s.tags {
-			tags = append(tags, t)
-		}
-		sort.Strings(tags)
-		rows = append(rows, []string{name, fmt.Sprint(s.n), fmt.Sprint(s.passing), strings.Join(tags, ",")})
+	for _, s := range sums {
+		rows = append(rows, []string{s.name, fmt.Sprint(s.n), fmt.Sprint(s.passing), strings.Join(s.tags, ",")})
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i][0] < rows[j][0] })
-	return rows
+	return p.Table([]string{"SERVICE", "INSTANCES", "PASSING", "TAGS"}, rows)
 }

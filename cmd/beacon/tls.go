@@ -26,10 +26,6 @@ func newTLSCmd(g *globals) *cobra.Command {
 Keys are ECDSA P-256, readable by their owner only; nothing is overwritten.
 Keep ca-key.pem off the hosts: each host needs ca.pem, its own N.pem and
 N-key.pem.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return &usageError{errorf("give a subcommand: beacon tls init | beacon tls cert --name NAME")}
-		},
 	}
 	var dir, caName string
 	var days int
