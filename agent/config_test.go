@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -112,6 +113,25 @@ func TestErrorsNameTheKey(t *testing.T) {
 func TestExampleConfigLoads(t *testing.T) {
 	if _, err := load(t, filepath.Join("..", "beacon.example.yaml")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExampleConfigDocumentsEveryKey: every key --help lists, and the
+// services: and templates: blocks, appear in the example (set or
+// commented out), so the example is the whole reference.
+func TestExampleConfigDocumentsEveryKey(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "beacon.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"services", "templates"}
+	for _, o := range options() {
+		keys = append(keys, o.key)
+	}
+	for _, k := range keys {
+		if !regexp.MustCompile(`(?m)^(# )?` + regexp.QuoteMeta(k) + `:`).Match(b) {
+			t.Errorf("beacon.example.yaml does not show %s", k)
+		}
 	}
 }
 

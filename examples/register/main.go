@@ -3,7 +3,7 @@
 // kill -9 — and every agent stops answering for it at once, because the
 // registration lives in the process's session with the agent.
 //
-//	go run ./examples/register --name web --port 8080
+//	go run ./examples/register --name web --listen 127.0.0.1:8080
 //	dig @127.0.0.1 -p 8600 web.service.beacon SRV
 package main
 
