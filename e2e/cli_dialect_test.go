@@ -313,4 +313,9 @@ func TestCLIMembersAndQuorum(t *testing.T) {
 	if err == nil || !strings.HasPrefix(line, "beacon: unavailable: no quorum: ") || strings.Contains(line, "\n") {
 		t.Fatalf("register without quorum: %v %q", err, stderr)
 	}
+	_, stderr, err = ms[0].CLI("queue", "push", "jobs", "data")
+	line = strings.TrimSpace(stderr)
+	if err == nil || !strings.HasPrefix(line, "beacon: unavailable: no quorum: ") || strings.Contains(line, "\n") {
+		t.Fatalf("queue push without quorum: %v %q", err, stderr)
+	}
 }

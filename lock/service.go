@@ -121,7 +121,7 @@ func (s *Service) acquire(ctx context.Context, req *beaconpb.LockAcquireRequest,
 		hs, _ := Holders(hctx, s.c.Client, prefix, limit)
 		return nil, status.Errorf(codes.DeadlineExceeded, "lock %q: not acquired within %s: %s", req.Name, timeout, describe(hs))
 	case err != nil:
-		return nil, rpcerr.From(err)
+		return nil, rpcerr.FromCluster(s.c.Client, err) // names a lost quorum
 	}
 	if ctx.Err() != nil {
 		// The caller gave up as the grant came: nobody would release it

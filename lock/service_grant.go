@@ -49,7 +49,7 @@ func (s *Service) Release(ctx context.Context, req *beaconpb.LockReleaseRequest)
 		s.mu.Unlock()
 	}
 	if err != nil {
-		return nil, rpcerr.From(err)
+		return nil, rpcerr.FromCluster(s.c.Client, err) // names a lost quorum
 	}
 	return &beaconpb.LockReleaseResponse{}, nil
 }

@@ -85,7 +85,9 @@ func (s *Service) Enqueue(ctx context.Context, req *beaconpb.QueueEnqueueRequest
 	}
 	id, dup, err := s.b.Enqueue(ctx, req.Queue, req.Payload, opts...)
 	if err != nil {
-		return nil, rpcerr.From(err)
+		// Without quorum a push times out after etcd's request timeout:
+		// say that it is the quorum, not only "deadline exceeded".
+		return nil, rpcerr.FromCluster(s.b.cli, err)
 	}
 	return &beaconpb.QueueEnqueueResponse{Id: id, Duplicate: dup}, nil
 }
