@@ -313,6 +313,18 @@ func TestDeregisterWithoutServiceNeedsEveryService(t *testing.T) {
 	wantCode(t, "Heartbeat p1 without its service", err, codes.PermissionDenied, "service:*:write")
 	_, err = reg.Deregister(ctxT(t), &beaconpb.DeregisterRequest{Service: "payments", Id: "p1"})
 	wantCode(t, "Deregister p1 of payments", err, codes.PermissionDenied, "service:payments:write")
+	// Get reads the watch-fed catalog: register a marker after the refused
+	// calls and wait for it, so the catalog has seen everything they did.
+	if _, err := admin.Register(ctxT(t), &beaconpb.RegisterRequest{Instance: &beaconpb.Instance{Service: "payments", Id: "marker", Port: 81}}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := admin.Get(ctxT(t), &beaconpb.GetRequest{Service: "payments", Id: "marker"}); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the marker never reached the catalog: %v", err)
+		}
+	}
 	if _, err := admin.Get(ctxT(t), &beaconpb.GetRequest{Service: "payments", Id: "p1"}); err != nil {
 		t.Fatalf("p1 is gone after the refused calls: %v", err)
 	}
