@@ -21,7 +21,8 @@ func TestMemberRaftLogBounds(t *testing.T) {
 	c := testcluster.New(t)
 	a := c.Host("n1")
 	cfg := filepath.Join(t.TempDir(), "beacon.yaml")
-	if err := os.WriteFile(cfg, []byte("etcd-snapshot-count: 100\netcd-snapshot-catchup-entries: 50\n"), 0o600); err != nil {
+	// At debug: etcd's own start line (INFO) is kept at debug otherwise.
+	if err := os.WriteFile(cfg, []byte("etcd-snapshot-count: 100\netcd-snapshot-catchup-entries: 50\nlog-level: debug\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	a.Start("--config", cfg)

@@ -224,7 +224,7 @@ func TestHealthChecks(t *testing.T) {
 		t.Fatalf("check pass: %v %s", err, stderr)
 	}
 	waitDNS(t, a, "batch.service.beacon", dns.TypeA, "b1 passing", has("A "+a.IP))
-	if _, stderr, err := a.CLI("check", "fail", "b1", "--output", "disk full"); err != nil {
+	if _, stderr, err := a.CLI("check", "fail", "b1", "--note", "disk full"); err != nil {
 		t.Fatalf("check fail: %v %s", err, stderr)
 	}
 	waitDNS(t, a, "batch.service.beacon", dns.TypeA, "b1 out", empty)
