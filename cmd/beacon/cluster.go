@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/client"
@@ -116,13 +117,21 @@ func newLeaveCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "leave",
 		Short: "Make the agent leave the cluster and stop (a voter only if quorum stays)",
-		Args:  cobra.NoArgs,
+		Long: "Make the agent leave the cluster and stop (a voter only if quorum stays). It returns once the\n" +
+			"agent has stopped and freed its ports; the membership change and the stop may take longer\n" +
+			"than --call-timeout, so leave waits up to --call-timeout plus " + leaveStopWait.String() + ".",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := newPrinter(cmd.OutOrStdout(), g.output)
 			if err != nil {
 				return err
 			}
 			return withAgent(cmd, g, func(ctx context.Context, c *client.Client) error {
+				// withAgent's deadline is the call timeout; a member's removal
+				// waits for etcd to agree (seconds after a peer restarted)
+				// and the stop for the agent's parts.
+				ctx, cancel := context.WithTimeout(cmd.Context(), g.callTimeout+leaveStopWait)
+				defer cancel()
 				resp, err := c.Cluster.Leave(ctx, &beaconpb.LeaveRequest{})
 				if err != nil {
 					return err
@@ -136,6 +145,9 @@ func newLeaveCmd(g *globals) *cobra.Command {
 		},
 	}
 }
+
+// leaveStopWait is what leave waits beyond the call timeout.
+const leaveStopWait = 30 * time.Second
 
 func orDash(s string) string {
 	if s == "" {
