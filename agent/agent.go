@@ -57,6 +57,8 @@ type Agent struct {
 	templates *config.Templates
 	cancelBG  context.CancelFunc // ends the catalog watch and anti-entropy
 
+	recipeStops []func() // of the recipes started, in start order
+
 	leaveMu sync.Mutex
 	left    chan struct{} // closed once the agent has left the cluster
 	// quiesced is closed when everything has stopped and freed its ports
@@ -230,7 +232,7 @@ func (a *Agent) start(ctx context.Context) error {
 	beaconpb.RegisterClusterServer(a.api.GRPC(), cluster.NewService(membership, cfg.Namespace, a))
 	beaconpb.RegisterSessionServer(a.api.GRPC(), session.NewService(a.sessions))
 	beaconpb.RegisterRegistryServer(a.api.GRPC(), registry.NewService(a.local, a.catalog))
-	a.registerRecipes()
+	a.startRecipes()
 	a.templates = newTemplates(a.node.LocalClient(), cfg.Namespace, a.lg)
 	a.templates.Sync(cfg.Templates)
 	a.api.Serve()
@@ -282,6 +284,7 @@ func (a *Agent) stop() {
 	if a.sessions != nil {
 		a.sessions.CloseAll(shutdownGrace)
 	}
+	a.stopRecipes()
 	if a.cancelBG != nil {
 		a.cancelBG()
 	}

@@ -7,11 +7,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// The Config service: keys under <namespace>config/.
-func init() {
-	recipes = append(recipes, func(d RecipeDeps) {
-		beaconpb.RegisterConfigServer(d.GRPC, config.NewService(config.NewStore(d.Client, d.Namespace)))
-	})
+// startConfig serves the Config service: keys under <namespace>config/.
+// Its watches live in their calls, so nothing to stop.
+func startConfig(d RecipeDeps) func() {
+	beaconpb.RegisterConfigServer(d.GRPC, config.NewService(config.NewStore(d.Client, d.Namespace)))
+	return nil
 }
 
 // newTemplates returns the runner of the config file's templates: blocks,

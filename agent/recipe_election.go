@@ -5,9 +5,10 @@ import (
 	"github.com/beaconhq/beacon/election"
 )
 
-func init() {
-	recipes = append(recipes, func(d RecipeDeps) {
-		beaconpb.RegisterElectionServer(d.GRPC, election.NewService(d.Client, d.Sessions,
-			election.WithNamespace(d.Namespace), election.WithLogger(d.Logger.Named("election"))))
-	})
+// startElection serves the Election service. It runs nothing of its own
+// between calls (every candidacy lives in its call), so nothing to stop.
+func startElection(d RecipeDeps) func() {
+	beaconpb.RegisterElectionServer(d.GRPC, election.NewService(d.Client, d.Sessions,
+		election.WithNamespace(d.Namespace), election.WithLogger(d.Logger.Named("election"))))
+	return nil
 }

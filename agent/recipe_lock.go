@@ -5,13 +5,14 @@ import (
 	"github.com/beaconhq/beacon/lock"
 )
 
-// The Lock service: distributed locks and semaphores in application
-// sessions, with fencing tokens (lock/README.md).
-func init() {
-	recipes = append(recipes, func(d RecipeDeps) {
-		beaconpb.RegisterLockServer(d.GRPC, lock.NewService(lock.Config{
-			Client: d.Client, Sessions: d.Sessions, Namespace: d.Namespace, Node: d.Node,
-			Logger: d.Logger.Named("lock"),
-		}))
+// startLock serves the Lock service: distributed locks and semaphores in
+// application sessions, with fencing tokens (lock/README.md). Stopping
+// ends the waiters' shared watches.
+func startLock(d RecipeDeps) func() {
+	s := lock.NewService(lock.Config{
+		Client: d.Client, Sessions: d.Sessions, Namespace: d.Namespace, Node: d.Node,
+		Logger: d.Logger.Named("lock"),
 	})
+	beaconpb.RegisterLockServer(d.GRPC, s)
+	return s.Close
 }

@@ -5,11 +5,11 @@ import (
 	"github.com/beaconhq/beacon/queue"
 )
 
-// The Queue service: durable FIFO queues under <namespace>queues/.
-func init() {
-	recipes = append(recipes, func(d RecipeDeps) {
-		b := queue.New(d.Client, d.Namespace, queue.WithNode(d.Node), queue.WithLogger(d.Logger.Named("queue")),
-			queue.WithMaxViews(d.Config.MaxQueueViews))
-		beaconpb.RegisterQueueServer(d.GRPC, queue.NewService(b, d.Sessions))
-	})
+// startQueue serves the Queue service: durable FIFO queues under
+// <namespace>queues/. Stopping ends the broker's queue views.
+func startQueue(d RecipeDeps) func() {
+	b := queue.New(d.Client, d.Namespace, queue.WithNode(d.Node), queue.WithLogger(d.Logger.Named("queue")),
+		queue.WithMaxViews(d.Config.MaxQueueViews))
+	beaconpb.RegisterQueueServer(d.GRPC, queue.NewService(b, d.Sessions))
+	return func() { _ = b.Close() }
 }

@@ -19,14 +19,39 @@ type RecipeDeps struct {
 	Config    *Config // the agent's, for the recipes' limits
 }
 
-// recipes register their gRPC services; each recipe adds itself from a
-// recipe_<name>.go file of its own.
-var recipes []func(RecipeDeps)
+// recipe is one coordination recipe: start registers its gRPC service and
+// returns what stops what it runs in the background (nil: nothing).
+type recipe struct {
+	name  string
+	start func(RecipeDeps) (stop func())
+}
 
-func (a *Agent) registerRecipes() {
+// recipes start in this order, once the sessions exist, and stop in the
+// reverse order after the sessions have closed (what holders do on their
+// way out still works) and before the etcd client closes, so that no
+// recipe's watch or loop outlives what it reads.
+// Each lives in a recipe_<name>.go file of its own.
+var recipes = []recipe{
+	{"lock", startLock},
+	{"election", startElection},
+	{"queue", startQueue},
+	{"config", startConfig},
+}
+
+func (a *Agent) startRecipes() {
 	d := RecipeDeps{GRPC: a.api.GRPC(), Client: a.node.LocalClient(), Sessions: a.sessions,
 		Namespace: a.cfg.Namespace, Node: a.cfg.Name, Logger: a.lg, Config: &a.cfg}
 	for _, r := range recipes {
-		r(d)
+		if stop := r.start(d); stop != nil {
+			a.recipeStops = append(a.recipeStops, stop)
+		}
 	}
+}
+
+// stopRecipes stops the recipes started, last first.
+func (a *Agent) stopRecipes() {
+	for i := len(a.recipeStops) - 1; i >= 0; i-- {
+		a.recipeStops[i]()
+	}
+	a.recipeStops = nil
 }

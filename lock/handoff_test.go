@@ -139,3 +139,25 @@ func TestLineHeadGrants(t *testing.T) {
 		}
 	}
 }
+
+// A closed hub ends the waits in flight, and refuses later ones, with
+// ErrHubClosed; the waiters' keys are taken back out.
+func TestHubClose(t *testing.T) {
+	cli := testEtcd(t)
+	ctx := ctxT(t)
+	prefix := testPrefix(t)
+	hub := NewHub(cli)
+	if _, err := Acquire(ctx, cli, prefix, lease(t, cli, 30), WithHub(hub)); err != nil {
+		t.Fatal(err)
+	}
+	waiting := acquireAsync(ctx, cli, prefix, lease(t, cli, 30), WithHub(hub))
+	waitKeys(t, cli, prefix, 2)
+	hub.Close()
+	if r := <-waiting; !errors.Is(r.err, ErrHubClosed) {
+		t.Fatalf("a wait in flight when the hub closed: %+v, want ErrHubClosed", r)
+	}
+	if _, err := Acquire(ctx, cli, prefix, lease(t, cli, 30), WithHub(hub)); !errors.Is(err, ErrHubClosed) {
+		t.Fatalf("a wait after Close: %v, want ErrHubClosed", err)
+	}
+	waitKeys(t, cli, prefix, 1)
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
 )
 
 // Hub lets the waiters of one process (the agent) share one etcd watch per
@@ -23,8 +24,24 @@ type Hub struct {
 	// Linger is how long a feed stays open without waiters.
 	Linger time.Duration
 
-	mu    sync.Mutex
-	feeds map[string]*feed // by lock prefix
+	mu     sync.Mutex
+	feeds  map[string]*feed // by lock prefix
+	closed bool
+}
+
+// ErrHubClosed: the agent is stopping; its waiters give up.
+var ErrHubClosed = &codedError{codes.Unavailable, "the agent is stopping"}
+
+// Close ends every feed; waiters then fail with ErrHubClosed, and so does
+// any later wait.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for prefix, f := range h.feeds {
+		delete(h.feeds, prefix)
+		f.cancel()
+	}
 }
 
 // NewHub returns a hub whose feeds watch through cli.
@@ -57,6 +74,11 @@ type sub struct {
 func (h *Hub) subscribe(prefix string, limit int) (*feed, *sub) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		f := &feed{prefix: prefix, ready: make(chan struct{}), err: ErrHubClosed, cancel: func() {}, subs: map[*sub]bool{}}
+		close(f.ready)
+		return f, &sub{limit: limit, broken: true, wake: make(chan struct{}, 1)}
+	}
 	f := h.feeds[prefix]
 	if f == nil {
 		ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))

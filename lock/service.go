@@ -60,6 +60,10 @@ func NewService(c Config) *Service {
 	return &Service{c: c, hub: NewHub(c.Client), grants: map[string]*grant{}, pending: map[string]bool{}, hooked: map[string]bool{}}
 }
 
+// Close ends the waiters' shared watches: waits in flight and later ones
+// fail Unavailable (the agent is stopping).
+func (s *Service) Close() { s.hub.Close() }
+
 func (s *Service) prefix(name string) string { return s.c.Namespace + "locks/" + name }
 
 // Acquire waits for the lock; see the proto.
