@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg Config, lg *zap.Logger, reload func() (Config,
 		return err
 	}
 	defer cancelStart()
-	lg.Info("agent ready", zap.String("name", cfg.Name), zap.String("role", a.node.Role()),
+	lg.Info("agent ready", zap.String("name", cfg.Name), zap.String("role", string(a.node.Role())),
 		zap.String("api", cfg.APIAddr), zap.String("http", cfg.HTTPAddr), zap.String("dns", cfg.DNSAddr),
 		zap.String("client-url", cfg.ClientURL))
 
@@ -182,12 +182,12 @@ func (a *Agent) start(ctx context.Context) error {
 		httpLis.Close()
 		return err
 	}
-	if cfg.Role != RoleExternal {
+	if cfg.Role != cluster.RoleExternal {
 		if err := checkFree("client-url", cfg.ClientURL); err != nil {
 			httpLis.Close()
 			return err
 		}
-		if cfg.Role != RoleProxy {
+		if cfg.Role != cluster.RoleProxy {
 			if err := checkFree("peer-url", cfg.PeerURL); err != nil {
 				httpLis.Close()
 				return err
@@ -248,7 +248,7 @@ func (a *Agent) start(ctx context.Context) error {
 
 func (a *Agent) nodeInfo() cluster.NodeInfo {
 	host := "127.0.0.1"
-	if u, err := url.Parse(a.cfg.ClientURL); err == nil && a.node.Role() != embedded.RoleExternal {
+	if u, err := url.Parse(a.cfg.ClientURL); err == nil && a.node.Role() != cluster.RoleExternal {
 		host = u.Hostname()
 	}
 	info := cluster.NodeInfo{
@@ -256,10 +256,10 @@ func (a *Agent) nodeInfo() cluster.NodeInfo {
 		Started: time.Now().UTC().Format(time.RFC3339), APIAddr: a.apiAddr,
 		HTTPAddr: a.cfg.HTTPAddr, DNSAddr: a.cfg.DNSAddr,
 	}
-	if a.node.Role() != embedded.RoleExternal {
+	if a.node.Role() != cluster.RoleExternal {
 		info.ClientURL = a.cfg.ClientURL
 	}
-	if a.node.Role() == embedded.RoleMember {
+	if a.node.Role() == cluster.RoleMember {
 		info.PeerURL = a.cfg.PeerURL
 	}
 	return info
@@ -335,7 +335,7 @@ func (a *Agent) WaitStopped(ctx context.Context) error {
 func (a *Agent) Name() string { return a.cfg.Name }
 
 // Role is the role the agent ended up in: member, proxy or external.
-func (a *Agent) Role() string { return a.node.Role() }
+func (a *Agent) Role() cluster.Role { return a.node.Role() }
 
 // Leave removes the agent from the cluster and makes Run return. A member
 // leaves only when the voters that remain keep a healthy quorum.
@@ -355,7 +355,7 @@ func (a *Agent) Leave(ctx context.Context) (string, error) {
 }
 
 func (a *Agent) leave(ctx context.Context) (string, error) {
-	if a.node.Role() != embedded.RoleMember {
+	if a.node.Role() != cluster.RoleMember {
 		a.announcer.Stop(ctx)
 		return fmt.Sprintf("%s (%s) left the cluster", a.cfg.Name, a.node.Role()), nil
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"github.com/beaconhq/beacon/cluster"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,19 +21,11 @@ import (
 	"github.com/spf13/viper"
 )
 
-// Roles an agent can take in the cluster.
-const (
-	RoleMember   = "member"
-	RoleProxy    = "proxy"
-	RoleAuto     = "auto"
-	RoleExternal = "external"
-)
-
 // Config is everything an agent needs to start, validated.
 type Config struct {
 	Name    string
 	DataDir string
-	Role    string
+	Role    cluster.Role
 
 	ClientURL      string   // etcd client URL, listened on and advertised
 	PeerURL        string   // etcd peer URL, listened on and advertised
@@ -149,7 +142,7 @@ func options() []option {
 	return []option{
 		{"name", host, "node name, unique in the cluster"},
 		{"data-dir", "./beacon-data", "where etcd data and local state live"},
-		{"role", RoleMember, "member, proxy, auto or external"},
+		{"role", string(cluster.RoleMember), "member, proxy, auto or external"},
 		{"client-url", "http://127.0.0.1:2379", "etcd client URL, listened on and advertised"},
 		{"peer-url", "http://127.0.0.1:2380", "etcd peer URL, listened on and advertised"},
 		{"initial-cluster", "", "static bootstrap: name=peer-url,... of every first member"},
@@ -277,9 +270,9 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	if c.DataDir == "" {
 		check("data-dir", errors.New("must not be empty"))
 	}
-	c.Role = str("role")
+	c.Role = cluster.Role(str("role"))
 	switch c.Role {
-	case RoleMember, RoleProxy, RoleAuto, RoleExternal:
+	case cluster.RoleMember, cluster.RoleProxy, cluster.RoleAuto, cluster.RoleExternal:
 	default:
 		check("role", fmt.Errorf("%q is not one of member, proxy, auto, external", c.Role))
 	}
@@ -447,13 +440,13 @@ func (c *Config) checkRole() error {
 	switch {
 	case c.InitialCluster != "" && len(c.Join) > 0:
 		return &ConfigError{"join", errors.New("use either initial-cluster (bootstrap a new cluster) or join (enter a running one), not both")}
-	case c.Role == RoleProxy && len(c.Join) == 0:
+	case c.Role == cluster.RoleProxy && len(c.Join) == 0:
 		return &ConfigError{"join", errors.New("role proxy needs join: the client URL of a running member or proxy")}
-	case c.Role == RoleProxy && c.InitialCluster != "":
+	case c.Role == cluster.RoleProxy && c.InitialCluster != "":
 		return &ConfigError{"initial-cluster", errors.New("a proxy holds no raft state and cannot bootstrap a cluster; use join")}
-	case c.Role == RoleExternal && len(c.Endpoints) == 0:
+	case c.Role == cluster.RoleExternal && len(c.Endpoints) == 0:
 		return &ConfigError{"endpoints", errors.New("role external needs endpoints: the client URLs of an existing etcd cluster")}
-	case c.Role != RoleExternal && len(c.Endpoints) > 0:
+	case c.Role != cluster.RoleExternal && len(c.Endpoints) > 0:
 		return &ConfigError{"endpoints", fmt.Errorf("endpoints is for role external; role %s uses join", c.Role)}
 	}
 	return nil

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"github.com/beaconhq/beacon/cluster"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -70,7 +71,7 @@ func TestDefaults(t *testing.T) {
 	}
 	host, _ := os.Hostname()
 	want := Config{
-		Name: host, DataDir: "./beacon-data", Role: RoleMember,
+		Name: host, DataDir: "./beacon-data", Role: cluster.RoleMember,
 		ClientURL: "http://127.0.0.1:2379", PeerURL: "http://127.0.0.1:2380", Voters: 3,
 		APIAddr: "127.0.0.1:7600", APISocket: filepath.Join("beacon-data", "beacon.sock"),
 		HTTPAddr: "127.0.0.1:7601", DNSAddr: "127.0.0.1:8600", Domain: "beacon.", Namespace: "/beacon/",

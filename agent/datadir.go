@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"github.com/beaconhq/beacon/cluster"
 	"net"
 	"net/url"
 	"os"
@@ -53,9 +54,9 @@ func checkFree(key, addr string) error {
 // naming the key of the first that cannot.
 func checkPorts(cfg Config) error {
 	checks := [][2]string{{"api-addr", cfg.APIAddr}, {"http-addr", cfg.HTTPAddr}, {"dns-addr", cfg.DNSAddr}}
-	if cfg.Role != RoleExternal {
+	if cfg.Role != cluster.RoleExternal {
 		checks = append(checks, [2]string{"client-url", cfg.ClientURL})
-		if cfg.Role != RoleProxy {
+		if cfg.Role != cluster.RoleProxy {
 			checks = append(checks, [2]string{"peer-url", cfg.PeerURL})
 		}
 	}

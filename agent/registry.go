@@ -11,7 +11,6 @@ import (
 	"github.com/beaconhq/beacon/acl"
 	"github.com/beaconhq/beacon/cluster"
 	"github.com/beaconhq/beacon/dnsserver"
-	"github.com/beaconhq/beacon/embedded"
 	"github.com/beaconhq/beacon/internal/fanout"
 	"github.com/beaconhq/beacon/registry"
 	"github.com/beaconhq/beacon/session"
@@ -21,7 +20,7 @@ import (
 // nodeAddress is the IP other hosts reach this one at: the host of its
 // client URL (an external agent has none of its own: loopback).
 func (a *Agent) nodeAddress() string {
-	if a.node != nil && a.node.Role() == embedded.RoleExternal {
+	if a.node != nil && a.node.Role() == cluster.RoleExternal {
 		return "127.0.0.1"
 	}
 	if u, err := url.Parse(a.cfg.ClientURL); err == nil {

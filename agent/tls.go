@@ -3,6 +3,7 @@ package agent
 import (
 	"crypto/tls"
 	"fmt"
+	"github.com/beaconhq/beacon/cluster"
 	"net"
 	"net/url"
 
@@ -49,10 +50,10 @@ func (c *Config) tlsTargets() []tlsTarget {
 		}
 		out = append(out, tlsTarget{key: key, addr: addr, host: host})
 	}
-	if c.Role != RoleExternal {
+	if c.Role != cluster.RoleExternal {
 		add("client-url", c.ClientURL)
 	}
-	if c.Role == RoleMember || c.Role == RoleAuto {
+	if c.Role == cluster.RoleMember || c.Role == cluster.RoleAuto {
 		add("peer-url", c.PeerURL)
 	}
 	add("api-addr", c.APIAddr)

@@ -288,7 +288,7 @@ const targetTimeout = 2 * time.Second
 type Removed struct {
 	Name   string // empty for a member that never started
 	ID     uint64
-	Role   string // voter or learner
+	Role   Role   // voter or learner
 	Why    string // why it was taken for dead: its probe's answer
 	Voters []string
 }

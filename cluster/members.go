@@ -12,12 +12,20 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Member roles as listed.
+// Role is what an agent is in its cluster: it is started as a member, a
+// proxy, auto (a member while voters are wanted, else a proxy) or in
+// front of an external cluster (--role), and a member is listed as a
+// voter or a learner. One type for all, so that a role is never a bare
+// string compared by hand.
+type Role string
+
 const (
-	RoleVoter    = "voter"
-	RoleLearner  = "learner"
-	RoleProxy    = "proxy"
-	RoleExternal = "external"
+	RoleMember   Role = "member"
+	RoleProxy    Role = "proxy"
+	RoleAuto     Role = "auto"
+	RoleExternal Role = "external"
+	RoleVoter    Role = "voter"
+	RoleLearner  Role = "learner"
 )
 
 // Members lists the etcd members and the proxy and external agents, each
@@ -47,11 +55,11 @@ func Members(ctx context.Context, cli *clientv3.Client, namespace string) (strin
 		pm := &beaconpb.Member{
 			Id:         fmt.Sprintf("%x", m.ID),
 			Name:       m.Name,
-			Role:       role,
+			Role:       string(role),
 			PeerUrls:   m.PeerURLs,
 			ClientUrls: m.ClientURLs,
 		}
-		if n, ok := byName[m.Name]; ok && n.Role == "member" {
+		if n, ok := byName[m.Name]; ok && n.Role == RoleMember {
 			fillFromNode(pm, n)
 			delete(byName, m.Name)
 		}
@@ -61,7 +69,7 @@ func Members(ctx context.Context, cli *clientv3.Client, namespace string) (strin
 		if n.Role != RoleProxy && n.Role != RoleExternal {
 			continue // a member's record whose member is gone: not a member
 		}
-		pm := &beaconpb.Member{Name: n.Name, Role: n.Role}
+		pm := &beaconpb.Member{Name: n.Name, Role: string(n.Role)}
 		if n.ClientURL != "" {
 			pm.ClientUrls = []string{n.ClientURL}
 		}
@@ -116,7 +124,7 @@ func Status(ctx context.Context, cli *clientv3.Client, namespace string) (*beaco
 
 	var leaderID string
 	for _, m := range members {
-		if m.Role == RoleVoter {
+		if Role(m.Role) == RoleVoter {
 			resp.Voters++
 			if m.Healthy {
 				resp.HealthyVoters++

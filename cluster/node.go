@@ -23,7 +23,7 @@ import (
 type NodeInfo struct {
 	Name      string `json:"name"`
 	Address   string `json:"address"` // the host's IP, as other hosts reach it
-	Role      string `json:"role"`    // member, proxy, external
+	Role      Role   `json:"role"`    // member, proxy, external
 	Version   string `json:"version"`
 	Started   string `json:"started"` // RFC 3339
 	ClientURL string `json:"client_url,omitempty"`
@@ -71,7 +71,7 @@ func sameAgent(a, b NodeInfo) bool {
 // nameInUse is the error for a node name held by other, the agent whose
 // record is under lease (0: an etcd member with no record).
 func nameInUse(ctx context.Context, cli *clientv3.Client, other NodeInfo, lease int64) error {
-	detail := other.Role
+	detail := string(other.Role)
 	if other.ClientURL != "" {
 		detail += ", client URL " + other.ClientURL
 	} else if other.APIAddr != "" {

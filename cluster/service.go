@@ -14,7 +14,7 @@ import (
 // leaves.
 type Local interface {
 	Name() string
-	Role() string
+	Role() Role
 	// Leave removes this agent from the cluster and arranges its stop.
 	Leave(ctx context.Context) (string, error)
 	// WaitStopped waits until the agent has stopped all but its API.
@@ -52,7 +52,7 @@ func (s *Service) Status(ctx context.Context, _ *beaconpb.StatusRequest) (*beaco
 		return nil, rpcerr.From(err)
 	}
 	resp.Local = s.local.Name()
-	resp.LocalRole = s.local.Role()
+	resp.LocalRole = string(s.local.Role())
 	if rev, err := s.cli.Get(ctx, s.namespace, clientv3.WithCountOnly(), clientv3.WithSerializable()); err == nil {
 		resp.Revision = rev.Header.Revision
 	}
@@ -97,5 +97,5 @@ func (s *Service) RemoveMember(ctx context.Context, req *beaconpb.RemoveMemberRe
 	}
 	msg := fmt.Sprintf("removed %s (%s %x) from the cluster (%s); voters now: %s. Its data dir can no longer be resumed: to bring that host back, delete its data dir and start it with --join",
 		label, r.Role, r.ID, r.Why, strings.Join(r.Voters, ", "))
-	return &beaconpb.RemoveMemberResponse{Name: r.Name, Id: fmt.Sprintf("%x", r.ID), Role: r.Role, Message: msg}, nil
+	return &beaconpb.RemoveMemberResponse{Name: r.Name, Id: fmt.Sprintf("%x", r.ID), Role: string(r.Role), Message: msg}, nil
 }

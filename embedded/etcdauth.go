@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/beaconhq/beacon/cluster"
 	"strings"
 	"time"
 
@@ -52,7 +53,7 @@ func (n *Node) EtcdAuth() bool { return n.opts.creds != nil }
 // credentials file when there is none. A static cluster's first listed
 // member writes it; the others need a copy before they start.
 func createsCredentials(o Options) bool {
-	if o.Role != RoleMember && o.Role != "auto" || len(o.Join) > 0 || hasMemberData(o.DataDir) {
+	if o.Role != cluster.RoleMember && o.Role != cluster.RoleAuto || len(o.Join) > 0 || hasMemberData(o.DataDir) {
 		return false
 	}
 	return firstOfCluster(o)
@@ -75,7 +76,7 @@ func firstOfCluster(o Options) bool {
 // file before anything starts, so that an agent without it stops at once
 // with the file named. An external cluster's users are its operator's.
 func loadCredentials(o *Options) error {
-	if !o.ACL || o.Role == RoleExternal {
+	if !o.ACL || o.Role == cluster.RoleExternal {
 		return nil
 	}
 	creds, err := acl.PrepareEtcdCredentials(o.EtcdCredentialsFile, createsCredentials(*o))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/beaconhq/beacon/cluster"
 	"path/filepath"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func TestWatchAfterTokenTTL(t *testing.T) {
 	ip := fmt.Sprintf("127.%d.%d.%d", 1+b[0]%250, b[1], 1+b[2]%250)
 	dir := t.TempDir()
 	o := Options{
-		Name: "m1", DataDir: dir, Namespace: "/beacon/", Role: RoleMember,
+		Name: "m1", DataDir: dir, Namespace: "/beacon/", Role: cluster.RoleMember,
 		ClientURL: "http://" + ip + ":2379", PeerURL: "http://" + ip + ":2380",
 		Logger: zap.NewNop(), ACL: true, EtcdCredentialsFile: filepath.Join(dir, "etcd-credentials.json"),
 		authTokenTTL: 2,

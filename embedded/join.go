@@ -150,7 +150,7 @@ func joinLocked(ctx context.Context, o Options, cli *clientv3.Client, w *downWai
 	if err := cluster.CheckNameFree(ctx, cli, o.Namespace, cluster.NodeInfo{Name: o.Name, ClientURL: o.ClientURL, PeerURL: o.PeerURL}); err != nil {
 		return nil, err
 	}
-	if o.Role == "auto" {
+	if o.Role == cluster.RoleAuto {
 		voters := 0
 		for _, m := range members.Members {
 			if !m.IsLearner && !hasPeerURL(m, o.PeerURL) {

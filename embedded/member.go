@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/beaconhq/beacon/cluster"
 	"net/url"
 	"os"
 	"strconv"
@@ -71,7 +72,7 @@ func startEtcd(o Options, cfg *embed.Config, cause *stopCauseValue) (*Node, erro
 	if err != nil {
 		return nil, fmt.Errorf("starting etcd: %v", err)
 	}
-	n := newNode(o, RoleMember)
+	n := newNode(o, cluster.RoleMember)
 	n.etcd = e
 	n.stopCause = cause
 	n.memberID = uint64(e.Server.MemberID())

@@ -7,6 +7,7 @@ package embedded
 import (
 	"context"
 	"fmt"
+	"github.com/beaconhq/beacon/cluster"
 	"net"
 	"strings"
 	"sync"
@@ -21,18 +22,11 @@ import (
 	"google.golang.org/grpc"
 )
 
-// Roles a Node ends up in.
-const (
-	RoleMember   = "member"
-	RoleProxy    = "proxy"
-	RoleExternal = "external"
-)
-
 // Options say how to start this host's node. The agent validates them.
 type Options struct {
 	Name           string
 	DataDir        string
-	Role           string // member, proxy, auto, external
+	Role           cluster.Role // member, proxy, auto, external
 	ClientURL      string
 	PeerURL        string
 	InitialCluster string
@@ -69,7 +63,7 @@ type Options struct {
 
 // Node is this host's running part of the cluster.
 type Node struct {
-	role     string
+	role     cluster.Role
 	client   *clientv3.Client
 	local    *clientv3.Client // for a member: in-process calls, watches through client (localClient)
 	inproc   *clientv3.Client // for a member: the in-process client behind local
@@ -99,7 +93,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	if err := loadCredentials(&o); err != nil {
 		return nil, err
 	}
-	if o.Role != RoleExternal && hasMemberData(o.DataDir) {
+	if o.Role != cluster.RoleExternal && hasMemberData(o.DataDir) {
 		st, err := readState(o.DataDir)
 		if err != nil {
 			return nil, err
@@ -117,17 +111,17 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 			if err := removeEtcdData(o.DataDir); err != nil {
 				return nil, err
 			}
-		} else if o.Role == RoleProxy {
+		} else if o.Role == cluster.RoleProxy {
 			return nil, fmt.Errorf("role proxy keeps no raft state, but %s holds member %s's data; start it as --role member, or use another --data-dir for the proxy",
 				o.DataDir, o.Name)
 		}
 	}
 	switch {
-	case o.Role == RoleExternal:
+	case o.Role == cluster.RoleExternal:
 		return startExternal(ctx, o)
 	case hasMemberData(o.DataDir):
 		return resumeMember(ctx, o)
-	case o.Role == RoleProxy:
+	case o.Role == cluster.RoleProxy:
 		return startProxy(ctx, o, nil)
 	case len(o.Join) > 0:
 		return join(ctx, o)
@@ -137,7 +131,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 }
 
 // Role is member, proxy or external.
-func (n *Node) Role() string { return n.role }
+func (n *Node) Role() cluster.Role { return n.role }
 
 // Client reaches the cluster: this host's own member, or the members a
 // proxy or external agent found.
@@ -221,7 +215,7 @@ func (n *Node) MarkLeft() error {
 	return writeState(n.opts.DataDir, st)
 }
 
-func newNode(o Options, role string) *Node {
+func newNode(o Options, role cluster.Role) *Node {
 	return &Node{role: role, opts: o, done: make(chan struct{})}
 }
 
@@ -350,7 +344,7 @@ func startExternal(ctx context.Context, o Options) (*Node, error) {
 		}
 		return nil, fmt.Errorf("%w at %s: %v; check --endpoints", ErrUnreachable, strings.Join(o.Endpoints, ","), err)
 	}
-	n := newNode(o, RoleExternal)
+	n := newNode(o, cluster.RoleExternal)
 	n.client = cli
 	return n, nil
 }

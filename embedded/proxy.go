@@ -30,7 +30,7 @@ const proxySyncInterval = 5 * time.Second
 func startProxy(ctx context.Context, o Options, known []string) (*Node, error) {
 	if len(known) == 0 {
 		known = append([]string{}, o.Join...)
-		if st, err := readState(o.DataDir); err == nil && st != nil && st.Role == RoleProxy {
+		if st, err := readState(o.DataDir); err == nil && st != nil && st.Role == cluster.RoleProxy {
 			known = append(known, st.Endpoints...)
 		}
 		probe, err := reachCluster(ctx, o, known)
@@ -83,7 +83,7 @@ func startProxy(ctx context.Context, o Options, known []string) (*Node, error) {
 		}
 	}
 	srv := newProxyServer(backend, lg, o.creds != nil, sopts...)
-	n := newNode(o, RoleProxy)
+	n := newNode(o, cluster.RoleProxy)
 	n.client = cli
 	n.proxy = srv
 	if backend != cli {

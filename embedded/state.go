@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/beaconhq/beacon/cluster"
 	"os"
 	"path/filepath"
 )
@@ -13,14 +14,14 @@ import (
 // dir belongs to another cluster" or "this member was removed" apart from an
 // ordinary restart, which etcd alone reports only as endless peer errors.
 type stateFile struct {
-	Name      string   `json:"name"`
-	Role      string   `json:"role"`
-	ClusterID string   `json:"cluster_id,omitempty"`
-	MemberID  string   `json:"member_id,omitempty"`
-	PeerURL   string   `json:"peer_url,omitempty"`
-	ClientURL string   `json:"client_url,omitempty"`
-	Endpoints []string `json:"endpoints,omitempty"` // client URLs of the cluster, last seen
-	Left      bool     `json:"left,omitempty"`      // this member left with `beacon leave`
+	Name      string       `json:"name"`
+	Role      cluster.Role `json:"role"`
+	ClusterID string       `json:"cluster_id,omitempty"`
+	MemberID  string       `json:"member_id,omitempty"`
+	PeerURL   string       `json:"peer_url,omitempty"`
+	ClientURL string       `json:"client_url,omitempty"`
+	Endpoints []string     `json:"endpoints,omitempty"` // client URLs of the cluster, last seen
+	Left      bool         `json:"left,omitempty"`      // this member left with `beacon leave`
 }
 
 const stateName = "beacon-state.json"
