@@ -1,0 +1,193 @@
+package dnsserver
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The DNS server's own metrics (README, Metrics):
+//
+//	beacon_dns_queries_total{qtype, rcode}             counter
+//	beacon_dns_query_duration_seconds{transport}       histogram
+//
+// Counting is on the hot path, which allocates nothing (fastpath.go), so it
+// allocates nothing either: each (qtype, rcode) pair is a cell of a fixed
+// array of atomic counters, found by a switch, not a label lookup, and the
+// histogram's two children are resolved once. A client cannot make series:
+// a type outside the list is counted as "other", and so is an rcode.
+// Scrapes read the cells and report only those that have counted.
+
+// countedTypes are the qtypes counted apart, in label order; any other
+// type is "other".
+var countedTypes = [...]uint16{
+	dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeTXT, dns.TypeSOA, dns.TypeNS, dns.TypePTR,
+	dns.TypeCNAME, dns.TypeMX, dns.TypeANY, dns.TypeAXFR, dns.TypeIXFR, dns.TypeHTTPS, dns.TypeSVCB,
+	dns.TypeCAA, dns.TypeDS, dns.TypeDNSKEY,
+}
+
+// countedRcodes are the rcodes counted apart, with their labels; any
+// other is "other". (16 is BADVERS in a response's OPT; miekg/dns names it
+// BADSIG, its meaning in a TSIG record.)
+var countedRcodes = [...]int{
+	dns.RcodeSuccess, dns.RcodeFormatError, dns.RcodeServerFailure, dns.RcodeNameError,
+	dns.RcodeNotImplemented, dns.RcodeRefused, dns.RcodeBadVers,
+}
+
+var rcodeLabels = [len(countedRcodes) + 1]string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other"}
+
+const (
+	otherType  = len(countedTypes)  // the cell of every other qtype
+	otherRcode = len(countedRcodes) // the cell of every other rcode
+)
+
+// Histogram buckets: a zone answer takes tens of microseconds, a
+// forwarded one up to forwardTimeout per recursor.
+var durationBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+
+// transport indexes metrics.duration.
+type transport int
+
+const (
+	transportUDP transport = iota
+	transportTCP
+)
+
+type metrics struct {
+	queries     [otherType + 1][otherRcode + 1]atomic.Uint64
+	queriesDesc *prometheus.Desc
+	durationVec *prometheus.HistogramVec
+	duration    [2]prometheus.Observer // by transport, resolved once
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		queriesDesc: prometheus.NewDesc("beacon_dns_queries_total",
+			"DNS queries answered, by question type and response code.", []string{"qtype", "rcode"}, nil),
+		durationVec: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "beacon_dns_query_duration_seconds",
+			Help:    "Time from reading a DNS query to sending its answer.",
+			Buckets: durationBuckets,
+		}, []string{"transport"}),
+	}
+	m.duration[transportUDP] = m.durationVec.WithLabelValues("udp")
+	m.duration[transportTCP] = m.durationVec.WithLabelValues("tcp")
+	return m
+}
+
+// observe counts one answered query: pkt is the query as read, rcode the
+// answer's, start when the query was read.
+func (m *metrics) observe(pkt []byte, rcode int, tr transport, start time.Time) {
+	m.queries[typeCell(questionType(pkt))][rcodeCell(rcode)].Add(1)
+	m.duration[tr].Observe(time.Since(start).Seconds())
+}
+
+// observeForwarded counts a forwarded query once its answer b is sent.
+func (m *metrics) observeForwarded(f *forwardReq, b []byte, tr transport, start time.Time) {
+	t := uint16(0)
+	if len(f.req.Question) > 0 {
+		t = f.req.Question[0].Qtype
+	}
+	m.queries[typeCell(t)][rcodeCell(wireRcode(b))].Add(1)
+	m.duration[tr].Observe(time.Since(start).Seconds())
+}
+
+// typeCell is t's index in countedTypes, or otherType.
+func typeCell(t uint16) int {
+	switch t {
+	case dns.TypeA:
+		return 0
+	case dns.TypeAAAA:
+		return 1
+	case dns.TypeSRV:
+		return 2
+	}
+	for i := 3; i < len(countedTypes); i++ {
+		if countedTypes[i] == t {
+			return i
+		}
+	}
+	return otherType
+}
+
+func rcodeCell(rc int) int {
+	for i, c := range countedRcodes {
+		if c == rc {
+			return i
+		}
+	}
+	return otherRcode
+}
+
+// questionType is the type of a query's first question; 0 (counted as
+// "other") when the packet has none that can be read.
+func questionType(pkt []byte) uint16 {
+	if len(pkt) < 12 || pkt[4] == 0 && pkt[5] == 0 {
+		return 0
+	}
+	off := 12
+	for off < len(pkt) {
+		l := int(pkt[off])
+		switch {
+		case l == 0:
+			off++
+		case l&0xC0 == 0xC0: // a pointer ends the name
+			off += 2
+		default:
+			off += 1 + l
+			continue
+		}
+		if off+2 > len(pkt) {
+			return 0
+		}
+		return uint16(pkt[off])<<8 | uint16(pkt[off+1])
+	}
+	return 0
+}
+
+// wireRcode is the rcode of a packed response, extended rcode included.
+func wireRcode(b []byte) int {
+	var m dns.Msg
+	if err := m.Unpack(b); err != nil {
+		if len(b) < 4 {
+			return -1
+		}
+		return int(b[3] & 0xF)
+	}
+	return m.Rcode
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.queriesDesc
+	m.durationVec.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	for t := range m.queries {
+		for r := range m.queries[t] {
+			n := m.queries[t][r].Load()
+			if n == 0 {
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(m.queriesDesc, prometheus.CounterValue, float64(n), typeLabel(t), rcodeLabel(r))
+		}
+	}
+	m.durationVec.Collect(ch)
+}
+
+func typeLabel(cell int) string {
+	if cell == otherType {
+		return "other"
+	}
+	return dns.TypeToString[countedTypes[cell]]
+}
+
+func rcodeLabel(cell int) string { return rcodeLabels[cell] }
+
+// Metrics is the server's collector of beacon_dns_queries_total and
+// beacon_dns_query_duration_seconds, for the agent's /metrics.
+func (s *Server) Metrics() prometheus.Collector { return s.m }

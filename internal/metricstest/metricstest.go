@@ -1,0 +1,78 @@
+// Package metricstest reads what a Prometheus collector reports, for the
+// tests of the packages that export beacon's metrics.
+package metricstest
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Value is the sample of metric name whose labels include those given
+// (name, value pairs) that c reports now: a counter's or a gauge's value,
+// a histogram's count of observations. A metric without such a sample is
+// 0, as a counter that has not counted yet. c is checked as the agent's
+// registry would check it (a pedantic registry: each metric described,
+// consistent labels).
+func Value(t testing.TB, c prometheus.Collector, name string, labels ...string) float64 {
+	t.Helper()
+	v, _ := Lookup(t, c, name, labels...)
+	return v
+}
+
+// Lookup is Value, and whether the sample exists.
+func Lookup(t testing.TB, c prometheus.Collector, name string, labels ...string) (float64, bool) {
+	t.Helper()
+	if len(labels)%2 != 0 {
+		t.Fatalf("metricstest: labels %q are not name, value pairs", labels)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatalf("metricstest: %v", err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("metricstest: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if hasLabels(m, labels) {
+				return sampleValue(m), true
+			}
+		}
+	}
+	return 0, false
+}
+
+func hasLabels(m *dto.Metric, labels []string) bool {
+	for i := 0; i < len(labels); i += 2 {
+		found := false
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func sampleValue(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	case m.Histogram != nil:
+		return float64(m.GetHistogram().GetSampleCount())
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue()
+	}
+	return 0
+}
