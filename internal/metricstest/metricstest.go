@@ -4,6 +4,7 @@ package metricstest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -20,6 +21,29 @@ func Value(t testing.TB, c prometheus.Collector, name string, labels ...string) 
 	v, _ := Lookup(t, c, name, labels...)
 	return v
 }
+
+// Wait polls c until its sample of name (with labels) satisfies ok, for
+// at most within, and fails the test with the last value otherwise.
+func Wait(t testing.TB, c prometheus.Collector, within time.Duration, name string, ok func(float64) bool, labels ...string) float64 {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		v := Value(t, c, name, labels...)
+		if ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s%q is %v after %s", name, labels, v, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Is is Wait's test for a value.
+func Is(want float64) func(float64) bool { return func(v float64) bool { return v == want } }
+
+// AtLeast is Wait's test for a lower bound.
+func AtLeast(min float64) func(float64) bool { return func(v float64) bool { return v >= min } }
 
 // Lookup is Value, and whether the sample exists.
 func Lookup(t testing.TB, c prometheus.Collector, name string, labels ...string) (float64, bool) {
