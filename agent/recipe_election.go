@@ -7,7 +7,9 @@ import (
 
 func init() {
 	recipes = append(recipes, func(d RecipeDeps) {
-		beaconpb.RegisterElectionServer(d.GRPC, election.NewService(d.Client, d.Sessions,
-			election.WithNamespace(d.Namespace), election.WithLogger(d.Logger.Named("election"))))
+		svc := election.NewService(d.Client, d.Sessions,
+			election.WithNamespace(d.Namespace), election.WithLogger(d.Logger.Named("election")))
+		beaconpb.RegisterElectionServer(d.GRPC, svc)
+		d.Metrics.MustRegister(svc.Metrics())
 	})
 }

@@ -9,9 +9,11 @@ import (
 // sessions, with fencing tokens (lock/README.md).
 func init() {
 	recipes = append(recipes, func(d RecipeDeps) {
-		beaconpb.RegisterLockServer(d.GRPC, lock.NewService(lock.Config{
+		svc := lock.NewService(lock.Config{
 			Client: d.Client, Sessions: d.Sessions, Namespace: d.Namespace, Node: d.Node,
 			Logger: d.Logger.Named("lock"),
-		}))
+		})
+		beaconpb.RegisterLockServer(d.GRPC, svc)
+		d.Metrics.MustRegister(svc.Metrics())
 	})
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"github.com/beaconhq/beacon/session"
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -16,6 +17,7 @@ type RecipeDeps struct {
 	Namespace string
 	Node      string
 	Logger    *zap.Logger
+	Metrics   prometheus.Registerer // the recipe's collectors go here
 }
 
 // recipes register their gRPC services; each recipe adds itself from a
@@ -24,7 +26,7 @@ var recipes []func(RecipeDeps)
 
 func (a *Agent) registerRecipes() {
 	d := RecipeDeps{GRPC: a.api.GRPC(), Client: a.node.LocalClient(), Sessions: a.sessions,
-		Namespace: a.cfg.Namespace, Node: a.cfg.Name, Logger: a.lg}
+		Namespace: a.cfg.Namespace, Node: a.cfg.Name, Logger: a.lg, Metrics: a.metrics}
 	for _, r := range recipes {
 		r(d)
 	}

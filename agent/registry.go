@@ -52,6 +52,7 @@ func (a *Agent) listenDNS() error {
 	}
 	a.dns = srv
 	a.lateCat = cat
+	a.metrics.MustRegister(srv.Metrics())
 	return nil
 }
 
@@ -71,6 +72,7 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 	}
 	a.catalog = registry.NewCatalog(cli, a.cfg.Namespace, a.lg.Named("catalog"))
 	a.lateCat.set(a.catalog)
+	a.metrics.MustRegister(a.catalog.Metrics())
 	go a.catalog.Run(bg)
 
 	a.local, err = registry.NewLocal(ctx, registry.LocalConfig{
@@ -81,6 +83,7 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.metrics.MustRegister(a.local.Metrics())
 	if err := a.local.SyncConfig(ctx, a.cfg.Services); err != nil {
 		a.lg.Warn("some services of the config file were not registered", zap.Error(err))
 	}
