@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 )
 
 // Catalog is the agent's in-memory index of every instance and node in the
@@ -268,7 +269,11 @@ func (c *Catalog) relist(ctx context.Context) (int64, error) {
 
 // follow applies watch events from rev+1 until the watch breaks.
 func (c *Catalog) follow(ctx context.Context, rev int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	// A watch stream of the catalog's own: etcd answers a progress
+	// request (the lag's probe) only when every watcher of the stream has
+	// caught up, and other watchers of the process (a proxy's grpc-proxy,
+	// queue views) would hold it back.
+	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), "beacon-watch", "catalog"))
 	defer cancel()
 	svcCh := c.cli.Watch(wctx, ServicesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
 	nodeCh := c.cli.Watch(wctx, cluster.NodesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
@@ -303,13 +308,14 @@ func (c *Catalog) follow(ctx context.Context, rev int64) error {
 			// next check counts at that revision (see checkCount).
 			_ = c.cli.RequestProgress(wctx)
 		case now := <-probe.C:
-			switch {
-			case c.lag.probe(now):
-				_ = c.cli.RequestProgress(wctx)
-			case !quietCheck:
+			// etcd drops a progress request it cannot answer yet (a
+			// watcher of the stream still catching up): ask again until
+			// one is answered.
+			if !c.lag.probe(now) && !quietCheck {
 				quietCheck = true
 				go func() { c.confirmQuiet(wctx, rev); quietChecked <- struct{}{} }()
 			}
+			_ = c.cli.RequestProgress(wctx)
 		case <-quietChecked:
 			quietCheck = false
 		case wr, ok := <-svcCh:

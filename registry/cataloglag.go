@@ -28,7 +28,8 @@ type lagClock struct {
 
 func newLagClock(now time.Time) *lagClock { return &lagClock{confirmed: now} }
 
-// probe says whether to send a probe now (none is awaiting its answer).
+// probe starts a probe at now, unless one is awaiting its answer (then
+// it says false, and the catalog asks again for the same one).
 func (l *lagClock) probe(now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
