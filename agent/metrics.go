@@ -16,7 +16,9 @@ import (
 // and the agent's own registry of its parts' collectors (README, Metrics).
 func (a *Agent) metricsHandler() http.Handler {
 	g := prometheus.Gatherers{roleGatherer{g: prometheus.DefaultGatherer, drop: notServedBy(a.node.Role())}, a.metrics}
-	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	// Instrumented as promhttp.Handler was (promhttp_metric_handler_*).
+	return promhttp.InstrumentMetricHandler(prometheus.DefaultRegisterer,
+		promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 }
 
 // notServedBy says which of etcd's metric families a role does not have.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	mt "github.com/beaconhq/beacon/internal/metricstest"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // beacon_queue_messages follows a queue this agent consumes from, state
@@ -66,22 +65,7 @@ func TestQueueSeriesBounded(t *testing.T) {
 	if _, err := b.Wait(ctxT(t), busy, 3); err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(b.Metrics())
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	queues := map[string]bool{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "queue" {
-					queues[l.GetValue()] = true
-				}
-			}
-		}
-	}
+	queues := mt.LabelValues(t, b.Metrics(), "beacon_queue_messages", "queue")
 	if len(queues) != MaxQueueSeries+1 || !queues["other"] || !queues[busy] {
 		t.Fatalf("%d queues named (other: %v, the busy one: %v); want %d and other", len(queues), queues["other"], queues[busy], MaxQueueSeries)
 	}

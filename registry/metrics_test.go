@@ -22,16 +22,24 @@ func putInstance(t *testing.T, cli *clientv3.Client, in Instance) {
 	}
 }
 
+// followingCatalog is a catalog of cli's, loaded and following until the
+// test ends.
+func followingCatalog(t *testing.T, cli *clientv3.Client) *Catalog {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
+	go cat.Run(ctx)
+	<-cat.Ready()
+	return cat
+}
+
 // The catalog's gauges follow what etcd holds: instances and services
 // come and go with their keys.
 func TestCatalogMetrics(t *testing.T) {
 	cli, _ := etcdtest.New(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
-	go cat.Run(ctx)
-	<-cat.Ready()
-	m := cat.Metrics()
+	ctx := context.Background()
+	m := followingCatalog(t, cli).Metrics()
 	for i := range 3 {
 		putInstance(t, cli, Instance{ID: fmt.Sprintf("web-%d", i), Service: "web", Node: "n1", Address: "10.0.0.1", Port: 80 + i})
 	}
@@ -53,16 +61,30 @@ func TestCatalogLag(t *testing.T) {
 		t.Fatal(err)
 	}
 	cli := etcdtest.Client(t, endpoint)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
-	go cat.Run(ctx)
-	<-cat.Ready()
+	cat := followingCatalog(t, cli)
 	m := cat.Metrics()
 	mt.Wait(t, m, 10*time.Second, "beacon_catalog_lag_seconds", mt.Is(0))
-	// Answered probes keep it at 0 (a probe in flight may show for a
-	// moment; three probes later it has been 0 again).
-	time.Sleep(3 * lagProbeEvery)
+	// Probes keep being answered, the cluster quiet or not (a write past
+	// the watches' start lets etcd answer them): the catalog is confirmed
+	// current again two probes later, and reads 0 once that one is
+	// answered.
+	if _, err := cli.Put(context.Background(), "/elsewhere", "x"); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(2 * lagProbeEvery)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cat.lag.mu.Lock()
+		confirmed := cat.lag.confirmed
+		cat.lag.mu.Unlock()
+		if confirmed.After(later) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no probe answered after %s (last confirmed %s)", later.Format(time.StampMilli), confirmed.Format(time.StampMilli))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	mt.Wait(t, m, 10*time.Second, "beacon_catalog_lag_seconds", mt.Is(0))
 	e.Close()
 	mt.Wait(t, m, 30*time.Second, "beacon_catalog_lag_seconds", mt.AtLeast(3))

@@ -51,6 +51,17 @@ func Lookup(t testing.TB, c prometheus.Collector, name string, labels ...string)
 	if len(labels)%2 != 0 {
 		t.Fatalf("metricstest: labels %q are not name, value pairs", labels)
 	}
+	for _, m := range Series(t, c, name) {
+		if hasLabels(m, labels) {
+			return sampleValue(m), true
+		}
+	}
+	return 0, false
+}
+
+// Series are the samples of metric name that c reports now.
+func Series(t testing.TB, c prometheus.Collector, name string) []*dto.Metric {
+	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(c); err != nil {
 		t.Fatalf("metricstest: %v", err)
@@ -60,16 +71,25 @@ func Lookup(t testing.TB, c prometheus.Collector, name string, labels ...string)
 		t.Fatalf("metricstest: %v", err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
+		if mf.GetName() == name {
+			return mf.GetMetric()
 		}
-		for _, m := range mf.GetMetric() {
-			if hasLabels(m, labels) {
-				return sampleValue(m), true
+	}
+	return nil
+}
+
+// LabelValues are the values label takes in the samples of name.
+func LabelValues(t testing.TB, c prometheus.Collector, name, label string) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for _, m := range Series(t, c, name) {
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == label {
+				out[lp.GetValue()] = true
 			}
 		}
 	}
-	return 0, false
+	return out
 }
 
 func hasLabels(m *dto.Metric, labels []string) bool {
