@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,11 +15,14 @@ import (
 //	beacon_dns_query_duration_seconds{transport}       histogram
 //
 // Counting is on the hot path, which allocates nothing (fastpath.go), so it
-// allocates nothing either: each (qtype, rcode) pair is a cell of a fixed
-// array of atomic counters, found by a switch, not a label lookup, and the
-// histogram's two children are resolved once. A client cannot make series:
-// a type outside the list is counted as "other", and so is an rcode.
-// Scrapes read the cells and report only those that have counted.
+// allocates nothing either, and it shares no memory between the UDP
+// workers: each worker counts in a shard of its own (a fixed array of
+// atomic counters per (qtype, rcode) pair, found by a switch, not a label
+// lookup, and the histogram's buckets), which scrapes add up. With one
+// shared counter the workers' cores would pass its cache line back and
+// forth on every answer. A client cannot make series: a type outside the
+// list is counted as "other", and so is an rcode. Scrapes report only the
+// pairs that have counted.
 
 // countedTypes are the qtypes counted apart, in label order; any other
 // type is "other".
@@ -45,9 +49,9 @@ const (
 
 // Histogram buckets: a zone answer takes tens of microseconds, a
 // forwarded one up to forwardTimeout per recursor.
-var durationBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+var durationBuckets = [...]float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
 
-// transport indexes metrics.duration.
+// transport indexes a shard's histograms.
 type transport int
 
 const (
@@ -55,43 +59,81 @@ const (
 	transportTCP
 )
 
+var transportLabels = [...]string{"udp", "tcp"}
+
+// durationNanos are durationBuckets in nanoseconds.
+var durationNanos = func() []int64 {
+	out := make([]int64, len(durationBuckets))
+	for i, b := range durationBuckets {
+		out[i] = int64(b * 1e9)
+	}
+	return out
+}()
+
+// shard is where one goroutine counts (a UDP worker), or several that
+// answer rarely (TCP connections, forwarded answers).
+type shard struct {
+	queries [otherType + 1][otherRcode + 1]atomic.Uint64
+	hist    [len(transportLabels)]struct {
+		buckets [len(durationBuckets) + 1]atomic.Uint64 // by bucket, not cumulative; the last is +Inf
+		nanos   atomic.Uint64
+	}
+}
+
 type metrics struct {
-	queries     [otherType + 1][otherRcode + 1]atomic.Uint64
-	queriesDesc *prometheus.Desc
-	durationVec *prometheus.HistogramVec
-	duration    [2]prometheus.Observer // by transport, resolved once
+	queriesDesc, durationDesc *prometheus.Desc
+	shared                    *shard // TCP and forwarded answers
+
+	mu     sync.Mutex
+	shards []*shard
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
 		queriesDesc: prometheus.NewDesc("beacon_dns_queries_total",
 			"DNS queries answered, by question type and response code.", []string{"qtype", "rcode"}, nil),
-		durationVec: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "beacon_dns_query_duration_seconds",
-			Help:    "Time from reading a DNS query to sending its answer.",
-			Buckets: durationBuckets,
-		}, []string{"transport"}),
+		durationDesc: prometheus.NewDesc("beacon_dns_query_duration_seconds",
+			"Time from reading a DNS query to sending its answer.", []string{"transport"}, nil),
 	}
-	m.duration[transportUDP] = m.durationVec.WithLabelValues("udp")
-	m.duration[transportTCP] = m.durationVec.WithLabelValues("tcp")
+	m.shared = m.newShard()
 	return m
+}
+
+// newShard is a shard of the caller's own.
+func (m *metrics) newShard() *shard {
+	sh := new(shard) // a few KiB: shards never share a cache line
+	m.mu.Lock()
+	m.shards = append(m.shards, sh)
+	m.mu.Unlock()
+	return sh
 }
 
 // observe counts one answered query: pkt is the query as read, rcode the
 // answer's, start when the query was read.
-func (m *metrics) observe(pkt []byte, rcode int, tr transport, start time.Time) {
-	m.queries[typeCell(questionType(pkt))][rcodeCell(rcode)].Add(1)
-	m.duration[tr].Observe(time.Since(start).Seconds())
+func (sh *shard) observe(pkt []byte, rcode int, tr transport, start time.Time) {
+	sh.queries[typeCell(questionType(pkt))][rcodeCell(rcode)].Add(1)
+	sh.time(tr, start)
 }
 
 // observeForwarded counts a forwarded query once its answer b is sent.
-func (m *metrics) observeForwarded(f *forwardReq, b []byte, tr transport, start time.Time) {
+func (sh *shard) observeForwarded(f *forwardReq, b []byte, tr transport, start time.Time) {
 	t := uint16(0)
 	if len(f.req.Question) > 0 {
 		t = f.req.Question[0].Qtype
 	}
-	m.queries[typeCell(t)][rcodeCell(wireRcode(b))].Add(1)
-	m.duration[tr].Observe(time.Since(start).Seconds())
+	sh.queries[typeCell(t)][rcodeCell(wireRcode(b))].Add(1)
+	sh.time(tr, start)
+}
+
+func (sh *shard) time(tr transport, start time.Time) {
+	d := int64(time.Since(start))
+	h := &sh.hist[tr]
+	i := 0
+	for i < len(durationNanos) && d > durationNanos[i] {
+		i++
+	}
+	h.buckets[i].Add(1)
+	h.nanos.Add(uint64(max(d, 0)))
 }
 
 // typeCell is t's index in countedTypes, or otherType.
@@ -162,21 +204,46 @@ func wireRcode(b []byte) int {
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.queriesDesc
-	m.durationVec.Describe(ch)
+	ch <- m.durationDesc
 }
 
-// Collect implements prometheus.Collector.
+// Collect implements prometheus.Collector: the shards added up.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
-	for t := range m.queries {
-		for r := range m.queries[t] {
-			n := m.queries[t][r].Load()
-			if n == 0 {
-				continue
+	var queries [otherType + 1][otherRcode + 1]uint64
+	var buckets [len(transportLabels)][len(durationBuckets) + 1]uint64
+	var nanos [len(transportLabels)]uint64
+	m.mu.Lock()
+	for _, sh := range m.shards {
+		for t := range queries {
+			for r := range queries[t] {
+				queries[t][r] += sh.queries[t][r].Load()
 			}
-			ch <- prometheus.MustNewConstMetric(m.queriesDesc, prometheus.CounterValue, float64(n), typeLabel(t), rcodeLabel(r))
+		}
+		for tr := range buckets {
+			for i := range buckets[tr] {
+				buckets[tr][i] += sh.hist[tr].buckets[i].Load()
+			}
+			nanos[tr] += sh.hist[tr].nanos.Load()
 		}
 	}
-	m.durationVec.Collect(ch)
+	m.mu.Unlock()
+	for t := range queries {
+		for r, n := range queries[t] {
+			if n > 0 {
+				ch <- prometheus.MustNewConstMetric(m.queriesDesc, prometheus.CounterValue, float64(n), typeLabel(t), rcodeLabel(r))
+			}
+		}
+	}
+	for tr, label := range transportLabels {
+		cumulative := make(map[float64]uint64, len(durationBuckets))
+		var count uint64
+		for i, upper := range durationBuckets {
+			count += buckets[tr][i]
+			cumulative[upper] = count
+		}
+		count += buckets[tr][len(durationBuckets)]
+		ch <- prometheus.MustNewConstHistogram(m.durationDesc, count, float64(nanos[tr])/1e9, cumulative, label)
+	}
 }
 
 func typeLabel(cell int) string {

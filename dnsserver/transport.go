@@ -17,6 +17,7 @@ import (
 // own buffers, never a goroutine per packet.
 func (s *Server) serveUDP(c *net.UDPConn) {
 	defer s.wg.Done()
+	counts := s.m.newShard()
 	in := make([]byte, dns.MaxMsgSize)
 	out := make([]byte, advertisedUDPSize+1024)
 	var pb pktinfoBuf
@@ -45,7 +46,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			s.forwardAsync(fwd, c, from, slices.Clone(oob), start)
 		case resp != nil:
 			writeUDP(c, resp, from, oob)
-			s.m.observe(in[:n], rcode, transportUDP, start)
+			counts.observe(in[:n], rcode, transportUDP, start)
 		}
 	}
 }
@@ -67,7 +68,7 @@ func (s *Server) forwardAsync(f *forwardReq, c *net.UDPConn, from netip.AddrPort
 	reply := func(b []byte) {
 		if b != nil {
 			writeUDP(c, b, from, oob)
-			s.m.observeForwarded(f, b, transportUDP, start)
+			s.m.shared.observeForwarded(f, b, transportUDP, start)
 		}
 	}
 	if instead, ok := s.admitForward(f, from.Addr()); !ok {
@@ -206,7 +207,7 @@ func (s *Server) serveTCP(c *tcpConn) {
 			if _, err := c.Write(msg); err != nil {
 				return
 			}
-			s.m.observe(in[:n], rcode, transportTCP, start)
+			s.m.shared.observe(in[:n], rcode, transportTCP, start)
 		}
 		c.touch()
 		c.busy.Store(false)
