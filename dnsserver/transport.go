@@ -39,7 +39,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			}
 			continue
 		}
-		start := time.Now()
+		start := clock()
 		resp, fwd, rcode := s.safeAnswer(in[:n], false, out)
 		switch {
 		case fwd != nil:
@@ -64,7 +64,7 @@ func writeUDP(c *net.UDPConn, b []byte, to netip.AddrPort, oob []byte) {
 // forwardAsync forwards in a goroutine of its own, so that a slow
 // recursor never holds up answers from the zone; at most MaxInFlight at
 // once, beyond which the answer is SERVFAIL at once.
-func (s *Server) forwardAsync(f *forwardReq, c *net.UDPConn, from netip.AddrPort, oob []byte, start time.Time) {
+func (s *Server) forwardAsync(f *forwardReq, c *net.UDPConn, from netip.AddrPort, oob []byte, start time.Duration) {
 	reply := func(b []byte) {
 		if b != nil {
 			writeUDP(c, b, from, oob)
@@ -186,7 +186,7 @@ func (s *Server) serveTCP(c *tcpConn) {
 			return
 		}
 		c.busy.Store(true)
-		start := time.Now()
+		start := clock()
 		resp, fwd, rcode := s.safeAnswer(in[:n], true, out[2:])
 		if fwd != nil {
 			resp = s.forwardTCP(fwd, c.RemoteAddr())
