@@ -10,16 +10,27 @@ import (
 )
 
 // The Grafana dashboard shipped in docs/grafana, checked for what Grafana
-// needs to import it (there is no offline JSON schema of Grafana's
-// dashboards to validate against: the schema lives in Grafana's own
-// AGPL source, as CUE), and, in TestMetricsOfItsOwn, for asking only for
-// metrics the agents serve.
+// needs to import it, and, in TestMetricsOfItsOwn, for asking only for
+// metrics the agents serve. No JSON schema of Grafana's dashboards is to
+// be had offline: its schema is CUE in Grafana's own (AGPL) source, and
+// the npm package @grafana/schema ships it as TypeScript types only. The
+// structs below take the fields and types of its Dashboard, Panel and
+// GridPos (raw/dashboard/x/types.gen.d.ts, 13.2.3): decoding fails on a
+// field of the wrong type, and the checks require what it requires
+// (schemaVersion; a panel's type; h, w, x and y) and what an importable
+// dashboard of beacon's needs besides.
 
 type dashboard struct {
-	UID           string  `json:"uid"`
-	Title         string  `json:"title"`
-	SchemaVersion int     `json:"schemaVersion"`
-	Panels        []panel `json:"panels"`
+	UID           string   `json:"uid"`
+	Title         string   `json:"title"`
+	SchemaVersion int      `json:"schemaVersion"`
+	Version       *int     `json:"version"`
+	Editable      *bool    `json:"editable"`
+	GraphTooltip  *int     `json:"graphTooltip"`
+	Refresh       string   `json:"refresh"`
+	Timezone      string   `json:"timezone"`
+	Tags          []string `json:"tags"`
+	Panels        []panel  `json:"panels"`
 	Templating    struct {
 		List []struct {
 			Name  string          `json:"name"`
