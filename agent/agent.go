@@ -26,6 +26,7 @@ import (
 	"github.com/beaconhq/beacon/registry"
 	"github.com/beaconhq/beacon/session"
 	"github.com/beaconhq/beacon/version"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -55,7 +56,8 @@ type Agent struct {
 	dns       *dnsserver.Server
 	lateCat   *lateCatalog
 	templates *config.Templates
-	cancelBG  context.CancelFunc // ends the catalog watch and anti-entropy
+	cancelBG  context.CancelFunc   // ends the catalog watch and anti-entropy
+	metrics   *prometheus.Registry // the collectors of the agent's parts
 
 	recipeStops []func() // of the recipes started, in start order
 
@@ -74,7 +76,7 @@ type Agent struct {
 // nil for a requested stop and a one-line error otherwise. On SIGHUP it
 // calls reload (if not nil) and applies the services: blocks it returns.
 func Run(ctx context.Context, cfg Config, lg *zap.Logger, reload func() (Config, error)) error {
-	a := &Agent{cfg: cfg, lg: lg, left: make(chan struct{}), quiesced: make(chan struct{})}
+	a := &Agent{cfg: cfg, lg: lg, left: make(chan struct{}), quiesced: make(chan struct{}), metrics: prometheus.NewRegistry()}
 	// Before the data dir exists: a certificate that cannot serve stops
 	// the agent with nothing created.
 	if err := checkTLS(&cfg); err != nil {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 )
 
@@ -29,7 +28,7 @@ func (a *Agent) httpHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "role": a.node.Role()})
 	})
-	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.Handle("GET /metrics", a.metricsHandler())
 	// Go's profiler, for operators chasing CPU or memory, only when
 	// switched on: a profile or a goroutine dump tells an attacker much.
 	if a.cfg.EnableDebug {

@@ -14,5 +14,6 @@ func startLock(d RecipeDeps) func() {
 		Logger: d.Logger.Named("lock"),
 	})
 	beaconpb.RegisterLockServer(d.GRPC, s)
+	d.Metrics.MustRegister(s.Metrics())
 	return s.Close
 }

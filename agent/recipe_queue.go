@@ -11,5 +11,6 @@ func startQueue(d RecipeDeps) func() {
 	b := queue.New(d.Client, d.Namespace, queue.WithNode(d.Node), queue.WithLogger(d.Logger.Named("queue")),
 		queue.WithMaxViews(d.Config.MaxQueueViews))
 	beaconpb.RegisterQueueServer(d.GRPC, queue.NewService(b, d.Sessions))
+	d.Metrics.MustRegister(b.Metrics())
 	return func() { _ = b.Close() }
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"github.com/beaconhq/beacon/session"
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -16,7 +17,8 @@ type RecipeDeps struct {
 	Namespace string
 	Node      string
 	Logger    *zap.Logger
-	Config    *Config // the agent's, for the recipes' limits
+	Config    *Config               // the agent's, for the recipes' limits
+	Metrics   prometheus.Registerer // the recipe's collectors go here
 }
 
 // recipe is one coordination recipe: start registers its gRPC service and
@@ -40,7 +42,7 @@ var recipes = []recipe{
 
 func (a *Agent) startRecipes() {
 	d := RecipeDeps{GRPC: a.api.GRPC(), Client: a.node.LocalClient(), Sessions: a.sessions,
-		Namespace: a.cfg.Namespace, Node: a.cfg.Name, Logger: a.lg, Config: &a.cfg}
+		Namespace: a.cfg.Namespace, Node: a.cfg.Name, Logger: a.lg, Config: &a.cfg, Metrics: a.metrics}
 	for _, r := range recipes {
 		if stop := r.start(d); stop != nil {
 			a.recipeStops = append(a.recipeStops, stop)

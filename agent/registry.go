@@ -52,6 +52,7 @@ func (a *Agent) listenDNS() error {
 	}
 	a.dns = srv
 	a.lateCat = cat
+	a.metrics.MustRegister(srv.Metrics())
 	return nil
 }
 
@@ -75,6 +76,7 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 	// (internal/fanout); their watchers get the same byte bound.
 	fanout.For(cli).SetLimits(0, int64(a.cfg.MaxWatchBufferBytes))
 	a.lateCat.set(a.catalog)
+	a.metrics.MustRegister(a.catalog.Metrics())
 	go a.catalog.Run(bg)
 
 	a.local, err = registry.NewLocal(ctx, registry.LocalConfig{
@@ -85,6 +87,7 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.metrics.MustRegister(a.local.Metrics())
 	if err := a.local.SyncConfig(ctx, a.cfg.Services); err != nil {
 		a.lg.Warn("some services of the config file were not registered", zap.Error(err))
 	}

@@ -66,7 +66,7 @@ func FuzzHandler(f *testing.F) {
 	relayed := relayRequests(f)
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		for _, tcp := range []bool{false, true} {
-			out, fwd := h.answer(pkt, tcp, make([]byte, 512))
+			out, fwd, _ := h.answer(pkt, tcp, make([]byte, 512))
 			if fwd != nil {
 				if out != nil || fwd.req == nil || len(fwd.req.Question) != 1 {
 					t.Fatalf("forward %v with reply %d bytes", fwd.req, len(out))

@@ -57,17 +57,18 @@ type forwardReq struct {
 }
 
 // answer handles one query packet as it came off the wire. It returns the
-// packed response (in buf when buf is large enough), or a query to forward,
-// or neither when the packet deserves no answer (shorter than a header, or
-// a response: answering those would let anyone build a loop).
-func (h *handler) answer(pkt []byte, tcp bool, buf []byte) ([]byte, *forwardReq) {
+// packed response (in buf when buf is large enough) and its rcode, or a
+// query to forward, or neither when the packet deserves no answer (shorter
+// than a header, or a response: answering those would let anyone build a
+// loop).
+func (h *handler) answer(pkt []byte, tcp bool, buf []byte) ([]byte, *forwardReq, int) {
 	if !tcp && !h.generalOnly {
 		if out, ok := h.fastAnswer(pkt, buf); ok {
-			return out, nil
+			return out, nil, dns.RcodeSuccess // the fast path answers only records
 		}
 	}
 	if len(pkt) < 12 || pkt[2]&0x80 != 0 {
-		return nil, nil
+		return nil, nil, 0
 	}
 	limit := dns.MinMsgSize
 	if tcp {
@@ -112,36 +113,43 @@ func (h *handler) answer(pkt []byte, tcp bool, buf []byte) ([]byte, *forwardReq)
 		if err == nil && len(req.Question) == 1 {
 			resp.Question = req.Question
 		}
-		return h.finish(resp, respOpt, limit, buf), nil
+		return h.reply(resp, respOpt, limit, buf)
 	case err != nil || len(req.Question) != 1:
 		resp.Rcode = dns.RcodeFormatError
-		return h.finish(resp, respOpt, limit, buf), nil
+		return h.reply(resp, respOpt, limit, buf)
 	}
 	resp.Question = req.Question // echoed as asked, letter case and all
 	if reqOpt != nil && reqOpt.Version() != 0 {
 		resp.Rcode = dns.RcodeBadVers
-		return h.finish(resp, respOpt, limit, buf), nil
+		return h.reply(resp, respOpt, limit, buf)
 	}
 
 	q := req.Question[0]
 	t, inZone := h.parse(strings.ToLower(q.Name))
 	if !inZone {
 		if h.recurse && resp.RecursionDesired {
-			return nil, &forwardReq{req: req, tcp: tcp, limit: limit}
+			return nil, &forwardReq{req: req, tcp: tcp, limit: limit}, 0
 		}
 		resp.Rcode = dns.RcodeRefused
-		return h.finish(resp, respOpt, limit, buf), nil
+		return h.reply(resp, respOpt, limit, buf)
 	}
 	switch {
 	case q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY,
 		q.Qtype == dns.TypeAXFR, q.Qtype == dns.TypeIXFR:
 		// No other class lives here, and the zone is not for transfer.
 		resp.Rcode = dns.RcodeRefused
-		return h.finish(resp, respOpt, limit, buf), nil
+		return h.reply(resp, respOpt, limit, buf)
 	}
 	resp.Authoritative = true
 	h.resolve(resp, q, t, limit)
-	return h.finish(resp, respOpt, limit, buf), nil
+	return h.reply(resp, respOpt, limit, buf)
+}
+
+// reply is answer's return of resp, packed by finish, with its rcode
+// (finish may have made it SERVFAIL).
+func (h *handler) reply(resp *dns.Msg, opt *dns.OPT, limit int, buf []byte) ([]byte, *forwardReq, int) {
+	out := h.finish(resp, opt, limit, buf)
+	return out, nil, resp.Rcode
 }
 
 // finish adds the OPT record and packs the response into at most limit

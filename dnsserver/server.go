@@ -78,6 +78,7 @@ type Server struct {
 	fwdSlots   chan struct{} // forwarded queries in flight
 	loopWarned atomic.Int64  // when a forwarding loop was last logged, unix ns
 	tcpConns   *connTable    // TCP connections being served
+	m          *metrics
 
 	mu      sync.Mutex
 	udp     []*net.UDPConn
@@ -112,6 +113,7 @@ func New(cfg Config, cat Catalog, lg *zap.Logger) (*Server, error) {
 		fwdSlots: make(chan struct{}, cfg.MaxInFlight),
 		tcpConns: newConnTable(cfg.TCPMaxConns, cfg.TCPMaxConnsPerClient),
 		done:     make(chan struct{}),
+		m:        newMetrics(),
 	}
 	var err error
 	if s.allow, err = parseAllow(cfg.ForwardAllow); err != nil {

@@ -17,6 +17,7 @@ import (
 // own buffers, never a goroutine per packet.
 func (s *Server) serveUDP(c *net.UDPConn) {
 	defer s.wg.Done()
+	counts := s.m.newShard()
 	in := make([]byte, dns.MaxMsgSize)
 	out := make([]byte, advertisedUDPSize+1024)
 	var pb pktinfoBuf
@@ -38,12 +39,14 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			}
 			continue
 		}
-		resp, fwd := s.safeAnswer(in[:n], false, out)
+		start := clock()
+		resp, fwd, rcode := s.safeAnswer(in[:n], false, out)
 		switch {
 		case fwd != nil:
-			s.forwardAsync(fwd, c, from, slices.Clone(oob))
+			s.forwardAsync(fwd, c, from, slices.Clone(oob), start)
 		case resp != nil:
 			writeUDP(c, resp, from, oob)
+			counts.observe(in[:n], rcode, transportUDP, start)
 		}
 	}
 }
@@ -61,10 +64,11 @@ func writeUDP(c *net.UDPConn, b []byte, to netip.AddrPort, oob []byte) {
 // forwardAsync forwards in a goroutine of its own, so that a slow
 // recursor never holds up answers from the zone; at most MaxInFlight at
 // once, beyond which the answer is SERVFAIL at once.
-func (s *Server) forwardAsync(f *forwardReq, c *net.UDPConn, from netip.AddrPort, oob []byte) {
+func (s *Server) forwardAsync(f *forwardReq, c *net.UDPConn, from netip.AddrPort, oob []byte, start time.Duration) {
 	reply := func(b []byte) {
 		if b != nil {
 			writeUDP(c, b, from, oob)
+			s.m.shared.observeForwarded(f, b, transportUDP, start)
 		}
 	}
 	if instead, ok := s.admitForward(f, from.Addr()); !ok {
@@ -182,9 +186,11 @@ func (s *Server) serveTCP(c *tcpConn) {
 			return
 		}
 		c.busy.Store(true)
-		resp, fwd := s.safeAnswer(in[:n], true, out[2:])
+		start := clock()
+		resp, fwd, rcode := s.safeAnswer(in[:n], true, out[2:])
 		if fwd != nil {
 			resp = s.forwardTCP(fwd, c.RemoteAddr())
+			rcode = wireRcode(resp)
 		}
 		if resp != nil {
 			if &resp[0] != &out[2] { // packed elsewhere: larger, or forwarded
@@ -201,6 +207,7 @@ func (s *Server) serveTCP(c *tcpConn) {
 			if _, err := c.Write(msg); err != nil {
 				return
 			}
+			s.m.shared.observe(in[:n], rcode, transportTCP, start)
 		}
 		c.touch()
 		c.busy.Store(false)
@@ -216,7 +223,7 @@ func earliest(a, b time.Time) time.Time {
 
 // safeAnswer is answer with a last line of defence: a bug must not take
 // the agent down with it. FuzzHandler calls answer without it.
-func (s *Server) safeAnswer(pkt []byte, tcp bool, buf []byte) (resp []byte, fwd *forwardReq) {
+func (s *Server) safeAnswer(pkt []byte, tcp bool, buf []byte) (resp []byte, fwd *forwardReq, rcode int) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.lg.Error("panic answering a DNS query; no answer sent", zap.Any("panic", r), zap.Binary("packet", pkt))

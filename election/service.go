@@ -29,6 +29,7 @@ type Service struct {
 
 	mu      sync.Mutex
 	changed map[string]chan struct{} // by session id: closed at its next lease change
+	led     map[string]string        // leaderships won here (beacon_elections_led): key → session id
 }
 
 // Option configures NewService.
@@ -42,7 +43,7 @@ func WithLogger(lg *zap.Logger) Option { return func(s *Service) { s.lg = lg } }
 
 // NewService serves elections in cli's cluster for the sessions of m.
 func NewService(cli *clientv3.Client, m *session.Manager, opts ...Option) *Service {
-	s := &Service{cli: cli, sessions: m, namespace: "/beacon/", lg: zap.NewNop(), changed: map[string]chan struct{}{}}
+	s := &Service{cli: cli, sessions: m, namespace: "/beacon/", lg: zap.NewNop(), changed: map[string]chan struct{}{}, led: map[string]string{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -83,6 +84,7 @@ func (s *Service) Campaign(ctx context.Context, req *beaconpb.ElectionCampaignRe
 	if err != nil {
 		return nil, s.fail(bctx, err, "campaign")
 	}
+	s.won(l.Key, sess.ID)
 	s.lg.Debug("elected", zap.String("election", req.Name), zap.String("lease", fmt.Sprintf("%x", int64(l.Lease))), zap.Int64("rev", l.Rev))
 	return &beaconpb.ElectionCampaignResponse{Leader: toPB(req.Name, l)}, nil
 }
@@ -117,6 +119,9 @@ func (s *Service) Resign(ctx context.Context, req *beaconpb.ElectionResignReques
 		return nil, err
 	}
 	ok, err := e.Resign(ctx, l)
+	if err == nil {
+		s.ended(l.Key)
+	}
 	if err == nil && !ok {
 		err = e.refuseOthers(ctx, req.Rev, l.Lease, nil)
 	}
@@ -180,6 +185,7 @@ func (s *Service) WatchLeadership(req *beaconpb.ElectionWatchLeadershipRequest, 
 		// term unannounced. In the background: telling the leader must
 		// not wait on a cluster that may be unreachable.
 		go e.withdraw(l)
+		s.ended(l.Key)
 	}
 	if stream.Context().Err() != nil {
 		return nil // the leader hung up
@@ -253,11 +259,13 @@ func (s *Service) leaseChanged(sess *session.Session) <-chan struct{} {
 				close(old)
 				s.changed[sess.ID] = make(chan struct{})
 			}
+			s.forgetLocked(sess.ID)
 			s.mu.Unlock()
 		})
 		sess.OnClose(func() {
 			s.mu.Lock()
 			delete(s.changed, sess.ID)
+			s.forgetLocked(sess.ID)
 			s.mu.Unlock()
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
@@ -39,6 +40,9 @@ type Service struct {
 	grants  map[string]*grant // by key
 	pending map[string]bool   // keys with an Acquire in flight
 	hooked  map[string]bool   // sessions whose end and lease change we follow
+
+	waiting atomic.Int64  // beacon_lock_waiters
+	granted atomic.Uint64 // beacon_lock_grants_total
 }
 
 type grant struct {
@@ -111,7 +115,9 @@ func (s *Service) acquire(ctx context.Context, req *beaconpb.LockAcquireRequest,
 	opts := []Option{WithLimit(limit), WithValue(string(info))}
 	var l *Lock
 	if wait {
+		s.waiting.Add(1)
 		l, err = Acquire(actx, s.c.Client, prefix, lease, append(opts, WithHub(s.hub))...)
+		s.waiting.Add(-1)
 	} else {
 		l, err = TryAcquire(actx, s.c.Client, prefix, lease, opts...)
 	}
@@ -137,6 +143,7 @@ func (s *Service) acquire(ctx context.Context, req *beaconpb.LockAcquireRequest,
 		s.releaseQuietly(l)
 		return nil, rpcerr.From(fmt.Errorf("%w: the session's lease %s ended while waiting for lock %q", ErrLost, leaseHex(lease), req.Name))
 	}
+	s.granted.Add(1)
 	return &beaconpb.LockAcquireResponse{Acquired: true, Key: l.Key, Token: l.Token}, nil
 }
 

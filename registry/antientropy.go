@@ -76,6 +76,7 @@ func (l *Local) sync(ctx context.Context) {
 		}
 	}
 	if written+removed > 0 {
+		l.repairs.Add(uint64(written + removed))
 		l.lg.Info("anti-entropy", zap.Int("written-back", written), zap.Int("removed", removed))
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 )
 
 // Catalog is the agent's in-memory index of every instance and node in the
@@ -48,6 +49,7 @@ type Catalog struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
+	lag       *lagClock // beacon_catalog_lag_seconds
 }
 
 // NewCatalog returns an empty catalog; Run fills it.
@@ -62,6 +64,7 @@ func NewCatalog(cli *clientv3.Client, namespace string, lg *zap.Logger) *Catalog
 		badKeys:  map[string]bool{},
 
 		checkEvery: defaultCheckEvery,
+		lag:        newLagClock(time.Now()),
 	}
 }
 
@@ -173,6 +176,7 @@ func (c *Catalog) Run(ctx context.Context) {
 		if err == nil {
 			backoff = 50 * time.Millisecond
 			err = c.follow(ctx, rev)
+			c.lag.stopped()
 		}
 		if ctx.Err() != nil {
 			return
@@ -194,6 +198,7 @@ func (c *Catalog) Run(ctx context.Context) {
 func (c *Catalog) relist(ctx context.Context) (int64, error) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	asked := time.Now()
 	svc, err := c.cli.Get(lctx, ServicesPrefix(c.namespace), clientv3.WithPrefix())
 	if err != nil {
 		return 0, err
@@ -260,18 +265,26 @@ func (c *Catalog) relist(ctx context.Context) (int64, error) {
 	}
 	c.publishLocked(events)
 	c.mu.Unlock()
+	c.lag.relisted(asked)
 	c.readyOnce.Do(func() { close(c.ready) })
 	return rev, nil
 }
 
 // follow applies watch events from rev+1 until the watch breaks.
 func (c *Catalog) follow(ctx context.Context, rev int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	// A watch stream of the catalog's own: etcd answers a progress
+	// request (the lag's probe) only when every watcher of the stream has
+	// caught up, and other watchers of the process (a proxy's grpc-proxy,
+	// queue views) would hold it back.
+	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), "beacon-watch", "catalog"))
 	defer cancel()
 	svcCh := c.cli.Watch(wctx, ServicesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
 	nodeCh := c.cli.Watch(wctx, cluster.NodesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	check := time.NewTicker(c.checkEvery)
 	defer check.Stop()
+	probe := time.NewTicker(lagProbeEvery)
+	defer probe.Stop()
+	quietCheck, quietChecked := false, make(chan struct{}, 1)
 	// The count runs beside the watch, so that events keep being applied
 	// while etcd answers it (it compares a snapshot, so it may).
 	diverged := make(chan error, 1)
@@ -297,6 +310,17 @@ func (c *Catalog) follow(ctx context.Context, rev int64) error {
 			// Ask the watch to say how far it has sent everything: the
 			// next check counts at that revision (see checkCount).
 			_ = c.cli.RequestProgress(wctx)
+		case now := <-probe.C:
+			// etcd drops a progress request it cannot answer yet (a
+			// watcher of the stream still catching up): ask again until
+			// one is answered.
+			if !c.lag.probe(now) && !quietCheck {
+				quietCheck = true
+				go func() { c.confirmQuiet(wctx, rev); quietChecked <- struct{}{} }()
+			}
+			_ = c.cli.RequestProgress(wctx)
+		case <-quietChecked:
+			quietCheck = false
 		case wr, ok := <-svcCh:
 			if err := watchErr(wr, ok); err != nil {
 				return err
@@ -333,8 +357,11 @@ func (c *Catalog) applyServices(wr clientv3.WatchResponse) {
 	// The watch starts after the relist's revision, so every event is new.
 	// The header revision is not a bound: a watch catching up sends its
 	// backlog in batches that all carry the store's current revision.
-	if wr.IsProgressNotify() && wr.Header.Revision > c.svcRev {
-		c.svcRev = wr.Header.Revision // every change up to it was sent
+	if wr.IsProgressNotify() {
+		if wr.Header.Revision > c.svcRev {
+			c.svcRev = wr.Header.Revision // every change up to it was sent
+		}
+		c.lag.answered()
 	}
 	for _, ev := range wr.Events {
 		if c.testDrop != nil && c.testDrop(ev.Kv) {

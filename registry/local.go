@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beaconhq/beacon/internal/rpcerr"
@@ -82,6 +83,8 @@ type Local struct {
 	hooked map[string]bool          // sessions whose end we watch
 	kick   chan struct{}
 	closed bool // by Close: no more changes, nothing more saved
+
+	repairs atomic.Uint64 // beacon_antientropy_repairs_total
 
 	// keyLocks serialise the etcd writes of one instance key (register,
 	// status, anti-entropy, deregister), so that none of them can bring
