@@ -22,6 +22,10 @@ var (
 	// sessions open as its share of the agent allows. It answers
 	// RESOURCE_EXHAUSTED.
 	ErrTooManySessionsForOwner = rpcerr.NewNamed(codes.ResourceExhausted, "too many sessions open for one token")
+	// ErrNotPeersProcess: over the unix socket, a session named a process
+	// that is neither the connecting process nor one of its descendants.
+	// It answers PERMISSION_DENIED.
+	ErrNotPeersProcess = rpcerr.NewNamed(codes.PermissionDenied, "the session names a process that is not the caller's")
 )
 
 // tooManySessions names the limit and its value.
