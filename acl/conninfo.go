@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net"
 
+	"github.com/beaconhq/beacon/internal/peercred"
+
 	"google.golang.org/grpc/credentials"
 )
 
@@ -25,7 +27,14 @@ type connCredentials struct{}
 type ConnAuthInfo struct {
 	credentials.CommonAuthInfo
 	conn net.Conn
+	// The unix socket's peer (SO_PEERCRED), read at accept: the
+	// session service checks the process a session names against it.
+	cred   peercred.Cred
+	isUnix bool
 }
+
+// PeerCred is the unix socket peer's credentials; ok is false over TCP.
+func (a ConnAuthInfo) PeerCred() (peercred.Cred, bool) { return a.cred, a.isUnix }
 
 // AuthType implements credentials.AuthInfo.
 func (ConnAuthInfo) AuthType() string { return "beacon-conn" }
@@ -43,7 +52,9 @@ func (connCredentials) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthIn
 	if _, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		level = credentials.PrivacyAndIntegrity
 	}
-	return c, ConnAuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: level}, conn: c}, nil
+	info := ConnAuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: level}, conn: c}
+	info.cred, info.isUnix = peercred.Of(c)
+	return c, info, nil
 }
 
 func (connCredentials) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {

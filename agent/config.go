@@ -16,6 +16,7 @@ import (
 	"github.com/beaconhq/beacon/pki"
 	"github.com/beaconhq/beacon/queue"
 	"github.com/beaconhq/beacon/registry"
+	"github.com/beaconhq/beacon/session"
 	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
@@ -63,6 +64,7 @@ type Config struct {
 	// bytes a watcher may leave unread.
 	MaxSessions         int
 	MaxSessionsPerConn  int
+	MaxSessionsPerToken int
 	MaxStreamsPerConn   int
 	MaxConns            int
 	MaxConnsPerClient   int
@@ -176,6 +178,7 @@ func options() []option {
 		{"dns-tcp-max-queries", 1000, "DNS over TCP: a connection is closed after answering this many queries"},
 		{"max-sessions", 16384, "sessions open on this agent at once"},
 		{"max-sessions-per-connection", 1024, "sessions open on one client connection at once"},
+		{"max-sessions-per-token", session.DefaultMaxSessionsPerOwner, "with acl: sessions one ACL token may have open on this agent at once (not the management token, nor the unix socket)"},
 		{"max-streams-per-connection", 4096, "calls in flight on one client connection, streams and unary calls together"},
 		{"max-queue-views", queue.DefaultMaxViews, "queues this agent follows at once, a watch each (the least recently used idle one makes room)"},
 		{"etcd-snapshot-count", embedded.DefaultSnapshotCount, "member: raft entries applied between etcd's disk snapshots (the WAL replayed into memory at restart)"},
@@ -395,6 +398,7 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	c.DNSTCPMaxQueries = positive("dns-tcp-max-queries", 1<<30)
 	c.MaxSessions = positive("max-sessions", 1<<24)
 	c.MaxSessionsPerConn = positive("max-sessions-per-connection", 1<<24)
+	c.MaxSessionsPerToken = positive("max-sessions-per-token", 1<<24)
 	c.MaxStreamsPerConn = positive("max-streams-per-connection", 1<<24)
 	c.MaxQueueViews = positive("max-queue-views", 1<<20)
 	c.EtcdSnapshotCount = uint64(positive("etcd-snapshot-count", 10_000_000))

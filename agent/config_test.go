@@ -140,11 +140,11 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 // bad value is refused naming its key.
 func TestLimitKeys(t *testing.T) {
 	c, err := load(t, "", "--max-sessions", "7", "--max-sessions-per-connection", "3", "--max-streams-per-connection", "9",
-		"--dns-tcp-max-conns-per-client", "2", "--dns-tcp-idle-timeout", "1s", "--dns-forward-allow", "10.0.0.0/8, 127.0.0.1")
+		"--max-sessions-per-token", "5", "--dns-tcp-max-conns-per-client", "2", "--dns-tcp-idle-timeout", "1s", "--dns-forward-allow", "10.0.0.0/8, 127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MaxSessions != 7 || c.MaxSessionsPerConn != 3 || c.MaxStreamsPerConn != 9 || c.DNSTCPMaxConnsPerClient != 2 ||
+	if c.MaxSessions != 7 || c.MaxSessionsPerConn != 3 || c.MaxStreamsPerConn != 9 || c.MaxSessionsPerToken != 5 || c.DNSTCPMaxConnsPerClient != 2 ||
 		c.DNSTCPIdleTimeout != time.Second || len(c.DNSForwardAllow) != 2 || c.DNSForwardAllow[0] != "10.0.0.0/8" {
 		t.Fatalf("limits not taken: %+v", c)
 	}
@@ -152,10 +152,10 @@ func TestLimitKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.MaxSessions != 16384 || d.DNSTCPMaxConns != 1024 || d.DNSTCPMaxLifetime != 30*time.Second {
+	if d.MaxSessions != 16384 || d.MaxSessionsPerToken != 4096 || d.DNSTCPMaxConns != 1024 || d.DNSTCPMaxLifetime != 30*time.Second {
 		t.Fatalf("defaults: %+v", d)
 	}
-	for _, bad := range [][]string{{"--max-sessions", "0"}, {"--dns-tcp-max-lifetime", "1ms"}, {"--max-streams-per-connection", "-4"}} {
+	for _, bad := range [][]string{{"--max-sessions", "0"}, {"--dns-tcp-max-lifetime", "1ms"}, {"--max-streams-per-connection", "-4"}, {"--max-sessions-per-token", "0"}} {
 		_, err := load(t, "", bad...)
 		var ce *ConfigError
 		if !errors.As(err, &ce) || ce.Key != bad[0][2:] {

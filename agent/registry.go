@@ -64,7 +64,9 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 	a.cancelBG = cancel
 
 	a.sessions = session.NewManager(cli, a.lg.Named("session"), session.WithConfirmClient(a.node.Client()),
-		session.WithMaxSessions(a.cfg.MaxSessions))
+		session.WithMaxSessions(a.cfg.MaxSessions),
+		// With ACLs on, each token has its share of the sessions.
+		session.WithOwner(a.gate.SessionOwner), session.WithMaxSessionsPerOwner(a.cfg.MaxSessionsPerToken))
 	var err error
 	a.agentSess, err = a.openAgentSession(ctx)
 	if err != nil {

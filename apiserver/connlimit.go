@@ -168,6 +168,10 @@ type countedConn struct {
 	release func()
 }
 
+// NetConn is the connection under it (peercred reads a unix peer's
+// credentials from it).
+func (c *countedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *countedConn) Close() error {
 	c.release()
 	return c.Conn.Close()

@@ -28,7 +28,8 @@ func WithMaxSessions(n int) ManagerOption {
 
 // reserve counts an Open against the limit before its lease is granted,
 // so that Opens racing each other cannot pass it together.
-func (m *Manager) reserve() error {
+// The owner's share (share.go) is counted too.
+func (m *Manager) reserve(owner string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopping {
@@ -36,6 +37,9 @@ func (m *Manager) reserve() error {
 	}
 	if len(m.sessions)+m.opening >= m.maxSessions {
 		return tooManySessions(m.maxSessions)
+	}
+	if err := m.takeShare(owner); err != nil {
+		return err
 	}
 	m.opening++
 	return nil

@@ -61,16 +61,12 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 	if err := checkName(open.Name); err != nil {
 		return err
 	}
-	// The process a session names decides, when its stream breaks,
-	// between revoking at once (the process is gone) and leaving the lease
-	// to its TTL (it may still act). Only a process that runs on this
-	// host now can be judged later; any other claim (another boot id, a
-	// pid that does not run) is dropped, and such a session's broken
-	// stream revokes at once, so a client cannot keep its holdings alive
-	// for a whole TTL after it is gone by naming a process it is not.
-	if open.Process != nil && !procid.Runs(open.Process, s.bootID) {
-		open.Process = nil
+	// The process a session names: kept, dropped or refused (claim.go).
+	proc, err := s.claim(stream.Context(), open.Process)
+	if err != nil {
+		return rpcerr.From(err)
 	}
+	open.Process = proc
 	sess, err := s.m.Open(stream.Context(), open.Name, time.Duration(open.TtlSeconds)*time.Second)
 	if errors.Is(err, ErrStopping) {
 		return status.Error(codes.Unavailable, err.Error())

@@ -31,6 +31,8 @@ type Session struct {
 	Name string
 	TTL  time.Duration
 
+	owner string // whose share it counts against (WithOwner); "" for none
+
 	m      *Manager
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -435,6 +437,10 @@ type Manager struct {
 	revokeSlots chan struct{} // one per revoke at etcd (maxRevokesInFlight)
 	maxSessions int           // open at once, those being opened included
 	opening     int           // Opens between their check and their entry
+
+	ownerOf     func(context.Context) string // see WithOwner
+	maxPerOwner int                          // one owner's share
+	perOwner    map[string]int               // open or being opened, per owner
 }
 
 // ManagerOption configures NewManager.
@@ -452,7 +458,8 @@ func WithConfirmClient(c *clientv3.Client) ManagerOption {
 // NewManager returns a manager whose leases live in cli's cluster.
 func NewManager(cli *clientv3.Client, lg *zap.Logger, opts ...ManagerOption) *Manager {
 	m := &Manager{cli: cli, confirmCli: cli, lg: lg, sessions: map[string]*Session{}, stopped: make(chan struct{}),
-		revokeSlots: make(chan struct{}, maxRevokesInFlight), maxSessions: DefaultMaxSessions}
+		revokeSlots: make(chan struct{}, maxRevokesInFlight), maxSessions: DefaultMaxSessions,
+		maxPerOwner: DefaultMaxSessionsPerOwner, perOwner: map[string]int{}}
 	for _, o := range opts {
 		o(m)
 	}
@@ -467,21 +474,24 @@ func (m *Manager) Open(ctx context.Context, name string, ttl time.Duration) (*Se
 	if ttl < time.Second || ttl > MaxTTL {
 		return nil, fmt.Errorf("ttl %s is not from 1s to 24h", ttl)
 	}
-	if err := m.reserve(); err != nil {
+	owner := m.owner(ctx)
+	if err := m.reserve(owner); err != nil {
 		return nil, err
 	}
 	lease, err := m.grant(ctx, ttl)
 	if err != nil {
 		m.mu.Lock()
 		m.opening--
+		m.giveShare(owner)
 		m.mu.Unlock()
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	s := &Session{ID: newID(), Name: name, TTL: ttl, m: m, ctx: sctx, cancel: cancel, done: make(chan struct{}), lease: lease}
+	s := &Session{ID: newID(), Name: name, TTL: ttl, owner: owner, m: m, ctx: sctx, cancel: cancel, done: make(chan struct{}), lease: lease}
 	m.mu.Lock()
 	m.opening--
 	if m.stopping {
+		m.giveShare(owner)
 		m.mu.Unlock()
 		cancel()
 		m.revoke(lease, "", ttl)
@@ -565,6 +575,7 @@ func (m *Manager) forget(s *Session) {
 	defer m.mu.Unlock()
 	if _, ok := m.sessions[s.ID]; ok {
 		delete(m.sessions, s.ID)
+		m.giveShare(s.owner)
 		sessionsOpen.Dec()
 	}
 }

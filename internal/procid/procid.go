@@ -22,13 +22,17 @@ func BootID() string {
 }
 
 // Self names this process; nil where it cannot.
-func Self() *beaconpb.ClientProcess {
+func Self() *beaconpb.ClientProcess { return Of(os.Getpid()) }
+
+// Of names the process pid of this host; nil where it cannot (it does
+// not run).
+func Of(pid int) *beaconpb.ClientProcess {
 	boot := BootID()
-	start, state := stat(os.Getpid())
+	start, state := stat(pid)
 	if boot == "" || state == "" {
 		return nil
 	}
-	return &beaconpb.ClientProcess{BootId: boot, Pid: int64(os.Getpid()), StartTime: start}
+	return &beaconpb.ClientProcess{BootId: boot, Pid: int64(pid), StartTime: start}
 }
 
 // stat reads a process's start time and state; state "" if it is gone.
