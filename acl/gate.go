@@ -126,7 +126,7 @@ func (g *Gate) check(ctx context.Context, m method, req any, haveReq bool) error
 		if verifiedClientCert(ctx) {
 			return nil
 		}
-		return rpcerr.From(wrapf(ErrPermissionDenied,
+		return rpcerr.From(rpcerr.Wrapf(ErrPermissionDenied,
 			"ACL bootstrap only through the agent's unix socket (--agent unix:<data-dir>/beacon.sock), or with a client certificate of the cluster's CA"))
 	}
 	a := g.auth.Load()

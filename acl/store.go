@@ -8,6 +8,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -101,7 +102,7 @@ func (s *Store) List(ctx context.Context) ([]*Token, error) {
 // Revoke deletes the token named by its accessor id.
 func (s *Store) Revoke(ctx context.Context, accessorID string) (rev int64, err error) {
 	if !validAccessorID(accessorID) {
-		return 0, wrapf(ErrInvalidArgument, "accessor id %q is not one (%d hex digits, as `beacon acl token list` shows)",
+		return 0, rpcerr.Wrapf(ErrInvalidArgument, "accessor id %q is not one (%d hex digits, as `beacon acl token list` shows)",
 			accessorID, 2*accessorBytes)
 	}
 	key := TokensPrefix(s.ns) + accessorID
@@ -113,7 +114,7 @@ func (s *Store) Revoke(ctx context.Context, accessorID string) (rev int64, err e
 		return 0, err
 	}
 	if !resp.Succeeded {
-		return 0, wrapf(ErrTokenNotFound, "no token has accessor id %s", accessorID)
+		return 0, rpcerr.Wrapf(ErrTokenNotFound, "no token has accessor id %s", accessorID)
 	}
 	return resp.Header.Revision, nil
 }
@@ -121,11 +122,11 @@ func (s *Store) Revoke(ctx context.Context, accessorID string) (rev int64, err e
 func checkDescription(d string) error {
 	switch {
 	case len(d) > MaxDescriptionLen:
-		return wrapf(ErrInvalidArgument, "description: %d bytes, more than %d", len(d), MaxDescriptionLen)
+		return rpcerr.Wrapf(ErrInvalidArgument, "description: %d bytes, more than %d", len(d), MaxDescriptionLen)
 	case !utf8.ValidString(d):
-		return wrapf(ErrInvalidArgument, "description: not valid UTF-8")
+		return rpcerr.Wrapf(ErrInvalidArgument, "description: not valid UTF-8")
 	case strings.IndexFunc(d, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
-		return wrapf(ErrInvalidArgument, "description: holds a control character")
+		return rpcerr.Wrapf(ErrInvalidArgument, "description: holds a control character")
 	}
 	return nil
 }

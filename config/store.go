@@ -170,7 +170,7 @@ func (s *Store) List(ctx context.Context, prefix string, opts ...ListOption) (en
 		opt(o)
 	}
 	if o.limit < 0 {
-		return nil, 0, false, &FieldError{"limit", "must not be negative"}
+		return nil, 0, false, &FieldError{Field: "limit", Msg: "must not be negative"}
 	}
 	ops := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
 	if o.keysOnly {

@@ -40,14 +40,6 @@ var (
 	ErrStopping = rpcerr.NewNamed(codes.Unavailable, "the agent is stopping")
 )
 
-// wrapf adds specifics to a named error and keeps its code.
-func wrapf(base *rpcerr.Named, format string, args ...any) error {
-	return rpcerr.Wrap(base, fmt.Sprintf(format, args...))
-}
-
-// GRPCCode makes a FieldError answer INVALID_ARGUMENT.
-func (e *FieldError) GRPCCode() codes.Code { return codes.InvalidArgument }
-
 // Registration is an instance with its check and owner, as this agent
 // keeps it.
 type Registration struct {
@@ -220,7 +212,7 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 	old = l.regs[k]
 	if old != nil && old.Owner != owner {
 		l.mu.Unlock()
-		return nil, nil, 0, wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered on this node %s", in.ID, in.Service, ownerText(old.Owner, owner))
+		return nil, nil, 0, rpcerr.Wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered on this node %s", in.ID, in.Service, ownerText(old.Owner, owner))
 	}
 	in.Status, in.Output = StatusPassing, ""
 	if check.Kind() != "" {
@@ -350,7 +342,7 @@ func (l *Local) write(ctx context.Context, in Instance, lease clientv3.LeaseID) 
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	var cur Instance
 	if len(kvs) == 1 && json.Unmarshal(kvs[0].Value, &cur) == nil && cur.Node != "" && cur.Node != l.node {
-		return 0, wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered by node %s", in.ID, in.Service, cur.Node)
+		return 0, rpcerr.Wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered by node %s", in.ID, in.Service, cur.Node)
 	}
 	// Ours (or not an instance at all): replace it, unless it changed
 	// since we looked.
@@ -363,7 +355,7 @@ func (l *Local) write(ctx context.Context, in Instance, lease clientv3.LeaseID) 
 		return 0, err
 	}
 	if !presp.Succeeded {
-		return 0, wrapf(ErrAlreadyExists, "id: instance %s of service %s changed while being registered; try again", in.ID, in.Service)
+		return 0, rpcerr.Wrapf(ErrAlreadyExists, "id: instance %s of service %s changed while being registered; try again", in.ID, in.Service)
 	}
 	return presp.Header.Revision, nil
 }
@@ -409,7 +401,7 @@ func (l *Local) resolveLocked(service, id string) (string, *registration, error)
 		if r := l.regs[k]; r != nil {
 			return k, r, nil
 		}
-		return "", nil, wrapf(ErrNotFound, "no instance %s of service %s is registered on this agent", id, service)
+		return "", nil, rpcerr.Wrapf(ErrNotFound, "no instance %s of service %s is registered on this agent", id, service)
 	}
 	var found []string
 	for k, r := range l.regs {
@@ -419,7 +411,7 @@ func (l *Local) resolveLocked(service, id string) (string, *registration, error)
 	}
 	switch len(found) {
 	case 0:
-		return "", nil, wrapf(ErrNotFound, "no instance %s is registered on this agent", id)
+		return "", nil, rpcerr.Wrapf(ErrNotFound, "no instance %s is registered on this agent", id)
 	case 1:
 		return found[0], l.regs[found[0]], nil
 	}
@@ -440,7 +432,7 @@ func (l *Local) Deregister(ctx context.Context, service, id string) error {
 		return err
 	}
 	if !l.deregister(ctx, r) {
-		return wrapf(ErrNotFound, "instance %s of service %s was deregistered meanwhile", r.Instance.ID, r.Instance.Service)
+		return rpcerr.Wrapf(ErrNotFound, "instance %s of service %s was deregistered meanwhile", r.Instance.ID, r.Instance.Service)
 	}
 	return nil
 }
@@ -490,7 +482,7 @@ func (l *Local) Heartbeat(caller, service, id, status, output string) error {
 		return err
 	}
 	if mon == nil || r.Check.Kind() != "ttl" {
-		return wrapf(ErrNoTTLCheck, "instance %s of service %s has no TTL check", id, service)
+		return rpcerr.Wrapf(ErrNoTTLCheck, "instance %s of service %s has no TTL check", id, service)
 	}
 	if err := mon.Heartbeat(status, output); err != nil {
 		return &FieldError{Field: "status", Msg: err.Error()}

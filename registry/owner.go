@@ -62,15 +62,15 @@ func mayChange(r *registration, caller, what string) error {
 	in := r.Instance
 	switch {
 	case r.Owner == OwnerConfig && what == "deregister":
-		return wrapf(ErrNotOwner, "instance %s of service %s comes from the agent's config file: remove its services block and reload (SIGHUP)", in.ID, in.Service)
+		return rpcerr.Wrapf(ErrNotOwner, "instance %s of service %s comes from the agent's config file: remove its services block and reload (SIGHUP)", in.ID, in.Service)
 	case r.Owner == caller || r.Owner == OwnerConfig && caller == OwnerAgent:
 		return nil
 	case strings.HasPrefix(r.Owner, "session:") && caller == OwnerAgent:
-		return wrapf(ErrNotOwner, "instance %s of service %s was registered in a session: only that session may %s it (give its session_id)", in.ID, in.Service, what)
+		return rpcerr.Wrapf(ErrNotOwner, "instance %s of service %s was registered in a session: only that session may %s it (give its session_id)", in.ID, in.Service, what)
 	case strings.HasPrefix(r.Owner, "session:"):
-		return wrapf(ErrNotOwner, "instance %s of service %s belongs to another session", in.ID, in.Service)
+		return rpcerr.Wrapf(ErrNotOwner, "instance %s of service %s belongs to another session", in.ID, in.Service)
 	}
-	return wrapf(ErrNotOwner, "instance %s of service %s is owned by %s: %s it without a session_id", in.ID, in.Service, describeOwner(r.Owner, caller), what)
+	return rpcerr.Wrapf(ErrNotOwner, "instance %s of service %s is owned by %s: %s it without a session_id", in.ID, in.Service, describeOwner(r.Owner, caller), what)
 }
 
 // DeregisterAs removes an instance registered on this agent if caller (an
@@ -93,7 +93,7 @@ func (l *Local) DeregisterAs(ctx context.Context, caller, service, id string) er
 	// deregister removes r only if it is still the key's registration: a
 	// registration of another owner that replaced it meanwhile stays.
 	if !l.deregister(ctx, r) {
-		return wrapf(ErrNotFound, "instance %s of service %s was deregistered meanwhile", r.Instance.ID, r.Instance.Service)
+		return rpcerr.Wrapf(ErrNotFound, "instance %s of service %s was deregistered meanwhile", r.Instance.ID, r.Instance.Service)
 	}
 	return nil
 }
