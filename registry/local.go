@@ -21,15 +21,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Owners of a registration besides a session ("session:<id>").
-const (
-	// OwnerAgent: registered by the CLI or the API without a session;
-	// kept in the data dir until deregistered.
-	OwnerAgent = "agent"
-	// OwnerConfig: a services: block of the agent's config file.
-	OwnerConfig = "config"
-)
-
 // Named errors of the registry, each with its gRPC code.
 var (
 	ErrNotFound      = rpcerr.NewNamed(codes.NotFound, "not found")
@@ -45,7 +36,7 @@ var (
 type Registration struct {
 	Instance Instance               `json:"instance"`
 	Check    healthcheck.Definition `json:"check"`
-	Owner    string                 `json:"owner"`
+	Owner    Owner                  `json:"owner"`
 }
 
 type registration struct {
@@ -158,10 +149,10 @@ func (l *Local) restore(kept Registration) {
 func regKey(service, id string) string { return service + "/" + id }
 
 // Register adds or updates an instance on this node. owner is OwnerAgent,
-// OwnerConfig, or "session:<id>" of a session open on this agent.
+// OwnerConfig, or SessionOwner of a session open on this agent.
 // Re-registering an instance of the same owner updates it; another
 // owner's is refused.
-func (l *Local) Register(ctx context.Context, in Instance, check healthcheck.Definition, owner string) (*Instance, int64, error) {
+func (l *Local) Register(ctx context.Context, in Instance, check healthcheck.Definition, owner Owner) (*Instance, int64, error) {
 	if err := in.Normalize(l.node, l.nodeAddr); err != nil {
 		return nil, 0, err
 	}
@@ -173,14 +164,12 @@ func (l *Local) Register(ctx context.Context, in Instance, check healthcheck.Def
 		return nil, 0, &FieldError{Field: "check", Msg: err.Error()}
 	}
 	sess := l.agentSess
-	if id, ok := strings.CutPrefix(owner, "session:"); ok {
+	if id, ok := owner.Session(); ok {
 		s, err := l.sessions.Get(id)
 		if err != nil {
 			return nil, 0, errUnknownSession
 		}
 		sess = s
-	} else if owner != OwnerAgent && owner != OwnerConfig {
-		return nil, 0, &FieldError{Field: "owner", Msg: fmt.Sprintf("%q is not an owner", owner)}
 	}
 	k := regKey(in.Service, in.ID)
 
@@ -203,7 +192,7 @@ func (l *Local) Register(ctx context.Context, in Instance, check healthcheck.Def
 	return &out, rev, nil
 }
 
-func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check healthcheck.Definition, owner string, sess *session.Session) (r, old *registration, rev int64, err error) {
+func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check healthcheck.Definition, owner Owner, sess *session.Session) (r, old *registration, rev int64, err error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -233,7 +222,8 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 		return nil, nil, 0, ErrStopping
 	}
 	l.regs[k] = r
-	watchSession := strings.HasPrefix(owner, "session:") && !l.hooked[sess.ID]
+	_, sessionOwned := owner.Session()
+	watchSession := sessionOwned && !l.hooked[sess.ID]
 	if watchSession {
 		l.hooked[sess.ID] = true
 	}
@@ -467,7 +457,7 @@ func (l *Local) deregister(ctx context.Context, r *registration) bool {
 
 // Heartbeat reports a TTL check's status, if caller (an owner, see
 // ownerOf) may.
-func (l *Local) Heartbeat(caller, service, id, status, output string) error {
+func (l *Local) Heartbeat(caller Owner, service, id, status, output string) error {
 	l.mu.Lock()
 	_, r, err := l.resolveLocked(service, id)
 	if err == nil {
@@ -504,7 +494,7 @@ func (l *Local) Registrations() []Registration {
 // dropSession forgets a closed session's registrations; revoking its lease
 // already removed them from etcd.
 func (l *Local) dropSession(id string) {
-	owner := "session:" + id
+	owner := SessionOwner(id)
 	l.mu.Lock()
 	var stop []*healthcheck.Monitor
 	for k, r := range l.regs {

@@ -76,7 +76,7 @@ func TestMonitorStopsWithItsSession(t *testing.T) {
 	t.Cleanup(func() { testHookPublished = nil })
 	before := healthcheck.Running()
 	check := healthcheck.Definition{TCP: "127.0.0.1:1", Interval: 100 * time.Millisecond}
-	if _, _, err := l.Register(ctx, Instance{Service: "s", Port: 80}, check, "session:"+s.ID); err != nil {
+	if _, _, err := l.Register(ctx, Instance{Service: "s", Port: 80}, check, SessionOwner(s.ID)); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(l.Registrations()); n != 0 {

@@ -1,6 +1,10 @@
 package rpcerr
 
-import "google.golang.org/grpc/codes"
+import (
+	"errors"
+
+	"google.golang.org/grpc/codes"
+)
 
 // ErrInvalid is what every FieldError is: errors.Is(err, ErrInvalid) tells
 // bad input from a failure, whichever package refused it.
@@ -18,3 +22,14 @@ type FieldError struct {
 func (e *FieldError) Error() string        { return e.Field + ": " + e.Msg }
 func (e *FieldError) Unwrap() error        { return ErrInvalid }
 func (e *FieldError) GRPCCode() codes.Code { return codes.InvalidArgument }
+
+// Within names err's field as one inside parent: a FieldError on "port"
+// within "services[0]" is on "services[0].port"; any other error is on
+// parent itself.
+func Within(parent string, err error) *FieldError {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return &FieldError{Field: parent + "." + fe.Field, Msg: fe.Msg}
+	}
+	return &FieldError{Field: parent, Msg: err.Error()}
+}
