@@ -77,6 +77,11 @@ type Local struct {
 	// journal keeps the agent-owned registrations in the data dir
 	// (persist.go).
 	journal journal
+
+	// afterPublish, which only a test sets before it registers, runs
+	// between a registration's publication and the start of its monitor:
+	// the window in which its session may end.
+	afterPublish func(*registration)
 }
 
 func (l *Local) keyLock(k string) *sync.Mutex {
@@ -228,8 +233,8 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 		l.hooked[sess.ID] = true
 	}
 	l.mu.Unlock()
-	if testHookPublished != nil {
-		testHookPublished(l, r)
+	if l.afterPublish != nil {
+		l.afterPublish(r)
 	}
 	l.startMonitor(r)
 	if watchSession {
@@ -246,11 +251,6 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 func (l *Local) currentLocked(k string, r *registration) bool {
 	return !l.closed && l.regs[k] == r
 }
-
-// testHookPublished, set by a test only, runs between a registration's
-// publication and the start of its monitor: the window in which its
-// session may end.
-var testHookPublished func(*Local, *registration)
 
 // startMonitor runs r's check, if it has one. Its results reach etcd
 // through setStatus, which ignores them once r is no longer registered.
