@@ -26,7 +26,7 @@ import (
 //
 //   - on Linux the child gets PR_SET_PDEATHSIG = SIGKILL, so the kernel
 //     kills it the moment its parent dies;
-//   - a guard process (GuardArgs, e.g. `beacon lock-guard`) holds the read
+//   - a guard process (GuardArgs, e.g. `beacon cmd-guard`) holds the read
 //     end of a pipe whose only writer is the parent; when the parent dies
 //     the pipe reaches EOF and the guard kills the whole group, children
 //     of CMD included (PDEATHSIG reaches only CMD itself);
