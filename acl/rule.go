@@ -161,9 +161,9 @@ func ParseRules(ss []string) ([]Rule, error) {
 // MaxRules bounds a token's rules.
 const MaxRules = 256
 
-// ManagementRules are the bootstrap token's: write on every name of every
+// managementRules are the bootstrap token's: write on every name of every
 // kind.
-func ManagementRules() []Rule {
+func managementRules() []Rule {
 	rs := make([]Rule, 0, len(Kinds))
 	for _, k := range Kinds {
 		rs = append(rs, Rule{Kind: k, Prefix: true, Access: AccessWrite})

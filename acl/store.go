@@ -27,29 +27,29 @@ func NewStore(cli *clientv3.Client, namespace string) *Store {
 	return &Store{cli: cli, ns: namespace}
 }
 
-// TokensPrefix is where the tokens live in etcd.
-func TokensPrefix(namespace string) string { return namespace + "acl/tokens/" }
+// tokensPrefix is where the tokens live in etcd.
+func tokensPrefix(namespace string) string { return namespace + "acl/tokens/" }
 
-// BootstrapKey marks the cluster's bootstrap as done; its value is the
+// bootstrapKey marks the cluster's bootstrap as done; its value is the
 // management token's accessor id. Deleting it (as etcd's root user)
 // allows one more Bootstrap: the way back from a lost management token.
-func BootstrapKey(namespace string) string { return namespace + "acl/bootstrap" }
+func bootstrapKey(namespace string) string { return namespace + "acl/bootstrap" }
 
 // Bootstrap makes the management token, once cluster-wide: the marker and
 // the token are written in one transaction that requires the marker to be
 // absent, so two agents bootstrapping at once make one token.
 func (s *Store) Bootstrap(ctx context.Context) (tok *Token, secret string, rev int64, err error) {
-	secret, hash := NewSecret()
-	rules := ManagementRules()
+	secret, hash := newSecret()
+	rules := managementRules()
 	tok = &Token{AccessorID: newAccessorID(), SecretHash: hash, Description: "bootstrap management token",
 		Created: time.Now().UTC().Truncate(time.Second), Management: true}
 	for _, r := range rules {
 		tok.Rules = append(tok.Rules, r.String())
 	}
-	marker := BootstrapKey(s.ns)
+	marker := bootstrapKey(s.ns)
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(marker), "=", 0)).
-		Then(clientv3.OpPut(marker, tok.AccessorID), clientv3.OpPut(TokensPrefix(s.ns)+tok.AccessorID, tok.marshal())).
+		Then(clientv3.OpPut(marker, tok.AccessorID), clientv3.OpPut(tokensPrefix(s.ns)+tok.AccessorID, tok.marshal())).
 		Commit()
 	if err != nil {
 		return nil, "", 0, err
@@ -69,13 +69,13 @@ func (s *Store) Create(ctx context.Context, rules []string, description string) 
 	if err := checkDescription(description); err != nil {
 		return nil, "", 0, err
 	}
-	secret, hash := NewSecret()
+	secret, hash := newSecret()
 	tok = &Token{AccessorID: newAccessorID(), SecretHash: hash, Description: description,
 		Created: time.Now().UTC().Truncate(time.Second)}
 	for _, r := range parsed {
 		tok.Rules = append(tok.Rules, r.String())
 	}
-	resp, err := s.cli.Put(ctx, TokensPrefix(s.ns)+tok.AccessorID, tok.marshal())
+	resp, err := s.cli.Put(ctx, tokensPrefix(s.ns)+tok.AccessorID, tok.marshal())
 	if err != nil {
 		return nil, "", 0, err
 	}
@@ -84,7 +84,7 @@ func (s *Store) Create(ctx context.Context, rules []string, description string) 
 
 // List is every token, in the order they were made.
 func (s *Store) List(ctx context.Context) ([]*Token, error) {
-	resp, err := s.cli.Get(ctx, TokensPrefix(s.ns), clientv3.WithPrefix())
+	resp, err := s.cli.Get(ctx, tokensPrefix(s.ns), clientv3.WithPrefix())
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func (s *Store) Revoke(ctx context.Context, accessorID string) (rev int64, err e
 		return 0, rpcerr.Wrapf(ErrInvalidArgument, "accessor id %q is not one (%d hex digits, as `beacon acl token list` shows)",
 			accessorID, 2*accessorBytes)
 	}
-	key := TokensPrefix(s.ns) + accessorID
+	key := tokensPrefix(s.ns) + accessorID
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
 		Then(clientv3.OpDelete(key)).

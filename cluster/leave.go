@@ -264,7 +264,7 @@ func DownVoters(ctx context.Context, cli *clientv3.Client) ([]string, error) {
 	return down, nil
 }
 
-// Errors of RemoveDeadMember (beacon force-leave), each answering its gRPC
+// Errors of removeDeadMember (beacon force-leave), each answering its gRPC
 // code; the messages they carry name the member and what to do.
 var (
 	// ErrNoSuchMember: no etcd member has that name or id.
@@ -284,7 +284,7 @@ var (
 // taken for dead.
 const targetTimeout = 2 * time.Second
 
-// Removed is the member RemoveDeadMember removed.
+// Removed is the member removeDeadMember removed.
 type Removed struct {
 	Name   string // empty for a member that never started
 	ID     uint64
@@ -293,7 +293,7 @@ type Removed struct {
 	Voters []string
 }
 
-// RemoveDeadMember removes the etcd member called name (or whose hex id is
+// removeDeadMember removes the etcd member called name (or whose hex id is
 // name) for good: the force-leave of a host that will not come back. It
 // takes the membership lock (fenced, like every membership change) and
 // removes the member only when
@@ -308,7 +308,7 @@ type Removed struct {
 // The same checks run before the lock is taken, so that a refusal is quick
 // and a cluster without quorum answers ErrNoQuorum instead of a wait for a
 // lock no one can grant, and again under it.
-func RemoveDeadMember(ctx context.Context, cli *clientv3.Client, namespace, name string) (*Removed, error) {
+func removeDeadMember(ctx context.Context, cli *clientv3.Client, namespace, name string) (*Removed, error) {
 	if strings.TrimSpace(name) == "" || strings.ContainsAny(name, " \t\n") {
 		return nil, rpcerr.Wrap(ErrBadMemberName, fmt.Sprintf("force-leave needs a member's name or hex id, not %q", name))
 	}
@@ -433,7 +433,7 @@ func findMember(members []*etcdserverpb.Member, name string) *etcdserverpb.Membe
 // notAMember says why name is no etcd member: a proxy or external agent
 // (its record is all there is), or nothing known by that name.
 func notAMember(ctx context.Context, cli *clientv3.Client, namespace, name string, members []*etcdserverpb.Member) error {
-	if nodes, err := ListNodes(ctx, cli, namespace); err == nil {
+	if nodes, err := listNodes(ctx, cli, namespace); err == nil {
 		for _, n := range nodes {
 			if n.Name == name && (n.Role == RoleProxy || n.Role == RoleExternal) {
 				return rpcerr.Wrap(ErrNotAMember, fmt.Sprintf(

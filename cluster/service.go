@@ -76,7 +76,7 @@ func (s *Service) Leave(ctx context.Context, _ *beaconpb.LeaveRequest) (*beaconp
 }
 
 // RemoveMember forces another member, gone for good, out of the cluster
-// (beacon force-leave); see RemoveDeadMember for when it may.
+// (beacon force-leave); see removeDeadMember for when it may.
 func (s *Service) RemoveMember(ctx context.Context, req *beaconpb.RemoveMemberRequest) (*beaconpb.RemoveMemberResponse, error) {
 	name := req.GetName()
 	if name == s.local.Name() {
@@ -87,7 +87,7 @@ func (s *Service) RemoveMember(ctx context.Context, req *beaconpb.RemoveMemberRe
 		return nil, rpcerr.From(rpcerr.Wrap(ErrNotAMember, fmt.Sprintf(
 			"%s fronts an external etcd cluster (--endpoints), whose membership is not beacon's to change; use etcdctl member remove there", s.local.Name())))
 	}
-	r, err := RemoveDeadMember(ctx, s.cli, s.namespace, name)
+	r, err := removeDeadMember(ctx, s.cli, s.namespace, name)
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}

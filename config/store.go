@@ -35,9 +35,6 @@ func NewStore(cli *clientv3.Client, namespace string) *Store {
 	return &Store{cli: cli, root: namespace + "config/"}
 }
 
-// Root is the etcd prefix of the store's keys, e.g. "/beacon/config/".
-func (s *Store) Root() string { return s.root }
-
 // WriteOption conditions a Put or a Delete.
 type WriteOption func(*writeOptions)
 

@@ -208,12 +208,6 @@ func Release(ctx context.Context, cli *clientv3.Client, key string, token int64)
 	return nil
 }
 
-// IsOwner is a comparison for the caller's own transactions: true while
-// the grant holds. (Fence adds the lease check as well.)
-func (l *Lock) IsOwner() clientv3.Cmp {
-	return clientv3.Compare(clientv3.CreateRevision(l.Key), "=", l.Token)
-}
-
 // abandon takes the key back out after a failed wait, whatever the
 // caller's context: a key left behind would take the lock later with
 // nobody knowing.

@@ -23,8 +23,8 @@ const (
 // INVALID_ARGUMENT, and errors.Is(err, rpcerr.ErrInvalid) holds.
 type FieldError = rpcerr.FieldError
 
-// ValidName checks a lock's name: one path segment of printable UTF-8.
-func ValidName(name string) error {
+// validName checks a lock's name: one path segment of printable UTF-8.
+func validName(name string) error {
 	switch {
 	case name == "":
 		return &FieldError{Field: "name", Msg: "must not be empty"}
@@ -41,7 +41,7 @@ func ValidName(name string) error {
 }
 
 func validateAcquire(req *beaconpb.LockAcquireRequest) error {
-	if err := ValidName(req.Name); err != nil {
+	if err := validName(req.Name); err != nil {
 		return err
 	}
 	if req.SessionId == "" {
@@ -65,7 +65,7 @@ func (s *Service) checkKey(field, key string, token int64) (string, error) {
 	if !ok || i < 0 {
 		return "", &FieldError{Field: field, Msg: fmt.Sprintf("%q is not a lock key (%s<name>/<lease id in hex>)", key, root)}
 	}
-	if err := ValidName(rest[:i]); err != nil {
+	if err := validName(rest[:i]); err != nil {
 		return "", &FieldError{Field: field, Msg: fmt.Sprintf("%q: the lock's %v", key, err)}
 	}
 	if _, err := LeaseOf(key); err != nil {
@@ -87,7 +87,7 @@ func (s *Service) checkFenceKey(key string, token int64) error {
 		if i < 0 {
 			return &FieldError{Field: "key", Msg: fmt.Sprintf("%q is not a leader key (%selections/<name>/<lease id in hex>)", key, s.c.Namespace)}
 		}
-		if err := ValidName(rest[:i]); err != nil {
+		if err := validName(rest[:i]); err != nil {
 			return &FieldError{Field: "key", Msg: fmt.Sprintf("%q: the election's %v", key, err)}
 		}
 		if _, err := LeaseOf(key); err != nil {

@@ -194,7 +194,7 @@ func (c *Catalog) Run(ctx context.Context) {
 func (c *Catalog) relist(ctx context.Context) (int64, error) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	svc, err := c.cli.Get(lctx, ServicesPrefix(c.namespace), clientv3.WithPrefix())
+	svc, err := c.cli.Get(lctx, servicesPrefix(c.namespace), clientv3.WithPrefix())
 	if err != nil {
 		return 0, err
 	}
@@ -268,7 +268,7 @@ func (c *Catalog) relist(ctx context.Context) (int64, error) {
 func (c *Catalog) follow(ctx context.Context, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	svcCh := c.cli.Watch(wctx, ServicesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+	svcCh := c.cli.Watch(wctx, servicesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
 	nodeCh := c.cli.Watch(wctx, cluster.NodesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	check := time.NewTicker(c.checkEvery)
 	defer check.Stop()

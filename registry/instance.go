@@ -72,8 +72,8 @@ func (in *Instance) Healthy(includeWarning bool) bool {
 	return in.Status == StatusPassing || includeWarning && in.Status == StatusWarning
 }
 
-// HasTags says whether the instance carries every tag given.
-func (in *Instance) HasTags(tags []string) bool {
+// hasTags says whether the instance carries every tag given.
+func (in *Instance) hasTags(tags []string) bool {
 	for _, want := range tags {
 		found := false
 		for _, t := range in.Tags {
@@ -93,7 +93,7 @@ func (in *Instance) HasTags(tags []string) bool {
 // the registering agent's.
 func (in *Instance) Normalize(node, nodeAddr string) error {
 	in.Service = strings.ToLower(strings.TrimSpace(in.Service))
-	if err := ValidLabel("service", in.Service); err != nil {
+	if err := validLabel("service", in.Service); err != nil {
 		return err
 	}
 	if err := ValidPort(in.Port); err != nil {
@@ -112,7 +112,7 @@ func (in *Instance) Normalize(node, nodeAddr string) error {
 		in.ID = defaultID(node, in.Service, in.Port)
 	}
 	in.ID = strings.ToLower(in.ID)
-	if err := ValidLabel("id", in.ID); err != nil {
+	if err := validLabel("id", in.ID); err != nil {
 		return err
 	}
 	if len(in.Tags) > MaxTags {
@@ -120,7 +120,7 @@ func (in *Instance) Normalize(node, nodeAddr string) error {
 	}
 	for i, t := range in.Tags {
 		in.Tags[i] = strings.ToLower(t)
-		if err := ValidLabel("tags", in.Tags[i]); err != nil {
+		if err := validLabel("tags", in.Tags[i]); err != nil {
 			return err
 		}
 	}
@@ -176,9 +176,9 @@ func validMeta(meta map[string]string) error {
 	return nil
 }
 
-// ValidLabel checks that s is a DNS label: 1 to 63 letters, digits and
+// validLabel checks that s is a DNS label: 1 to 63 letters, digits and
 // '-', not starting or ending with '-'.
-func ValidLabel(field, s string) error {
+func validLabel(field, s string) error {
 	if s == "" {
 		return &FieldError{Field: field, Msg: "must not be empty"}
 	}
@@ -194,17 +194,17 @@ func ValidLabel(field, s string) error {
 	return nil
 }
 
-// ServicesPrefix is where instances live in etcd.
-func ServicesPrefix(namespace string) string { return namespace + "services/" }
+// servicesPrefix is where instances live in etcd.
+func servicesPrefix(namespace string) string { return namespace + "services/" }
 
 // Key is the instance's key in etcd.
 func Key(namespace, service, id string) string {
-	return ServicesPrefix(namespace) + service + "/" + id
+	return servicesPrefix(namespace) + service + "/" + id
 }
 
 // splitKey returns the service and id of an instance key.
 func splitKey(namespace, key string) (service, id string, ok bool) {
-	rest, ok := strings.CutPrefix(key, ServicesPrefix(namespace))
+	rest, ok := strings.CutPrefix(key, servicesPrefix(namespace))
 	if !ok {
 		return "", "", false
 	}

@@ -149,11 +149,11 @@ func (c *Command) Kill() { c.Signal(syscall.SIGKILL) }
 
 // Stop sends SIGTERM to the group, then SIGKILL after grace if the
 // program is still running. It returns once the program has exited.
-func (c *Command) Stop(grace time.Duration) { c.StopWith(syscall.SIGTERM, grace) }
+func (c *Command) Stop(grace time.Duration) { c.stopWith(syscall.SIGTERM, grace) }
 
-// StopWith is Stop with another first signal (one beacon itself received,
+// stopWith is Stop with another first signal (one beacon itself received,
 // passed on).
-func (c *Command) StopWith(sig syscall.Signal, grace time.Duration) {
+func (c *Command) stopWith(sig syscall.Signal, grace time.Duration) {
 	c.Signal(sig)
 	select {
 	case <-c.done:
