@@ -2,7 +2,6 @@ package session
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"google.golang.org/grpc/codes"
@@ -22,6 +21,6 @@ var (
 
 // tooManySessions names the limit and its value.
 func tooManySessions(limit int) error {
-	return rpcerr.Wrap(ErrTooManySessions, fmt.Sprintf(
-		"this agent has %d sessions open, its limit (max-sessions %d); close sessions you no longer need", limit, limit))
+	return rpcerr.Wrapf(ErrTooManySessions,
+		"this agent has %d sessions open, its limit (max-sessions %d); close sessions you no longer need", limit, limit)
 }
