@@ -66,16 +66,13 @@ func (o Owner) MarshalText() ([]byte, error) {
 	return []byte("session"), nil
 }
 
-// UnmarshalText reads what MarshalText wrote; a session's instance is not
-// kept, so it has none to read.
+// UnmarshalText reads what MarshalText wrote. The journal keeps the
+// agent's instances only (and restore takes each back as the agent's), so
+// any other word reads as the agent rather than failing a record.
 func (o *Owner) UnmarshalText(b []byte) error {
-	switch string(b) {
-	case "agent":
-		*o = OwnerAgent
-	case "config":
+	*o = OwnerAgent
+	if string(b) == "config" {
 		*o = OwnerConfig
-	default:
-		return fmt.Errorf("owner %q is not the agent or its config file", b)
 	}
 	return nil
 }
