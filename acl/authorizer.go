@@ -1,5 +1,7 @@
 package acl
 
+import "github.com/beaconhq/beacon/internal/rpcerr"
+
 // Authorizer answers whether a token may do what a call needs, from the
 // cache alone.
 type Authorizer struct {
@@ -39,5 +41,5 @@ func (a *Authorizer) Policy(secret string) (*Policy, error) {
 }
 
 func denied(tok *Token, n Need) error {
-	return wrapf(ErrPermissionDenied, "permission denied: this call needs %s, which token %s does not grant", n, tok.AccessorID)
+	return rpcerr.Wrapf(ErrPermissionDenied, "permission denied: this call needs %s, which token %s does not grant", n, tok.AccessorID)
 }

@@ -42,7 +42,7 @@ func StartCache(ctx context.Context, cli *clientv3.Client, namespace string, lg 
 	if lg == nil {
 		lg = zap.NewNop()
 	}
-	c := &Cache{cli: cli, prefix: TokensPrefix(namespace), lg: lg, byHash: map[string]*cached{},
+	c := &Cache{cli: cli, prefix: tokensPrefix(namespace), lg: lg, byHash: map[string]*cached{},
 		byKey: map[string]string{}, changed: make(chan struct{}), done: make(chan struct{})}
 	rev, err := c.relist(ctx)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/beaconhq/beacon/cluster"
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/beaconhq/beacon/registry"
 )
 
@@ -34,10 +35,10 @@ func ParseDNSPolicy(s string) (*DNSPolicy, error) {
 	for _, part := range strings.Split(s, ",") {
 		r, err := ParseRule(strings.TrimSpace(part))
 		if err != nil {
-			return nil, wrapf(ErrInvalidRule, "dns-policy: %v", err)
+			return nil, rpcerr.Wrapf(ErrInvalidRule, "dns-policy: %v", err)
 		}
 		if r.Kind != KindService && r.Kind != KindNode {
-			return nil, wrapf(ErrInvalidRule, "dns-policy: rule %q: DNS answers only service and node names", part)
+			return nil, rpcerr.Wrapf(ErrInvalidRule, "dns-policy: rule %q: DNS answers only service and node names", part)
 		}
 		rules = append(rules, r)
 	}

@@ -1,8 +1,6 @@
 package acl
 
 import (
-	"fmt"
-
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"google.golang.org/grpc/codes"
 )
@@ -35,7 +33,3 @@ var (
 	// etcd (UNAVAILABLE).
 	ErrNotLoaded = rpcerr.NewNamed(codes.Unavailable, "the agent has not loaded its ACL tokens from etcd yet; retry")
 )
-
-func wrapf(base *rpcerr.Named, format string, args ...any) error {
-	return rpcerr.Wrap(base, fmt.Sprintf(format, args...))
-}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -56,10 +57,10 @@ func (c EtcdCredentials) Root(cfg *clientv3.Config) {
 // and answers nil.
 func EnableEtcdAuth(ctx context.Context, cli *clientv3.Client, namespace string, creds EtcdCredentials) error {
 	if namespace == "" || namespace == "/" {
-		return wrapf(ErrInvalidArgument, "etcd auth: namespace %q would give the agent user every key", namespace)
+		return rpcerr.Wrapf(ErrInvalidArgument, "etcd auth: namespace %q would give the agent user every key", namespace)
 	}
 	if creds.RootPassword == "" || creds.AgentPassword == "" || creds.AgentUser == "" || creds.AgentUser == EtcdRootUser {
-		return wrapf(ErrInvalidArgument, "etcd auth: the root password, the agent user (not root) and its password are all needed")
+		return rpcerr.Wrapf(ErrInvalidArgument, "etcd auth: the root password, the agent user (not root) and its password are all needed")
 	}
 	if st, err := cli.AuthStatus(ctx); err == nil && st.Enabled {
 		return nil

@@ -27,7 +27,7 @@ func (g *Gate) listFilter(ctx context.Context, m method, req any) *Policy {
 	if a == nil {
 		return nil // check refused the call already
 	}
-	pol, err := a.Policy(TokenFromContext(ctx))
+	pol, err := a.Policy(tokenFromContext(ctx))
 	if err != nil || pol.Allows(everyService) {
 		return nil
 	}

@@ -126,7 +126,7 @@ func (g *Gate) check(ctx context.Context, m method, req any, haveReq bool) error
 		if verifiedClientCert(ctx) {
 			return nil
 		}
-		return rpcerr.From(wrapf(ErrPermissionDenied,
+		return rpcerr.From(rpcerr.Wrapf(ErrPermissionDenied,
 			"ACL bootstrap only through the agent's unix socket (--agent unix:<data-dir>/beacon.sock), or with a client certificate of the cluster's CA"))
 	}
 	a := g.auth.Load()
@@ -137,7 +137,7 @@ func (g *Gate) check(ctx context.Context, m method, req any, haveReq bool) error
 	if m.how == byRequest && haveReq {
 		needs = m.needsOf(g.ns, req)
 	}
-	return rpcerr.From(a.Authorize(TokenFromContext(ctx), needs...))
+	return rpcerr.From(a.Authorize(tokenFromContext(ctx), needs...))
 }
 
 // fromOperatorSocket: a call on the owner-only unix socket is the
@@ -166,9 +166,9 @@ func verifiedClientCert(ctx context.Context) bool {
 	return st.HandshakeComplete && len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0
 }
 
-// TokenFromContext is the secret a call brings: `authorization: Bearer
+// tokenFromContext is the secret a call brings: `authorization: Bearer
 // <secret>`, else `x-beacon-token: <secret>`; "" without either.
-func TokenFromContext(ctx context.Context) string {
+func tokenFromContext(ctx context.Context) string {
 	md, ok := metadata.FromIncomingContext(ctx)
 	if !ok {
 		return ""

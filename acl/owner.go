@@ -15,7 +15,7 @@ func (g *Gate) SessionOwner(ctx context.Context) string {
 		return ""
 	}
 	a := g.auth.Load()
-	secret := TokenFromContext(ctx)
+	secret := tokenFromContext(ctx)
 	if a == nil || secret == "" {
 		return ""
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/beaconhq/beacon/internal/rpcerr"
 )
 
 // Kind is what a rule governs.
@@ -88,7 +90,7 @@ func (r Rule) Covers(name string) bool {
 func ParseRule(s string) (Rule, error) {
 	first, last := strings.IndexByte(s, ':'), strings.LastIndexByte(s, ':')
 	if first < 0 || first == last {
-		return Rule{}, wrapf(ErrInvalidRule, "rule %q: want KIND:PATTERN:ACCESS, e.g. lock:batch-*:write", s)
+		return Rule{}, rpcerr.Wrapf(ErrInvalidRule, "rule %q: want KIND:PATTERN:ACCESS, e.g. lock:batch-*:write", s)
 	}
 	kind, pattern, access := s[:first], s[first+1:last], s[last+1:]
 	var r Rule
@@ -96,7 +98,7 @@ func ParseRule(s string) (Rule, error) {
 	case KindService, KindNode, KindLock, KindElection, KindQueue, KindConfig, KindOperator:
 		r.Kind = k
 	default:
-		return Rule{}, wrapf(ErrInvalidRule, "rule %q: kind %q is not one of service, node, lock, election, queue, config, operator", s, kind)
+		return Rule{}, rpcerr.Wrapf(ErrInvalidRule, "rule %q: kind %q is not one of service, node, lock, election, queue, config, operator", s, kind)
 	}
 	switch access {
 	case "read":
@@ -104,10 +106,10 @@ func ParseRule(s string) (Rule, error) {
 	case "write":
 		r.Access = AccessWrite
 	default:
-		return Rule{}, wrapf(ErrInvalidRule, "rule %q: access %q is not read or write (write includes read)", s, access)
+		return Rule{}, rpcerr.Wrapf(ErrInvalidRule, "rule %q: access %q is not read or write (write includes read)", s, access)
 	}
 	if err := checkPattern(pattern); err != nil {
-		return Rule{}, wrapf(ErrInvalidRule, "rule %q: pattern %s", s, err)
+		return Rule{}, rpcerr.Wrapf(ErrInvalidRule, "rule %q: pattern %s", s, err)
 	}
 	r.Name, r.Prefix = strings.CutSuffix(pattern, "*")
 	return r, nil
@@ -133,10 +135,10 @@ func checkPattern(p string) error {
 // of one kind and pattern are refused (which would win is not obvious).
 func ParseRules(ss []string) ([]Rule, error) {
 	if len(ss) == 0 {
-		return nil, wrapf(ErrInvalidRule, "no rules: give at least one KIND:PATTERN:ACCESS (--rule lock:batch-*:write)")
+		return nil, rpcerr.Wrapf(ErrInvalidRule, "no rules: give at least one KIND:PATTERN:ACCESS (--rule lock:batch-*:write)")
 	}
 	if len(ss) > MaxRules {
-		return nil, wrapf(ErrInvalidRule, "%d rules, more than %d", len(ss), MaxRules)
+		return nil, rpcerr.Wrapf(ErrInvalidRule, "%d rules, more than %d", len(ss), MaxRules)
 	}
 	rules := make([]Rule, 0, len(ss))
 	seen := map[string]string{}
@@ -148,7 +150,7 @@ func ParseRules(ss []string) ([]Rule, error) {
 		key := r.String()
 		key = key[:strings.LastIndexByte(key, ':')]
 		if prev, dup := seen[key]; dup {
-			return nil, wrapf(ErrInvalidRule, "rules %q and %q govern the same names: keep one", prev, s)
+			return nil, rpcerr.Wrapf(ErrInvalidRule, "rules %q and %q govern the same names: keep one", prev, s)
 		}
 		seen[key] = s
 		rules = append(rules, r)
@@ -159,9 +161,9 @@ func ParseRules(ss []string) ([]Rule, error) {
 // MaxRules bounds a token's rules.
 const MaxRules = 256
 
-// ManagementRules are the bootstrap token's: write on every name of every
+// managementRules are the bootstrap token's: write on every name of every
 // kind.
-func ManagementRules() []Rule {
+func managementRules() []Rule {
 	rs := make([]Rule, 0, len(Kinds))
 	for _, k := range Kinds {
 		rs = append(rs, Rule{Kind: k, Prefix: true, Access: AccessWrite})

@@ -93,7 +93,7 @@ func (s *Service) enforced(ctx context.Context, rev int64) error {
 	wctx, cancel := context.WithTimeout(ctx, enforceWait)
 	defer cancel()
 	if err := s.cache.WaitRevision(wctx, rev); err != nil {
-		return rpcerr.From(wrapf(ErrNotLoaded, "the change is written (revision %d) but this agent's token cache had not seen it after %v: %v",
+		return rpcerr.From(rpcerr.Wrapf(ErrNotLoaded, "the change is written (revision %d) but this agent's token cache had not seen it after %v: %v",
 			rev, enforceWait, err))
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -26,29 +27,29 @@ func NewStore(cli *clientv3.Client, namespace string) *Store {
 	return &Store{cli: cli, ns: namespace}
 }
 
-// TokensPrefix is where the tokens live in etcd.
-func TokensPrefix(namespace string) string { return namespace + "acl/tokens/" }
+// tokensPrefix is where the tokens live in etcd.
+func tokensPrefix(namespace string) string { return namespace + "acl/tokens/" }
 
-// BootstrapKey marks the cluster's bootstrap as done; its value is the
+// bootstrapKey marks the cluster's bootstrap as done; its value is the
 // management token's accessor id. Deleting it (as etcd's root user)
 // allows one more Bootstrap: the way back from a lost management token.
-func BootstrapKey(namespace string) string { return namespace + "acl/bootstrap" }
+func bootstrapKey(namespace string) string { return namespace + "acl/bootstrap" }
 
 // Bootstrap makes the management token, once cluster-wide: the marker and
 // the token are written in one transaction that requires the marker to be
 // absent, so two agents bootstrapping at once make one token.
 func (s *Store) Bootstrap(ctx context.Context) (tok *Token, secret string, rev int64, err error) {
-	secret, hash := NewSecret()
-	rules := ManagementRules()
+	secret, hash := newSecret()
+	rules := managementRules()
 	tok = &Token{AccessorID: newAccessorID(), SecretHash: hash, Description: "bootstrap management token",
 		Created: time.Now().UTC().Truncate(time.Second), Management: true}
 	for _, r := range rules {
 		tok.Rules = append(tok.Rules, r.String())
 	}
-	marker := BootstrapKey(s.ns)
+	marker := bootstrapKey(s.ns)
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(marker), "=", 0)).
-		Then(clientv3.OpPut(marker, tok.AccessorID), clientv3.OpPut(TokensPrefix(s.ns)+tok.AccessorID, tok.marshal())).
+		Then(clientv3.OpPut(marker, tok.AccessorID), clientv3.OpPut(tokensPrefix(s.ns)+tok.AccessorID, tok.marshal())).
 		Commit()
 	if err != nil {
 		return nil, "", 0, err
@@ -68,13 +69,13 @@ func (s *Store) Create(ctx context.Context, rules []string, description string) 
 	if err := checkDescription(description); err != nil {
 		return nil, "", 0, err
 	}
-	secret, hash := NewSecret()
+	secret, hash := newSecret()
 	tok = &Token{AccessorID: newAccessorID(), SecretHash: hash, Description: description,
 		Created: time.Now().UTC().Truncate(time.Second)}
 	for _, r := range parsed {
 		tok.Rules = append(tok.Rules, r.String())
 	}
-	resp, err := s.cli.Put(ctx, TokensPrefix(s.ns)+tok.AccessorID, tok.marshal())
+	resp, err := s.cli.Put(ctx, tokensPrefix(s.ns)+tok.AccessorID, tok.marshal())
 	if err != nil {
 		return nil, "", 0, err
 	}
@@ -83,7 +84,7 @@ func (s *Store) Create(ctx context.Context, rules []string, description string) 
 
 // List is every token, in the order they were made.
 func (s *Store) List(ctx context.Context) ([]*Token, error) {
-	resp, err := s.cli.Get(ctx, TokensPrefix(s.ns), clientv3.WithPrefix())
+	resp, err := s.cli.Get(ctx, tokensPrefix(s.ns), clientv3.WithPrefix())
 	if err != nil {
 		return nil, err
 	}
@@ -101,10 +102,10 @@ func (s *Store) List(ctx context.Context) ([]*Token, error) {
 // Revoke deletes the token named by its accessor id.
 func (s *Store) Revoke(ctx context.Context, accessorID string) (rev int64, err error) {
 	if !validAccessorID(accessorID) {
-		return 0, wrapf(ErrInvalidArgument, "accessor id %q is not one (%d hex digits, as `beacon acl token list` shows)",
+		return 0, rpcerr.Wrapf(ErrInvalidArgument, "accessor id %q is not one (%d hex digits, as `beacon acl token list` shows)",
 			accessorID, 2*accessorBytes)
 	}
-	key := TokensPrefix(s.ns) + accessorID
+	key := tokensPrefix(s.ns) + accessorID
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
 		Then(clientv3.OpDelete(key)).
@@ -113,7 +114,7 @@ func (s *Store) Revoke(ctx context.Context, accessorID string) (rev int64, err e
 		return 0, err
 	}
 	if !resp.Succeeded {
-		return 0, wrapf(ErrTokenNotFound, "no token has accessor id %s", accessorID)
+		return 0, rpcerr.Wrapf(ErrTokenNotFound, "no token has accessor id %s", accessorID)
 	}
 	return resp.Header.Revision, nil
 }
@@ -121,11 +122,11 @@ func (s *Store) Revoke(ctx context.Context, accessorID string) (rev int64, err e
 func checkDescription(d string) error {
 	switch {
 	case len(d) > MaxDescriptionLen:
-		return wrapf(ErrInvalidArgument, "description: %d bytes, more than %d", len(d), MaxDescriptionLen)
+		return rpcerr.Wrapf(ErrInvalidArgument, "description: %d bytes, more than %d", len(d), MaxDescriptionLen)
 	case !utf8.ValidString(d):
-		return wrapf(ErrInvalidArgument, "description: not valid UTF-8")
+		return rpcerr.Wrapf(ErrInvalidArgument, "description: not valid UTF-8")
 	case strings.IndexFunc(d, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
-		return wrapf(ErrInvalidArgument, "description: holds a control character")
+		return rpcerr.Wrapf(ErrInvalidArgument, "description: holds a control character")
 	}
 	return nil
 }

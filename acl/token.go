@@ -29,8 +29,8 @@ type Token struct {
 	Management  bool      `json:"management,omitempty"`
 }
 
-// NewSecret is a fresh secret and its hash.
-func NewSecret() (secret, hash string) {
+// newSecret is a fresh secret and its hash.
+func newSecret() (secret, hash string) {
 	secret = randomHex(secretBytes)
 	return secret, HashSecret(secret)
 }

@@ -247,8 +247,14 @@ func readConfigFile(v *viper.Viper, file string, known map[string]bool) error {
 	return v.MergeConfigMap(settings)
 }
 
-func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
+// blockError is a ConfigError on the key a block parser names (the parsers
+// answer a FieldError such as services[0].port), else on the block's key.
+func blockError(key string, err error) error {
+	var fe *registry.FieldError
+	if errors.As(err, &fe) {
+		return &ConfigError{fe.Field, errors.New(fe.Msg)}
+	}
+	return &ConfigError{key, err}
 }
 
 func parseConfig(v *viper.Viper) (Config, error) {
@@ -420,13 +426,11 @@ func parseConfig(v *viper.Viper) (Config, error) {
 
 	c.Services, err = registry.ParseServiceBlocks(v.Get("services"))
 	if err != nil {
-		key, msg, _ := strings.Cut(err.Error(), ": ")
-		errs = append(errs, &ConfigError{key, errors.New(msg)})
+		errs = append(errs, blockError("services", err))
 	}
 	c.Templates, err = config.ParseTemplateBlocks(v.Get("templates"))
 	if err != nil {
-		key, msg, _ := strings.Cut(err.Error(), ": ")
-		errs = append(errs, &ConfigError{key, errors.New(msg)})
+		errs = append(errs, blockError("templates", err))
 	}
 
 	if len(errs) == 0 {

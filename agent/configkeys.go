@@ -28,7 +28,7 @@ type fileKey struct {
 func checkFileKeys(file string, data []byte, known map[string]bool) (map[string]any, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &ConfigError{Key: "config file", Err: fmt.Errorf("%s is not valid YAML: %v", file, oneLine(err))}
+		return nil, &ConfigError{Key: "config file", Err: fmt.Errorf("%s is not valid YAML: %v", file, err)}
 	}
 	settings := map[string]any{}
 	if len(doc.Content) == 0 { // an empty file
@@ -58,7 +58,7 @@ func checkFileKeys(file string, data []byte, known map[string]bool) (map[string]
 		seen[key] = fileKey{raw, kn.Line}
 		var val any
 		if err := vn.Decode(&val); err != nil {
-			return nil, &ConfigError{Key: key, Err: fmt.Errorf("in %s (line %d): %v", file, vn.Line, oneLine(err))}
+			return nil, &ConfigError{Key: key, Err: fmt.Errorf("in %s (line %d): %v", file, vn.Line, err)}
 		}
 		settings[key] = val
 	}

@@ -264,7 +264,7 @@ func DownVoters(ctx context.Context, cli *clientv3.Client) ([]string, error) {
 	return down, nil
 }
 
-// Errors of RemoveDeadMember (beacon force-leave), each answering its gRPC
+// Errors of removeDeadMember (beacon force-leave), each answering its gRPC
 // code; the messages they carry name the member and what to do.
 var (
 	// ErrNoSuchMember: no etcd member has that name or id.
@@ -284,8 +284,8 @@ var (
 // taken for dead.
 const targetTimeout = 2 * time.Second
 
-// Removed is the member RemoveDeadMember removed.
-type Removed struct {
+// deadMember is the member removeDeadMember removed.
+type deadMember struct {
 	Name   string // empty for a member that never started
 	ID     uint64
 	Role   Role   // voter or learner
@@ -293,7 +293,7 @@ type Removed struct {
 	Voters []string
 }
 
-// RemoveDeadMember removes the etcd member called name (or whose hex id is
+// removeDeadMember removes the etcd member called name (or whose hex id is
 // name) for good: the force-leave of a host that will not come back. It
 // takes the membership lock (fenced, like every membership change) and
 // removes the member only when
@@ -308,14 +308,14 @@ type Removed struct {
 // The same checks run before the lock is taken, so that a refusal is quick
 // and a cluster without quorum answers ErrNoQuorum instead of a wait for a
 // lock no one can grant, and again under it.
-func RemoveDeadMember(ctx context.Context, cli *clientv3.Client, namespace, name string) (*Removed, error) {
+func removeDeadMember(ctx context.Context, cli *clientv3.Client, namespace, name string) (*deadMember, error) {
 	if strings.TrimSpace(name) == "" || strings.ContainsAny(name, " \t\n") {
-		return nil, rpcerr.Wrap(ErrBadMemberName, fmt.Sprintf("force-leave needs a member's name or hex id, not %q", name))
+		return nil, rpcerr.Wrapf(ErrBadMemberName, "force-leave needs a member's name or hex id, not %q", name)
 	}
 	if _, err := deadMemberPlan(ctx, cli, namespace, name, true); err != nil {
 		return nil, err
 	}
-	var out *Removed
+	var out *deadMember
 	err := WithFencedMembershipLock(ctx, cli, namespace, func(ctx context.Context) error {
 		p, err := deadMemberPlan(ctx, cli, namespace, name, false)
 		if err != nil {
@@ -323,7 +323,7 @@ func RemoveDeadMember(ctx context.Context, cli *clientv3.Client, namespace, name
 		}
 		if err := removeWhenHealthy(ctx, cli, p.ID); err != nil {
 			if errors.Is(err, rpctypes.ErrMemberNotFound) {
-				return rpcerr.Wrap(ErrNoSuchMember, fmt.Sprintf("member %s was removed by someone else meanwhile", name))
+				return rpcerr.Wrapf(ErrNoSuchMember, "member %s was removed by someone else meanwhile", name)
 			}
 			return fmt.Errorf("removing %s: %w", name, err)
 		}
@@ -339,7 +339,7 @@ func RemoveDeadMember(ctx context.Context, cli *clientv3.Client, namespace, name
 // deadMemberPlan finds the member to force out and checks that it may go.
 // serializable: read the member list from the local member (the pre-check
 // outside the lock); otherwise a linearizable read.
-func deadMemberPlan(ctx context.Context, cli *clientv3.Client, namespace, name string, serializable bool) (*Removed, error) {
+func deadMemberPlan(ctx context.Context, cli *clientv3.Client, namespace, name string, serializable bool) (*deadMember, error) {
 	var opts []clientv3.OpOption
 	if serializable {
 		opts = append(opts, clientv3.WithSerializable())
@@ -379,9 +379,9 @@ func deadMemberPlan(ctx context.Context, cli *clientv3.Client, namespace, name s
 	wg.Wait()
 
 	if why == nil {
-		return nil, rpcerr.Wrap(ErrMemberAlive, fmt.Sprintf(
+		return nil, rpcerr.Wrapf(ErrMemberAlive,
 			"refusing to force %s out: it answers at %s; a live member leaves with `beacon leave` on its own agent (force-leave is for a host gone for good)",
-			label, strings.Join(target.ClientURLs, ",")))
+			label, strings.Join(target.ClientURLs, ","))
 	}
 	// Voters in the cluster as it is; the removal must be agreed by a
 	// majority of them, which is also a majority of those that remain.
@@ -391,18 +391,18 @@ func deadMemberPlan(ctx context.Context, cli *clientv3.Client, namespace, name s
 	}
 	need := voters/2 + 1
 	if len(others) == 0 {
-		return nil, rpcerr.Wrap(ErrNoQuorum, fmt.Sprintf(
-			"cannot force %s out: it is the cluster's only voter, and it does not answer (%v); start it again", label, why))
+		return nil, rpcerr.Wrapf(ErrNoQuorum,
+			"cannot force %s out: it is the cluster's only voter, and it does not answer (%v); start it again", label, why)
 	}
 	if len(healthy) < need {
-		return nil, rpcerr.Wrap(ErrNoQuorum, fmt.Sprintf(
+		return nil, rpcerr.Wrapf(ErrNoQuorum,
 			"cannot force %s out: %d of the %d voters answer (down: %s), and removing a member needs a healthy majority of %d; bring voters back first",
-			label, len(healthy), voters, strings.Join(append([]string{label}, down...), ", "), need))
+			label, len(healthy), voters, strings.Join(append([]string{label}, down...), ", "), need)
 	}
 	for _, l := range leaders {
 		if l == target.ID {
-			return nil, rpcerr.Wrap(ErrNoQuorum, fmt.Sprintf(
-				"cannot force %s out yet: it was the leader and the voters left have not elected a new one; retry in a few seconds", label))
+			return nil, rpcerr.Wrapf(ErrNoQuorum,
+				"cannot force %s out yet: it was the leader and the voters left have not elected a new one; retry in a few seconds", label)
 		}
 	}
 	var names []string
@@ -410,7 +410,7 @@ func deadMemberPlan(ctx context.Context, cli *clientv3.Client, namespace, name s
 		names = append(names, memberLabel(m))
 	}
 	sort.Strings(names)
-	return &Removed{Name: target.Name, ID: target.ID, Role: role, Why: why.Error(), Voters: names}, nil
+	return &deadMember{Name: target.Name, ID: target.ID, Role: role, Why: why.Error(), Voters: names}, nil
 }
 
 // findMember is the member called name, or else the one whose hex id is name.
@@ -433,12 +433,12 @@ func findMember(members []*etcdserverpb.Member, name string) *etcdserverpb.Membe
 // notAMember says why name is no etcd member: a proxy or external agent
 // (its record is all there is), or nothing known by that name.
 func notAMember(ctx context.Context, cli *clientv3.Client, namespace, name string, members []*etcdserverpb.Member) error {
-	if nodes, err := ListNodes(ctx, cli, namespace); err == nil {
+	if nodes, err := listNodes(ctx, cli, namespace); err == nil {
 		for _, n := range nodes {
 			if n.Name == name && (n.Role == RoleProxy || n.Role == RoleExternal) {
-				return rpcerr.Wrap(ErrNotAMember, fmt.Sprintf(
+				return rpcerr.Wrapf(ErrNotAMember,
 					"%s is a %s, not an etcd member: there is nothing to remove; its node record %s%s expires by itself within node-ttl of its agent stopping",
-					name, n.Role, NodesPrefix(namespace), name))
+					name, n.Role, NodesPrefix(namespace), name)
 			}
 		}
 	}
@@ -447,6 +447,6 @@ func notAMember(ctx context.Context, cli *clientv3.Client, namespace, name strin
 		names = append(names, memberLabel(m))
 	}
 	sort.Strings(names)
-	return rpcerr.Wrap(ErrNoSuchMember, fmt.Sprintf("no member named %s in the cluster (members: %s); a proxy that stopped leaves nothing to remove",
-		name, strings.Join(names, ", ")))
+	return rpcerr.Wrapf(ErrNoSuchMember, "no member named %s in the cluster (members: %s); a proxy that stopped leaves nothing to remove",
+		name, strings.Join(names, ", "))
 }

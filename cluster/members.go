@@ -37,7 +37,7 @@ func Members(ctx context.Context, cli *clientv3.Client, namespace string) (strin
 	if err != nil {
 		return "", nil, err
 	}
-	nodes, err := ListNodes(ctx, cli, namespace)
+	nodes, err := listNodes(ctx, cli, namespace)
 	if err != nil {
 		return "", nil, err
 	}

@@ -36,8 +36,8 @@ type NodeInfo struct {
 // NodesPrefix is where agents announce themselves.
 func NodesPrefix(namespace string) string { return namespace + "nodes/" }
 
-// ListNodes reads every live agent's record.
-func ListNodes(ctx context.Context, cli *clientv3.Client, namespace string) ([]NodeInfo, error) {
+// listNodes reads every live agent's record.
+func listNodes(ctx context.Context, cli *clientv3.Client, namespace string) ([]NodeInfo, error) {
 	resp, err := cli.Get(ctx, NodesPrefix(namespace), clientv3.WithPrefix(), clientv3.WithSerializable())
 	if err != nil {
 		return nil, err

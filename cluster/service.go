@@ -76,18 +76,18 @@ func (s *Service) Leave(ctx context.Context, _ *beaconpb.LeaveRequest) (*beaconp
 }
 
 // RemoveMember forces another member, gone for good, out of the cluster
-// (beacon force-leave); see RemoveDeadMember for when it may.
+// (beacon force-leave); see removeDeadMember for when it may.
 func (s *Service) RemoveMember(ctx context.Context, req *beaconpb.RemoveMemberRequest) (*beaconpb.RemoveMemberResponse, error) {
 	name := req.GetName()
 	if name == s.local.Name() {
-		return nil, rpcerr.From(rpcerr.Wrap(ErrBadMemberName, fmt.Sprintf(
-			"%s is the agent asked: force-leave removes another member; to remove this one, run `beacon leave` here", name)))
+		return nil, rpcerr.From(rpcerr.Wrapf(ErrBadMemberName,
+			"%s is the agent asked: force-leave removes another member; to remove this one, run `beacon leave` here", name))
 	}
 	if s.local.Role() == RoleExternal {
-		return nil, rpcerr.From(rpcerr.Wrap(ErrNotAMember, fmt.Sprintf(
-			"%s fronts an external etcd cluster (--endpoints), whose membership is not beacon's to change; use etcdctl member remove there", s.local.Name())))
+		return nil, rpcerr.From(rpcerr.Wrapf(ErrNotAMember,
+			"%s fronts an external etcd cluster (--endpoints), whose membership is not beacon's to change; use etcdctl member remove there", s.local.Name()))
 	}
-	r, err := RemoveDeadMember(ctx, s.cli, s.namespace, name)
+	r, err := removeDeadMember(ctx, s.cli, s.namespace, name)
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/dustin/go-humanize"
 	"google.golang.org/grpc/codes"
 )
@@ -27,13 +28,7 @@ var (
 
 // FieldError is bad input; it names the field at fault, and answers
 // InvalidArgument over gRPC.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string        { return e.Field + ": " + e.Msg }
-func (e *FieldError) GRPCCode() codes.Code { return codes.InvalidArgument }
+type FieldError = rpcerr.FieldError
 
 // RevisionError says at which revision the key really is: 0 means it does
 // not exist. It answers FailedPrecondition over gRPC.
@@ -70,13 +65,13 @@ func (e *notFound) GRPCCode() codes.Code { return codes.NotFound }
 // the input in the error ("key").
 func ValidateKey(field, key string) error {
 	if key == "" {
-		return &FieldError{field, "must not be empty"}
+		return &FieldError{Field: field, Msg: "must not be empty"}
 	}
 	if err := validatePath(field, key); err != nil {
 		return err
 	}
 	if strings.HasSuffix(key, "/") {
-		return &FieldError{field, fmt.Sprintf("%q ends with '/': a key names a value, not a directory", key)}
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%q ends with '/': a key names a value, not a directory", key)}
 	}
 	return nil
 }
@@ -92,23 +87,23 @@ func ValidatePrefix(field, prefix string) error {
 
 func validatePath(field, p string) error {
 	if len(p) > MaxKeyLen {
-		return &FieldError{field, fmt.Sprintf("%d bytes is over the limit of %d", len(p), MaxKeyLen)}
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%d bytes is over the limit of %d", len(p), MaxKeyLen)}
 	}
 	if !utf8.ValidString(p) {
-		return &FieldError{field, "must be valid UTF-8"}
+		return &FieldError{Field: field, Msg: "must be valid UTF-8"}
 	}
 	if strings.HasPrefix(p, "/") {
-		return &FieldError{field, fmt.Sprintf("%q must not start with '/': keys are relative to the config namespace", p)}
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%q must not start with '/': keys are relative to the config namespace", p)}
 	}
 	if strings.Contains(p, "..") {
-		return &FieldError{field, fmt.Sprintf("%q must not contain \"..\"", p)}
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%q must not contain \"..\"", p)}
 	}
 	if strings.Contains(p, "//") {
-		return &FieldError{field, fmt.Sprintf("%q must not contain an empty path segment (\"//\")", p)}
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%q must not contain an empty path segment (\"//\")", p)}
 	}
 	for _, r := range p {
 		if r < 0x20 || r == 0x7f {
-			return &FieldError{field, fmt.Sprintf("%q must not contain control characters", p)}
+			return &FieldError{Field: field, Msg: fmt.Sprintf("%q must not contain control characters", p)}
 		}
 	}
 	return nil
@@ -121,8 +116,9 @@ func ValidateValue(field string, v []byte) error { return ValidateValueSize(fiel
 // what it read with it, so that the refusal names the whole size.
 func ValidateValueSize(field string, n int64) error {
 	if n > MaxValueLen {
-		return &FieldError{field, fmt.Sprintf("%s (%d bytes) is over the limit of 1 MiB (%d bytes) on a config value",
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%s (%d bytes) is over the limit of 1 MiB (%d bytes) on a config value",
 			humanize.Bytes(uint64(n)), n, MaxValueLen)}
+
 	}
 	return nil
 }
@@ -130,7 +126,7 @@ func ValidateValueSize(field string, n int64) error {
 // validRevision checks a revision given by the caller.
 func validRevision(field string, rev int64) error {
 	if rev < 0 {
-		return &FieldError{field, fmt.Sprintf("%d must not be negative", rev)}
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%d must not be negative", rev)}
 	}
 	return nil
 }

@@ -45,7 +45,7 @@ func (r *Remote) Watch(ctx context.Context, prefix string, fromRev int64, fn fun
 				if c.Kind == beaconpb.ConfigChange_DELETE {
 					kind = KindDelete
 				}
-				u.Changes = append(u.Changes, Change{Kind: kind, Entry: EntryFromProto(c.Entry)})
+				u.Changes = append(u.Changes, Change{Kind: kind, Entry: entryFromProto(c.Entry)})
 			}
 			if err := fn(u); err != nil {
 				return err
@@ -56,7 +56,7 @@ func (r *Remote) Watch(ctx context.Context, prefix string, fromRev int64, fn fun
 			snap = &Update{Snapshot: true, Revision: m.Revision, Relisted: m.Relisted, CompactRevision: m.CompactRevision}
 		}
 		for _, e := range m.Entries {
-			snap.Entries = append(snap.Entries, EntryFromProto(e))
+			snap.Entries = append(snap.Entries, entryFromProto(e))
 		}
 		if !m.More {
 			u := *snap

@@ -64,23 +64,23 @@ func (r *Renderer) validate() error {
 	case r.Source == nil:
 		return errors.New("config: Renderer needs a Source")
 	case r.Template == "":
-		return &FieldError{"template", "must not be empty"}
+		return &FieldError{Field: "template", Msg: "must not be empty"}
 	case r.Out == "":
-		return &FieldError{"out", "must not be empty"}
+		return &FieldError{Field: "out", Msg: "must not be empty"}
 	case r.WaitMin < 0 || r.WaitMax < 0:
-		return &FieldError{"wait", "must not be negative"}
+		return &FieldError{Field: "wait", Msg: "must not be negative"}
 	case r.WaitMax > 0 && r.WaitMax < r.WaitMin:
-		return &FieldError{"wait", fmt.Sprintf("max %s is below min %s", r.WaitMax, r.WaitMin)}
+		return &FieldError{Field: "wait", Msg: fmt.Sprintf("max %s is below min %s", r.WaitMax, r.WaitMin)}
 	}
 	if err := ValidatePrefix("prefix", r.Prefix); err != nil {
 		return err
 	}
 	src, err := os.ReadFile(r.Template)
 	if err != nil {
-		return &FieldError{"template", err.Error()}
+		return &FieldError{Field: "template", Msg: err.Error()}
 	}
 	if err := Parse(r.Template, src); err != nil {
-		return &FieldError{"template", err.Error()}
+		return &FieldError{Field: "template", Msg: err.Error()}
 	}
 	return nil
 }

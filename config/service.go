@@ -29,7 +29,7 @@ func (s *Service) Get(ctx context.Context, req *beaconpb.ConfigGetRequest) (*bea
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}
-	return &beaconpb.ConfigGetResponse{Entry: EntryProto(e), Revision: rev}, nil
+	return &beaconpb.ConfigGetResponse{Entry: entryProto(e), Revision: rev}, nil
 }
 
 // Put writes one key, if asked only at a given revision.
@@ -84,7 +84,7 @@ func (s *Service) List(ctx context.Context, req *beaconpb.ConfigListRequest) (*b
 	}
 	resp := &beaconpb.ConfigListResponse{Revision: rev, More: more}
 	for _, e := range entries {
-		resp.Entries = append(resp.Entries, EntryProto(e))
+		resp.Entries = append(resp.Entries, entryProto(e))
 	}
 	return resp, nil
 }
@@ -102,14 +102,14 @@ func (s *Service) Watch(req *beaconpb.ConfigWatchRequest, stream beaconpb.Config
 	return rpcerr.From(err)
 }
 
-// EntryProto converts an Entry to its wire form.
-func EntryProto(e Entry) *beaconpb.ConfigEntry {
+// entryProto converts an Entry to its wire form.
+func entryProto(e Entry) *beaconpb.ConfigEntry {
 	return &beaconpb.ConfigEntry{Key: e.Key, Value: e.Value, CreateRevision: e.CreateRevision,
 		ModRevision: e.ModRevision, Version: e.Version}
 }
 
-// EntryFromProto converts an entry from its wire form.
-func EntryFromProto(p *beaconpb.ConfigEntry) Entry {
+// entryFromProto converts an entry from its wire form.
+func entryFromProto(p *beaconpb.ConfigEntry) Entry {
 	return Entry{Key: p.GetKey(), Value: p.GetValue(), CreateRevision: p.GetCreateRevision(),
 		ModRevision: p.GetModRevision(), Version: p.GetVersion()}
 }
@@ -124,7 +124,7 @@ func UpdateProto(u Update) []*beaconpb.ConfigWatchResponse {
 			if c.Kind == KindDelete {
 				kind = beaconpb.ConfigChange_DELETE
 			}
-			m.Changes = append(m.Changes, &beaconpb.ConfigChange{Kind: kind, Entry: EntryProto(c.Entry)})
+			m.Changes = append(m.Changes, &beaconpb.ConfigChange{Kind: kind, Entry: entryProto(c.Entry)})
 		}
 		return []*beaconpb.ConfigWatchResponse{m}
 	}
@@ -142,7 +142,7 @@ func UpdateProto(u Update) []*beaconpb.ConfigWatchResponse {
 			size = 0
 		}
 		cur := msgs[len(msgs)-1]
-		cur.Entries = append(cur.Entries, EntryProto(e))
+		cur.Entries = append(cur.Entries, entryProto(e))
 		size += n
 	}
 	return msgs

@@ -35,9 +35,6 @@ func NewStore(cli *clientv3.Client, namespace string) *Store {
 	return &Store{cli: cli, root: namespace + "config/"}
 }
 
-// Root is the etcd prefix of the store's keys, e.g. "/beacon/config/".
-func (s *Store) Root() string { return s.root }
-
 // WriteOption conditions a Put or a Delete.
 type WriteOption func(*writeOptions)
 
@@ -170,7 +167,7 @@ func (s *Store) List(ctx context.Context, prefix string, opts ...ListOption) (en
 		opt(o)
 	}
 	if o.limit < 0 {
-		return nil, 0, false, &FieldError{"limit", "must not be negative"}
+		return nil, 0, false, &FieldError{Field: "limit", Msg: "must not be negative"}
 	}
 	ops := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
 	if o.keysOnly {

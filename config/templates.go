@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/spf13/cast"
 	"go.uber.org/zap"
 )
@@ -47,22 +48,22 @@ func ParseTemplateBlocks(raw any) ([]TemplateBlock, error) {
 	}
 	list, ok := raw.([]any)
 	if !ok {
-		return nil, fmt.Errorf("templates: must be a list of template blocks")
+		return nil, &FieldError{Field: "templates", Msg: "must be a list of template blocks"}
 	}
 	var out []TemplateBlock
 	outs := map[string]int{}
 	for i, item := range list {
 		m, ok := item.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("templates[%d]: must be a mapping with template, out, ...", i)
+			return nil, &FieldError{Field: fmt.Sprintf("templates[%d]", i), Msg: "must be a mapping with template, out, ..."}
 		}
 		b, err := parseTemplateBlock(m)
 		if err != nil {
-			return nil, fmt.Errorf("templates[%d].%v", i, err)
+			return nil, rpcerr.Within(fmt.Sprintf("templates[%d]", i), err)
 		}
 		abs, _ := filepath.Abs(b.Out)
 		if j, dup := outs[abs]; dup {
-			return nil, fmt.Errorf("templates[%d].out: %s is also the out of templates[%d]", i, b.Out, j)
+			return nil, &FieldError{Field: fmt.Sprintf("templates[%d].out", i), Msg: fmt.Sprintf("%s is also the out of templates[%d]", b.Out, j)}
 		}
 		outs[abs] = i
 		out = append(out, b)
@@ -74,16 +75,16 @@ func parseTemplateBlock(m map[string]any) (TemplateBlock, error) {
 	var b TemplateBlock
 	for k := range m {
 		if !templateKeys[k] {
-			return b, fmt.Errorf("%s: unknown key (known: template, out, prefix, check, exec, wait, perms, timeout)", k)
+			return b, &FieldError{Field: k, Msg: "unknown key (known: template, out, prefix, check, exec, wait, perms, timeout)"}
 		}
 	}
 	str := func(k string) string { return strings.TrimSpace(cast.ToString(m[k])) }
 	b.Template, b.Out, b.Prefix, b.Check, b.Exec = str("template"), str("out"), str("prefix"), str("check"), str("exec")
 	if b.Template == "" {
-		return b, fmt.Errorf("template: must not be empty")
+		return b, &FieldError{Field: "template", Msg: "must not be empty"}
 	}
 	if b.Out == "" {
-		return b, fmt.Errorf("out: must not be empty")
+		return b, &FieldError{Field: "out", Msg: "must not be empty"}
 	}
 	if err := ValidatePrefix("prefix", b.Prefix); err != nil {
 		return b, err
@@ -91,27 +92,27 @@ func parseTemplateBlock(m map[string]any) (TemplateBlock, error) {
 	var err error
 	if w := str("wait"); w != "" {
 		if b.WaitMin, b.WaitMax, err = ParseWait(w); err != nil {
-			return b, fmt.Errorf("wait: %v", err)
+			return b, rpcerr.Within("wait", err)
 		}
 	}
 	if t := str("timeout"); t != "" {
 		if b.Timeout, err = time.ParseDuration(t); err != nil || b.Timeout <= 0 {
-			return b, fmt.Errorf("timeout: %q is not a positive duration", t)
+			return b, &FieldError{Field: "timeout", Msg: fmt.Sprintf("%q is not a positive duration", t)}
 		}
 	}
 	if p := str("perms"); p != "" {
 		n, err := strconv.ParseUint(p, 8, 32)
 		if err != nil || n == 0 || n > 0o777 {
-			return b, fmt.Errorf("perms: %q is not an octal file mode like \"0644\"", p)
+			return b, &FieldError{Field: "perms", Msg: fmt.Sprintf("%q is not an octal file mode like \"0644\"", p)}
 		}
 		b.Perms = os.FileMode(n)
 	}
 	src, err := os.ReadFile(b.Template)
 	if err != nil {
-		return b, fmt.Errorf("template: %v", err)
+		return b, rpcerr.Within("template", err)
 	}
 	if err := Parse(b.Template, src); err != nil {
-		return b, fmt.Errorf("template: %v", err)
+		return b, rpcerr.Within("template", err)
 	}
 	return b, nil
 }

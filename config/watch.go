@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/beaconhq/beacon/internal/fanout"
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 )
@@ -113,7 +114,7 @@ func (s *Store) watchOnce(ctx context.Context, prefix string, from int64, snap U
 		// live at sub.From(): it cannot be older, so no change falls
 		// between the two.
 		if after < sub.From() {
-			return 0, &codedError{codes.Unavailable, fmt.Sprintf("config: the snapshot at revision %d is older than the watch at %d; watch again", after, sub.From())}
+			return 0, rpcerr.NewNamed(codes.Unavailable, fmt.Sprintf("config: the snapshot at revision %d is older than the watch at %d; watch again", after, sub.From()))
 		}
 	case from > sub.From():
 		// The feed delivers everything after sub.From(): the changes from
@@ -170,9 +171,9 @@ func feedError(ctx context.Context, err error, after int64) (int64, error) {
 	}
 	var slow *fanout.SlowError
 	if errors.As(err, &slow) {
-		return 0, &codedError{codes.ResourceExhausted, fmt.Sprintf(
+		return 0, rpcerr.NewNamed(codes.ResourceExhausted, fmt.Sprintf(
 			"config: this watcher left more than %s unread (%s %d) and was dropped; watch again with from_revision %d",
-			slow.Unread(), slow.Limit, slow.Value, after+1)}
+			slow.Unread(), slow.Limit, slow.Value, after+1))
 	}
 	var b *fanout.BrokenError
 	if errors.As(err, &b) {
@@ -253,12 +254,4 @@ func (s *Store) change(ev *clientv3.Event) Change {
 
 // errWatchClosed: etcd's watch channel closed without saying why (the
 // client is closing). A caller retries; over gRPC it is Unavailable.
-var errWatchClosed = &codedError{codes.Unavailable, "config: the etcd watch closed"}
-
-type codedError struct {
-	code codes.Code
-	msg  string
-}
-
-func (e *codedError) Error() string        { return e.msg }
-func (e *codedError) GRPCCode() codes.Code { return e.code }
+var errWatchClosed = rpcerr.NewNamed(codes.Unavailable, "config: the etcd watch closed")

@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"sync"
 
 	"github.com/miekg/dns"
@@ -40,8 +41,10 @@ type fastQuery struct {
 }
 
 // fastAnswer answers pkt, a query over UDP, into buf when it can; ok is
-// false when the query must go the general way.
-func (h *handler) fastAnswer(pkt, buf []byte) (out []byte, ok bool) {
+// false when the query must go the general way. rng is the source of the
+// draw's randomness (nil: the global one); a test gives the general way the
+// same.
+func (h *handler) fastAnswer(pkt, buf []byte, rng *rand.Rand) (out []byte, ok bool) {
 	sc := fastScratchPool.Get().(*fastScratch)
 	defer func() {
 		clear(sc.picks) // hold on to no pool once the catalog moves on
@@ -73,7 +76,7 @@ func (h *handler) fastAnswer(pkt, buf []byte) (out []byte, ok bool) {
 	if !p.tagged {
 		return nil, false // NXDOMAIN
 	}
-	sc.draw.rng = h.rng()
+	sc.draw.rng = rng
 	sc.picks = p.draw(q.limit/h.leastRecord(q.qtype, t.service)+1, sc.picks[:0], &sc.draw)
 	picks := sc.picks[:0]
 	for _, m := range sc.picks {

@@ -34,19 +34,6 @@ type handler struct {
 	pools   poolCache
 	builds  sync.WaitGroup // pools being built in the background
 	names   nameCache
-	// For tests that compare the fast path with the general way:
-	// generalOnly turns the fast path off, and testRand, when set, gives
-	// each draw its source of randomness.
-	generalOnly bool
-	testRand    func() *rand.Rand
-}
-
-// rng is a draw's source of randomness: nil, the global one, but in tests.
-func (h *handler) rng() *rand.Rand {
-	if h.testRand == nil {
-		return nil
-	}
-	return h.testRand()
 }
 
 // forwardReq is a query for a name outside the zone, to be forwarded.
@@ -62,11 +49,18 @@ type forwardReq struct {
 // than a header, or a response: answering those would let anyone build a
 // loop).
 func (h *handler) answer(pkt []byte, tcp bool, buf []byte) ([]byte, *forwardReq, int) {
-	if !tcp && !h.generalOnly {
-		if out, ok := h.fastAnswer(pkt, buf); ok {
+	if !tcp {
+		if out, ok := h.fastAnswer(pkt, buf, nil); ok {
 			return out, nil, dns.RcodeSuccess // the fast path answers only records
 		}
 	}
+	return h.answerGeneral(pkt, tcp, buf, nil)
+}
+
+// answerGeneral answers as answer does, the general way: through a
+// dns.Msg, for every query. rng is the source of a draw's randomness (nil:
+// the global one); a test gives both ways the same.
+func (h *handler) answerGeneral(pkt []byte, tcp bool, buf []byte, rng *rand.Rand) ([]byte, *forwardReq, int) {
 	if len(pkt) < 12 || pkt[2]&0x80 != 0 {
 		return nil, nil, 0
 	}
@@ -141,7 +135,7 @@ func (h *handler) answer(pkt []byte, tcp bool, buf []byte) ([]byte, *forwardReq,
 		return h.reply(resp, respOpt, limit, buf)
 	}
 	resp.Authoritative = true
-	h.resolve(resp, q, t, limit)
+	h.resolve(resp, q, t, limit, rng)
 	return h.reply(resp, respOpt, limit, buf)
 }
 

@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sort"
@@ -11,8 +12,9 @@ import (
 )
 
 // resolve fills the answer of a query for a name of the zone, for a
-// response of at most limit bytes.
-func (h *handler) resolve(resp *dns.Msg, q dns.Question, t target, limit int) {
+// response of at most limit bytes, drawing with rng (nil: the global
+// source).
+func (h *handler) resolve(resp *dns.Msg, q dns.Question, t target, limit int, rng *rand.Rand) {
 	owner := q.Name // answers echo the question's spelling
 	switch t.kind {
 	case kindApex:
@@ -56,7 +58,7 @@ func (h *handler) resolve(resp *dns.Msg, q dns.Question, t target, limit int) {
 			h.nxdomain(resp)
 			return
 		}
-		h.service(resp, q, owner, t.service, p, limit)
+		h.service(resp, q, owner, t.service, p, limit, rng)
 	case kindEmpty:
 	default:
 		h.nxdomain(resp)
@@ -69,7 +71,7 @@ func (h *handler) resolve(resp *dns.Msg, q dns.Question, t target, limit int) {
 
 // service answers for the healthy instances of a service (and tag),
 // building no more records than could fit in limit bytes.
-func (h *handler) service(resp *dns.Msg, q dns.Question, owner, service string, p *pool, limit int) {
+func (h *handler) service(resp *dns.Msg, q dns.Question, owner, service string, p *pool, limit int, rng *rand.Rand) {
 	switch q.Qtype {
 	case dns.TypeANY:
 		resp.Answer = append(resp.Answer, h.hinfo(owner))
@@ -78,7 +80,7 @@ func (h *handler) service(resp *dns.Msg, q dns.Question, owner, service string, 
 	default:
 		return
 	}
-	picked := p.draw(limit/h.leastRecord(q.Qtype, service)+1, nil, &drawScratch{rng: h.rng()})
+	picked := p.draw(limit/h.leastRecord(q.Qtype, service)+1, nil, &drawScratch{rng: rng})
 	resp.Answer = make([]dns.RR, 0, len(picked))
 	switch q.Qtype {
 	case dns.TypeSRV:

@@ -18,6 +18,7 @@ import (
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/client"
+	"github.com/beaconhq/beacon/client/viperwatch"
 	"github.com/beaconhq/beacon/internal/testcluster"
 	"github.com/spf13/viper"
 	"google.golang.org/grpc/codes"
@@ -360,7 +361,7 @@ func TestConfigViper(t *testing.T) {
 	defer c.Close()
 	v := viper.New()
 	v.SetDefault("http.timeout", "5s")
-	feed, err := client.WatchViper(ctx, c, "svc/", v)
+	feed, err := viperwatch.Watch(ctx, c, "svc/", v)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,7 @@ func (e *Election) Campaign(ctx context.Context, lease clientv3.LeaseID, proposa
 	if !resp.Succeeded {
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
-			return Leader{}, wrapf(ErrLost, "%s vanished while campaigning", key)
+			return Leader{}, fmt.Errorf("%w: %s vanished while campaigning", ErrLost, key)
 		}
 		me.Rev, me.ModRev = kvs[0].CreateRevision, kvs[0].ModRevision
 		if string(kvs[0].Value) != proposal {
@@ -116,7 +116,7 @@ func (e *Election) waitTurn(ctx context.Context, me Leader) error {
 			return err
 		}
 		if !resp.Succeeded {
-			return wrapf(ErrLost, "%s was deleted while campaigning", me.Key)
+			return fmt.Errorf("%w: %s was deleted while campaigning", ErrLost, me.Key)
 		}
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
@@ -149,7 +149,7 @@ func (e *Election) waitDelete(ctx context.Context, pred, own string, from int64)
 				return ctx.Err()
 			}
 			if len(wr.Events) > 0 {
-				return wrapf(ErrLost, "%s was deleted while campaigning", own)
+				return fmt.Errorf("%w: %s was deleted while campaigning", ErrLost, own)
 			}
 		}
 	}
@@ -181,7 +181,7 @@ func (e *Election) Proclaim(ctx context.Context, l Leader, proposal string) (Lea
 		return l, leaseErr(err, l.Lease)
 	}
 	if !resp.Succeeded {
-		return l, wrapf(ErrNotLeader, "the leadership at rev %d has ended", l.Rev)
+		return l, fmt.Errorf("%w: the leadership at rev %d has ended", ErrNotLeader, l.Rev)
 	}
 	l.Proposal, l.ModRev = proposal, resp.Header.Revision
 	return l, nil
@@ -204,7 +204,7 @@ func (e *Election) Resign(ctx context.Context, l Leader) (bool, error) {
 // candidate campaigns with has ended.
 func leaseErr(err error, lease clientv3.LeaseID) error {
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return wrapf(ErrLost, "lease %x has ended", int64(lease))
+		return fmt.Errorf("%w: lease %x has ended", ErrLost, int64(lease))
 	}
 	return err
 }

@@ -26,25 +26,12 @@ var (
 	// ErrNoLeader: nobody leads the election.
 	ErrNoLeader = rpcerr.NewNamed(codes.NotFound, "election: no leader")
 	// ErrInvalid is what every FieldError is.
-	ErrInvalid = rpcerr.NewNamed(codes.InvalidArgument, "invalid argument")
+	ErrInvalid = rpcerr.ErrInvalid
 )
-
-// wrapf adds specifics to a named error and keeps its code and identity
-// (errors.Is(err, ErrLost) still holds).
-func wrapf(base *rpcerr.Named, format string, args ...any) error {
-	return rpcerr.Wrap(base, base.Error()+": "+fmt.Sprintf(format, args...))
-}
 
 // FieldError names the request field that is wrong; it answers
 // INVALID_ARGUMENT.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string        { return e.Field + ": " + e.Msg }
-func (e *FieldError) Unwrap() error        { return ErrInvalid }
-func (e *FieldError) GRPCCode() codes.Code { return codes.InvalidArgument }
+type FieldError = rpcerr.FieldError
 
 // Limits on what a request may carry.
 const (
@@ -58,18 +45,18 @@ const (
 func ValidateName(name string) error {
 	switch {
 	case name == "":
-		return &FieldError{"name", "must not be empty"}
+		return &FieldError{Field: "name", Msg: "must not be empty"}
 	case len(name) > MaxNameBytes:
-		return &FieldError{"name", fmt.Sprintf("%d bytes is over the limit of %d", len(name), MaxNameBytes)}
+		return &FieldError{Field: "name", Msg: fmt.Sprintf("%d bytes is over the limit of %d", len(name), MaxNameBytes)}
 	case !utf8.ValidString(name):
-		return &FieldError{"name", "must be UTF-8"}
+		return &FieldError{Field: "name", Msg: "must be UTF-8"}
 	}
 	for _, r := range name {
 		if r == '/' {
-			return &FieldError{"name", fmt.Sprintf("%q must not contain '/'", name)}
+			return &FieldError{Field: "name", Msg: fmt.Sprintf("%q must not contain '/'", name)}
 		}
 		if r < 0x20 || r == 0x7f {
-			return &FieldError{"name", fmt.Sprintf("%q must not contain control characters", name)}
+			return &FieldError{Field: "name", Msg: fmt.Sprintf("%q must not contain control characters", name)}
 		}
 	}
 	return nil
@@ -78,14 +65,14 @@ func ValidateName(name string) error {
 // ValidateProposal checks a leader's value.
 func ValidateProposal(p string) error {
 	if len(p) > MaxProposalBytes {
-		return &FieldError{"proposal", fmt.Sprintf("%d bytes is over the limit of %d", len(p), MaxProposalBytes)}
+		return &FieldError{Field: "proposal", Msg: fmt.Sprintf("%d bytes is over the limit of %d", len(p), MaxProposalBytes)}
 	}
 	return nil
 }
 
 func validateRev(rev int64) error {
 	if rev <= 0 {
-		return &FieldError{"rev", fmt.Sprintf("%d is not a leader revision (the rev Campaign returned)", rev)}
+		return &FieldError{Field: "rev", Msg: fmt.Sprintf("%d is not a leader revision (the rev Campaign returned)", rev)}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package election
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -16,7 +17,7 @@ func (e *Election) Leader(ctx context.Context) (Leader, int64, error) {
 		return Leader{}, 0, err
 	}
 	if len(resp.Kvs) == 0 {
-		return Leader{}, resp.Header.Revision, wrapf(ErrNoLeader, "nobody campaigns in %q", e.name)
+		return Leader{}, resp.Header.Revision, fmt.Errorf("%w: nobody campaigns in %q", ErrNoLeader, e.name)
 	}
 	return fromKV(resp.Kvs[0]), resp.Header.Revision, nil
 }
@@ -33,11 +34,11 @@ func (e *Election) Check(ctx context.Context, l Leader) (Leader, error) {
 		return l, err
 	}
 	if !resp.Succeeded {
-		return l, wrapf(ErrLost, "the leadership at rev %d has ended", l.Rev)
+		return l, fmt.Errorf("%w: the leadership at rev %d has ended", ErrLost, l.Rev)
 	}
 	first := resp.Responses[0].GetResponseRange().Kvs[0] // l's key at least is there
 	if string(first.Key) != l.Key {
-		return l, wrapf(ErrNotLeader, "rev %d is a candidate behind rev %d", l.Rev, first.CreateRevision)
+		return l, fmt.Errorf("%w: rev %d is a candidate behind rev %d", ErrNotLeader, l.Rev, first.CreateRevision)
 	}
 	return fromKV(first), nil
 }
@@ -76,7 +77,7 @@ func (e *Election) watchLost(ctx context.Context, l Leader) error {
 			continue
 		}
 		if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != l.Rev {
-			return wrapf(ErrLost, "%s at rev %d was deleted", l.Key, l.Rev)
+			return fmt.Errorf("%w: %s at rev %d was deleted", ErrLost, l.Key, l.Rev)
 		}
 		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		wch := e.cli.Watch(wctx, l.Key, clientv3.WithRev(resp.Header.Revision+1))
@@ -87,7 +88,7 @@ func (e *Election) watchLost(ctx context.Context, l Leader) error {
 			for _, ev := range wr.Events {
 				if ev.Type == mvccpb.DELETE || ev.Kv.CreateRevision != l.Rev {
 					wcancel()
-					return wrapf(ErrLost, "%s at rev %d was deleted", l.Key, l.Rev)
+					return fmt.Errorf("%w: %s at rev %d was deleted", ErrLost, l.Key, l.Rev)
 				}
 			}
 		}
@@ -119,13 +120,13 @@ func (e *Election) confirmLoop(ctx context.Context, l Leader, every time.Duratio
 			}
 			if err == nil {
 				if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != l.Rev {
-					return wrapf(ErrLost, "%s at rev %d was deleted", l.Key, l.Rev)
+					return fmt.Errorf("%w: %s at rev %d was deleted", ErrLost, l.Key, l.Rev)
 				}
 				last = start
 				break
 			}
 			if !time.Now().Before(deadline) {
-				return wrapf(ErrLost, "cannot confirm the leadership at rev %d for %s: %v", l.Rev, 2*every, err)
+				return fmt.Errorf("%w: cannot confirm the leadership at rev %d for %s: %v", ErrLost, l.Rev, 2*every, err)
 			}
 			sleepCtx(ctx, min(50*time.Millisecond, time.Until(deadline)))
 		}

@@ -3,7 +3,6 @@ package election
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/beaconhq/beacon/internal/fanout"
@@ -79,8 +78,8 @@ func slowObserver(err error) error {
 	if !errors.As(err, &slow) {
 		return ErrSlowObserver
 	}
-	return rpcerr.Wrap(ErrSlowObserver, fmt.Sprintf(
-		"election: the observer left more than %s unread (%s %d) and was dropped; observe again", slow.Unread(), slow.Limit, slow.Value))
+	return rpcerr.Wrapf(ErrSlowObserver,
+		"election: the observer left more than %s unread (%s %d) and was dropped; observe again", slow.Unread(), slow.Limit, slow.Value)
 }
 
 // observeOnce reads the candidates, then applies the feed's events after

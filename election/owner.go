@@ -3,6 +3,7 @@ package election
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/beaconhq/beacon/session"
@@ -33,7 +34,7 @@ func (s *Service) lookup(id string, changes bool) (*session.Session, error) {
 	case id == "" && changes:
 		return nil, rpcerr.From(ErrNoSession)
 	case id == "":
-		return nil, rpcerr.From(&FieldError{"session_id", "must not be empty (open one with Session.Open)"})
+		return nil, rpcerr.From(&FieldError{Field: "session_id", Msg: "must not be empty (open one with Session.Open)"})
 	}
 	sess, err := s.sessions.Get(id)
 	if errors.Is(err, session.ErrNotFound) {
@@ -67,7 +68,7 @@ func (e *Election) othersAt(ctx context.Context, rev int64, mine clientv3.LeaseI
 // otherwise it returns failure (nil: the leadership just ended).
 func (e *Election) refuseOthers(ctx context.Context, rev int64, mine clientv3.LeaseID, failure error) error {
 	if others, err := e.othersAt(ctx, rev, mine); err == nil && others {
-		return wrapf(ErrNotOwner, "the term at rev %d is not this session's", rev)
+		return fmt.Errorf("%w: the term at rev %d is not this session's", ErrNotOwner, rev)
 	}
 	return failure
 }

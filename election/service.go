@@ -61,7 +61,7 @@ func (s *Service) Campaign(ctx context.Context, req *beaconpb.ElectionCampaignRe
 		return nil, rpcerr.From(err)
 	}
 	if req.TimeoutMs < 0 || req.TimeoutMs > MaxTimeoutMillis {
-		return nil, rpcerr.From(&FieldError{"timeout_ms", fmt.Sprintf("%d is not from 0 (no timeout) to %d (a day)", req.TimeoutMs, MaxTimeoutMillis)})
+		return nil, rpcerr.From(&FieldError{Field: "timeout_ms", Msg: fmt.Sprintf("%d is not from 0 (no timeout) to %d (a day)", req.TimeoutMs, MaxTimeoutMillis)})
 	}
 	sess, err := s.session(req.SessionId, false)
 	if err != nil {
@@ -230,12 +230,12 @@ func (s *Service) bind(ctx context.Context, sess *session.Session) (context.Cont
 	changed := s.leaseChanged(sess)
 	bctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(sess.Context(), func() {
-		cancel(wrapf(ErrSessionEnded, "the session ended"))
+		cancel(fmt.Errorf("%w: the session ended", ErrSessionEnded))
 	})
 	go func() {
 		select {
 		case <-changed:
-			cancel(wrapf(ErrLost, "the session's lease ended"))
+			cancel(fmt.Errorf("%w: the session's lease ended", ErrLost))
 		case <-bctx.Done():
 		}
 	}()

@@ -46,8 +46,8 @@ func (o Options) setUser(cfg *clientv3.Config, u etcdUser) {
 	}
 }
 
-// EtcdAuth says whether etcd's auth is on for this node's clients.
-func (n *Node) EtcdAuth() bool { return n.opts.creds != nil }
+// etcdAuth says whether etcd's auth is on for this node's clients.
+func (n *Node) etcdAuth() bool { return n.opts.creds != nil }
 
 // createsCredentials: this start makes a new cluster, so it writes the
 // credentials file when there is none. A static cluster's first listed
@@ -93,7 +93,7 @@ func loadCredentials(o *Options) error {
 // otherwise (a joiner, another member of a static cluster) a wait until
 // it is on; then the node's client as the agent user.
 func (n *Node) connectWithAuth(ctx context.Context, enable bool) error {
-	if !n.EtcdAuth() || n.client != nil {
+	if !n.etcdAuth() || n.client != nil {
 		return nil
 	}
 	n.opts.Logger.Info("waiting for the member to serve, to connect as etcd user " + n.opts.creds.AgentUser)
@@ -161,7 +161,7 @@ func connectAs(ctx context.Context, o Options, user etcdUser) (*clientv3.Client,
 // RootUser is etcd's root user and its password; ok is false without
 // etcd auth.
 func (n *Node) RootUser() (name, password string, ok bool) {
-	if !n.EtcdAuth() {
+	if !n.etcdAuth() {
 		return "", "", false
 	}
 	return acl.EtcdRootUser, n.opts.creds.RootPassword, true
@@ -171,7 +171,7 @@ func (n *Node) RootUser() (name, password string, ok bool) {
 // client as root (release closes it); without, Client (release does
 // nothing).
 func (n *Node) RootClient() (cli *clientv3.Client, release func(), err error) {
-	if !n.EtcdAuth() {
+	if !n.etcdAuth() {
 		return n.client, func() {}, nil
 	}
 	cli, err = newClientAs(n.opts, n.client.Endpoints(), 0, asRoot)

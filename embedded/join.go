@@ -189,7 +189,7 @@ func joinLocked(ctx context.Context, o Options, cli *clientv3.Client, w *downWai
 	}
 	// Record the membership now: data without a state file is what an
 	// interrupted join leaves, and is discarded on the next start.
-	if err := n.SaveState(context.WithoutCancel(ctx)); err != nil {
+	if err := n.saveState(context.WithoutCancel(ctx)); err != nil {
 		o.Logger.Warn("could not record cluster state in the data dir", zap.Error(err))
 	}
 	return n, nil

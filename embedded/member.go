@@ -258,23 +258,23 @@ func (n *Node) saveStateWhenReady(ctx context.Context) {
 	if n.waitReady(ctx) != nil {
 		return
 	}
-	if err := n.SaveState(ctx); err != nil {
+	if err := n.saveState(ctx); err != nil {
 		n.opts.Logger.Warn("could not record cluster state in the data dir", zap.Error(err))
 	}
 }
 
-// learnerApplyWait bounds how long SaveState waits for the local member
+// learnerApplyWait bounds how long saveState waits for the local member
 // to apply its own promotion.
 const learnerApplyWait = 30 * time.Second
 
-// SaveState writes what this node knows of its cluster to the data dir.
+// saveState writes what this node knows of its cluster to the data dir.
 //
 // Right after a join the local member may not have applied its own
 // promotion yet and refuses MemberList as a learner; it is asked again
 // until it has (within learnerApplyWait). Giving up there would leave a
 // member's data without a state file, which the next start takes for an
 // interrupted join and discards.
-func (n *Node) SaveState(ctx context.Context) error {
+func (n *Node) saveState(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, learnerApplyWait)
 	defer cancel()
 	var resp *clientv3.MemberListResponse

@@ -93,7 +93,7 @@ func startProxy(ctx context.Context, o Options, known []string) (*Node, error) {
 		_ = srv.Serve(lis) // returns when Close stops the server
 	}()
 	go func() {
-		if err := n.SaveState(context.Background()); err != nil {
+		if err := n.saveState(context.Background()); err != nil {
 			lg.Warn("could not record cluster state in the data dir")
 		}
 	}()

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/beaconhq/beacon/internal/rpcerr"
 )
 
 // The statuses a check reports; they are the registry's instance statuses.
@@ -32,22 +34,14 @@ var (
 
 	// ErrInvalid is what every FieldError is, so callers can map any
 	// definition error to INVALID_ARGUMENT with errors.Is.
-	ErrInvalid = errors.New("invalid health check")
+	ErrInvalid = rpcerr.ErrInvalid
 )
 
 // FieldError says which field of a Definition is wrong. Field is named like
 // the CLI flag that sets it (check-http, check-tcp, check-grpc, ttl,
 // interval, timeout, success-before-passing, failures-before-critical,
 // deregister-critical-after), so a message can go straight back to the user.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
-
-// Unwrap makes errors.Is(err, ErrInvalid) true.
-func (e *FieldError) Unwrap() error { return ErrInvalid }
+type FieldError = rpcerr.FieldError
 
 // Result is a check's verdict: a status and a short human-readable reason.
 type Result struct {

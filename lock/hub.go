@@ -3,6 +3,7 @@ package lock
 import (
 	"context"
 	"errors"
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	"sync"
 	"time"
 
@@ -30,7 +31,7 @@ type Hub struct {
 }
 
 // ErrHubClosed: the agent is stopping; its waiters give up.
-var ErrHubClosed = &codedError{codes.Unavailable, "the agent is stopping"}
+var ErrHubClosed = rpcerr.NewNamed(codes.Unavailable, "the agent is stopping")
 
 // Close ends every feed; waiters then fail with ErrHubClosed, and so does
 // any later wait.

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -35,12 +36,12 @@ const MaxLimit = 1024
 
 var (
 	// ErrLocked is TryAcquire's answer when the lock is held.
-	ErrLocked = &codedError{codes.Aborted, "lock is held by another session"}
+	ErrLocked = rpcerr.NewNamed(codes.Aborted, "lock is held by another session")
 	// ErrLost means a grant no longer holds: its lease ended, its key was
 	// deleted, or it was released.
-	ErrLost = &codedError{codes.FailedPrecondition, "lock lost"}
+	ErrLost = rpcerr.NewNamed(codes.FailedPrecondition, "lock lost")
 	// ErrStale is a fenced write refused because its token no longer holds.
-	ErrStale = &codedError{codes.FailedPrecondition, "stale fencing token"}
+	ErrStale = rpcerr.NewNamed(codes.FailedPrecondition, "stale fencing token")
 )
 
 // Lock is one grant: a key held under a lease, and its fencing token.
@@ -207,12 +208,6 @@ func Release(ctx context.Context, cli *clientv3.Client, key string, token int64)
 	return nil
 }
 
-// IsOwner is a comparison for the caller's own transactions: true while
-// the grant holds. (Fence adds the lease check as well.)
-func (l *Lock) IsOwner() clientv3.Cmp {
-	return clientv3.Compare(clientv3.CreateRevision(l.Key), "=", l.Token)
-}
-
 // abandon takes the key back out after a failed wait, whatever the
 // caller's context: a key left behind would take the lock later with
 // nobody knowing.
@@ -221,11 +216,3 @@ func (l *Lock) abandon() {
 	defer cancel()
 	_ = Release(ctx, l.cli, l.Key, l.Token) // gone already is fine; the lease bounds a failure
 }
-
-type codedError struct {
-	code codes.Code
-	msg  string
-}
-
-func (e *codedError) Error() string        { return e.msg }
-func (e *codedError) GRPCCode() codes.Code { return e.code }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -16,12 +17,12 @@ import (
 // id, which the key shows anyway, names a holder where one must be named.
 var (
 	// ErrNoSession: a call that changes a grant named no session.
-	ErrNoSession = &codedError{codes.PermissionDenied, "session_id: required: only the session that holds a grant may release it"}
+	ErrNoSession = rpcerr.NewNamed(codes.PermissionDenied, "session_id: required: only the session that holds a grant may release it")
 	// ErrUnknownSession: the session named is not open on this agent (it
 	// ended, or never was). The id is not repeated.
-	ErrUnknownSession = &codedError{codes.NotFound, "session_id: no session with that id is open on this agent"}
+	ErrUnknownSession = rpcerr.NewNamed(codes.NotFound, "session_id: no session with that id is open on this agent")
 	// ErrNotHolder: the grant is held, by another session.
-	ErrNotHolder = &codedError{codes.PermissionDenied, "the grant is held by another session"}
+	ErrNotHolder = rpcerr.NewNamed(codes.PermissionDenied, "the grant is held by another session")
 )
 
 // session returns the open session id names, or ErrUnknownSession.
@@ -41,7 +42,7 @@ func (s *Service) session(id string) (*session.Session, error) {
 func (s *Service) checkHolder(ctx context.Context, sess *session.Session, key string, token int64) error {
 	lease, err := LeaseOf(key)
 	if err != nil {
-		return &FieldError{"key", err.Error()}
+		return &FieldError{Field: "key", Msg: err.Error()}
 	}
 	if lease == sess.Lease() {
 		return nil

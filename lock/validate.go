@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
-	"google.golang.org/grpc/codes"
+	"github.com/beaconhq/beacon/internal/rpcerr"
 )
 
 // Limits checked at the gRPC boundary.
@@ -20,44 +20,38 @@ const (
 )
 
 // FieldError names the request field that is wrong; it answers
-// INVALID_ARGUMENT.
-type FieldError struct {
-	Field string
-	Msg   string
-}
+// INVALID_ARGUMENT, and errors.Is(err, rpcerr.ErrInvalid) holds.
+type FieldError = rpcerr.FieldError
 
-func (e *FieldError) Error() string        { return e.Field + ": " + e.Msg }
-func (e *FieldError) GRPCCode() codes.Code { return codes.InvalidArgument }
-
-// ValidName checks a lock's name: one path segment of printable UTF-8.
-func ValidName(name string) error {
+// validName checks a lock's name: one path segment of printable UTF-8.
+func validName(name string) error {
 	switch {
 	case name == "":
-		return &FieldError{"name", "must not be empty"}
+		return &FieldError{Field: "name", Msg: "must not be empty"}
 	case len(name) > MaxNameLen:
-		return &FieldError{"name", fmt.Sprintf("is %d bytes, more than %d", len(name), MaxNameLen)}
+		return &FieldError{Field: "name", Msg: fmt.Sprintf("is %d bytes, more than %d", len(name), MaxNameLen)}
 	case strings.Contains(name, "/"):
-		return &FieldError{"name", fmt.Sprintf("%q must not contain '/'", name)}
+		return &FieldError{Field: "name", Msg: fmt.Sprintf("%q must not contain '/'", name)}
 	case !utf8.ValidString(name):
-		return &FieldError{"name", "is not valid UTF-8"}
+		return &FieldError{Field: "name", Msg: "is not valid UTF-8"}
 	case strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0:
-		return &FieldError{"name", fmt.Sprintf("%q must not contain spaces or control characters", name)}
+		return &FieldError{Field: "name", Msg: fmt.Sprintf("%q must not contain spaces or control characters", name)}
 	}
 	return nil
 }
 
 func validateAcquire(req *beaconpb.LockAcquireRequest) error {
-	if err := ValidName(req.Name); err != nil {
+	if err := validName(req.Name); err != nil {
 		return err
 	}
 	if req.SessionId == "" {
-		return &FieldError{"session_id", "must not be empty: open a session first (Session.Open)"}
+		return &FieldError{Field: "session_id", Msg: "must not be empty: open a session first (Session.Open)"}
 	}
 	if req.TimeoutMs < 0 || req.TimeoutMs > maxTimeoutMs {
-		return &FieldError{"timeout_ms", fmt.Sprintf("%d is not from 0 to %d (a day)", req.TimeoutMs, maxTimeoutMs)}
+		return &FieldError{Field: "timeout_ms", Msg: fmt.Sprintf("%d is not from 0 to %d (a day)", req.TimeoutMs, maxTimeoutMs)}
 	}
 	if req.Limit < 0 || req.Limit > MaxLimit {
-		return &FieldError{"limit", fmt.Sprintf("%d is not from 1 to %d (0 means 1)", req.Limit, MaxLimit)}
+		return &FieldError{Field: "limit", Msg: fmt.Sprintf("%d is not from 1 to %d (0 means 1)", req.Limit, MaxLimit)}
 	}
 	return nil
 }
@@ -69,16 +63,16 @@ func (s *Service) checkKey(field, key string, token int64) (string, error) {
 	rest, ok := strings.CutPrefix(key, root)
 	i := strings.LastIndexByte(rest, '/')
 	if !ok || i < 0 {
-		return "", &FieldError{field, fmt.Sprintf("%q is not a lock key (%s<name>/<lease id in hex>)", key, root)}
+		return "", &FieldError{Field: field, Msg: fmt.Sprintf("%q is not a lock key (%s<name>/<lease id in hex>)", key, root)}
 	}
-	if err := ValidName(rest[:i]); err != nil {
-		return "", &FieldError{field, fmt.Sprintf("%q: the lock's %v", key, err)}
+	if err := validName(rest[:i]); err != nil {
+		return "", &FieldError{Field: field, Msg: fmt.Sprintf("%q: the lock's %v", key, err)}
 	}
 	if _, err := LeaseOf(key); err != nil {
-		return "", &FieldError{field, err.Error()}
+		return "", &FieldError{Field: field, Msg: err.Error()}
 	}
 	if token <= 0 {
-		return "", &FieldError{"token", fmt.Sprintf("%d is not a fencing token (a revision, from Acquire)", token)}
+		return "", &FieldError{Field: "token", Msg: fmt.Sprintf("%d is not a fencing token (a revision, from Acquire)", token)}
 	}
 	return rest[:i], nil
 }
@@ -91,16 +85,16 @@ func (s *Service) checkFenceKey(key string, token int64) error {
 	if rest, ok := strings.CutPrefix(key, s.c.Namespace+"elections/"); ok {
 		i := strings.LastIndexByte(rest, '/')
 		if i < 0 {
-			return &FieldError{"key", fmt.Sprintf("%q is not a leader key (%selections/<name>/<lease id in hex>)", key, s.c.Namespace)}
+			return &FieldError{Field: "key", Msg: fmt.Sprintf("%q is not a leader key (%selections/<name>/<lease id in hex>)", key, s.c.Namespace)}
 		}
-		if err := ValidName(rest[:i]); err != nil {
-			return &FieldError{"key", fmt.Sprintf("%q: the election's %v", key, err)}
+		if err := validName(rest[:i]); err != nil {
+			return &FieldError{Field: "key", Msg: fmt.Sprintf("%q: the election's %v", key, err)}
 		}
 		if _, err := LeaseOf(key); err != nil {
-			return &FieldError{"key", err.Error()}
+			return &FieldError{Field: "key", Msg: err.Error()}
 		}
 		if token <= 0 {
-			return &FieldError{"token", fmt.Sprintf("%d is not a fencing token (the leader's rev, from Campaign)", token)}
+			return &FieldError{Field: "token", Msg: fmt.Sprintf("%d is not a fencing token (the leader's rev, from Campaign)", token)}
 		}
 		return nil
 	}
@@ -113,7 +107,7 @@ func (s *Service) checkFenceKey(key string, token int64) error {
 // the payload limit.
 func (s *Service) checkOps(ops []*beaconpb.LockFencedOp) error {
 	if len(ops) == 0 || len(ops) > MaxOps {
-		return &FieldError{"ops", fmt.Sprintf("%d operations; give 1 to %d", len(ops), MaxOps)}
+		return &FieldError{Field: "ops", Msg: fmt.Sprintf("%d operations; give 1 to %d", len(ops), MaxOps)}
 	}
 	total := 0
 	written := map[string]int{} // key -> the op that writes it
@@ -122,30 +116,31 @@ func (s *Service) checkOps(ops []*beaconpb.LockFencedOp) error {
 		if op.GetType() != beaconpb.LockOpType_LOCK_OP_GET {
 			// etcd refuses a transaction that writes one key twice.
 			if j, ok := written[op.GetKey()]; ok {
-				return &FieldError{f + ".key", fmt.Sprintf("ops[%d] writes the same key; write each key once", j)}
+				return &FieldError{Field: f + ".key", Msg: fmt.Sprintf("ops[%d] writes the same key; write each key once", j)}
 			}
 			written[op.GetKey()] = i
 		}
 		switch op.GetType() {
 		case beaconpb.LockOpType_LOCK_OP_PUT, beaconpb.LockOpType_LOCK_OP_DELETE, beaconpb.LockOpType_LOCK_OP_GET:
 		default:
-			return &FieldError{f + ".type", fmt.Sprintf("%v: give PUT, DELETE or GET", op.GetType())}
+			return &FieldError{Field: f + ".type", Msg: fmt.Sprintf("%v: give PUT, DELETE or GET", op.GetType())}
 		}
 		switch {
 		case op.Key == "":
-			return &FieldError{f + ".key", "must not be empty"}
+			return &FieldError{Field: f + ".key", Msg: "must not be empty"}
 		case len(op.Key) > maxKeyLen:
-			return &FieldError{f + ".key", fmt.Sprintf("is %d bytes, more than %d", len(op.Key), maxKeyLen)}
+			return &FieldError{Field: f + ".key", Msg: fmt.Sprintf("is %d bytes, more than %d", len(op.Key), maxKeyLen)}
 		case strings.HasPrefix(op.Key, s.c.Namespace) && !strings.HasPrefix(op.Key, s.c.Namespace+"config/"):
-			return &FieldError{f + ".key", fmt.Sprintf("%q is beacon's own state; fenced writes go outside %s, or under %sconfig/",
+			return &FieldError{Field: f + ".key", Msg: fmt.Sprintf("%q is beacon's own state; fenced writes go outside %s, or under %sconfig/",
 				op.Key, s.c.Namespace, s.c.Namespace)}
+
 		case len(op.Value) > MaxValueSize:
-			return &FieldError{f + ".value", fmt.Sprintf("is %d bytes, more than 1 MiB", len(op.Value))}
+			return &FieldError{Field: f + ".value", Msg: fmt.Sprintf("is %d bytes, more than 1 MiB", len(op.Value))}
 		}
 		total += len(op.Value)
 	}
 	if total > MaxValueSize {
-		return &FieldError{"ops", fmt.Sprintf("values add up to %d bytes, more than 1 MiB", total)}
+		return &FieldError{Field: "ops", Msg: fmt.Sprintf("values add up to %d bytes, more than 1 MiB", total)}
 	}
 	return nil
 }

@@ -68,11 +68,11 @@ func validateEnqueue(queue string, r *enqueueReq) error {
 		return err
 	}
 	if len(r.payload) > MaxPayload {
-		return &FieldError{"payload", fmt.Sprintf("%d bytes is over the limit of %d (1 MiB)", len(r.payload), MaxPayload)}
+		return &FieldError{Field: "payload", Msg: fmt.Sprintf("%d bytes is over the limit of %d (1 MiB)", len(r.payload), MaxPayload)}
 	}
 	if r.dedup != "" {
 		if len(r.dedup) > 256 {
-			return &FieldError{"dedup_id", "longer than 256 bytes"}
+			return &FieldError{Field: "dedup_id", Msg: "longer than 256 bytes"}
 		}
 		if err := validateDuration("dedup_window", r.window, time.Second); err != nil {
 			return err

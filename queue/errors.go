@@ -28,20 +28,8 @@ var (
 	ErrTooManyViews = rpcerr.NewNamed(codes.ResourceExhausted, "wait for a call to end or raise max-queue-views")
 )
 
-// wrapf adds specifics to a named error; errors.Is still finds it and the
-// gRPC code is kept.
-func wrapf(base *rpcerr.Named, format string, args ...any) error {
-	return rpcerr.Wrap(base, fmt.Sprintf(format, args...)+": "+base.Error())
-}
-
 // FieldError is bad input; it answers INVALID_ARGUMENT naming the field.
-type FieldError struct {
-	Field  string
-	Reason string
-}
-
-func (e *FieldError) Error() string        { return e.Field + ": " + e.Reason }
-func (e *FieldError) GRPCCode() codes.Code { return codes.InvalidArgument }
+type FieldError = rpcerr.FieldError
 
 // ValidateName checks a queue name: 1 to MaxNameLen bytes of printable
 // UTF-8, no '/' (it would nest in the key layout) and no spaces.
@@ -52,18 +40,18 @@ func ValidateName(name string) error {
 func validateName(field, name string) error {
 	switch {
 	case name == "":
-		return &FieldError{field, "required"}
+		return &FieldError{Field: field, Msg: "required"}
 	case len(name) > MaxNameLen:
-		return &FieldError{field, fmt.Sprintf("longer than %d bytes", MaxNameLen)}
+		return &FieldError{Field: field, Msg: fmt.Sprintf("longer than %d bytes", MaxNameLen)}
 	case !utf8.ValidString(name):
-		return &FieldError{field, "not valid UTF-8"}
+		return &FieldError{Field: field, Msg: "not valid UTF-8"}
 	}
 	for _, r := range name {
 		if r == '/' {
-			return &FieldError{field, fmt.Sprintf("%q contains '/'", name)}
+			return &FieldError{Field: field, Msg: fmt.Sprintf("%q contains '/'", name)}
 		}
 		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
-			return &FieldError{field, fmt.Sprintf("%q contains a space or control character", name)}
+			return &FieldError{Field: field, Msg: fmt.Sprintf("%q contains a space or control character", name)}
 		}
 	}
 	return nil
@@ -72,7 +60,7 @@ func validateName(field, name string) error {
 // validateDuration checks a duration field: from min to MaxDuration.
 func validateDuration(field string, d, min time.Duration) error {
 	if d < min || d > MaxDuration {
-		return &FieldError{field, fmt.Sprintf("%s is not from %s to 24h", d, min)}
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%s is not from %s to 24h", d, min)}
 	}
 	return nil
 }

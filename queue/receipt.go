@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/beaconhq/beacon/internal/rpcerr"
@@ -22,7 +23,7 @@ func holds(k keys, r Receipt) clientv3.Cmp {
 func refused(err error, what string, r Receipt) error {
 	for _, base := range []*rpcerr.Named{ErrStaleReceipt, ErrNotYours} {
 		if errors.Is(err, base) {
-			return wrapf(base, "%s %s", what, r.name())
+			return fmt.Errorf("%s %s: %w", what, r.name(), base)
 		}
 	}
 	return err
@@ -48,7 +49,7 @@ func (b *Broker) Ack(ctx context.Context, r Receipt, opts ...CallOption) error {
 		return err
 	}
 	if !resp.Succeeded {
-		return wrapf(ErrStaleReceipt, "ack %s", r.name())
+		return fmt.Errorf("ack %s: %w", r.name(), ErrStaleReceipt)
 	}
 	return nil
 }
@@ -78,7 +79,7 @@ func (b *Broker) Nack(ctx context.Context, r Receipt, delay time.Duration, opts 
 			return err
 		}
 		if len(got.Kvs) == 0 {
-			return wrapf(ErrStaleReceipt, "nack %s", r.name())
+			return fmt.Errorf("nack %s: %w", r.name(), ErrStaleReceipt)
 		}
 		m, err := decodeMeta(got.Kvs[0].Value)
 		if err != nil {
@@ -93,7 +94,7 @@ func (b *Broker) Nack(ctx context.Context, r Receipt, delay time.Duration, opts 
 		return err
 	}
 	if !resp.Succeeded {
-		return wrapf(ErrStaleReceipt, "nack %s", r.name())
+		return fmt.Errorf("nack %s: %w", r.name(), ErrStaleReceipt)
 	}
 	b.wrote(r.Queue, resp.Header.Revision)
 	return nil
@@ -114,7 +115,7 @@ func (b *Broker) Extend(ctx context.Context, r Receipt, visibility time.Duration
 	got, err := b.cli.Get(ctx, k.res(r.Seq))
 	for err == nil {
 		if len(got.Kvs) == 0 {
-			return time.Time{}, wrapf(ErrStaleReceipt, "extend %s", r.name())
+			return time.Time{}, fmt.Errorf("extend %s: %w", r.name(), ErrStaleReceipt)
 		}
 		kv := got.Kvs[0]
 		res, derr := decodeReservation(kv.Value)

@@ -100,7 +100,7 @@ func (r Receipt) name() string { return fmt.Sprintf("%s/%d (revision %d)", r.Que
 
 // ParseReceipt reads the text form of a receipt.
 func ParseReceipt(s string) (Receipt, error) {
-	bad := &FieldError{Field: "receipt", Reason: "not a receipt (QUEUE/SEQ/KEY/REVISION, as Reserve answered it)"}
+	bad := &FieldError{Field: "receipt", Msg: "not a receipt (QUEUE/SEQ/KEY/REVISION, as Reserve answered it)"}
 	parts := strings.Split(s, "/")
 	if len(parts) != 4 {
 		return Receipt{}, bad

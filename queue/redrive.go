@@ -50,19 +50,19 @@ func (b *Broker) HandleDead(ctx context.Context, queue string, action DeadAction
 	}
 	switch {
 	case action != Redrive && action != Purge:
-		return nil, nil, false, &FieldError{"action", fmt.Sprintf("%d is not an action", action)}
+		return nil, nil, false, &FieldError{Field: "action", Msg: fmt.Sprintf("%d is not an action", action)}
 	case all && len(ids) > 0:
-		return nil, nil, false, &FieldError{"ids", "give ids or all, not both"}
+		return nil, nil, false, &FieldError{Field: "ids", Msg: "give ids or all, not both"}
 	case !all && len(ids) == 0:
-		return nil, nil, false, &FieldError{"ids", "none given (or ask for all)"}
+		return nil, nil, false, &FieldError{Field: "ids", Msg: "none given (or ask for all)"}
 	case len(ids) > MaxDeadBatch:
-		return nil, nil, false, &FieldError{"ids", fmt.Sprintf("%d given; at most %d a call", len(ids), MaxDeadBatch)}
+		return nil, nil, false, &FieldError{Field: "ids", Msg: fmt.Sprintf("%d given; at most %d a call", len(ids), MaxDeadBatch)}
 	}
 	var seqs []uint64
 	for _, id := range ids {
 		seq, err := strconv.ParseUint(id, 10, 64)
 		if err != nil || seq == 0 {
-			return nil, nil, false, &FieldError{"ids", fmt.Sprintf("%.40q is not a message id", id)}
+			return nil, nil, false, &FieldError{Field: "ids", Msg: fmt.Sprintf("%.40q is not a message id", id)}
 		}
 		if !slices.Contains(seqs, seq) {
 			seqs = append(seqs, seq)

@@ -78,7 +78,7 @@ func (b *Broker) Reserve(ctx context.Context, queue string, opts ...ReserveOptio
 		if full, err := b.hasMessages(ctx, b.keys(queue)); err != nil {
 			return nil, err
 		} else if !full {
-			return nil, wrapf(ErrEmpty, "queue %q", queue)
+			return nil, fmt.Errorf("queue %q: %w", queue, ErrEmpty)
 		}
 	}
 	v, err := b.acquire(queue)
@@ -145,7 +145,7 @@ func (b *Broker) Reserve(ctx context.Context, queue string, opts ...ReserveOptio
 			// reload at the current revision settles it before answering
 			// empty.
 			if checked {
-				return nil, wrapf(ErrEmpty, "queue %q", queue)
+				return nil, fmt.Errorf("queue %q: %w", queue, ErrEmpty)
 			}
 			checked = true
 			if _, err := v.reload(ctx); err != nil {
@@ -180,10 +180,10 @@ func validateReserve(queue string, o *reserveOpts) error {
 		return err
 	}
 	if o.ack != nil && o.ack.Queue != queue {
-		return &FieldError{"ack_receipt", fmt.Sprintf("names queue %q, not %q", o.ack.Queue, queue)}
+		return &FieldError{Field: "ack_receipt", Msg: fmt.Sprintf("names queue %q, not %q", o.ack.Queue, queue)}
 	}
 	if o.maxDeliveries < 1 || o.maxDeliveries > MaxMaxDeliveries {
-		return &FieldError{"max_deliveries", fmt.Sprintf("%d is not from 1 to %d", o.maxDeliveries, MaxMaxDeliveries)}
+		return &FieldError{Field: "max_deliveries", Msg: fmt.Sprintf("%d is not from 1 to %d", o.maxDeliveries, MaxMaxDeliveries)}
 	}
 	return nil
 }
@@ -228,7 +228,7 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	resp, err := b.cli.Txn(ctx).If(cmps...).Then(ops...).Else(orElse...).Commit()
 	if err == nil && !resp.Succeeded && o.ack != nil {
 		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != o.ack.Rev {
-			return nil, wrapf(ErrStaleReceipt, "ack_receipt %s", o.ack.name())
+			return nil, fmt.Errorf("ack_receipt %s: %w", o.ack.name(), ErrStaleReceipt)
 		}
 	}
 	if err == nil && resp.Succeeded {
@@ -238,7 +238,7 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	case err != nil && leaseGone(err) && o.lease() != lease:
 		return nil, errNewLease
 	case err != nil && leaseGone(err):
-		return nil, wrapf(ErrSessionEnded, "reserving from queue %q", k.queue)
+		return nil, fmt.Errorf("reserving from queue %q: %w", k.queue, ErrSessionEnded)
 	case err != nil:
 		return nil, err
 	case !resp.Succeeded:

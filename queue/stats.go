@@ -70,7 +70,7 @@ func (b *Broker) DeadLetters(ctx context.Context, queue string, limit int) ([]Me
 		return nil, false, err
 	}
 	if limit < 1 || limit > 1000 {
-		return nil, false, &FieldError{"limit", fmt.Sprintf("%d is not from 1 to 1000", limit)}
+		return nil, false, &FieldError{Field: "limit", Msg: fmt.Sprintf("%d is not from 1 to 1000", limit)}
 	}
 	k := b.keys(queue)
 	resp, err := b.cli.Get(ctx, k.deadPrefix(), clientv3.WithPrefix(), clientv3.WithLimit(int64(limit)))
@@ -118,7 +118,7 @@ func (b *Broker) Wait(ctx context.Context, queue string, count int) (int, error)
 		return 0, err
 	}
 	if count < 1 {
-		return 0, &FieldError{"count", fmt.Sprintf("%d is not at least 1", count)}
+		return 0, &FieldError{Field: "count", Msg: fmt.Sprintf("%d is not at least 1", count)}
 	}
 	v, err := b.acquire(queue)
 	if err != nil {

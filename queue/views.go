@@ -3,6 +3,7 @@ package queue
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -49,8 +50,8 @@ func (b *Broker) acquire(queue string) (*view, error) {
 		if len(vs.byName) >= vs.max {
 			oldest := vs.idle.Front()
 			if oldest == nil {
-				return nil, wrapf(ErrTooManyViews, "queue %q: this agent follows %d queues, each with a call waiting on it: its limit (max-queue-views %d)",
-					queue, len(vs.byName), vs.max)
+				return nil, fmt.Errorf("queue %q: this agent follows %d queues, each with a call waiting on it: its limit (max-queue-views %d): %w",
+					queue, len(vs.byName), vs.max, ErrTooManyViews)
 			}
 			b.drop(oldest.Value.(*view))
 		}

@@ -199,7 +199,7 @@ func (c *Catalog) relist(ctx context.Context) (int64, error) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	asked := time.Now()
-	svc, err := c.cli.Get(lctx, ServicesPrefix(c.namespace), clientv3.WithPrefix())
+	svc, err := c.cli.Get(lctx, servicesPrefix(c.namespace), clientv3.WithPrefix())
 	if err != nil {
 		return 0, err
 	}
@@ -278,7 +278,7 @@ func (c *Catalog) follow(ctx context.Context, rev int64) error {
 	// queue views) would hold it back.
 	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), "beacon-watch", "catalog"))
 	defer cancel()
-	svcCh := c.cli.Watch(wctx, ServicesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+	svcCh := c.cli.Watch(wctx, servicesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
 	nodeCh := c.cli.Watch(wctx, cluster.NodesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	check := time.NewTicker(c.checkEvery)
 	defer check.Stop()

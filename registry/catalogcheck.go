@@ -38,7 +38,7 @@ func (c *Catalog) checkCount(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := c.cli.Get(cctx, ServicesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(rev))
+	resp, err := c.cli.Get(cctx, servicesPrefix(c.namespace), clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(rev))
 	switch {
 	case errors.Is(err, rpctypes.ErrCompacted):
 		return fmt.Errorf("%w: revision %d is compacted", errDiverged, rev) // relisting is cheap next to doubt

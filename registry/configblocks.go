@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/healthcheck"
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/spf13/cast"
 )
 
@@ -19,17 +20,17 @@ func ParseServiceBlocks(raw any) ([]Registration, error) {
 	}
 	list, ok := raw.([]any)
 	if !ok {
-		return nil, fmt.Errorf("services: must be a list of service blocks")
+		return nil, &FieldError{Field: "services", Msg: "must be a list of service blocks"}
 	}
 	var out []Registration
 	for i, item := range list {
 		block, ok := item.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("services[%d]: must be a mapping with name, port, ...", i)
+			return nil, &FieldError{Field: fmt.Sprintf("services[%d]", i), Msg: "must be a mapping with name, port, ..."}
 		}
 		r, err := parseBlock(block)
 		if err != nil {
-			return nil, fmt.Errorf("services[%d].%v", i, err)
+			return nil, rpcerr.Within(fmt.Sprintf("services[%d]", i), err)
 		}
 		out = append(out, r)
 	}
@@ -45,7 +46,7 @@ func parseBlock(b map[string]any) (Registration, error) {
 	var r Registration
 	for k := range b {
 		if !blockKeys[k] {
-			return r, fmt.Errorf("%s: unknown key", k)
+			return r, &FieldError{Field: k, Msg: "unknown key"}
 		}
 	}
 	in := &r.Instance
@@ -54,29 +55,29 @@ func parseBlock(b map[string]any) (Registration, error) {
 	in.Address = cast.ToString(b["address"])
 	var err error
 	if in.Port, err = cast.ToIntE(b["port"]); err != nil {
-		return r, fmt.Errorf("port: %v is not a number", b["port"])
+		return r, &FieldError{Field: "port", Msg: fmt.Sprintf("%v is not a number", b["port"])}
 	}
 	if in.Weight, err = cast.ToIntE(orZero(b["weight"])); err != nil {
-		return r, fmt.Errorf("weight: %v is not a number", b["weight"])
+		return r, &FieldError{Field: "weight", Msg: fmt.Sprintf("%v is not a number", b["weight"])}
 	}
 	if in.Priority, err = cast.ToIntE(orZero(b["priority"])); err != nil {
-		return r, fmt.Errorf("priority: %v is not a number", b["priority"])
+		return r, &FieldError{Field: "priority", Msg: fmt.Sprintf("%v is not a number", b["priority"])}
 	}
 	if in.Tags, err = cast.ToStringSliceE(orEmptyList(b["tags"])); err != nil {
-		return r, fmt.Errorf("tags: must be a list of strings")
+		return r, &FieldError{Field: "tags", Msg: "must be a list of strings"}
 	}
 	if b["meta"] != nil {
 		if in.Meta, err = cast.ToStringMapStringE(b["meta"]); err != nil {
-			return r, fmt.Errorf("meta: must map strings to strings")
+			return r, &FieldError{Field: "meta", Msg: "must map strings to strings"}
 		}
 	}
 	if c, ok := b["check"]; ok && c != nil {
 		cm, ok := c.(map[string]any)
 		if !ok {
-			return r, fmt.Errorf("check: must be a mapping")
+			return r, &FieldError{Field: "check", Msg: "must be a mapping"}
 		}
 		if r.Check, err = parseCheck(cm); err != nil {
-			return r, fmt.Errorf("check.%v", err)
+			return r, rpcerr.Within("check", err)
 		}
 	}
 	// Validate now, so a bad block stops the agent at start.
@@ -84,13 +85,13 @@ func parseBlock(b map[string]any) (Registration, error) {
 	probe.Tags = append([]string(nil), r.Instance.Tags...)
 	if err := probe.Normalize("node", "127.0.0.1"); err != nil {
 		if fe, ok := err.(*FieldError); ok && fe.Field == "service" {
-			return r, fmt.Errorf("name: %s", fe.Msg)
+			return r, &FieldError{Field: "name", Msg: fe.Msg}
 		}
 		return r, err
 	}
 	def := r.Check
 	if err := def.Normalize(); err != nil {
-		return r, fmt.Errorf("check: %v", err)
+		return r, rpcerr.Within("check", err)
 	}
 	r.Owner = OwnerConfig
 	return r, nil
@@ -100,7 +101,7 @@ func parseCheck(m map[string]any) (healthcheck.Definition, error) {
 	var d healthcheck.Definition
 	for k := range m {
 		if !checkKeys[k] {
-			return d, fmt.Errorf("%s: unknown key", k)
+			return d, &FieldError{Field: k, Msg: "unknown key"}
 		}
 	}
 	d.HTTP, d.TCP, d.GRPC = cast.ToString(m["http"]), cast.ToString(m["tcp"]), cast.ToString(m["grpc"])
@@ -109,7 +110,7 @@ func parseCheck(m map[string]any) (healthcheck.Definition, error) {
 		if v, ok := m[k]; ok && v != nil {
 			dur, err := cast.ToDurationE(v)
 			if err != nil {
-				return d, fmt.Errorf("%s: %v is not a duration like 10s", k, v)
+				return d, &FieldError{Field: k, Msg: fmt.Sprintf("%v is not a duration like 10s", v)}
 			}
 			*p = dur
 		}
@@ -119,7 +120,7 @@ func parseCheck(m map[string]any) (healthcheck.Definition, error) {
 		if v, ok := m[k]; ok && v != nil {
 			n, err := cast.ToIntE(v)
 			if err != nil {
-				return d, fmt.Errorf("%s: %v is not a number", k, v)
+				return d, &FieldError{Field: k, Msg: fmt.Sprintf("%v is not a number", v)}
 			}
 			*p = n
 		}

@@ -4,7 +4,6 @@
 package registry
 
 import (
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"net"
@@ -12,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/beaconhq/beacon/internal/rpcerr"
 )
 
 // Instance statuses, as health checks set them.
@@ -61,25 +62,18 @@ type Instance struct {
 
 // FieldError names the field of an instance that is wrong; it answers
 // INVALID_ARGUMENT.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+type FieldError = rpcerr.FieldError
 
 // ErrInvalid is what every FieldError is.
-var ErrInvalid = errors.New("invalid instance")
-
-func (e *FieldError) Unwrap() error { return ErrInvalid }
+var ErrInvalid = rpcerr.ErrInvalid
 
 // Healthy says whether DNS and healthy-only listings include the instance.
 func (in *Instance) Healthy(includeWarning bool) bool {
 	return in.Status == StatusPassing || includeWarning && in.Status == StatusWarning
 }
 
-// HasTags says whether the instance carries every tag given.
-func (in *Instance) HasTags(tags []string) bool {
+// hasTags says whether the instance carries every tag given.
+func (in *Instance) hasTags(tags []string) bool {
 	for _, want := range tags {
 		found := false
 		for _, t := range in.Tags {
@@ -99,7 +93,7 @@ func (in *Instance) HasTags(tags []string) bool {
 // the registering agent's.
 func (in *Instance) Normalize(node, nodeAddr string) error {
 	in.Service = strings.ToLower(strings.TrimSpace(in.Service))
-	if err := ValidLabel("service", in.Service); err != nil {
+	if err := validLabel("service", in.Service); err != nil {
 		return err
 	}
 	if err := ValidPort(in.Port); err != nil {
@@ -110,7 +104,7 @@ func (in *Instance) Normalize(node, nodeAddr string) error {
 		in.Address = nodeAddr
 	}
 	if ip := net.ParseIP(in.Address); ip == nil {
-		return &FieldError{"address", fmt.Sprintf("%q is not an IPv4 or IPv6 address", in.Address)}
+		return &FieldError{Field: "address", Msg: fmt.Sprintf("%q is not an IPv4 or IPv6 address", in.Address)}
 	} else {
 		in.Address = ip.String()
 	}
@@ -118,15 +112,15 @@ func (in *Instance) Normalize(node, nodeAddr string) error {
 		in.ID = defaultID(node, in.Service, in.Port)
 	}
 	in.ID = strings.ToLower(in.ID)
-	if err := ValidLabel("id", in.ID); err != nil {
+	if err := validLabel("id", in.ID); err != nil {
 		return err
 	}
 	if len(in.Tags) > MaxTags {
-		return &FieldError{"tags", fmt.Sprintf("%d tags is over the limit of %d (max-tags)", len(in.Tags), MaxTags)}
+		return &FieldError{Field: "tags", Msg: fmt.Sprintf("%d tags is over the limit of %d (max-tags)", len(in.Tags), MaxTags)}
 	}
 	for i, t := range in.Tags {
 		in.Tags[i] = strings.ToLower(t)
-		if err := ValidLabel("tags", in.Tags[i]); err != nil {
+		if err := validLabel("tags", in.Tags[i]); err != nil {
 			return err
 		}
 	}
@@ -144,7 +138,7 @@ func (in *Instance) Normalize(node, nodeAddr string) error {
 // too, so that every bad port gets the same message.
 func ValidPort(port int) error {
 	if port < 1 || port > 65535 {
-		return &FieldError{"port", fmt.Sprintf("%d is not a port from 1 to 65535", port)}
+		return &FieldError{Field: "port", Msg: fmt.Sprintf("%d is not a port from 1 to 65535", port)}
 	}
 	return nil
 }
@@ -153,10 +147,10 @@ func ValidPort(port int) error {
 // priority.
 func ValidSRV(weight, priority int) error {
 	if weight < 0 || weight > 65535 {
-		return &FieldError{"weight", fmt.Sprintf("%d is not from 1 to 65535", weight)}
+		return &FieldError{Field: "weight", Msg: fmt.Sprintf("%d is not from 1 to 65535", weight)}
 	}
 	if priority < 0 || priority > 65535 {
-		return &FieldError{"priority", fmt.Sprintf("%d is not from 0 to 65535", priority)}
+		return &FieldError{Field: "priority", Msg: fmt.Sprintf("%d is not from 0 to 65535", priority)}
 	}
 	return nil
 }
@@ -164,53 +158,53 @@ func ValidSRV(weight, priority int) error {
 // validMeta checks meta's keys and its size against the limits.
 func validMeta(meta map[string]string) error {
 	if len(meta) > MaxMetaKeys {
-		return &FieldError{"meta", fmt.Sprintf("%d keys is over the limit of %d (max-meta-keys)", len(meta), MaxMetaKeys)}
+		return &FieldError{Field: "meta", Msg: fmt.Sprintf("%d keys is over the limit of %d (max-meta-keys)", len(meta), MaxMetaKeys)}
 	}
 	size := 0
 	for k, v := range meta {
 		if len(k) > MaxMetaKeyBytes {
-			return &FieldError{"meta", fmt.Sprintf("key %.32q…: %d bytes is over the limit of %d (max-meta-key-bytes)", k, len(k), MaxMetaKeyBytes)}
+			return &FieldError{Field: "meta", Msg: fmt.Sprintf("key %.32q…: %d bytes is over the limit of %d (max-meta-key-bytes)", k, len(k), MaxMetaKeyBytes)}
 		}
 		if k == "" || !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return &FieldError{"meta", fmt.Sprintf("key %q: keys must be non-empty and keys and values UTF-8", k)}
+			return &FieldError{Field: "meta", Msg: fmt.Sprintf("key %q: keys must be non-empty and keys and values UTF-8", k)}
 		}
 		size += len(k) + len(v)
 	}
 	if size > MaxMetaBytes {
-		return &FieldError{"meta", fmt.Sprintf("%d bytes is over the limit of %d (max-meta-bytes)", size, MaxMetaBytes)}
+		return &FieldError{Field: "meta", Msg: fmt.Sprintf("%d bytes is over the limit of %d (max-meta-bytes)", size, MaxMetaBytes)}
 	}
 	return nil
 }
 
-// ValidLabel checks that s is a DNS label: 1 to 63 letters, digits and
+// validLabel checks that s is a DNS label: 1 to 63 letters, digits and
 // '-', not starting or ending with '-'.
-func ValidLabel(field, s string) error {
+func validLabel(field, s string) error {
 	if s == "" {
-		return &FieldError{field, "must not be empty"}
+		return &FieldError{Field: field, Msg: "must not be empty"}
 	}
 	if len(s) > 63 {
-		return &FieldError{field, fmt.Sprintf("%q is longer than 63 characters", s)}
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%q is longer than 63 characters", s)}
 	}
 	for i, r := range s {
 		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' && i > 0 && i < len(s)-1
 		if !ok {
-			return &FieldError{field, fmt.Sprintf("%q is not a DNS label (lower-case letters, digits and inner '-')", s)}
+			return &FieldError{Field: field, Msg: fmt.Sprintf("%q is not a DNS label (lower-case letters, digits and inner '-')", s)}
 		}
 	}
 	return nil
 }
 
-// ServicesPrefix is where instances live in etcd.
-func ServicesPrefix(namespace string) string { return namespace + "services/" }
+// servicesPrefix is where instances live in etcd.
+func servicesPrefix(namespace string) string { return namespace + "services/" }
 
 // Key is the instance's key in etcd.
 func Key(namespace, service, id string) string {
-	return ServicesPrefix(namespace) + service + "/" + id
+	return servicesPrefix(namespace) + service + "/" + id
 }
 
 // splitKey returns the service and id of an instance key.
 func splitKey(namespace, key string) (service, id string, ok bool) {
-	rest, ok := strings.CutPrefix(key, ServicesPrefix(namespace))
+	rest, ok := strings.CutPrefix(key, servicesPrefix(namespace))
 	if !ok {
 		return "", "", false
 	}

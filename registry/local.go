@@ -22,15 +22,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Owners of a registration besides a session ("session:<id>").
-const (
-	// OwnerAgent: registered by the CLI or the API without a session;
-	// kept in the data dir until deregistered.
-	OwnerAgent = "agent"
-	// OwnerConfig: a services: block of the agent's config file.
-	OwnerConfig = "config"
-)
-
 // Named errors of the registry, each with its gRPC code.
 var (
 	ErrNotFound      = rpcerr.NewNamed(codes.NotFound, "not found")
@@ -41,20 +32,12 @@ var (
 	ErrStopping = rpcerr.NewNamed(codes.Unavailable, "the agent is stopping")
 )
 
-// wrapf adds specifics to a named error and keeps its code.
-func wrapf(base *rpcerr.Named, format string, args ...any) error {
-	return rpcerr.Wrap(base, fmt.Sprintf(format, args...))
-}
-
-// GRPCCode makes a FieldError answer INVALID_ARGUMENT.
-func (e *FieldError) GRPCCode() codes.Code { return codes.InvalidArgument }
-
 // Registration is an instance with its check and owner, as this agent
 // keeps it.
 type Registration struct {
 	Instance Instance               `json:"instance"`
 	Check    healthcheck.Definition `json:"check"`
-	Owner    string                 `json:"owner"`
+	Owner    Owner                  `json:"owner"`
 }
 
 type registration struct {
@@ -97,6 +80,11 @@ type Local struct {
 	// journal keeps the agent-owned registrations in the data dir
 	// (persist.go).
 	journal journal
+
+	// afterPublish, which only a test sets before it registers, runs
+	// between a registration's publication and the start of its monitor:
+	// the window in which its session may end.
+	afterPublish func(*registration)
 }
 
 func (l *Local) keyLock(k string) *sync.Mutex {
@@ -169,10 +157,10 @@ func (l *Local) restore(kept Registration) {
 func regKey(service, id string) string { return service + "/" + id }
 
 // Register adds or updates an instance on this node. owner is OwnerAgent,
-// OwnerConfig, or "session:<id>" of a session open on this agent.
+// OwnerConfig, or SessionOwner of a session open on this agent.
 // Re-registering an instance of the same owner updates it; another
 // owner's is refused.
-func (l *Local) Register(ctx context.Context, in Instance, check healthcheck.Definition, owner string) (*Instance, int64, error) {
+func (l *Local) Register(ctx context.Context, in Instance, check healthcheck.Definition, owner Owner) (*Instance, int64, error) {
 	if err := in.Normalize(l.node, l.nodeAddr); err != nil {
 		return nil, 0, err
 	}
@@ -184,14 +172,12 @@ func (l *Local) Register(ctx context.Context, in Instance, check healthcheck.Def
 		return nil, 0, &FieldError{Field: "check", Msg: err.Error()}
 	}
 	sess := l.agentSess
-	if id, ok := strings.CutPrefix(owner, "session:"); ok {
+	if id, ok := owner.Session(); ok {
 		s, err := l.sessions.Get(id)
 		if err != nil {
 			return nil, 0, errUnknownSession
 		}
 		sess = s
-	} else if owner != OwnerAgent && owner != OwnerConfig {
-		return nil, 0, &FieldError{Field: "owner", Msg: fmt.Sprintf("%q is not an owner", owner)}
 	}
 	k := regKey(in.Service, in.ID)
 
@@ -214,7 +200,7 @@ func (l *Local) Register(ctx context.Context, in Instance, check healthcheck.Def
 	return &out, rev, nil
 }
 
-func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check healthcheck.Definition, owner string, sess *session.Session) (r, old *registration, rev int64, err error) {
+func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check healthcheck.Definition, owner Owner, sess *session.Session) (r, old *registration, rev int64, err error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -223,7 +209,7 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 	old = l.regs[k]
 	if old != nil && old.Owner != owner {
 		l.mu.Unlock()
-		return nil, nil, 0, wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered on this node %s", in.ID, in.Service, ownerText(old.Owner, owner))
+		return nil, nil, 0, rpcerr.Wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered on this node %s", in.ID, in.Service, ownerText(old.Owner, owner))
 	}
 	in.Status, in.Output = StatusPassing, ""
 	if check.Kind() != "" {
@@ -244,13 +230,14 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 		return nil, nil, 0, ErrStopping
 	}
 	l.regs[k] = r
-	watchSession := strings.HasPrefix(owner, "session:") && !l.hooked[sess.ID]
+	_, sessionOwned := owner.Session()
+	watchSession := sessionOwned && !l.hooked[sess.ID]
 	if watchSession {
 		l.hooked[sess.ID] = true
 	}
 	l.mu.Unlock()
-	if testHookPublished != nil {
-		testHookPublished(l, r)
+	if l.afterPublish != nil {
+		l.afterPublish(r)
 	}
 	l.startMonitor(r)
 	if watchSession {
@@ -267,11 +254,6 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 func (l *Local) currentLocked(k string, r *registration) bool {
 	return !l.closed && l.regs[k] == r
 }
-
-// testHookPublished, set by a test only, runs between a registration's
-// publication and the start of its monitor: the window in which its
-// session may end.
-var testHookPublished func(*Local, *registration)
 
 // startMonitor runs r's check, if it has one. Its results reach etcd
 // through setStatus, which ignores them once r is no longer registered.
@@ -353,7 +335,7 @@ func (l *Local) write(ctx context.Context, in Instance, lease clientv3.LeaseID) 
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	var cur Instance
 	if len(kvs) == 1 && json.Unmarshal(kvs[0].Value, &cur) == nil && cur.Node != "" && cur.Node != l.node {
-		return 0, wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered by node %s", in.ID, in.Service, cur.Node)
+		return 0, rpcerr.Wrapf(ErrAlreadyExists, "id: instance %s of service %s is already registered by node %s", in.ID, in.Service, cur.Node)
 	}
 	// Ours (or not an instance at all): replace it, unless it changed
 	// since we looked.
@@ -366,7 +348,7 @@ func (l *Local) write(ctx context.Context, in Instance, lease clientv3.LeaseID) 
 		return 0, err
 	}
 	if !presp.Succeeded {
-		return 0, wrapf(ErrAlreadyExists, "id: instance %s of service %s changed while being registered; try again", in.ID, in.Service)
+		return 0, rpcerr.Wrapf(ErrAlreadyExists, "id: instance %s of service %s changed while being registered; try again", in.ID, in.Service)
 	}
 	return presp.Header.Revision, nil
 }
@@ -412,7 +394,7 @@ func (l *Local) resolveLocked(service, id string) (string, *registration, error)
 		if r := l.regs[k]; r != nil {
 			return k, r, nil
 		}
-		return "", nil, wrapf(ErrNotFound, "no instance %s of service %s is registered on this agent", id, service)
+		return "", nil, rpcerr.Wrapf(ErrNotFound, "no instance %s of service %s is registered on this agent", id, service)
 	}
 	var found []string
 	for k, r := range l.regs {
@@ -422,7 +404,7 @@ func (l *Local) resolveLocked(service, id string) (string, *registration, error)
 	}
 	switch len(found) {
 	case 0:
-		return "", nil, wrapf(ErrNotFound, "no instance %s is registered on this agent", id)
+		return "", nil, rpcerr.Wrapf(ErrNotFound, "no instance %s is registered on this agent", id)
 	case 1:
 		return found[0], l.regs[found[0]], nil
 	}
@@ -443,7 +425,7 @@ func (l *Local) Deregister(ctx context.Context, service, id string) error {
 		return err
 	}
 	if !l.deregister(ctx, r) {
-		return wrapf(ErrNotFound, "instance %s of service %s was deregistered meanwhile", r.Instance.ID, r.Instance.Service)
+		return rpcerr.Wrapf(ErrNotFound, "instance %s of service %s was deregistered meanwhile", r.Instance.ID, r.Instance.Service)
 	}
 	return nil
 }
@@ -478,7 +460,7 @@ func (l *Local) deregister(ctx context.Context, r *registration) bool {
 
 // Heartbeat reports a TTL check's status, if caller (an owner, see
 // ownerOf) may.
-func (l *Local) Heartbeat(caller, service, id, status, output string) error {
+func (l *Local) Heartbeat(caller Owner, service, id, status, output string) error {
 	l.mu.Lock()
 	_, r, err := l.resolveLocked(service, id)
 	if err == nil {
@@ -493,7 +475,7 @@ func (l *Local) Heartbeat(caller, service, id, status, output string) error {
 		return err
 	}
 	if mon == nil || r.Check.Kind() != "ttl" {
-		return wrapf(ErrNoTTLCheck, "instance %s of service %s has no TTL check", id, service)
+		return rpcerr.Wrapf(ErrNoTTLCheck, "instance %s of service %s has no TTL check", id, service)
 	}
 	if err := mon.Heartbeat(status, output); err != nil {
 		return &FieldError{Field: "status", Msg: err.Error()}
@@ -515,7 +497,7 @@ func (l *Local) Registrations() []Registration {
 // dropSession forgets a closed session's registrations; revoking its lease
 // already removed them from etcd.
 func (l *Local) dropSession(id string) {
-	owner := "session:" + id
+	owner := SessionOwner(id)
 	l.mu.Lock()
 	var stop []*healthcheck.Monitor
 	for k, r := range l.regs {

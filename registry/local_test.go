@@ -72,11 +72,10 @@ func TestMonitorStopsWithItsSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testHookPublished = func(l *Local, r *registration) { l.dropSession(s.ID) } // the session ends right there
-	t.Cleanup(func() { testHookPublished = nil })
+	l.afterPublish = func(r *registration) { l.dropSession(s.ID) } // the session ends right there
 	before := healthcheck.Running()
 	check := healthcheck.Definition{TCP: "127.0.0.1:1", Interval: 100 * time.Millisecond}
-	if _, _, err := l.Register(ctx, Instance{Service: "s", Port: 80}, check, "session:"+s.ID); err != nil {
+	if _, _, err := l.Register(ctx, Instance{Service: "s", Port: 80}, check, SessionOwner(s.ID)); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(l.Registrations()); n != 0 {

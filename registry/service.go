@@ -199,7 +199,7 @@ func sendSnapshot(send func(*beaconpb.WatchResponse) error, snap []*Instance, re
 func matcher(service string, tags []string, healthyOnly, includeWarning bool) func(*Instance) bool {
 	service = strings.ToLower(service)
 	return func(in *Instance) bool {
-		return (service == "" || in.Service == service) && in.HasTags(tags) && (!healthyOnly || in.Healthy(includeWarning))
+		return (service == "" || in.Service == service) && in.hasTags(tags) && (!healthyOnly || in.Healthy(includeWarning))
 	}
 }
 

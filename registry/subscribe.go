@@ -97,12 +97,12 @@ type Subscription struct {
 }
 
 // Events delivers changes in revision order. It is closed when the
-// subscription is cancelled or the subscriber fell behind (Lagged).
+// subscription is cancelled or the subscriber fell behind (lagged).
 func (s *Subscription) Events() <-chan Event { return s.ch }
 
-// Lagged reports whether the subscription ended because its reader fell
+// lagged reports whether the subscription ended because its reader fell
 // more than subscriptionBuffer events behind.
-func (s *Subscription) Lagged() bool {
+func (s *Subscription) lagged() bool {
 	select {
 	case <-s.cut:
 		return true
@@ -114,7 +114,7 @@ func (s *Subscription) Lagged() bool {
 // Err is why the subscription ended: ErrWatchBehind (naming the bound)
 // if its reader fell behind, nil if it was unsubscribed or lives.
 func (s *Subscription) Err() error {
-	if s.Lagged() {
+	if s.lagged() {
 		return s.behind
 	}
 	return nil
@@ -250,7 +250,7 @@ func (s *Subscription) Send(ctx context.Context, send func() error) error {
 	case <-s.cut:
 		return s.behind
 	case <-s.ended:
-		if s.Lagged() {
+		if s.lagged() {
 			return s.behind
 		}
 		return errUnsubscribed

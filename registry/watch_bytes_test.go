@@ -79,7 +79,7 @@ func TestSlowWatcherBytes(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the watcher that reads did not get the 100 changes")
 	}
-	if fast.Lagged() {
+	if fast.lagged() {
 		t.Fatal("the watcher that reads was cut off")
 	}
 }

@@ -2,7 +2,6 @@ package session
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"google.golang.org/grpc/codes"
@@ -30,14 +29,14 @@ var (
 
 // tooManySessions names the limit and its value.
 func tooManySessions(limit int) error {
-	return rpcerr.Wrap(ErrTooManySessions, fmt.Sprintf(
-		"this agent has %d sessions open, its limit (max-sessions %d); close sessions you no longer need", limit, limit))
+	return rpcerr.Wrapf(ErrTooManySessions,
+		"this agent has %d sessions open, its limit (max-sessions %d); close sessions you no longer need", limit, limit)
 }
 
 // tooManySessionsForOwner names the owner (a token's accessor id, which
 // is public), its share and the share's key.
 func tooManySessionsForOwner(owner string, limit int) error {
-	return rpcerr.Wrap(ErrTooManySessionsForOwner, fmt.Sprintf(
+	return rpcerr.Wrapf(ErrTooManySessionsForOwner,
 		"token %s has %d sessions open on this agent, its share (max-sessions-per-token %d); close sessions you no longer need",
-		owner, limit, limit))
+		owner, limit, limit)
 }

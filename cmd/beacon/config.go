@@ -325,7 +325,7 @@ first, so nothing is skipped silently.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			w := &watchPrinter{out: out, snapshot: snapshot}
-			err = c.ConfigSource().Watch(ctx, prefix, from, w.print)
+			err = config.NewRemote(c.Config()).Watch(ctx, prefix, from, w.print)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -441,7 +441,7 @@ the render, the check or exec failed).`,
 				return err
 			}
 			defer c.Close()
-			r.Source = c.ConfigSource()
+			r.Source = config.NewRemote(c.Config())
 			if once {
 				// The outcome is the one line printed below, or the error.
 				ctx, cancel := context.WithTimeout(cmd.Context(), g.callTimeout+2*r.Timeout)

@@ -113,6 +113,6 @@ func runUnderHold(ctx context.Context, g *globals, hold supervise.Hold, argv, en
 	if g.agent != "" {
 		env = append(env, "BEACON_AGENT="+g.agent)
 	}
-	o := supervise.RunOptions{Args: argv, Env: env, Stdin: stdin, GuardArgs: []string{self, "lock-guard"}, Grace: f.grace, Signals: sigs}
+	o := supervise.RunOptions{Args: argv, Env: env, Stdin: stdin, GuardArgs: []string{self, "cmd-guard"}, Grace: f.grace, Signals: sigs}
 	return supervise.RunWhile(ctx, hold, o)
 }

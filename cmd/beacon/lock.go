@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	extraCommands = append(extraCommands, newLockCmd, newFencedCmd, newLockGuardCmd)
+	extraCommands = append(extraCommands, newLockCmd, newFencedCmd, newCmdGuardCmd)
 	benchCommands = append(benchCommands, newBenchLockCmd)
 }
 
@@ -207,13 +207,17 @@ func waitLock(ctx context.Context, g *globals, c *client.Client, sess *client.Se
 	}
 }
 
-func newLockGuardCmd(*globals) *cobra.Command {
+// newCmdGuardCmd is the guard process of every CMD beacon runs under a
+// hold (lock, elect, queue reserve): it kills CMD's process group when
+// beacon dies. lock-guard, its first name, stays as an alias.
+func newCmdGuardCmd(*globals) *cobra.Command {
 	return &cobra.Command{
-		Use:    "lock-guard",
-		Short:  "Kill a process group when stdin ends (for beacon lock)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE:   func(*cobra.Command, []string) error { return supervise.Guard(os.Stdin) },
+		Use:     "cmd-guard",
+		Aliases: []string{"lock-guard"},
+		Short:   "Kill a process group when stdin ends (for the CMD of beacon lock, elect and queue reserve)",
+		Hidden:  true,
+		Args:    cobra.NoArgs,
+		RunE:    func(*cobra.Command, []string) error { return supervise.Guard(os.Stdin) },
 	}
 }
 

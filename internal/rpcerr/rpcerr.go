@@ -7,6 +7,7 @@ package rpcerr
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
@@ -75,6 +76,13 @@ func (e *Named) GRPCCode() codes.Code { return e.code }
 // Wrap gives a named error a message of its own while keeping its code and
 // its identity: errors.Is(Wrap(ErrX, "…"), ErrX) holds.
 func Wrap(base *Named, msg string) error { return &wrapped{base: base, msg: msg} }
+
+// Wrapf is Wrap with a formatted message, which replaces base's text. When
+// base's text belongs in the message, wrap it with fmt.Errorf and %w
+// instead: the code and the identity are found through either.
+func Wrapf(base *Named, format string, args ...any) error {
+	return Wrap(base, fmt.Sprintf(format, args...))
+}
 
 type wrapped struct {
 	base *Named

@@ -26,7 +26,7 @@ import (
 //
 //   - on Linux the child gets PR_SET_PDEATHSIG = SIGKILL, so the kernel
 //     kills it the moment its parent dies;
-//   - a guard process (GuardArgs, e.g. `beacon lock-guard`) holds the read
+//   - a guard process (GuardArgs, e.g. `beacon cmd-guard`) holds the read
 //     end of a pipe whose only writer is the parent; when the parent dies
 //     the pipe reaches EOF and the guard kills the whole group, children
 //     of CMD included (PDEATHSIG reaches only CMD itself);
@@ -149,11 +149,11 @@ func (c *Command) Kill() { c.Signal(syscall.SIGKILL) }
 
 // Stop sends SIGTERM to the group, then SIGKILL after grace if the
 // program is still running. It returns once the program has exited.
-func (c *Command) Stop(grace time.Duration) { c.StopWith(syscall.SIGTERM, grace) }
+func (c *Command) Stop(grace time.Duration) { c.stopWith(syscall.SIGTERM, grace) }
 
-// StopWith is Stop with another first signal (one beacon itself received,
+// stopWith is Stop with another first signal (one beacon itself received,
 // passed on).
-func (c *Command) StopWith(sig syscall.Signal, grace time.Duration) {
+func (c *Command) stopWith(sig syscall.Signal, grace time.Duration) {
 	c.Signal(sig)
 	select {
 	case <-c.done:

@@ -111,7 +111,7 @@ func RunWhile(ctx context.Context, hold Hold, o RunOptions) (Result, error) {
 			if s, ok := sig.(syscall.Signal); ok {
 				c.Signal(s)
 			}
-			if res.Signal == nil && Terminating(sig) {
+			if res.Signal == nil && terminating(sig) {
 				// beacon is asked to stop: CMD has the grace to follow.
 				res.Signal = sig
 				if !termed {
@@ -164,9 +164,9 @@ func RunWhile(ctx context.Context, hold Hold, o RunOptions) (Result, error) {
 	}
 }
 
-// Terminating reports whether sig, passed on, asks CMD to end: SIGINT or
+// terminating reports whether sig, passed on, asks CMD to end: SIGINT or
 // SIGTERM. (SIGHUP and SIGQUIT pass on too, but a CMD may take SIGHUP to
 // reload and go on, so they start no grace.)
-func Terminating(sig os.Signal) bool {
+func terminating(sig os.Signal) bool {
 	return sig == syscall.SIGINT || sig == syscall.SIGTERM
 }

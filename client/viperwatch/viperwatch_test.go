@@ -1,4 +1,4 @@
-package client
+package viperwatch
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/client"
 	"github.com/beaconhq/beacon/config"
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	"github.com/spf13/viper"
@@ -30,7 +31,7 @@ func configAgent(t *testing.T) (addr string, store *config.Store) {
 	return lis.Addr().String(), store
 }
 
-func TestWatchViper(t *testing.T) {
+func TestWatch(t *testing.T) {
 	addr, store := configAgent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -40,7 +41,7 @@ func TestWatchViper(t *testing.T) {
 	if _, err := store.Put(ctx, "other/x", []byte("not mine")); err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(addr)
+	c, err := client.New(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestWatchViper(t *testing.T) {
 	v := viper.New()
 	v.SetDefault("db.port", 5432)
 	changes := make(chan int64, 100)
-	feed, err := WatchViper(ctx, c, "app/", v, WithViperOnChange(func(rev int64) { changes <- rev }))
+	feed, err := Watch(ctx, c, "app/", v, WithOnChange(func(rev int64) { changes <- rev }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,9 +59,9 @@ func TestWatchViper(t *testing.T) {
 		feed.View(func(v *viper.Viper) { out = fn(v) })
 		return out
 	}
-	// The snapshot is in before WatchViper returns.
+	// The snapshot is in before Watch returns.
 	if h := get(func(v *viper.Viper) any { return v.GetString("db.host") }); h != "db1" {
-		t.Fatalf("db.host = %v after WatchViper", h)
+		t.Fatalf("db.host = %v after Watch", h)
 	}
 	if x := get(func(v *viper.Viper) any { return v.IsSet("x") }); x != false {
 		t.Fatal("a key outside the prefix is in viper")
@@ -83,7 +84,7 @@ func TestWatchViper(t *testing.T) {
 	cancel()
 	<-feed.Done()
 
-	if _, err := WatchViper(context.Background(), c, "/abs", viper.New()); err == nil {
+	if _, err := Watch(context.Background(), c, "/abs", viper.New()); err == nil {
 		t.Fatal("a bad prefix: no error")
 	}
 }
