@@ -212,10 +212,13 @@ func TestWaitLost(t *testing.T) {
 	if _, err := e.Proclaim(ctx, l, "w"); err != nil {
 		t.Fatal(err)
 	}
+	// WaitLost sees the proclaim on its watch and confirms every 50 ms:
+	// 20 confirm periods with the leader in place is what makes a wrongful
+	// return observable (a non-blocking look right after Proclaim is not).
 	select {
 	case err := <-done:
 		t.Fatalf("WaitLost returned on a proclaim: %v", err)
-	default:
+	case <-time.After(time.Second):
 	}
 	if _, err := cli.Revoke(ctx, lease); err != nil {
 		t.Fatal(err)

@@ -146,6 +146,7 @@ func TestBatchWithARevokedLease(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, 50)
+	created := make([]bool, 50)
 	for i := range errs {
 		wg.Add(1)
 		go func() {
@@ -154,7 +155,7 @@ func TestBatchWithARevokedLease(t *testing.T) {
 			if i == 25 {
 				lease = bad.ID
 			}
-			_, _, errs[i] = l.batch.create(ctx, fmt.Sprintf("/beacon/services/batch/i%d", i), "{}", lease)
+			_, created[i], errs[i] = l.batch.create(ctx, fmt.Sprintf("/beacon/services/batch/i%d", i), "{}", lease)
 		}()
 	}
 	wg.Wait()
@@ -162,6 +163,14 @@ func TestBatchWithARevokedLease(t *testing.T) {
 		if i != 25 && err != nil {
 			t.Fatalf("create %d under a live lease: %v", i, err)
 		}
+	}
+	// A batch that failed answers not-created (each caller then goes its
+	// own way); the create under the revoked lease must never be created.
+	if created[25] {
+		t.Fatal("the create under a revoked lease was answered created")
+	}
+	if r, err := cli.Get(ctx, "/beacon/services/batch/i25"); err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("the key under the revoked lease: %v %v", r.Kvs, err)
 	}
 }
 
