@@ -86,4 +86,3 @@ func TestSessionCloseRemovesItsInstances(t *testing.T) {
 		t.Fatalf("registrations after the session closed: %+v", regs)
 	}
 }
-
