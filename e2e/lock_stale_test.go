@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// TestLockStaleTokenOfALiveKey: a session releases a lock and acquires it
+// again; its lock key is the same (it is named after the session's lease)
+// and still exists, so only the token, the key's create revision, tells
+// the old grant from the new one. A fenced write with the old token is
+// refused, through the API and through the CLI, and writes nothing; the
+// new token's write goes.
+func TestLockStaleTokenOfALiveKey(t *testing.T) {
+	a, cli := lockOneAgent(t)
+	c, err := client.New(a.APIAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sess, err := c.NewSession(ctx, client.WithName("stale-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := beaconpb.NewLockClient(c.Conn())
+	put := func(g *beaconpb.LockAcquireResponse, value string) error {
+		_, err := lc.Fenced(ctx, &beaconpb.LockFencedRequest{Key: g.Key, Token: g.Token, Ops: []*beaconpb.LockFencedOp{
+			{Type: beaconpb.LockOpType_LOCK_OP_PUT, Key: "/stale/data", Value: []byte(value)}}})
+		return err
+	}
+	old, err := lc.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "stale", SessionId: sess.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := put(old, "old-while-held"); err != nil {
+		t.Fatalf("fenced write while holding: %v", err)
+	}
+	if _, err := lc.Release(ctx, &beaconpb.LockReleaseRequest{Key: old.Key, Token: old.Token, SessionId: sess.ID}); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := lc.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "stale", SessionId: sess.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Key != old.Key || cur.Token <= old.Token {
+		t.Fatalf("re-acquire by the same session: key %s token %d, want the same key %s with a token above %d",
+			cur.Key, cur.Token, old.Key, old.Token)
+	}
+
+	if err := put(old, "stale"); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("fenced write with the old token of a key that still exists: %v, want FailedPrecondition", err)
+	}
+	_, stderr, code := lockRun(t, "", nil, "--agent", a.APIAddr, "fenced", "put", "/stale/data", "stale-cli",
+		"--lock-key", old.Key, "--token", fmt.Sprint(old.Token))
+	if code == 0 || !strings.Contains(stderr, "failed precondition") {
+		t.Fatalf("beacon fenced put with the old token: exit %d, %q; want a refusal (failed precondition)", code, stderr)
+	}
+	resp, err := cli.Get(ctx, "/stale/data")
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "old-while-held" {
+		t.Fatalf("/stale/data after the stale writes: %v %v, want the value written while held", resp.Kvs, err)
+	}
+	if err := put(cur, "new"); err != nil {
+		t.Fatalf("fenced write with the current token: %v", err)
+	}
+}
