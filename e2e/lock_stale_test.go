@@ -9,6 +9,9 @@ import (
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/client"
+	"github.com/beaconhq/beacon/internal/testcluster"
+	"github.com/beaconhq/beacon/lock"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -71,5 +74,79 @@ func TestLockStaleTokenOfALiveKey(t *testing.T) {
 	}
 	if err := put(cur, "new"); err != nil {
 		t.Fatalf("fenced write with the current token: %v", err)
+	}
+}
+
+// TestLockWaiterLostThenHolderReleases: a waiter whose session's lease
+// ends in etcd while it waits (as after a partition) is refused, and is
+// not granted the lock when the holder releases it afterwards.
+func TestLockWaiterLostThenHolderReleases(t *testing.T) {
+	a, cli := lockOneAgent(t)
+	c, err := client.New(a.APIAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	holder, err := c.NewSession(ctx, client.WithName("holder"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiter, err := c.NewSession(ctx, client.WithName("waiter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := beaconpb.NewLockClient(c.Conn())
+	held, err := lc.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "line", SessionId: holder.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		g   *beaconpb.LockAcquireResponse
+		err error
+	}
+	waited := make(chan answer, 1)
+	go func() {
+		g, err := lc.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "line", SessionId: waiter.ID})
+		waited <- answer{g, err}
+	}()
+	// The waiter's key is the line's other key; its lease ends in etcd.
+	var waiterKey string
+	if err := testcluster.Eventually(20*time.Second, func() error {
+		resp, err := cli.Get(ctx, "/beacon/locks/line/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return err
+		}
+		for _, kv := range resp.Kvs {
+			if string(kv.Key) != held.Key {
+				waiterKey = string(kv.Key)
+				return nil
+			}
+		}
+		return fmt.Errorf("%d keys in line", len(resp.Kvs))
+	}); err != nil {
+		t.Fatalf("the waiter never stood in line: %v", err)
+	}
+	lease, err := lock.LeaseOf(waiterKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Revoke(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	if err := lockWaitGone(ctx, cli, waiterKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lc.Release(ctx, &beaconpb.LockReleaseRequest{Key: held.Key, Token: held.Token, SessionId: holder.ID}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-waited:
+		if r.err == nil || status.Code(r.err) != codes.FailedPrecondition {
+			t.Fatalf("the waiter whose lease ended: granted %v, %v; want FailedPrecondition (lock lost) and no grant", r.g, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiter whose lease ended had no answer 20s after the holder released")
 	}
 }
