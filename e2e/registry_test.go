@@ -275,23 +275,36 @@ func TestProxyCutOff(t *testing.T) {
 	}
 	waitDNS(t, p, "api.service.beacon", dns.TypeA, "api", has("A "+p.IP))
 
-	// Cut: the only member stops answering anyone.
+	// Cut: the only member stops answering anyone, for twice the proxy's
+	// node TTL (3s): by then the proxy's keepalives have failed for longer
+	// than its lease could last, and its DNS must still answer from the
+	// catalog it holds, at every query of the cut.
 	if err := syscall.Kill(a.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 20; i++ {
+	cut := time.Now()
+	queries := 0
+	for time.Since(cut) < 6*time.Second && queries < 200 {
 		rrs, rcode := dnsAnswer(t, p, "api.service.beacon", dns.TypeA)
+		queries++
 		if rcode != dns.RcodeSuccess || !has("A "+p.IP)(rrs) {
 			_ = syscall.Kill(a.Pid(), syscall.SIGCONT)
-			t.Fatalf("cut-off proxy's DNS answered %v rcode %d", rrs, rcode)
+			t.Fatalf("cut-off proxy's DNS answered %v rcode %d, %s into the cut", rrs, rcode, time.Since(cut))
 		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if time.Since(cut) < 6*time.Second {
+		_ = syscall.Kill(a.Pid(), syscall.SIGCONT)
+		t.Fatalf("only %d queries answered within %s of the cut", queries, time.Since(cut))
 	}
 	if err := syscall.Kill(a.Pid(), syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 
-	// Whatever the cut did to the lease, end it now from outside, as an
-	// expiry would: the registration must come back under a new lease.
+	// Whatever the cut did to the lease (a member resuming may renew it
+	// before its lessor expires it: racy either way), end it now from
+	// outside, as an expiry would: the registration must come back under a
+	// new lease.
 	cli := a.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
