@@ -54,6 +54,7 @@ func runningCatalog(t *testing.T) (*Catalog, *clientv3.Client) {
 func TestCatalogAppliesDeletes(t *testing.T) {
 	cat, cli := runningCatalog(t)
 	_, _, sub := cat.Subscribe(func(*Instance) bool { return true })
+	defer cat.Unsubscribe(sub) // the watcher count is the package's: others check it
 	putInstance(t, cli, Instance{ID: "a", Service: "web", Node: "n1", Address: "127.0.0.1", Port: 80})
 	putInstance(t, cli, Instance{ID: "b", Service: "web", Node: "n2", Address: "127.0.0.2", Port: 80})
 	waitCatalog(t, "both instances", func() bool { return len(cat.Service("web")) == 2 })
@@ -120,6 +121,7 @@ func TestCatalogRelist(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, sub := cat.Subscribe(func(*Instance) bool { return true })
+	defer cat.Unsubscribe(sub) // the watcher count is the package's: others check it
 
 	// Changes the catalog's watch never saw, then compacted away.
 	deleteKey(t, cli, Key("/beacon/", "web", "gone"))
