@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -19,11 +20,22 @@ func putInstance(t *testing.T, cli *clientv3.Client, in Instance) {
 	}
 }
 
-func deleteKey(t *testing.T, cli *clientv3.Client, key string) {
+// deleteKey deletes key and returns the revision of the delete.
+func deleteKey(t *testing.T, cli *clientv3.Client, key string) int64 {
 	t.Helper()
-	if _, err := cli.Delete(context.Background(), key); err != nil {
+	resp, err := cli.Delete(context.Background(), key)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return resp.Header.Revision
+}
+
+// caughtUp waits until the catalog has applied every change up to rev
+// (whatever it made of them), so that what it shows next can be asserted
+// at once.
+func caughtUp(t *testing.T, cat *Catalog, rev int64) {
+	t.Helper()
+	waitCatalog(t, fmt.Sprintf("revision %d", rev), func() bool { return cat.Revision() >= rev })
 }
 
 func ids(list []*Instance) map[string]bool {
@@ -59,8 +71,7 @@ func TestCatalogAppliesDeletes(t *testing.T) {
 	putInstance(t, cli, Instance{ID: "b", Service: "web", Node: "n2", Address: "127.0.0.2", Port: 80})
 	waitCatalog(t, "both instances", func() bool { return len(cat.Service("web")) == 2 })
 
-	deleteKey(t, cli, Key("/beacon/", "web", "a"))
-	waitCatalog(t, "the delete of a", func() bool { got := ids(cat.Service("web")); return !got["a"] })
+	caughtUp(t, cat, deleteKey(t, cli, Key("/beacon/", "web", "a")))
 	if got := ids(cat.Service("web")); !got["b"] || len(got) != 1 {
 		t.Fatalf("web after deleting a: %v", got)
 	}
@@ -74,8 +85,10 @@ func TestCatalogAppliesDeletes(t *testing.T) {
 		t.Fatalf("n2's index: %v", n)
 	}
 
-	deleteKey(t, cli, Key("/beacon/", "web", "b"))
-	waitCatalog(t, "the delete of b", func() bool { return len(cat.Service("web")) == 0 })
+	caughtUp(t, cat, deleteKey(t, cli, Key("/beacon/", "web", "b")))
+	if n := cat.Service("web"); len(n) != 0 {
+		t.Fatalf("web after deleting its last instance: %v", n)
+	}
 	if names := cat.Services(); len(names) != 0 {
 		t.Fatalf("services once web has no instance: %v", names)
 	}
@@ -103,6 +116,9 @@ func TestCatalogNodeIndex(t *testing.T) {
 	waitCatalog(t, "a on Web1", func() bool { return len(cat.NodeInstances("web1")) == 1 })
 	putInstance(t, cli, Instance{ID: "a", Service: "web", Node: "web2", Address: "127.0.0.1", Port: 80})
 	waitCatalog(t, "a on web2", func() bool { return len(cat.NodeInstances("WEB2")) == 1 })
+	if n := cat.NodeInstances("web2"); len(n) != 1 || n[0].Node != "web2" {
+		t.Fatalf("web2's index: %v", n)
+	}
 	if n := cat.NodeInstances("web1"); len(n) != 0 {
 		t.Fatalf("web1 still indexes the instance that moved to web2: %v", n)
 	}
