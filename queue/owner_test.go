@@ -130,8 +130,11 @@ func TestHoldsComparesTheReservationsCreation(t *testing.T) {
 		want bool
 	}{{first.Receipt, false}, {second.Receipt, true}} {
 		resp, err := b1.cli.Txn(ctxT(t)).If(holds(k, tc.r)).Commit()
-		if err != nil || resp.Succeeded != tc.want {
-			t.Fatalf("holds(receipt of rev %d) = %v (%v), want %v", tc.r.Rev, resp.Succeeded, err, tc.want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Succeeded != tc.want {
+			t.Fatalf("holds(receipt of rev %d) = %v, want %v", tc.r.Rev, resp.Succeeded, tc.want)
 		}
 	}
 }
