@@ -119,7 +119,14 @@ func startApp(t *testing.T, bin string, a *testcluster.Agent, args ...string) (*
 // every agent's answers at once (by the session's revoke, not its TTL).
 func TestRegisterAcrossAgents(t *testing.T) {
 	c := testcluster.New(t)
-	a, b := memberAndProxy(t, c, "b")
+	// Anti-entropy once an hour: it would otherwise remove the killed
+	// app's instance within its 5s pass as well, and hide a missing revoke.
+	a := c.Host("a")
+	a.Start("--anti-entropy-interval", "1h")
+	a.WaitReady(readyWithin)
+	b := c.Host("b")
+	b.Start("--role", "proxy", "--join", a.ClientURL, "--anti-entropy-interval", "1h")
+	b.WaitReady(readyWithin)
 
 	app := buildExample(t, "register")
 	proc, id := startApp(t, app, a, "--name", "payments", "--tag", "v2")
