@@ -16,6 +16,28 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// lockSessions opens a client of a, closed with the test, and a session
+// of it for each name; ctx bounds the test's calls.
+func lockSessions(t *testing.T, a *testcluster.Agent, names ...string) (context.Context, beaconpb.LockClient, []*client.Session) {
+	t.Helper()
+	c, err := client.New(a.APIAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	var sessions []*client.Session
+	for _, name := range names {
+		s, err := c.NewSession(ctx, client.WithName(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions = append(sessions, s)
+	}
+	return ctx, beaconpb.NewLockClient(c.Conn()), sessions
+}
+
 // TestLockStaleTokenOfALiveKey: a session releases a lock and acquires it
 // again; its lock key is the same (it is named after the session's lease)
 // and still exists, so only the token, the key's create revision, tells
@@ -24,18 +46,8 @@ import (
 // new token's write goes.
 func TestLockStaleTokenOfALiveKey(t *testing.T) {
 	a, cli := lockOneAgent(t)
-	c, err := client.New(a.APIAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	sess, err := c.NewSession(ctx, client.WithName("stale-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc := beaconpb.NewLockClient(c.Conn())
+	ctx, lc, sessions := lockSessions(t, a, "stale-test")
+	sess := sessions[0]
 	put := func(g *beaconpb.LockAcquireResponse, value string) error {
 		_, err := lc.Fenced(ctx, &beaconpb.LockFencedRequest{Key: g.Key, Token: g.Token, Ops: []*beaconpb.LockFencedOp{
 			{Type: beaconpb.LockOpType_LOCK_OP_PUT, Key: "/stale/data", Value: []byte(value)}}})
@@ -82,22 +94,8 @@ func TestLockStaleTokenOfALiveKey(t *testing.T) {
 // not granted the lock when the holder releases it afterwards.
 func TestLockWaiterLostThenHolderReleases(t *testing.T) {
 	a, cli := lockOneAgent(t)
-	c, err := client.New(a.APIAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	holder, err := c.NewSession(ctx, client.WithName("holder"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waiter, err := c.NewSession(ctx, client.WithName("waiter"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc := beaconpb.NewLockClient(c.Conn())
+	ctx, lc, sessions := lockSessions(t, a, "holder", "waiter")
+	holder, waiter := sessions[0], sessions[1]
 	held, err := lc.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "line", SessionId: holder.ID})
 	if err != nil {
 		t.Fatal(err)

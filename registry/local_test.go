@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/healthcheck"
-	"github.com/beaconhq/beacon/internal/etcdtest"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -21,11 +20,9 @@ import (
 // session, and Local on dataDir.
 func testLocal(t *testing.T, dataDir string) (*Local, *clientv3.Client) {
 	t.Helper()
-	cli, _ := etcdtest.New(t)
+	cat, cli := runningCatalog(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
-	go cat.Run(ctx)
 	sessions := session.NewManager(cli, zap.NewNop())
 	agentSess, err := sessions.Open(ctx, "agent", 10*time.Second)
 	if err != nil {
