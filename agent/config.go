@@ -46,6 +46,9 @@ type Config struct {
 	LogLevel         string
 	LeaveOnTerminate bool
 	NodeTTL          time.Duration // TTL of the lease behind nodes/<name>
+	// AntiEntropyInterval: how often the registry compares this agent's
+	// registrations with etcd unprompted.
+	AntiEntropyInterval time.Duration
 
 	DNSTTL          time.Duration // TTL of DNS answers
 	DNSAllowWarning bool          // DNS answers warning instances too
@@ -161,6 +164,7 @@ func options() []option {
 		{"log-level", "info", "debug, info, warn or error"},
 		{"leave-on-terminate", false, "on SIGTERM, leave the cluster before stopping"},
 		{"node-ttl", "10s", "TTL of the lease behind this agent's nodes/<name> key and its own registrations"},
+		{"anti-entropy-interval", "5s", "how often the agent compares its registrations with etcd unprompted, writing back what etcd lost and removing what it no longer has"},
 		{"dns-ttl", "5s", "TTL of DNS answers"},
 		{"dns-allow-warning", false, "DNS answers instances whose check is warning, not only passing"},
 		{"dns-recursors", "", "host:port upstreams (comma-separated) for names outside the zone; empty = answer REFUSED"},
@@ -359,6 +363,10 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	c.NodeTTL, err = cast.ToDurationE(v.Get("node-ttl"))
 	if err != nil || c.NodeTTL < 2*time.Second || c.NodeTTL > time.Hour {
 		check("node-ttl", fmt.Errorf("%v is not a duration from 2s to 1h", v.Get("node-ttl")))
+	}
+	c.AntiEntropyInterval, err = cast.ToDurationE(v.Get("anti-entropy-interval"))
+	if err != nil || c.AntiEntropyInterval < time.Second || c.AntiEntropyInterval > 24*time.Hour {
+		check("anti-entropy-interval", fmt.Errorf("%v is not a duration from 1s to 24h", v.Get("anti-entropy-interval")))
 	}
 
 	dnsTTL, err := cast.ToDurationE(v.Get("dns-ttl"))

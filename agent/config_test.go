@@ -219,3 +219,23 @@ func TestAgentWideLimitKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestAntiEntropyIntervalKey: the interval can be set (a test lengthens
+// it to tell the session's revoke from anti-entropy's removal), defaults
+// to 5s, and a bad value is refused naming its key.
+func TestAntiEntropyIntervalKey(t *testing.T) {
+	c, err := load(t, "", "--anti-entropy-interval", "1h")
+	if err != nil || c.AntiEntropyInterval != time.Hour {
+		t.Fatalf("--anti-entropy-interval 1h: %v %v", c.AntiEntropyInterval, err)
+	}
+	if d, err := load(t, ""); err != nil || d.AntiEntropyInterval != 5*time.Second {
+		t.Fatalf("default: %v %v", d.AntiEntropyInterval, err)
+	}
+	for _, bad := range []string{"0s", "500ms", "48h", "soon"} {
+		_, err := load(t, "", "--anti-entropy-interval", bad)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != "anti-entropy-interval" {
+			t.Errorf("--anti-entropy-interval %s: %v, want an error naming the key", bad, err)
+		}
+	}
+}

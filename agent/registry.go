@@ -84,7 +84,7 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 	a.local, err = registry.NewLocal(ctx, registry.LocalConfig{
 		Client: cli, Namespace: a.cfg.Namespace, Node: a.cfg.Name, NodeAddr: a.nodeAddress(),
 		DataDir: a.cfg.DataDir, Sessions: a.sessions, AgentSession: a.agentSess,
-		Catalog: a.catalog, Logger: a.lg.Named("registry"),
+		Catalog: a.catalog, Logger: a.lg.Named("registry"), AntiEntropyInterval: a.cfg.AntiEntropyInterval,
 	})
 	if err != nil {
 		return err

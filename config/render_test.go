@@ -74,7 +74,7 @@ func (g *renderRig) lines(name string) int {
 func TestRenderBurst(t *testing.T) {
 	g := newRig(t, `port={{ key "app/port" }} n={{ keyOrDefault "app/n" "0" }}`)
 	g.src.set("app/port", "80")
-	g.r.WaitMin, g.r.WaitMax = 300*time.Millisecond, time.Minute
+	g.r.WaitMin, g.r.WaitMax = 2*time.Second, time.Minute // far longer than 20 in-memory sets take
 	g.r.Exec = "echo ran >> " + filepath.Join(g.dir, "execs")
 	g.start()
 	if r := g.next(); !r.Changed || r.Err != nil || g.out() != "port=80 n=0" {
@@ -234,7 +234,15 @@ func TestTemplatesSync(t *testing.T) {
 	src.set("k", "v")
 	waitFile(t, b.Out, "v")
 	ts.Close()
+	// A witness renderer on the same source: once it has rendered "w", a
+	// renderer Close left running would have had the same change to render.
+	witness := NewTemplates(src, nil)
+	defer witness.Close()
+	wb := TemplateBlock{Template: tp, Out: filepath.Join(dir, "witness")}
+	witness.Sync([]TemplateBlock{wb})
+	waitFile(t, wb.Out, "v")
 	src.set("k", "w")
+	waitFile(t, wb.Out, "w")
 	if got, _ := os.ReadFile(b.Out); string(got) != "v" {
 		t.Fatalf("rendered after Close: %q", got)
 	}

@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/beaconhq/beacon/internal/testcluster"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // TestAutoJoin: three members bootstrapped statically, then two hosts
@@ -73,14 +77,21 @@ func TestJoinInterrupted(t *testing.T) {
 	ms := startStatic(t, c, 3)
 	j := c.Host("j1")
 	j.Start("--join", ms[0].ClientURL)
-	// Kill it as soon as the cluster lists it (a learner, mid-join).
+	// Freeze it as soon as the cluster lists it, and kill it only if it
+	// is still a learner then: the join is interrupted half-way (listed,
+	// not promoted), which is what this test is about.
+	cli := ms[0].Client()
+	var listed *etcdserverpb.Member
 	err := testcluster.Eventually(readyWithin, func() error {
-		list, err := ms[0].Members()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := cli.MemberList(ctx)
 		if err != nil {
 			return err
 		}
-		for _, m := range list {
+		for _, m := range resp.Members {
 			if strings.Contains(strings.Join(m.PeerURLs, ","), j.IP) {
+				listed = m
 				return nil
 			}
 		}
@@ -88,6 +99,20 @@ func TestJoinInterrupted(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := syscall.Kill(j.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range resp.Members {
+		if m.ID == listed.ID && !m.IsLearner {
+			t.Fatalf("j1 was a voter already when frozen: the join was not interrupted half-way")
+		}
 	}
 	j.Kill()
 

@@ -102,8 +102,15 @@ type queueWorker struct {
 
 func startQueueWorker(t *testing.T, a *testcluster.Agent, queue, script string, env ...string) *queueWorker {
 	t.Helper()
-	cmd := exec.Command(testcluster.Binary(t), "queue", "reserve", queue, "--agent", a.APIAddr,
-		"--count", "0", "--wait", "24h", "--visibility", "24h", "--", "sh", "-c", script)
+	return startQueueWorkerWith(t, a, queue, nil, script, env...)
+}
+
+// startQueueWorkerWith is startQueueWorker with more flags for beacon.
+func startQueueWorkerWith(t *testing.T, a *testcluster.Agent, queue string, flags []string, script string, env ...string) *queueWorker {
+	t.Helper()
+	args := append([]string{"queue", "reserve", queue, "--agent", a.APIAddr,
+		"--count", "0", "--wait", "24h", "--visibility", "24h"}, flags...)
+	cmd := exec.Command(testcluster.Binary(t), append(args, "--", "sh", "-c", script)...)
 	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -349,7 +356,12 @@ func TestQueueSemantics(t *testing.T) {
 	t.Run("KilledWorkerAndCMD", func(t *testing.T) {
 		queueCLI(t, a, nil, "queue", "push", "crash", "x")
 		pidFile := filepath.Join(t.TempDir(), "pid")
-		w := startQueueWorker(t, b, "crash", `cat >/dev/null; echo $$ > "$PIDFILE.tmp"; mv "$PIDFILE.tmp" "$PIDFILE"; exec sleep 60`, "PIDFILE="+pidFile)
+		// The worker's session lives 120s without its keepalives: every
+		// wait below ends well within that, so the message can only be
+		// ready again because the agent revoked the session when its
+		// stream broke, not because its lease expired.
+		w := startQueueWorkerWith(t, b, "crash", []string{"--ttl", "120s"},
+			`cat >/dev/null; echo $$ > "$PIDFILE.tmp"; mv "$PIDFILE.tmp" "$PIDFILE"; exec sleep 60`, "PIDFILE="+pidFile)
 		var pid int
 		if err := testcluster.Eventually(30*time.Second, func() error {
 			data, err := os.ReadFile(pidFile)

@@ -119,7 +119,14 @@ func startApp(t *testing.T, bin string, a *testcluster.Agent, args ...string) (*
 // every agent's answers at once (by the session's revoke, not its TTL).
 func TestRegisterAcrossAgents(t *testing.T) {
 	c := testcluster.New(t)
-	a, b := memberAndProxy(t, c, "b")
+	// Anti-entropy once an hour: it would otherwise remove the killed
+	// app's instance within its 5s pass as well, and hide a missing revoke.
+	a := c.Host("a")
+	a.Start("--anti-entropy-interval", "1h")
+	a.WaitReady(readyWithin)
+	b := c.Host("b")
+	b.Start("--role", "proxy", "--join", a.ClientURL, "--anti-entropy-interval", "1h")
+	b.WaitReady(readyWithin)
 
 	app := buildExample(t, "register")
 	proc, id := startApp(t, app, a, "--name", "payments", "--tag", "v2")
@@ -148,16 +155,29 @@ func TestRegisterAcrossAgents(t *testing.T) {
 	}
 
 	// kill -9: the session stream breaks, the agent revokes the lease.
-	// The session's TTL is 10s; the instance must be gone well before.
+	// Without the revoke the lease would last what it has left (the
+	// session's 10s TTL, less since the last keepalive): the instance must
+	// be gone everywhere before that could have run out, a bound the lease
+	// itself gives rather than a figure of this test's.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	kv, err := a.Client().Get(ctx2, "/beacon/services/payments/"+id)
+	if err != nil || len(kv.Kvs) != 1 || kv.Kvs[0].Lease == 0 {
+		t.Fatalf("the app's instance key: %v %v", kv, err)
+	}
+	left, err := a.Client().TimeToLive(ctx2, clientv3.LeaseID(kv.Kvs[0].Lease))
+	if err != nil || left.TTL <= 0 {
+		t.Fatalf("the app's lease: %v %v", left, err)
+	}
+	killed := time.Now()
 	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	for _, ag := range []*testcluster.Agent{a, b} {
-		took := waitDNS(t, ag, "payments.service.beacon", dns.TypeSRV, "no answer", empty)
-		if took > 5*time.Second {
-			t.Fatalf("%s dropped the killed app after %s: that is the TTL, not the revoke", ag.Name, took)
-		}
-		t.Logf("%s dropped the killed app after %s", ag.Name, took)
+		waitDNS(t, ag, "payments.service.beacon", dns.TypeSRV, "no answer", empty)
+	}
+	if took, lease := time.Since(killed), time.Duration(left.TTL)*time.Second; took >= lease {
+		t.Fatalf("the killed app was dropped %s after the kill, when its lease had %s left: an expiry, not the revoke", took, lease)
 	}
 }
 
@@ -165,16 +185,17 @@ func TestRegisterAcrossAgents(t *testing.T) {
 // until their lease's TTL, then are gone from the other agents' answers.
 func TestAgentKilledLosesInstances(t *testing.T) {
 	c := testcluster.New(t)
-	a, p := memberAndProxy(t, c, "p", "--node-ttl", "3s")
+	a, p := memberAndProxy(t, c, "p", "--node-ttl", "10s")
 	if _, stderr, err := p.CLI("register", "--name", "cache", "--port", "6379"); err != nil {
 		t.Fatalf("beacon register: %v %s", err, stderr)
 	}
 	waitDNS(t, a, "cache.service.beacon", dns.TypeA, "p's instance", has("A "+p.IP))
 	p.Kill()
 	// Still there right after the kill: nobody revoked anything, and the
-	// lease has 3s to run...
+	// lease has up to 10s to run (a TTL long enough that the one query
+	// below comes well within it, however loaded the machine)...
 	if rrs, _ := dnsAnswer(t, a, "cache.service.beacon", dns.TypeA); !has("A " + p.IP)(rrs) {
-		t.Fatalf("instance gone right after kill -9, before its 3s TTL: %v", rrs)
+		t.Fatalf("instance gone right after kill -9, before its 10s TTL: %v", rrs)
 	}
 	// ...and gone after the TTL.
 	waitDNS(t, a, "cache.service.beacon", dns.TypeA, "nothing once the TTL passed", empty)
@@ -275,23 +296,36 @@ func TestProxyCutOff(t *testing.T) {
 	}
 	waitDNS(t, p, "api.service.beacon", dns.TypeA, "api", has("A "+p.IP))
 
-	// Cut: the only member stops answering anyone.
+	// Cut: the only member stops answering anyone, for twice the proxy's
+	// node TTL (3s): by then the proxy's keepalives have failed for longer
+	// than its lease could last, and its DNS must still answer from the
+	// catalog it holds, at every query of the cut.
 	if err := syscall.Kill(a.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 20; i++ {
+	cut := time.Now()
+	queries := 0
+	for time.Since(cut) < 6*time.Second && queries < 200 {
 		rrs, rcode := dnsAnswer(t, p, "api.service.beacon", dns.TypeA)
+		queries++
 		if rcode != dns.RcodeSuccess || !has("A "+p.IP)(rrs) {
 			_ = syscall.Kill(a.Pid(), syscall.SIGCONT)
-			t.Fatalf("cut-off proxy's DNS answered %v rcode %d", rrs, rcode)
+			t.Fatalf("cut-off proxy's DNS answered %v rcode %d, %s into the cut", rrs, rcode, time.Since(cut))
 		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if time.Since(cut) < 6*time.Second {
+		_ = syscall.Kill(a.Pid(), syscall.SIGCONT)
+		t.Fatalf("only %d queries answered within %s of the cut", queries, time.Since(cut))
 	}
 	if err := syscall.Kill(a.Pid(), syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 
-	// Whatever the cut did to the lease, end it now from outside, as an
-	// expiry would: the registration must come back under a new lease.
+	// Whatever the cut did to the lease (a member resuming may renew it
+	// before its lessor expires it: racy either way), end it now from
+	// outside, as an expiry would: the registration must come back under a
+	// new lease.
 	cli := a.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -207,15 +207,20 @@ func TestWaitLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- e.WaitLost(ctx, l, 50*time.Millisecond) }()
+	go func() { done <- e.WaitLost(ctx, l, 500*time.Millisecond) }()
 	// A proclaim is no loss.
 	if _, err := e.Proclaim(ctx, l, "w"); err != nil {
 		t.Fatal(err)
 	}
+	// WaitLost sees the proclaim on its watch and confirms every 500ms:
+	// four confirm periods with the leader in place is what makes a
+	// wrongful return observable (a non-blocking look right after Proclaim
+	// is not). Periods of 50ms were too short for a loaded machine under
+	// -race to confirm in.
 	select {
 	case err := <-done:
 		t.Fatalf("WaitLost returned on a proclaim: %v", err)
-	default:
+	case <-time.After(2 * time.Second):
 	}
 	if _, err := cli.Revoke(ctx, lease); err != nil {
 		t.Fatal(err)

@@ -66,17 +66,19 @@ func TestTTLExpiresFromStart(t *testing.T) {
 
 // Each heartbeat moves the expiry to TTL after it; once they stop, the
 // check expires no earlier than TTL after the last one, and a heartbeat
-// brings it back.
+// brings it back. The bound is on each expiry and the beat before it, so
+// a machine slow enough to space two beats by more than the TTL makes no
+// false failure (the check then rightly expires between them).
 func TestTTLHeartbeatsHoldThenExpire(t *testing.T) {
 	t.Parallel()
 	const ttl = 300 * time.Millisecond
 	m, rec := start(t, Definition{TTL: ttl}, Result{Status: StatusCritical}, nil)
 
 	// Beat for two TTLs. Were the deadline not moved by each beat, the
-	// check would expire while they are still coming.
-	var last time.Time
+	// check would expire less than a TTL after one of them.
+	var beats []time.Time // each taken before its Heartbeat: a lower bound of its deadline's start
 	for end := time.Now().Add(2 * ttl); time.Now().Before(end); {
-		last = time.Now()
+		beats = append(beats, time.Now())
 		if err := m.Heartbeat("pass", "alive"); err != nil {
 			t.Fatal(err)
 		}
@@ -86,14 +88,20 @@ func TestTTLHeartbeatsHoldThenExpire(t *testing.T) {
 	if e.Status != StatusCritical {
 		t.Fatalf("got %v", e)
 	}
-	if gap := e.at.Sub(last); gap < ttl {
-		t.Fatalf("expired %s after the last heartbeat, want at least the TTL %s", gap, ttl)
+	var before time.Time
+	for _, b := range beats {
+		if b.Before(e.at) {
+			before = b
+		}
+	}
+	if gap := e.at.Sub(before); gap < ttl {
+		t.Fatalf("expired %s after the heartbeat before it, want at least the TTL %s", gap, ttl)
 	}
 
 	if err := m.Heartbeat("pass", "back"); err != nil {
 		t.Fatal(err)
 	}
-	if e := rec.next(); e.Result != (Result{StatusPassing, "back"}) {
+	if e := rec.waitFor("the heartbeat after the expiry", func(r Result) bool { return r.Output == "back" }); e.Status != StatusPassing {
 		t.Fatalf("got %v", e)
 	}
 }

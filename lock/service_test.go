@@ -146,6 +146,32 @@ func watchGrant(ctx context.Context, s *Service, key string, token int64) (*watc
 	return ws, done
 }
 
+// eventWait bounds each wait on a watch, so that a missing event fails the
+// test in seconds instead of hanging it until go test's timeout.
+const eventWait = 20 * time.Second
+
+func nextEvent(t *testing.T, ws *watchStream) *beaconpb.LockEvent {
+	t.Helper()
+	select {
+	case ev := <-ws.events:
+		return ev
+	case <-time.After(eventWait):
+		t.Fatalf("no lock event within %v", eventWait)
+		return nil
+	}
+}
+
+func watchEnd(t *testing.T, done chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(eventWait):
+		t.Fatalf("Watch did not return within %v", eventWait)
+		return nil
+	}
+}
+
 // When etcd ends a session's lease the session lives on with a new one,
 // but its locks are gone: the holder is told, its token is refused, and it
 // can contend again.
@@ -158,24 +184,27 @@ func TestServiceLeaseChangeLosesLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws, done := watchGrant(ctx, s, l.Key, l.Token)
-	if ev := <-ws.events; ev.State != beaconpb.LockState_LOCK_STATE_HELD {
+	if ev := nextEvent(t, ws); ev.State != beaconpb.LockState_LOCK_STATE_HELD {
 		t.Fatalf("first event %v", ev)
 	}
 	old := sess.Lease()
 	if _, err := s.c.Client.Revoke(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	if ev := <-ws.events; ev.State != beaconpb.LockState_LOCK_STATE_LOST {
+	if ev := nextEvent(t, ws); ev.State != beaconpb.LockState_LOCK_STATE_LOST {
 		t.Fatalf("event after the lease ended: %v", ev)
 	}
-	if err := <-done; err != nil {
+	if err := watchEnd(t, done); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.Fenced(ctx, &beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token,
 		Ops: []*beaconpb.LockFencedOp{{Type: beaconpb.LockOpType_LOCK_OP_PUT, Key: "/svc-data", Value: []byte("x")}}})
 	wantCode(t, "fenced write after loss", err, codes.FailedPrecondition, "stale")
 	deadline := time.Now().Add(10 * time.Second)
-	for sess.Lease() == old && time.Now().Before(deadline) {
+	for sess.Lease() == old {
+		if time.Now().After(deadline) {
+			t.Fatal("the session had no new lease 10s after etcd ended its old one")
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	l2, err := s.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "a", SessionId: sess.ID})
@@ -185,14 +214,18 @@ func TestServiceLeaseChangeLosesLock(t *testing.T) {
 
 	// A release is reported as such.
 	ws, done = watchGrant(ctx, s, l2.Key, l2.Token)
-	<-ws.events
+	if ev := nextEvent(t, ws); ev.State != beaconpb.LockState_LOCK_STATE_HELD {
+		t.Fatalf("first event of the new grant: %v", ev)
+	}
 	if _, err := s.Release(ctx, &beaconpb.LockReleaseRequest{Key: l2.Key, Token: l2.Token, SessionId: sess.ID}); err != nil {
 		t.Fatal(err)
 	}
-	if ev := <-ws.events; ev.State != beaconpb.LockState_LOCK_STATE_RELEASED {
+	if ev := nextEvent(t, ws); ev.State != beaconpb.LockState_LOCK_STATE_RELEASED {
 		t.Fatalf("event after release: %v", ev)
 	}
-	<-done
+	if err := watchEnd(t, done); err != nil {
+		t.Fatalf("watch after release: %v", err)
+	}
 	_, done = watchGrant(ctx, s, l2.Key, l2.Token)
-	wantCode(t, "watch of a released grant", <-done, codes.FailedPrecondition, "does not hold")
+	wantCode(t, "watch of a released grant", watchEnd(t, done), codes.FailedPrecondition, "does not hold")
 }

@@ -110,3 +110,31 @@ func TestReceiptBoundToSession(t *testing.T) {
 		t.Fatalf("ack with the receipt alone: %v", err)
 	}
 }
+
+// The receipt's compare, which guards every ack, nack and extend in the
+// same transaction as its write, fails for an old receipt once the
+// reservation was made again, even where claim's read (possibly from a
+// view that lags) let it through: checked here directly, since only a
+// race between the claim and the write can reach it through Ack.
+func TestHoldsComparesTheReservationsCreation(t *testing.T) {
+	b1, b2, q := newBroker(t, "a"), newBroker(t, "b"), queueName(t)
+	mustEnqueue(t, b1, q, "x")
+	first := mustReserve(t, b1, q, WithVisibility(100*time.Millisecond))
+	second := mustReserve(t, b2, q, WithWait(10*time.Second)) // takes it over after the deadline
+	if second.Receipt.Seq != first.Receipt.Seq || second.Receipt.Rev == first.Receipt.Rev {
+		t.Fatalf("second delivery %+v after first %+v", second.Receipt, first.Receipt)
+	}
+	k := b1.keys(q)
+	for _, tc := range []struct {
+		r    Receipt
+		want bool
+	}{{first.Receipt, false}, {second.Receipt, true}} {
+		resp, err := b1.cli.Txn(ctxT(t)).If(holds(k, tc.r)).Commit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Succeeded != tc.want {
+			t.Fatalf("holds(receipt of rev %d) = %v, want %v", tc.r.Rev, resp.Succeeded, tc.want)
+		}
+	}
+}

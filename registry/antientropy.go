@@ -9,7 +9,8 @@ import (
 )
 
 // antiEntropyInterval is how often the agent compares its registrations
-// with the catalog even when nothing told it to.
+// with the catalog even when nothing told it to, by default (the agent's
+// anti-entropy-interval).
 const antiEntropyInterval = 5 * time.Second
 
 // Kick asks for an anti-entropy pass now (a lease was lost, a write failed).
@@ -30,7 +31,11 @@ func (l *Local) RunAntiEntropy(ctx context.Context) {
 		return
 	case <-l.catalog.Ready():
 	}
-	t := time.NewTicker(antiEntropyInterval)
+	every := l.antiEntropyEvery
+	if every <= 0 {
+		every = antiEntropyInterval
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		l.sync(ctx)

@@ -77,6 +77,8 @@ type Local struct {
 
 	batch createBatcher
 
+	antiEntropyEvery time.Duration
+
 	// journal keeps the agent-owned registrations in the data dir
 	// (persist.go).
 	journal journal
@@ -105,6 +107,9 @@ type LocalConfig struct {
 	AgentSession *session.Session
 	Catalog      *Catalog
 	Logger       *zap.Logger
+	// AntiEntropyInterval is how often RunAntiEntropy passes unprompted
+	// (default antiEntropyInterval).
+	AntiEntropyInterval time.Duration
 }
 
 // NewLocal returns the registrations of this agent, loading the ones it
@@ -116,6 +121,8 @@ func NewLocal(ctx context.Context, c LocalConfig) (*Local, error) {
 		catalog: c.Catalog, lg: c.Logger,
 		regs: map[string]*registration{}, hooked: map[string]bool{},
 		kick: make(chan struct{}, 1),
+
+		antiEntropyEvery: c.AntiEntropyInterval,
 	}
 	l.batch.cli = c.Client
 	l.agentSess.OnLeaseChange(func(_, _ clientv3.LeaseID) { l.Kick() })

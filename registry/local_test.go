@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/healthcheck"
-	"github.com/beaconhq/beacon/internal/etcdtest"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -21,11 +20,9 @@ import (
 // session, and Local on dataDir.
 func testLocal(t *testing.T, dataDir string) (*Local, *clientv3.Client) {
 	t.Helper()
-	cli, _ := etcdtest.New(t)
+	cat, cli := runningCatalog(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
-	go cat.Run(ctx)
 	sessions := session.NewManager(cli, zap.NewNop())
 	agentSess, err := sessions.Open(ctx, "agent", 10*time.Second)
 	if err != nil {
@@ -145,6 +142,7 @@ func TestBatchWithARevokedLease(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, 50)
+	created := make([]bool, 50)
 	for i := range errs {
 		wg.Add(1)
 		go func() {
@@ -153,7 +151,7 @@ func TestBatchWithARevokedLease(t *testing.T) {
 			if i == 25 {
 				lease = bad.ID
 			}
-			_, _, errs[i] = l.batch.create(ctx, fmt.Sprintf("/beacon/services/batch/i%d", i), "{}", lease)
+			_, created[i], errs[i] = l.batch.create(ctx, fmt.Sprintf("/beacon/services/batch/i%d", i), "{}", lease)
 		}()
 	}
 	wg.Wait()
@@ -161,6 +159,14 @@ func TestBatchWithARevokedLease(t *testing.T) {
 		if i != 25 && err != nil {
 			t.Fatalf("create %d under a live lease: %v", i, err)
 		}
+	}
+	// A batch that failed answers not-created (each caller then goes its
+	// own way); the create under the revoked lease must never be created.
+	if created[25] {
+		t.Fatal("the create under a revoked lease was answered created")
+	}
+	if r, err := cli.Get(ctx, "/beacon/services/batch/i25"); err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("the key under the revoked lease: %v %v", r.Kvs, err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,19 +43,27 @@ func TestSlowWatcherBytes(t *testing.T) {
 			return errors.New("stream ended")
 		})
 	}()
-	read := make(chan int, 1)
+	var got atomic.Int64
 	go func() {
-		n := 0
 		_ = fast.Forward(ctx, func(Event) error {
-			if n++; n == 100 {
-				read <- n
-			}
+			got.Add(1)
 			return nil
 		})
 	}()
 
+	// 800 KiB of meta in 100 changes, in batches of 10 (80 KiB, under the
+	// bound): each batch waits for the reading watcher to have read the
+	// last, so that it keeps within the bound however loaded the machine
+	// (it is the one that reads), while the other falls 800 KiB behind.
 	blob := strings.Repeat("m", 8<<10)
-	for i := 0; i < 100; i++ { // 800 KiB of meta in 100 changes
+	for i := 0; i < 100; i++ {
+		if i%10 == 0 {
+			for end := time.Now().Add(20 * time.Second); got.Load() < int64(i); time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(end) || fast.Lagged() {
+					t.Fatalf("the watcher that reads has %d of %d changes (cut off: %v)", got.Load(), i, fast.Lagged())
+				}
+			}
+		}
 		b, _ := json.Marshal(&Instance{ID: fmt.Sprintf("i%d", i), Service: "web", Node: "n1", Address: "127.0.0.1", Port: 80,
 			Meta: map[string]string{"blob": blob}})
 		if _, err := cli.Put(ctx, fmt.Sprintf("/beacon/services/web/i%d", i), string(b)); err != nil {
@@ -71,13 +80,18 @@ func TestSlowWatcherBytes(t *testing.T) {
 	if st := status.Convert(rpcerr.From(err)); !errors.Is(err, ErrWatchBehind) || st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), want) {
 		t.Fatalf("cut off with %v, want ErrWatchBehind (ResourceExhausted, %q)", err, want)
 	}
-	if n := slow.bytes.Load(); len(slow.ch) != 0 {
-		t.Fatalf("after the cut: %d changes (%d bytes) still queued", len(slow.ch), n)
+	// Under the catalog's lock: the cut drains the queue while holding it,
+	// and Forward can see the cut before the drain is done.
+	cat.mu.Lock()
+	queued, n := len(slow.ch), slow.bytes.Load()
+	cat.mu.Unlock()
+	if queued != 0 || n != 0 {
+		t.Fatalf("after the cut: %d changes (%d bytes) still queued", queued, n)
 	}
-	select {
-	case <-read:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the watcher that reads did not get the 100 changes")
+	for end := time.Now().Add(20 * time.Second); got.Load() < 100; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the watcher that reads got %d of the 100 changes", got.Load())
+		}
 	}
 	if fast.lagged() {
 		t.Fatal("the watcher that reads was cut off")
