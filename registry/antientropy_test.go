@@ -65,7 +65,7 @@ func TestSessionCloseRemovesItsInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	lease := s.Lease()
-	if _, _, err := l.Register(ctx, Instance{Service: "app", ID: "a1", Port: 80}, healthcheck.Definition{}, "session:"+s.ID); err != nil {
+	if _, _, err := l.Register(ctx, Instance{Service: "app", ID: "a1", Port: 80}, healthcheck.Definition{}, SessionOwner(s.ID)); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

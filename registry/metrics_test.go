@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -13,14 +12,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
-
-func putInstance(t *testing.T, cli *clientv3.Client, in Instance) {
-	t.Helper()
-	b, _ := json.Marshal(in)
-	if _, err := cli.Put(context.Background(), Key("/beacon/", in.Service, in.ID), string(b)); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // followingCatalog is a catalog of cli's, loaded and following until the
 // test ends.
