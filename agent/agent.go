@@ -184,17 +184,9 @@ func (a *Agent) start(ctx context.Context) error {
 		httpLis.Close()
 		return err
 	}
-	if cfg.Role != cluster.RoleExternal {
-		if err := checkFree("client-url", cfg.ClientURL); err != nil {
-			httpLis.Close()
-			return err
-		}
-		if cfg.Role != cluster.RoleProxy {
-			if err := checkFree("peer-url", cfg.PeerURL); err != nil {
-				httpLis.Close()
-				return err
-			}
-		}
+	if err := checkEtcdPorts(cfg); err != nil {
+		httpLis.Close()
+		return err
 	}
 
 	a.node, err = embedded.Start(ctx, embedded.Options{

@@ -53,14 +53,7 @@ func checkFree(key, addr string) error {
 // checkPorts checks every address the agent will bind can be bound now,
 // naming the key of the first that cannot.
 func checkPorts(cfg Config) error {
-	checks := [][2]string{{"api-addr", cfg.APIAddr}, {"http-addr", cfg.HTTPAddr}, {"dns-addr", cfg.DNSAddr}}
-	if cfg.Role != cluster.RoleExternal {
-		checks = append(checks, [2]string{"client-url", cfg.ClientURL})
-		if cfg.Role != cluster.RoleProxy {
-			checks = append(checks, [2]string{"peer-url", cfg.PeerURL})
-		}
-	}
-	for _, c := range checks {
+	for _, c := range [][2]string{{"api-addr", cfg.APIAddr}, {"http-addr", cfg.HTTPAddr}, {"dns-addr", cfg.DNSAddr}} {
 		if c[1] == "" {
 			continue
 		}
@@ -68,14 +61,29 @@ func checkPorts(cfg Config) error {
 			return err
 		}
 	}
-	if cfg.DNSAddr == "" {
+	if cfg.DNSAddr != "" {
+		pc, err := net.ListenPacket("udp", cfg.DNSAddr)
+		if err != nil {
+			return portError("dns-addr", cfg.DNSAddr, err)
+		}
+		pc.Close()
+	}
+	return checkEtcdPorts(cfg)
+}
+
+// checkEtcdPorts checks the ports etcd will bind for the agent's role:
+// the client URL (members and proxies) and the peer URL (members).
+func checkEtcdPorts(cfg Config) error {
+	if cfg.Role == cluster.RoleExternal {
 		return nil
 	}
-	pc, err := net.ListenPacket("udp", cfg.DNSAddr)
-	if err != nil {
-		return portError("dns-addr", cfg.DNSAddr, err)
+	if err := checkFree("client-url", cfg.ClientURL); err != nil {
+		return err
 	}
-	return pc.Close()
+	if cfg.Role == cluster.RoleProxy {
+		return nil
+	}
+	return checkFree("peer-url", cfg.PeerURL)
 }
 
 func portError(key, addr string, err error) error {

@@ -83,37 +83,26 @@ func DefaultLimits() Limits {
 	}
 }
 
-// withDefaults fills the zero fields.
+// withDefaults fills the zero (or negative) fields.
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
-	if l.MaxConns <= 0 {
-		l.MaxConns = d.MaxConns
-	}
-	if l.MaxConnsPerClient <= 0 {
-		l.MaxConnsPerClient = d.MaxConnsPerClient
-	}
-	if l.MaxStreams <= 0 {
-		l.MaxStreams = d.MaxStreams
-	}
-	if l.MaxStreamsPerConn <= 0 {
-		l.MaxStreamsPerConn = d.MaxStreamsPerConn
-	}
-	if l.MaxSessionsPerConn <= 0 {
-		l.MaxSessionsPerConn = d.MaxSessionsPerConn
-	}
-	if l.HandshakeTimeout <= 0 {
-		l.HandshakeTimeout = d.HandshakeTimeout
-	}
-	if l.KeepaliveMinTime <= 0 {
-		l.KeepaliveMinTime = d.KeepaliveMinTime
-	}
-	if l.KeepaliveTime <= 0 {
-		l.KeepaliveTime = d.KeepaliveTime
-	}
-	if l.KeepaliveTimeout <= 0 {
-		l.KeepaliveTimeout = d.KeepaliveTimeout
-	}
+	orDefault(&l.MaxConns, d.MaxConns)
+	orDefault(&l.MaxConnsPerClient, d.MaxConnsPerClient)
+	orDefault(&l.MaxStreams, d.MaxStreams)
+	orDefault(&l.MaxStreamsPerConn, d.MaxStreamsPerConn)
+	orDefault(&l.MaxSessionsPerConn, d.MaxSessionsPerConn)
+	orDefault(&l.HandshakeTimeout, d.HandshakeTimeout)
+	orDefault(&l.KeepaliveMinTime, d.KeepaliveMinTime)
+	orDefault(&l.KeepaliveTime, d.KeepaliveTime)
+	orDefault(&l.KeepaliveTimeout, d.KeepaliveTimeout)
 	return l
+}
+
+// orDefault sets *v to d unless it is positive.
+func orDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 // sessionOpenMethod is the stream that is a session.

@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/beaconhq/beacon/internal/testcluster"
 	"github.com/miekg/dns"
@@ -35,32 +33,11 @@ func usageLines(t *testing.T, name string) [][]string {
 
 // runExample starts an example with the agent's address in BEACON_AGENT
 // (as a user's shell would have it), returning its first line of output.
-func runExample(t *testing.T, bin string, a *testcluster.Agent, args []string) (*exec.Cmd, string) {
+func runExample(t *testing.T, bin string, a *testcluster.Agent, args []string) string {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "BEACON_AGENT="+a.APIAddr)
-	out, _ := cmd.StdoutPipe()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		if sc.Scan() {
-			line <- sc.Text()
-		}
-		close(line)
-	}()
-	select {
-	case l := <-line:
-		return cmd, l
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s %v printed nothing in 30 s; stderr: %s", bin, args, stderr.String())
-	}
-	return nil, ""
+	return firstLine(t, cmd)
 }
 
 // TestExamplesAsDocumented runs the examples' usage lines as written
@@ -75,7 +52,7 @@ func TestExamplesAsDocumented(t *testing.T) {
 
 	reg := buildExample(t, "register")
 	for _, args := range usageLines(t, "register") {
-		_, line := runExample(t, reg, a, args)
+		line := runExample(t, reg, a, args)
 		if !strings.HasPrefix(line, "registered ") {
 			t.Fatalf("register %v printed %q", args, line)
 		}

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -103,4 +105,17 @@ func memberAndProxy(t *testing.T, c *testcluster.Cluster, proxyName string, prox
 	b.Start(append([]string{"--role", "proxy", "--join", a.ClientURL}, proxyArgs...)...)
 	b.WaitReady(readyWithin)
 	return a, b
+}
+
+// configFile is the path of a config file for an agent of the test, and
+// a function that (re)writes it.
+func configFile(t *testing.T) (string, func(body string)) {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "beacon.yaml")
+	return cfg, func(body string) {
+		t.Helper()
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

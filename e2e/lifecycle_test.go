@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,12 +100,7 @@ func TestPortInUseCreatesNothing(t *testing.T) {
 func TestReloadNamesRestartKeys(t *testing.T) {
 	c := testcluster.New(t)
 	a := c.Host("a")
-	cfg := filepath.Join(t.TempDir(), "beacon.yaml")
-	write := func(body string) {
-		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cfg, write := configFile(t)
 	write("dns-ttl: 5s\nservices:\n  - name: web\n    port: 8080\n")
 	a.Start("--config", cfg)
 	a.WaitReady(readyWithin)

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,10 +24,8 @@ func TestQueueViewsBounded(t *testing.T) {
 	const limit, names, workers = 16, 3000, 8
 	c := testcluster.New(t)
 	a := c.Host("n1")
-	cfg := filepath.Join(t.TempDir(), "beacon.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("max-queue-views: %d\n", limit)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, write := configFile(t)
+	write(fmt.Sprintf("max-queue-views: %d\n", limit))
 	a.Start("--config", cfg)
 	a.WaitReady(readyWithin)
 	qc := beaconpb.NewQueueClient(rawConn(t, a))

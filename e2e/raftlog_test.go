@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,11 +18,9 @@ import (
 func TestMemberRaftLogBounds(t *testing.T) {
 	c := testcluster.New(t)
 	a := c.Host("n1")
-	cfg := filepath.Join(t.TempDir(), "beacon.yaml")
+	cfg, write := configFile(t)
 	// At debug: etcd's own start line (INFO) is kept at debug otherwise.
-	if err := os.WriteFile(cfg, []byte("etcd-snapshot-count: 100\netcd-snapshot-catchup-entries: 50\nlog-level: debug\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	write("etcd-snapshot-count: 100\netcd-snapshot-catchup-entries: 50\nlog-level: debug\n")
 	a.Start("--config", cfg)
 	a.WaitReady(readyWithin)
 	log := a.Log()

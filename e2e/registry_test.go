@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -87,8 +86,21 @@ func buildExample(t *testing.T, name string) string {
 func startApp(t *testing.T, bin string, a *testcluster.Agent, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--agent", a.APIAddr}, args...)...)
+	l := firstLine(t, cmd)
+	f := strings.Fields(l)
+	if len(f) < 2 || f[0] != "registered" {
+		t.Fatalf("app printed %q", l)
+	}
+	return cmd, f[1]
+}
+
+// firstLine starts cmd (killed when the test ends) and returns the first
+// line it prints, within 30 s.
+func firstLine(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
 	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -102,16 +114,15 @@ func startApp(t *testing.T, bin string, a *testcluster.Agent, args ...string) (*
 		close(line)
 	}()
 	select {
-	case l := <-line:
-		f := strings.Fields(l)
-		if len(f) < 2 || f[0] != "registered" {
-			t.Fatalf("app printed %q", l)
+	case l, ok := <-line:
+		if !ok {
+			t.Fatalf("%v printed nothing; stderr: %s", cmd.Args, stderr.String())
 		}
-		return cmd, f[1]
+		return l
 	case <-time.After(30 * time.Second):
-		t.Fatal("app did not register")
+		t.Fatalf("%v printed nothing in 30 s; stderr: %s", cmd.Args, stderr.String())
 	}
-	return nil, ""
+	return ""
 }
 
 // TestRegisterAcrossAgents: an app registers over gRPC on agent A; agent

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -114,12 +112,7 @@ func (*notYet) Error() string { return "not yet" }
 func TestConfigServices(t *testing.T) {
 	c := testcluster.New(t)
 	a := c.Host("a")
-	cfg := filepath.Join(t.TempDir(), "beacon.yaml")
-	write := func(body string) {
-		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cfg, write := configFile(t)
 	write("services:\n  - name: web\n    port: 8080\n    tags: [blue]\n  - name: cache\n    port: 6379\n")
 	a.Start("--config", cfg)
 	a.WaitReady(readyWithin)

@@ -23,12 +23,7 @@ func TestTemplateBlocks(t *testing.T) {
 	if err := os.WriteFile(tmpl, []byte(`port={{ key "app/port" }}`+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := filepath.Join(dir, "beacon.yaml")
-	write := func(body string) {
-		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cfg, write := configFile(t)
 	write(fmt.Sprintf("templates:\n  - template: %s\n    out: %s\n    wait: 10ms:100ms\n", tmpl, out))
 
 	c := testcluster.New(t)
