@@ -44,8 +44,7 @@ type Catalog struct {
 	svcRev  int64
 	badKeys map[string]bool
 
-	checkEvery time.Duration                  // how often follow checks the count (see checkCount)
-	testDrop   func(kv *mvccpb.KeyValue) bool // a test's way to lose an event
+	checkEvery time.Duration // how often follow checks the count (see checkCount)
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -364,9 +363,6 @@ func (c *Catalog) applyServices(wr clientv3.WatchResponse) {
 		c.lag.answered()
 	}
 	for _, ev := range wr.Events {
-		if c.testDrop != nil && c.testDrop(ev.Kv) {
-			continue
-		}
 		rev := ev.Kv.ModRevision
 		if rev > c.rev {
 			c.rev = rev

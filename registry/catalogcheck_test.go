@@ -1,35 +1,25 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/beaconhq/beacon/internal/etcdtest"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
 )
 
-// A catalog whose watch lost an event (here, dropped by a test hook) finds
-// out by its count check and relists, instead of answering without the
-// instance for as long as the agent runs.
+// A catalog that lost an instance (as if its watch had dropped the put:
+// the test takes it out of the catalog's memory) finds out by its count
+// check and relists, instead of answering without the instance for as
+// long as the agent runs.
 func TestCatalogRecoversALostEvent(t *testing.T) {
 	cli, _ := etcdtest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
 	cat.checkEvery = 100 * time.Millisecond
-	lost := []byte("/beacon/services/web/lost")
-	dropped := false
-	cat.testDrop = func(kv *mvccpb.KeyValue) bool { // under cat.mu
-		if !dropped && bytes.Equal(kv.Key, lost) {
-			dropped = true
-			return true
-		}
-		return false
-	}
 	go cat.Run(ctx)
 	<-cat.Ready()
 
@@ -50,10 +40,25 @@ func TestCatalogRecoversALostEvent(t *testing.T) {
 		}
 		return m
 	}
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if got := ids(); got["kept"] && got["lost"] {
-			return
+	waitFor := func(what string) {
+		t.Helper()
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if got := ids(); got["kept"] && got["lost"] {
+				return
+			}
 		}
+		t.Fatalf("%s: the catalog lacks an instance: %v", what, ids())
 	}
-	t.Fatalf("the catalog still lacks the instance whose event was lost: %v", ids())
+	waitFor("before the loss")
+
+	cat.mu.Lock()
+	e := cat.services["web"]
+	lost := e.byID["lost"]
+	e.remove("lost")
+	cat.unindexLocked(lost)
+	cat.mu.Unlock()
+	if ids()["lost"] {
+		t.Fatal("the test could not take the instance out of the catalog")
+	}
+	waitFor("after the loss")
 }
