@@ -2,8 +2,6 @@ package acl
 
 import (
 	"testing"
-
-	"go.uber.org/zap"
 )
 
 // The cost of one check on the hot path: a hash and a map lookup under a
@@ -17,7 +15,7 @@ func BenchmarkAuthorize(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cache, err := StartCache(b.Context(), cli, ns, zap.NewNop())
+	cache, err := StartCache(b.Context(), cli, ns)
 	if err != nil {
 		b.Fatal(err)
 	}

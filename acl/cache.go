@@ -38,12 +38,12 @@ type cached struct {
 
 // StartCache loads the tokens of namespace and follows them until Close.
 // It returns once the first view is loaded, or with ctx's error.
-func StartCache(ctx context.Context, cli *clientv3.Client, namespace string, lg *zap.Logger) (*Cache, error) {
-	if lg == nil {
-		lg = zap.NewNop()
-	}
-	c := &Cache{cli: cli, prefix: tokensPrefix(namespace), lg: lg, byHash: map[string]*cached{},
+func StartCache(ctx context.Context, cli *clientv3.Client, namespace string, opts ...Option) (*Cache, error) {
+	c := &Cache{cli: cli, prefix: tokensPrefix(namespace), lg: zap.NewNop(), byHash: map[string]*cached{},
 		byKey: map[string]string{}, changed: make(chan struct{}), done: make(chan struct{})}
+	for _, o := range opts {
+		o(c)
+	}
 	rev, err := c.relist(ctx)
 	if err != nil {
 		return nil, err
@@ -187,3 +187,9 @@ func (c *Cache) apply(resp clientv3.WatchResponse) {
 	}
 	c.advance(resp.Header.Revision)
 }
+
+// Option configures Start and StartCache.
+type Option func(*Cache)
+
+// WithLogger sets the logger (default none).
+func WithLogger(lg *zap.Logger) Option { return func(c *Cache) { c.lg = lg } }

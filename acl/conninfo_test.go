@@ -44,7 +44,7 @@ func TestBootstrapWithClientCertificate(t *testing.T) {
 	cli := testEtcd(t)
 	gate := NewGate(true, ns)
 	srv := grpc.NewServer(grpc.Creds(ConnCredentials()), grpc.ChainUnaryInterceptor(gate.Unary), grpc.ChainStreamInterceptor(gate.Stream))
-	rt, err := Start(ctxT(t), gate, srv, cli, ns, nil)
+	rt, err := Start(ctxT(t), gate, srv, cli, ns)
 	if err != nil {
 		t.Fatal(err)
 	}

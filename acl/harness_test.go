@@ -20,7 +20,6 @@ import (
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -94,32 +93,32 @@ func startAgentIn(t *testing.T, cli *clientv3.Client, enabled bool, ns string) *
 	gate := NewGate(enabled, a.ns)
 	srv := grpc.NewServer(grpc.Creds(ConnCredentials()), grpc.ChainUnaryInterceptor(gate.Unary), grpc.ChainStreamInterceptor(gate.Stream))
 
-	sessions := session.NewManager(cli, zap.NewNop())
+	sessions := session.NewManager(cli)
 	t.Cleanup(func() { sessions.CloseAll(time.Second) })
 	agentSess, err := sessions.Open(ctx, "agent:n1", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	catalog := registry.NewCatalog(cli, a.ns, zap.NewNop())
+	catalog := registry.NewCatalog(cli, a.ns)
 	bg, stopBG := context.WithCancel(context.Background())
 	t.Cleanup(stopBG)
 	go catalog.Run(bg)
 	local, err := registry.NewLocal(ctx, registry.LocalConfig{Client: cli, Namespace: a.ns, Node: "n1", NodeAddr: "127.0.0.1",
-		DataDir: t.TempDir(), Sessions: sessions, AgentSession: agentSess, Catalog: catalog, Logger: zap.NewNop()})
+		DataDir: t.TempDir(), Sessions: sessions, AgentSession: agentSess, Catalog: catalog})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(local.Close)
 
 	a.store = NewStore(cli, a.ns)
-	rt, err := Start(ctx, gate, srv, cli, a.ns, zap.NewNop()) // as the agent wires it
+	rt, err := Start(ctx, gate, srv, cli, a.ns) // as the agent wires it
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(rt.Close)
 	a.cache = rt.cache
 	beaconpb.RegisterSessionServer(srv, session.NewService(sessions))
-	beaconpb.RegisterLockServer(srv, lock.NewService(lock.Config{Client: cli, Sessions: sessions, Namespace: a.ns, Node: "n1"}))
+	beaconpb.RegisterLockServer(srv, lock.NewService(cli, sessions, a.ns, lock.WithNode("n1")))
 	beaconpb.RegisterRegistryServer(srv, registry.NewService(local, catalog))
 
 	tl, err := net.Listen("tcp", "127.0.0.1:0")

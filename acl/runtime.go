@@ -6,7 +6,6 @@ import (
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
 
@@ -19,10 +18,10 @@ type Runtime struct {
 // Start loads the tokens (with ACLs on), gives the gate its authoriser,
 // and registers the ACL service on srv. It returns once the tokens are
 // loaded, so that the API serves nothing before it can check a call.
-func Start(ctx context.Context, gate *Gate, srv *grpc.Server, cli *clientv3.Client, namespace string, lg *zap.Logger) (*Runtime, error) {
+func Start(ctx context.Context, gate *Gate, srv *grpc.Server, cli *clientv3.Client, namespace string, opts ...Option) (*Runtime, error) {
 	r := &Runtime{}
 	if gate.Enabled() {
-		cache, err := StartCache(ctx, cli, namespace, lg)
+		cache, err := StartCache(ctx, cli, namespace, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("acl: loading the tokens from etcd: %w", err)
 		}

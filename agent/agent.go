@@ -210,7 +210,7 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	// Before Serve: with ACLs on, the API serves nothing until it can
 	// check a call.
-	a.acl, err = acl.Start(ctx, a.gate, a.api.GRPC(), a.node.LocalClient(), cfg.Namespace, a.lg.Named("acl"))
+	a.acl, err = acl.Start(ctx, a.gate, a.api.GRPC(), a.node.LocalClient(), cfg.Namespace, acl.WithLogger(a.lg.Named("acl")))
 	if err != nil {
 		httpLis.Close()
 		return err

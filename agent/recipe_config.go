@@ -19,5 +19,5 @@ func startConfig(d RecipeDeps) func() {
 // calls Sync(cfg.Templates) once started and on every SIGHUP, and Close
 // when it stops, before its etcd client closes.
 func newTemplates(cli *clientv3.Client, namespace string, lg *zap.Logger) *config.Templates {
-	return config.NewTemplates(config.NewStore(cli, namespace), lg.Named("templates"))
+	return config.NewTemplates(config.NewStore(cli, namespace), config.WithLogger(lg.Named("templates")))
 }

@@ -9,10 +9,8 @@ import (
 // application sessions, with fencing tokens (lock/README.md). Stopping
 // ends the waiters' shared watches.
 func startLock(d RecipeDeps) func() {
-	s := lock.NewService(lock.Config{
-		Client: d.Client, Sessions: d.Sessions, Namespace: d.Namespace, Node: d.Node,
-		Logger: d.Logger.Named("lock"),
-	})
+	s := lock.NewService(d.Client, d.Sessions, d.Namespace,
+		lock.WithNode(d.Node), lock.WithLogger(d.Logger.Named("lock")))
 	beaconpb.RegisterLockServer(d.GRPC, s)
 	d.Metrics.MustRegister(s.Metrics())
 	return s.Close

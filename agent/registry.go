@@ -40,7 +40,7 @@ func (a *Agent) listenDNS() error {
 		ForwardAllow: a.cfg.DNSForwardAllow, TCPMaxConns: a.cfg.DNSTCPMaxConns,
 		TCPMaxConnsPerClient: a.cfg.DNSTCPMaxConnsPerClient, TCPIdleTimeout: a.cfg.DNSTCPIdleTimeout,
 		TCPMaxLifetime: a.cfg.DNSTCPMaxLifetime, TCPMaxQueries: a.cfg.DNSTCPMaxQueries,
-	}, acl.FilterDNS(cat, a.cfg.DNSPolicy), a.lg.Named("dns"))
+	}, acl.FilterDNS(cat, a.cfg.DNSPolicy), dnsserver.WithLogger(a.lg.Named("dns")))
 	if err != nil {
 		return dnsConfigError(err)
 	}
@@ -63,7 +63,7 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancelBG = cancel
 
-	a.sessions = session.NewManager(cli, a.lg.Named("session"), session.WithConfirmClient(a.node.Client()),
+	a.sessions = session.NewManager(cli, session.WithLogger(a.lg.Named("session")), session.WithConfirmClient(a.node.Client()),
 		session.WithMaxSessions(a.cfg.MaxSessions),
 		// With ACLs on, each token has its share of the sessions.
 		session.WithOwner(a.gate.SessionOwner), session.WithMaxSessionsPerOwner(a.cfg.MaxSessionsPerToken))
@@ -72,7 +72,7 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.catalog = registry.NewCatalog(cli, a.cfg.Namespace, a.lg.Named("catalog"))
+	a.catalog = registry.NewCatalog(cli, a.cfg.Namespace, registry.WithLogger(a.lg.Named("catalog")))
 	a.catalog.SetWatchBufferBytes(int64(a.cfg.MaxWatchBufferBytes))
 	// Config.Watch and Election.Observe share this client's watches
 	// (internal/fanout); their watchers get the same byte bound.
@@ -84,8 +84,8 @@ func (a *Agent) startRegistry(ctx context.Context) error {
 	a.local, err = registry.NewLocal(ctx, registry.LocalConfig{
 		Client: cli, Namespace: a.cfg.Namespace, Node: a.cfg.Name, NodeAddr: a.nodeAddress(),
 		DataDir: a.cfg.DataDir, Sessions: a.sessions, AgentSession: a.agentSess,
-		Catalog: a.catalog, Logger: a.lg.Named("registry"), AntiEntropyInterval: a.cfg.AntiEntropyInterval,
-	})
+		Catalog: a.catalog,
+	}, registry.WithLogger(a.lg.Named("registry")), registry.WithAntiEntropyInterval(a.cfg.AntiEntropyInterval))
 	if err != nil {
 		return err
 	}

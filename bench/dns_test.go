@@ -54,7 +54,7 @@ func startDNS(t *testing.T) string {
 	for i, a := range []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"} {
 		cat.web = append(cat.web, &registry.Instance{ID: "web-" + string(rune('1'+i)), Service: "web", Address: a, Port: 8080, Weight: 1, Status: registry.StatusPassing})
 	}
-	s, err := dnsserver.New(dnsserver.Config{Addr: "127.0.0.1:0"}, cat, nil)
+	s, err := dnsserver.New(dnsserver.Config{Addr: "127.0.0.1:0"}, cat)
 	if err != nil {
 		t.Fatal(err)
 	}

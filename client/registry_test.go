@@ -17,7 +17,6 @@ import (
 	"github.com/beaconhq/beacon/registry"
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
 
@@ -37,15 +36,15 @@ func startTestAgent(t *testing.T) *testAgent {
 	cli, _ := etcdtest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cat := registry.NewCatalog(cli, "/beacon/", zap.NewNop())
+	cat := registry.NewCatalog(cli, "/beacon/")
 	go cat.Run(ctx)
-	sessions := session.NewManager(cli, zap.NewNop())
+	sessions := session.NewManager(cli)
 	agentSess, err := sessions.Open(ctx, "agent", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	local, err := registry.NewLocal(ctx, registry.LocalConfig{Client: cli, Namespace: "/beacon/", Node: "n1", NodeAddr: "127.0.0.1",
-		DataDir: t.TempDir(), Sessions: sessions, AgentSession: agentSess, Catalog: cat, Logger: zap.NewNop()})
+		DataDir: t.TempDir(), Sessions: sessions, AgentSession: agentSess, Catalog: cat})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +68,7 @@ func startTestAgent(t *testing.T) *testAgent {
 	}))
 	beaconpb.RegisterSessionServer(srv, session.NewService(sessions))
 	beaconpb.RegisterRegistryServer(srv, registry.NewService(local, cat))
-	beaconpb.RegisterLockServer(srv, lock.NewService(lock.Config{Client: cli, Sessions: sessions, Namespace: "/beacon/", Node: "n1"}))
+	beaconpb.RegisterLockServer(srv, lock.NewService(cli, sessions, "/beacon/", lock.WithNode("n1")))
 	b := queue.New(cli, "/beacon/")
 	t.Cleanup(func() { _ = b.Close() })
 	beaconpb.RegisterQueueServer(srv, queue.NewService(b, sessions))

@@ -37,12 +37,8 @@ type Mirror struct {
 }
 
 // NewMirror returns a mirror of the keys under prefix; Run feeds it.
-// lg may be nil.
-func NewMirror(src Source, prefix string, lg *zap.Logger) *Mirror {
-	if lg == nil {
-		lg = zap.NewNop()
-	}
-	return &Mirror{src: src, prefix: prefix, lg: lg, entries: map[string]Entry{},
+func NewMirror(src Source, prefix string, opts ...Option) *Mirror {
+	return &Mirror{src: src, prefix: prefix, lg: loggerOf(opts), entries: map[string]Entry{},
 		ready: make(chan struct{}), changed: make(chan struct{}, 1)}
 }
 

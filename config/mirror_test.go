@@ -57,7 +57,7 @@ func TestMirrorResumesAndRelists(t *testing.T) {
 			return ctx.Err()
 		},
 	}}
-	m := NewMirror(src, "", nil)
+	m := NewMirror(src, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -88,7 +88,7 @@ func TestMirrorStopsOnBadInput(t *testing.T) {
 			return status.Error(codes.InvalidArgument, "prefix: bad")
 		},
 	}}
-	err := NewMirror(src, "", nil).Run(context.Background())
+	err := NewMirror(src, "").Run(context.Background())
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("Run: %v, want InvalidArgument at once", err)
 	}

@@ -104,7 +104,7 @@ func (r *Renderer) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	m := NewMirror(r.Source, r.Prefix, r.logger())
+	m := NewMirror(r.Source, r.Prefix, WithLogger(r.logger()))
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- m.Run(ctx) }()
 	select {

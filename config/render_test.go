@@ -227,7 +227,7 @@ func TestTemplatesSync(t *testing.T) {
 	tp := filepath.Join(dir, "t.tmpl")
 	_ = os.WriteFile(tp, []byte(`{{ keyOrDefault "k" "none" }}`), 0o644)
 	src := newFakeSource()
-	ts := NewTemplates(src, nil)
+	ts := NewTemplates(src)
 	b := TemplateBlock{Template: tp, Out: filepath.Join(dir, "out")}
 	ts.Sync([]TemplateBlock{b})
 	waitFile(t, b.Out, "none")
@@ -236,7 +236,7 @@ func TestTemplatesSync(t *testing.T) {
 	ts.Close()
 	// A witness renderer on the same source: once it has rendered "w", a
 	// renderer Close left running would have had the same change to render.
-	witness := NewTemplates(src, nil)
+	witness := NewTemplates(src)
 	defer witness.Close()
 	wb := TemplateBlock{Template: tp, Out: filepath.Join(dir, "witness")}
 	witness.Sync([]TemplateBlock{wb})

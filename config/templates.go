@@ -155,12 +155,9 @@ type runningRenderer struct {
 }
 
 // NewTemplates returns an empty set of renderers over src (on the agent, a
-// *Store). lg may be nil.
-func NewTemplates(src Source, lg *zap.Logger) *Templates {
-	if lg == nil {
-		lg = zap.NewNop()
-	}
-	return &Templates{src: src, lg: lg, running: map[TemplateBlock]*runningRenderer{}}
+// *Store).
+func NewTemplates(src Source, opts ...Option) *Templates {
+	return &Templates{src: src, lg: loggerOf(opts), running: map[TemplateBlock]*runningRenderer{}}
 }
 
 // Sync runs exactly blocks: it stops the renderers of blocks no longer

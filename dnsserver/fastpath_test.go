@@ -101,7 +101,7 @@ func agree(t testing.TB, h *handler, pkt []byte, seed uint64) bool {
 }
 
 func TestFastPathAgrees(t *testing.T) {
-	s, err := New(Config{}, agreeCatalog(), nil)
+	s, err := New(Config{}, agreeCatalog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func FuzzFastPath(f *testing.F) {
 			f.Add(pkt, uint64(i))
 		}
 	}
-	s, err := New(Config{}, agreeCatalog(), nil)
+	s, err := New(Config{}, agreeCatalog())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestFastPathAllocatesNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts mean nothing under the race detector")
 	}
-	s, err := New(Config{}, agreeCatalog(), nil)
+	s, err := New(Config{}, agreeCatalog())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -133,7 +133,7 @@ func TestForwardingOnlyForAllowedClients(t *testing.T) {
 	if r := queryFrom(t, "127.0.0.2", def.Addr(), "example.com.", false); len(r.Answer) != 1 {
 		t.Fatalf("loopback client, default dns-forward-allow: %v", r)
 	}
-	if _, err := New(Config{ForwardAllow: []string{"10.0.0.0/33"}}, newMemCatalog(), nil); err == nil || !strings.Contains(err.Error(), "dns-forward-allow") {
+	if _, err := New(Config{ForwardAllow: []string{"10.0.0.0/33"}}, newMemCatalog()); err == nil || !strings.Contains(err.Error(), "dns-forward-allow") {
 		t.Fatalf("a bad network: %v", err)
 	}
 }
@@ -154,7 +154,7 @@ func TestForwardingNotToItself(t *testing.T) {
 		{"127.0.0.1:8653", "127.0.0.1:53", false},
 		{"0.0.0.0:8653", "192.0.2.53:8653", false},
 	} {
-		_, err := New(Config{Addr: c.addr, Recursors: []string{c.recursor}}, newMemCatalog(), nil)
+		_, err := New(Config{Addr: c.addr, Recursors: []string{c.recursor}}, newMemCatalog())
 		switch {
 		case c.self && (!errors.Is(err, ErrRecursorIsSelf) || !strings.HasPrefix(err.Error(), "dns-recursors: "+c.recursor)):
 			t.Errorf("dns-addr %s, recursor %s: %v", c.addr, c.recursor, err)

@@ -58,7 +58,7 @@ func FuzzHandler(f *testing.F) {
 	f.Add([]byte{0, 1, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c})
 	f.Add([]byte{0, 1, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1})
 
-	s, err := New(Config{Recursors: []string{"127.0.0.1:1"}}, fuzzCatalog(), nil)
+	s, err := New(Config{Recursors: []string{"127.0.0.1:1"}}, fuzzCatalog())
 	if err != nil {
 		f.Fatal(err)
 	}

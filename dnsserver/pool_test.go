@@ -20,7 +20,7 @@ func TestLargePoolRebuiltInBackground(t *testing.T) {
 			Port: 80, Weight: 1, Status: registry.StatusPassing})
 	}
 	cat.services["huge"] = list
-	s, err := New(Config{}, cat, nil)
+	s, err := New(Config{}, cat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestOlderBuildDoesNotWin(t *testing.T) {
 		}
 		return list
 	}
-	s, err := New(Config{}, newMemCatalog(), nil)
+	s, err := New(Config{}, newMemCatalog())
 	if err != nil {
 		t.Fatal(err)
 	}

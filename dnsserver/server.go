@@ -91,20 +91,23 @@ type Server struct {
 	wg      sync.WaitGroup
 }
 
-// New checks cfg and returns a server that answers from cat once Listen
-// and Serve are called.
-func New(cfg Config, cat Catalog, lg *zap.Logger) (*Server, error) {
+// Option configures New.
+type Option func(*Server)
+
+// WithLogger sets the logger (default none).
+func WithLogger(lg *zap.Logger) Option { return func(s *Server) { s.lg = lg } }
+
+// New checks cfg (the agent's dns-* settings) and returns a server that
+// answers from cat once Listen and Serve are called.
+func New(cfg Config, cat Catalog, opts ...Option) (*Server, error) {
 	if cat == nil {
 		return nil, errors.New("dnsserver: no catalog")
-	}
-	if lg == nil {
-		lg = zap.NewNop()
 	}
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
 	s := &Server{
-		cfg: cfg, lg: lg,
+		cfg: cfg, lg: zap.NewNop(),
 		h: &handler{
 			zone: cfg.Domain, dotZone: "." + cfg.Domain, ttl: cfg.TTL, warn: cfg.IncludeWarning, cat: cat,
 			nsName: "ns." + cfg.Domain, nsAddr: netip.AddrFrom4([4]byte{127, 0, 0, 1}),
@@ -114,6 +117,9 @@ func New(cfg Config, cat Catalog, lg *zap.Logger) (*Server, error) {
 		tcpConns: newConnTable(cfg.TCPMaxConns, cfg.TCPMaxConnsPerClient),
 		done:     make(chan struct{}),
 		m:        newMetrics(),
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	var err error
 	if s.allow, err = parseAllow(cfg.ForwardAllow); err != nil {

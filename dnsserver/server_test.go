@@ -45,7 +45,7 @@ func start(t testing.TB, cat Catalog, mod func(*Config)) *Server {
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := New(cfg, cat, nil)
+	s, err := New(cfg, cat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func rawQuery(t testing.TB, addr string, m *dns.Msg) ([]byte, *dns.Msg) {
 }
 
 func TestConfigDefaultsAndValidation(t *testing.T) {
-	s, err := New(Config{}, newMemCatalog(), nil)
+	s, err := New(Config{}, newMemCatalog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		c.TCPMaxLifetime != 30*time.Second || c.TCPMaxQueries != 1000 || len(s.allow) != 2 || s.allow[0].String() != "127.0.0.0/8" || s.allow[1].String() != "::1/128" {
 		t.Errorf("TCP and forwarding defaults: %+v, allow %v", c, s.allow)
 	}
-	s, err = New(Config{Domain: "Corp.Example", Recursors: []string{"10.0.0.53", "[fd00::53]:5353", " 127.0.0.1:53 "}}, newMemCatalog(), nil)
+	s, err = New(Config{Domain: "Corp.Example", Recursors: []string{"10.0.0.53", "[fd00::53]:5353", " 127.0.0.1:53 "}}, newMemCatalog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,11 +165,11 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		"tcp lifetime":   {TCPMaxLifetime: -time.Second},
 		"forward allow":  {ForwardAllow: []string{"10.0.0.0/8", "corp"}},
 	} {
-		if _, err := New(cfg, newMemCatalog(), nil); err == nil {
+		if _, err := New(cfg, newMemCatalog()); err == nil {
 			t.Errorf("%s: %+v accepted", name, cfg)
 		}
 	}
-	if _, err := New(Config{}, nil, nil); err == nil {
+	if _, err := New(Config{}, nil); err == nil {
 		t.Error("no catalog accepted")
 	}
 }
@@ -181,7 +181,7 @@ func TestListenAddressInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	s, err := New(Config{Addr: l.Addr().String()}, newMemCatalog(), nil)
+	s, err := New(Config{Addr: l.Addr().String()}, newMemCatalog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestListenAddressInUse(t *testing.T) {
 		}
 	}
 	defer u.Close()
-	s, err = New(Config{Addr: u.LocalAddr().String(), Sockets: 2}, newMemCatalog(), nil)
+	s, err = New(Config{Addr: u.LocalAddr().String(), Sockets: 2}, newMemCatalog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestUnspecifiedAddress(t *testing.T) {
 }
 
 func TestShutdown(t *testing.T) {
-	s, err := New(Config{Addr: "127.0.0.1:0"}, fixture(), nil)
+	s, err := New(Config{Addr: "127.0.0.1:0"}, fixture())
 	if err != nil {
 		t.Fatal(err)
 	}

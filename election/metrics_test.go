@@ -9,7 +9,6 @@ import (
 	mt "github.com/beaconhq/beacon/internal/metricstest"
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // beacon_elections_led counts the elections a session of this agent
@@ -17,9 +16,9 @@ import (
 // the leading session; a candidate still waiting is no leader.
 func TestElectionsLed(t *testing.T) {
 	cli := startEtcd(t)
-	m := session.NewManager(cli, zap.NewNop())
+	m := session.NewManager(cli)
 	t.Cleanup(func() { m.CloseAll(0) })
-	s := election.NewService(cli, m)
+	s := election.NewService(cli, m, "/beacon/")
 	c := s.Metrics()
 	ctx := ctxT(t)
 	open := func() *session.Session {

@@ -35,15 +35,13 @@ type Service struct {
 // Option configures NewService.
 type Option func(*Service)
 
-// WithNamespace sets the key namespace (default "/beacon/").
-func WithNamespace(ns string) Option { return func(s *Service) { s.namespace = ns } }
-
 // WithLogger sets the logger (default none).
 func WithLogger(lg *zap.Logger) Option { return func(s *Service) { s.lg = lg } }
 
-// NewService serves elections in cli's cluster for the sessions of m.
-func NewService(cli *clientv3.Client, m *session.Manager, opts ...Option) *Service {
-	s := &Service{cli: cli, sessions: m, namespace: "/beacon/", lg: zap.NewNop(), changed: map[string]chan struct{}{}, led: map[string]string{}}
+// NewService serves elections in cli's cluster for the sessions of m,
+// under namespace + "elections/" (the namespace is "/beacon/" on an agent).
+func NewService(cli *clientv3.Client, m *session.Manager, namespace string, opts ...Option) *Service {
+	s := &Service{cli: cli, sessions: m, namespace: namespace, lg: zap.NewNop(), changed: map[string]chan struct{}{}, led: map[string]string{}}
 	for _, o := range opts {
 		o(s)
 	}

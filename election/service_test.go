@@ -13,7 +13,6 @@ import (
 	"github.com/beaconhq/beacon/election"
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -24,10 +23,10 @@ import (
 func serve(t *testing.T) (*clientv3.Client, *client.Client, beaconpb.ElectionClient) {
 	t.Helper()
 	cli := startEtcd(t)
-	m := session.NewManager(cli, zap.NewNop())
+	m := session.NewManager(cli)
 	srv := grpc.NewServer()
 	beaconpb.RegisterSessionServer(srv, session.NewService(m))
-	beaconpb.RegisterElectionServer(srv, election.NewService(cli, m))
+	beaconpb.RegisterElectionServer(srv, election.NewService(cli, m, "/beacon/"))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ var (
 
 // session returns the open session id names, or ErrUnknownSession.
 func (s *Service) session(id string) (*session.Session, error) {
-	sess, err := s.c.Sessions.Get(id)
+	sess, err := s.sessions.Get(id)
 	if err != nil {
 		return nil, ErrUnknownSession
 	}
@@ -47,7 +47,7 @@ func (s *Service) checkHolder(ctx context.Context, sess *session.Session, key st
 	if lease == sess.Lease() {
 		return nil
 	}
-	held, err := Holds(ctx, s.c.Client, key, token)
+	held, err := Holds(ctx, s.cli, key, token)
 	switch {
 	case err != nil:
 		return err

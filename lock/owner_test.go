@@ -30,7 +30,7 @@ func TestReleaseOnlyByHolderSession(t *testing.T) {
 			t.Errorf("the error repeats the session id: %v", e)
 		}
 	}
-	if held, err := Holds(ctx, s.c.Client, l.Key, l.Token); err != nil || !held {
+	if held, err := Holds(ctx, s.cli, l.Key, l.Token); err != nil || !held {
 		t.Fatalf("after the refused releases the grant holds: %v %v", held, err)
 	}
 	if _, err := s.Release(ctx, &beaconpb.LockReleaseRequest{Key: l.Key, Token: l.Token, SessionId: holder.ID}); err != nil {
@@ -63,7 +63,7 @@ func TestHolderSessionIDNotShown(t *testing.T) {
 	if strings.Contains(err.Error(), holder.ID) {
 		t.Errorf("the timeout names the holder's session id: %v", err)
 	}
-	resp, err := s.c.Client.Get(ctx, s.prefix("a")+"/", clientv3.WithPrefix())
+	resp, err := s.cli.Get(ctx, s.prefix("a")+"/", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}

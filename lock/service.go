@@ -18,23 +18,18 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Config is what the Lock service needs from the agent.
-type Config struct {
-	Client    *clientv3.Client
-	Sessions  *session.Manager
-	Namespace string // e.g. "/beacon/"; locks live under <Namespace>locks/
-	Node      string
-	Logger    *zap.Logger
-}
-
 // Service implements the Lock gRPC service on the agent. etcd holds the
 // truth (keys under session leases); the service remembers this agent's
 // grants only to tell their holders at once when a session's lease ends,
 // and to refuse a session contending twice for one name.
 type Service struct {
 	beaconpb.UnimplementedLockServer
-	c   Config
-	hub *Hub // this agent's waiters share one watch per lock
+	cli       *clientv3.Client
+	sessions  *session.Manager
+	namespace string // locks live under <namespace>locks/
+	node      string // named in the holder's record
+	lg        *zap.Logger
+	hub       *Hub // this agent's waiters share one watch per lock
 
 	mu      sync.Mutex
 	grants  map[string]*grant // by key
@@ -56,19 +51,35 @@ type grant struct {
 	released bool
 }
 
-// NewService serves locks from c.
-func NewService(c Config) *Service {
-	if c.Logger == nil {
-		c.Logger = zap.NewNop()
+// ServiceOption configures NewService.
+type ServiceOption func(*Service)
+
+// WithNode names this agent in the holder records it writes (default
+// none), for operators reading etcd.
+func WithNode(name string) ServiceOption { return func(s *Service) { s.node = name } }
+
+// WithLogger sets the logger (default none).
+func WithLogger(lg *zap.Logger) ServiceOption { return func(s *Service) { s.lg = lg } }
+
+// NewService serves locks in cli's cluster for the sessions of m, under
+// namespace + "locks/" (the namespace is "/beacon/" on an agent).
+func NewService(cli *clientv3.Client, m *session.Manager, namespace string, opts ...ServiceOption) *Service {
+	s := &Service{
+		cli: cli, sessions: m, namespace: namespace, lg: zap.NewNop(),
+		grants: map[string]*grant{}, pending: map[string]bool{}, hooked: map[string]bool{},
 	}
-	return &Service{c: c, hub: NewHub(c.Client), grants: map[string]*grant{}, pending: map[string]bool{}, hooked: map[string]bool{}}
+	for _, o := range opts {
+		o(s)
+	}
+	s.hub = NewHub(cli)
+	return s
 }
 
 // Close ends the waiters' shared watches: waits in flight and later ones
 // fail Unavailable (the agent is stopping).
 func (s *Service) Close() { s.hub.Close() }
 
-func (s *Service) prefix(name string) string { return s.c.Namespace + "locks/" + name }
+func (s *Service) prefix(name string) string { return s.namespace + "locks/" + name }
 
 // Acquire waits for the lock; see the proto.
 func (s *Service) Acquire(ctx context.Context, req *beaconpb.LockAcquireRequest) (*beaconpb.LockAcquireResponse, error) {
@@ -111,27 +122,27 @@ func (s *Service) acquire(ctx context.Context, req *beaconpb.LockAcquireRequest,
 		actx, cancelT = context.WithTimeout(actx, timeout)
 		defer cancelT()
 	}
-	info, _ := json.Marshal(Info{Node: s.c.Node, SessionName: sess.Name, Limit: limit})
+	info, _ := json.Marshal(Info{Node: s.node, SessionName: sess.Name, Limit: limit})
 	opts := []Option{WithLimit(limit), WithValue(string(info))}
 	var l *Lock
 	if wait {
 		s.waiting.Add(1)
-		l, err = Acquire(actx, s.c.Client, prefix, lease, append(opts, WithHub(s.hub))...)
+		l, err = Acquire(actx, s.cli, prefix, lease, append(opts, WithHub(s.hub))...)
 		s.waiting.Add(-1)
 	} else {
-		l, err = TryAcquire(actx, s.c.Client, prefix, lease, opts...)
+		l, err = TryAcquire(actx, s.cli, prefix, lease, opts...)
 	}
 	switch {
 	case errors.Is(err, ErrLocked):
-		hs, _ := Holders(ctx, s.c.Client, prefix, limit)
+		hs, _ := Holders(ctx, s.cli, prefix, limit)
 		return &beaconpb.LockAcquireResponse{Holders: holdersPB(hs)}, nil
 	case err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		hctx, hcancel := context.WithTimeout(ctx, 2*time.Second)
 		defer hcancel()
-		hs, _ := Holders(hctx, s.c.Client, prefix, limit)
+		hs, _ := Holders(hctx, s.cli, prefix, limit)
 		return nil, status.Errorf(codes.DeadlineExceeded, "lock %q: not acquired within %s: %s", req.Name, timeout, describe(hs))
 	case err != nil:
-		return nil, rpcerr.FromCluster(s.c.Client, err) // names a lost quorum
+		return nil, rpcerr.FromCluster(s.cli, err) // names a lost quorum
 	}
 	if ctx.Err() != nil {
 		// The caller gave up as the grant came: nobody would release it
@@ -167,7 +178,7 @@ func (s *Service) reserve(ctx context.Context, key, name string) error {
 	if g == nil {
 		return nil
 	}
-	held, err := Holds(ctx, s.c.Client, g.key, g.token)
+	held, err := Holds(ctx, s.cli, g.key, g.token)
 	if err != nil || held {
 		s.unreserve(key)
 		if err != nil {
@@ -242,7 +253,7 @@ func (s *Service) loseLocked(g *grant, reason string) {
 		g.reason = reason
 		close(g.lost)
 	}
-	s.c.Logger.Debug("lock lost", zap.String("key", g.key), zap.Int64("token", g.token), zap.String("reason", reason))
+	s.lg.Debug("lock lost", zap.String("key", g.key), zap.Int64("token", g.token), zap.String("reason", reason))
 }
 
 // lookup is this agent's record of a grant, if any.

@@ -38,7 +38,7 @@ func (s *Service) Release(ctx context.Context, req *beaconpb.LockReleaseRequest)
 		g.release = make(chan struct{})
 	}
 	s.mu.Unlock()
-	err = s.hub.Release(ctx, s.c.Client, req.Key, req.Token)
+	err = s.hub.Release(ctx, s.cli, req.Key, req.Token)
 	if g != nil {
 		s.mu.Lock()
 		g.released = err == nil
@@ -49,7 +49,7 @@ func (s *Service) Release(ctx context.Context, req *beaconpb.LockReleaseRequest)
 		s.mu.Unlock()
 	}
 	if err != nil {
-		return nil, rpcerr.FromCluster(s.c.Client, err) // names a lost quorum
+		return nil, rpcerr.FromCluster(s.cli, err) // names a lost quorum
 	}
 	return &beaconpb.LockReleaseResponse{}, nil
 }
@@ -75,7 +75,7 @@ func (s *Service) Watch(req *beaconpb.LockWatchRequest, stream beaconpb.Lock_Wat
 	}
 	var held bool
 	var sendErr error
-	err := Watch(ctx, s.c.Client, req.Key, req.Token, func() {
+	err := Watch(ctx, s.cli, req.Key, req.Token, func() {
 		held = true
 		sendErr = stream.Send(&beaconpb.LockEvent{State: beaconpb.LockState_LOCK_STATE_HELD, Key: req.Key, Token: req.Token})
 		if sendErr != nil {
@@ -138,7 +138,7 @@ func (s *Service) Fenced(ctx context.Context, req *beaconpb.LockFencedRequest) (
 			ops[i] = clientv3.OpGet(op.Key)
 		}
 	}
-	resp, err := Fenced(ctx, s.c.Client, req.Key, req.Token, ops...)
+	resp, err := Fenced(ctx, s.cli, req.Key, req.Token, ops...)
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}

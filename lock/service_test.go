@@ -8,7 +8,6 @@ import (
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/session"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,10 +15,10 @@ import (
 
 func testService(t *testing.T) (*Service, *session.Manager) {
 	cli := testEtcd(t)
-	m := session.NewManager(cli, zap.NewNop())
+	m := session.NewManager(cli)
 	t.Cleanup(func() { m.CloseAll(0) })
 	ns := "/svc-" + strings.ReplaceAll(t.Name(), "/", "-") + "/"
-	return NewService(Config{Client: cli, Sessions: m, Namespace: ns, Node: "n1"}), m
+	return NewService(cli, m, ns, WithNode("n1")), m
 }
 
 func openSession(t *testing.T, m *session.Manager) *session.Session {
@@ -80,7 +79,7 @@ func TestServiceBadInput(t *testing.T) {
 		{&beaconpb.LockFencedRequest{Key: l.Key, Token: 0, Ops: put("/k", nil)}, "token"},
 		{&beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token}, "ops"},
 		{&beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token, Ops: put("", nil)}, "ops[0].key"},
-		{&beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token, Ops: put(s.c.Namespace+"services/x", nil)}, "ops[0].key"},
+		{&beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token, Ops: put(s.namespace+"services/x", nil)}, "ops[0].key"},
 		{&beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token, Ops: put("/k", make([]byte, MaxValueSize+1))}, "ops[0].value"},
 		{&beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token, Ops: []*beaconpb.LockFencedOp{{Key: "/k"}}}, "ops[0].type"},
 		// etcd answers a key written twice with an error beacon passed on
@@ -93,7 +92,7 @@ func TestServiceBadInput(t *testing.T) {
 	_, err = s.Release(ctx, &beaconpb.LockReleaseRequest{Key: "x", Token: l.Token})
 	wantCode(t, "Release key", err, codes.InvalidArgument, "key")
 	// Config keys are the applications': fenced writes may go there.
-	if _, err := s.Fenced(ctx, &beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token, Ops: put(s.c.Namespace+"config/x", []byte("1"))}); err != nil {
+	if _, err := s.Fenced(ctx, &beaconpb.LockFencedRequest{Key: l.Key, Token: l.Token, Ops: put(s.namespace+"config/x", []byte("1"))}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -188,7 +187,7 @@ func TestServiceLeaseChangeLosesLock(t *testing.T) {
 		t.Fatalf("first event %v", ev)
 	}
 	old := sess.Lease()
-	if _, err := s.c.Client.Revoke(ctx, old); err != nil {
+	if _, err := s.cli.Revoke(ctx, old); err != nil {
 		t.Fatal(err)
 	}
 	if ev := nextEvent(t, ws); ev.State != beaconpb.LockState_LOCK_STATE_LOST {

@@ -59,7 +59,7 @@ func validateAcquire(req *beaconpb.LockAcquireRequest) error {
 // checkKey checks that key is a lock key of this agent's namespace and
 // returns the lock's name.
 func (s *Service) checkKey(field, key string, token int64) (string, error) {
-	root := s.c.Namespace + "locks/"
+	root := s.namespace + "locks/"
 	rest, ok := strings.CutPrefix(key, root)
 	i := strings.LastIndexByte(rest, '/')
 	if !ok || i < 0 {
@@ -82,10 +82,10 @@ func (s *Service) checkKey(field, key string, token int64) (string, error) {
 // revision is the leader's rev), so that a leader's writes are fenced the
 // same way as a lock holder's.
 func (s *Service) checkFenceKey(key string, token int64) error {
-	if rest, ok := strings.CutPrefix(key, s.c.Namespace+"elections/"); ok {
+	if rest, ok := strings.CutPrefix(key, s.namespace+"elections/"); ok {
 		i := strings.LastIndexByte(rest, '/')
 		if i < 0 {
-			return &FieldError{Field: "key", Msg: fmt.Sprintf("%q is not a leader key (%selections/<name>/<lease id in hex>)", key, s.c.Namespace)}
+			return &FieldError{Field: "key", Msg: fmt.Sprintf("%q is not a leader key (%selections/<name>/<lease id in hex>)", key, s.namespace)}
 		}
 		if err := validName(rest[:i]); err != nil {
 			return &FieldError{Field: "key", Msg: fmt.Sprintf("%q: the election's %v", key, err)}
@@ -130,9 +130,9 @@ func (s *Service) checkOps(ops []*beaconpb.LockFencedOp) error {
 			return &FieldError{Field: f + ".key", Msg: "must not be empty"}
 		case len(op.Key) > maxKeyLen:
 			return &FieldError{Field: f + ".key", Msg: fmt.Sprintf("is %d bytes, more than %d", len(op.Key), maxKeyLen)}
-		case strings.HasPrefix(op.Key, s.c.Namespace) && !strings.HasPrefix(op.Key, s.c.Namespace+"config/"):
+		case strings.HasPrefix(op.Key, s.namespace) && !strings.HasPrefix(op.Key, s.namespace+"config/"):
 			return &FieldError{Field: f + ".key", Msg: fmt.Sprintf("%q is beacon's own state; fenced writes go outside %s, or under %sconfig/",
-				op.Key, s.c.Namespace, s.c.Namespace)}
+				op.Key, s.namespace, s.namespace)}
 
 		case len(op.Value) > MaxValueSize:
 			return &FieldError{Field: f + ".value", Msg: fmt.Sprintf("is %d bytes, more than 1 MiB", len(op.Value))}

@@ -31,11 +31,7 @@ func (l *Local) RunAntiEntropy(ctx context.Context) {
 		return
 	case <-l.catalog.Ready():
 	}
-	every := l.antiEntropyEvery
-	if every <= 0 {
-		every = antiEntropyInterval
-	}
-	t := time.NewTicker(every)
+	t := time.NewTicker(l.antiEntropyEvery)
 	defer t.Stop()
 	for {
 		l.sync(ctx)

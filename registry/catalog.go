@@ -52,9 +52,9 @@ type Catalog struct {
 }
 
 // NewCatalog returns an empty catalog; Run fills it.
-func NewCatalog(cli *clientv3.Client, namespace string, lg *zap.Logger) *Catalog {
+func NewCatalog(cli *clientv3.Client, namespace string, opts ...Option) *Catalog {
 	return &Catalog{
-		cli: cli, namespace: namespace, lg: lg,
+		cli: cli, namespace: namespace, lg: optionsOf(opts).lg,
 		services: map[string]*serviceEntry{},
 		byNode:   map[string]map[string]*Instance{},
 		nodes:    map[string]cluster.NodeInfo{},

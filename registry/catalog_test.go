@@ -9,7 +9,6 @@ import (
 
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 func putInstance(t *testing.T, cli *clientv3.Client, in Instance) {
@@ -51,7 +50,7 @@ func runningCatalog(t *testing.T) (*Catalog, *clientv3.Client) {
 	cli, _ := etcdtest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
+	cat := NewCatalog(cli, "/beacon/")
 	go cat.Run(ctx)
 	select {
 	case <-cat.Ready():
@@ -130,7 +129,7 @@ func TestCatalogNodeIndex(t *testing.T) {
 func TestCatalogRelist(t *testing.T) {
 	cli, _ := etcdtest.New(t)
 	ctx := context.Background()
-	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
+	cat := NewCatalog(cli, "/beacon/")
 	putInstance(t, cli, Instance{ID: "gone", Service: "web", Node: "n1", Address: "127.0.0.1", Port: 80})
 	putInstance(t, cli, Instance{ID: "kept", Service: "web", Node: "n1", Address: "127.0.0.1", Port: 80})
 	if _, err := cat.relist(ctx); err != nil {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/internal/etcdtest"
-	"go.uber.org/zap"
 )
 
 // A catalog that lost an instance (as if its watch had dropped the put:
@@ -18,7 +17,7 @@ func TestCatalogRecoversALostEvent(t *testing.T) {
 	cli, _ := etcdtest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
+	cat := NewCatalog(cli, "/beacon/")
 	cat.checkEvery = 100 * time.Millisecond
 	go cat.Run(ctx)
 	<-cat.Ready()

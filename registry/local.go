@@ -106,23 +106,20 @@ type LocalConfig struct {
 	// AgentSession holds the agent-owned and config-owned registrations.
 	AgentSession *session.Session
 	Catalog      *Catalog
-	Logger       *zap.Logger
-	// AntiEntropyInterval is how often RunAntiEntropy passes unprompted
-	// (default antiEntropyInterval).
-	AntiEntropyInterval time.Duration
 }
 
 // NewLocal returns the registrations of this agent, loading the ones it
 // kept in its data dir.
-func NewLocal(ctx context.Context, c LocalConfig) (*Local, error) {
+func NewLocal(ctx context.Context, c LocalConfig, opts ...Option) (*Local, error) {
+	o := optionsOf(opts)
 	l := &Local{
 		cli: c.Client, namespace: c.Namespace, node: c.Node, nodeAddr: c.NodeAddr,
 		store: &fileStore{dir: c.DataDir}, sessions: c.Sessions, agentSess: c.AgentSession,
-		catalog: c.Catalog, lg: c.Logger,
+		catalog: c.Catalog, lg: o.lg,
 		regs: map[string]*registration{}, hooked: map[string]bool{},
 		kick: make(chan struct{}, 1),
 
-		antiEntropyEvery: c.AntiEntropyInterval,
+		antiEntropyEvery: o.antiEntropyEvery,
 	}
 	l.batch.cli = c.Client
 	l.agentSess.OnLeaseChange(func(_, _ clientv3.LeaseID) { l.Kick() })

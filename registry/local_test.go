@@ -12,7 +12,6 @@ import (
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // testLocal runs a real etcd in the test's process and an agent's
@@ -23,13 +22,13 @@ func testLocal(t *testing.T, dataDir string) (*Local, *clientv3.Client) {
 	cat, cli := runningCatalog(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	sessions := session.NewManager(cli, zap.NewNop())
+	sessions := session.NewManager(cli)
 	agentSess, err := sessions.Open(ctx, "agent", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l, err := NewLocal(ctx, LocalConfig{Client: cli, Namespace: "/beacon/", Node: "n1", NodeAddr: "127.0.0.1",
-		DataDir: dataDir, Sessions: sessions, AgentSession: agentSess, Catalog: cat, Logger: zap.NewNop()})
+		DataDir: dataDir, Sessions: sessions, AgentSession: agentSess, Catalog: cat})
 	if err != nil {
 		t.Fatal(err)
 	}

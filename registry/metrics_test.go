@@ -10,7 +10,6 @@ import (
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	mt "github.com/beaconhq/beacon/internal/metricstest"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // followingCatalog is a catalog of cli's, loaded and following until the
@@ -19,7 +18,7 @@ func followingCatalog(t *testing.T, cli *clientv3.Client) *Catalog {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
+	cat := NewCatalog(cli, "/beacon/")
 	go cat.Run(ctx)
 	<-cat.Ready()
 	return cat

@@ -12,7 +12,6 @@ import (
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -25,7 +24,7 @@ func TestSlowWatcherCutOff(t *testing.T) {
 	cli, _ := etcdtest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
+	cat := NewCatalog(cli, "/beacon/")
 	go cat.Run(ctx)
 	<-cat.Ready()
 

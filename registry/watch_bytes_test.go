@@ -12,7 +12,6 @@ import (
 
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	"github.com/beaconhq/beacon/internal/rpcerr"
-	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -26,7 +25,7 @@ func TestSlowWatcherBytes(t *testing.T) {
 	cli, _ := etcdtest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cat := NewCatalog(cli, "/beacon/", zap.NewNop())
+	cat := NewCatalog(cli, "/beacon/")
 	cat.SetWatchBufferBytes(256 << 10)
 	go cat.Run(ctx)
 	<-cat.Ready()

@@ -7,7 +7,6 @@ import (
 
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // leaseLeft is the lease's remaining TTL in seconds, -1 once etcd no
@@ -28,7 +27,7 @@ func leaseLeft(t *testing.T, cli *clientv3.Client, lease clientv3.LeaseID) int64
 // session: Done is closed, the manager forgets it, and OnClose hooks run.
 func TestCloseRevokesAbandonDoesNot(t *testing.T) {
 	cli, _ := etcdtest.New(t)
-	m := NewManager(cli, zap.NewNop())
+	m := NewManager(cli)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name   string

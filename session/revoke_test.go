@@ -23,7 +23,7 @@ func TestRevokeRetriedUntilDone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	m := NewManager(cli, zap.NewNop())
+	m := NewManager(cli)
 	const ttl = 120 * time.Second
 	s, err := m.Open(context.Background(), "t", ttl)
 	if err != nil {

@@ -455,9 +455,12 @@ func WithConfirmClient(c *clientv3.Client) ManagerOption {
 	return func(m *Manager) { m.confirmCli = c }
 }
 
+// WithLogger sets the logger (default none).
+func WithLogger(lg *zap.Logger) ManagerOption { return func(m *Manager) { m.lg = lg } }
+
 // NewManager returns a manager whose leases live in cli's cluster.
-func NewManager(cli *clientv3.Client, lg *zap.Logger, opts ...ManagerOption) *Manager {
-	m := &Manager{cli: cli, confirmCli: cli, lg: lg, sessions: map[string]*Session{}, stopped: make(chan struct{}),
+func NewManager(cli *clientv3.Client, opts ...ManagerOption) *Manager {
+	m := &Manager{cli: cli, confirmCli: cli, lg: zap.NewNop(), sessions: map[string]*Session{}, stopped: make(chan struct{}),
 		revokeSlots: make(chan struct{}, maxRevokesInFlight), maxSessions: DefaultMaxSessions,
 		maxPerOwner: DefaultMaxSessionsPerOwner, perOwner: map[string]int{}}
 	for _, o := range opts {

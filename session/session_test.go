@@ -7,14 +7,13 @@ import (
 
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // A session closed while its replacement lease is being granted must not
 // leave that lease alive: nothing may live on under a closed session.
 func TestCloseDuringLeaseReplacement(t *testing.T) {
 	cli, _ := etcdtest.New(t)
-	m := NewManager(cli, zap.NewNop())
+	m := NewManager(cli)
 	s, err := m.Open(context.Background(), "t", 30*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	"github.com/beaconhq/beacon/internal/rpcerr"
-	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -25,7 +24,7 @@ func as(owner string) context.Context {
 // ends gives its place back.
 func TestSessionsPerOwner(t *testing.T) {
 	cli, _ := etcdtest.New(t)
-	m := NewManager(cli, zap.NewNop(), WithMaxSessions(10), WithMaxSessionsPerOwner(3),
+	m := NewManager(cli, WithMaxSessions(10), WithMaxSessionsPerOwner(3),
 		WithOwner(func(ctx context.Context) string { s, _ := ctx.Value(ownerKey{}).(string); return s }))
 	defer m.CloseAll(time.Second)
 

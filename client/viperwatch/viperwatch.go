@@ -61,7 +61,7 @@ func Watch(ctx context.Context, c *client.Client, prefix string, v *viper.Viper,
 	for _, o := range opts {
 		o(f)
 	}
-	f.mirror = config.NewMirror(config.NewRemote(c.Config()), prefix, nil)
+	f.mirror = config.NewMirror(config.NewRemote(c.Config()), prefix)
 	ctx, cancel := context.WithCancel(ctx)
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- f.mirror.Run(ctx) }()
