@@ -46,7 +46,7 @@ func seeds() map[string][]proto.Message {
 	return map[string][]proto.Message{
 		beaconpb.Registry_Register_FullMethodName: {
 			&beaconpb.RegisterRequest{Instance: inst, SessionId: SessionPlaceholder},
-			&beaconpb.RegisterRequest{Instance: inst, Check: &beaconpb.Check{Ttl: "10s"}, SessionId: SessionPlaceholder},
+			&beaconpb.RegisterRequest{Instance: inst, Check: &beaconpb.Check{Ttl: durationpb.New(10 * time.Second)}, SessionId: SessionPlaceholder},
 			&beaconpb.RegisterRequest{Instance: &beaconpb.Instance{Service: "web", Address: "not-an-ip", Port: 70000}},
 		},
 		beaconpb.Registry_Deregister_FullMethodName: {&beaconpb.DeregisterRequest{Service: "web", Id: "web-1", SessionId: SessionPlaceholder}},
@@ -54,14 +54,14 @@ func seeds() map[string][]proto.Message {
 		beaconpb.Registry_Get_FullMethodName:        {&beaconpb.GetRequest{Service: "web", Id: "web-1"}},
 		beaconpb.Registry_List_FullMethodName:       {&beaconpb.ListRequest{Service: "web", Tags: []string{"v1"}, HealthyOnly: true, Limit: 10}},
 		beaconpb.Lock_Acquire_FullMethodName: {
-			&beaconpb.LockAcquireRequest{Name: "batch", SessionId: SessionPlaceholder, TimeoutMs: 100},
-			&beaconpb.LockAcquireRequest{Name: "batch", SessionId: SessionPlaceholder, TimeoutMs: 3_600_000, Limit: 2},
+			&beaconpb.LockAcquireRequest{Name: "batch", SessionId: SessionPlaceholder, Timeout: durationpb.New(100 * time.Millisecond)},
+			&beaconpb.LockAcquireRequest{Name: "batch", SessionId: SessionPlaceholder, Timeout: durationpb.New(time.Hour), Limit: 2},
 		},
 		beaconpb.Lock_TryAcquire_FullMethodName: {&beaconpb.LockAcquireRequest{Name: "try", SessionId: SessionPlaceholder}},
 		beaconpb.Lock_Release_FullMethodName:    {&beaconpb.LockReleaseRequest{Key: "/beacon/locks/batch/694d", Token: 7, SessionId: SessionPlaceholder}},
 		beaconpb.Lock_Fenced_FullMethodName: {&beaconpb.LockFencedRequest{Key: "/beacon/locks/batch/694d", Token: 7,
 			Ops: []*beaconpb.LockFencedOp{{Type: beaconpb.LockOpType(1), Key: "counter", Value: []byte("1")}}}},
-		beaconpb.Election_Campaign_FullMethodName: {&beaconpb.ElectionCampaignRequest{Name: "sched", SessionId: SessionPlaceholder, Proposal: "me", TimeoutMs: 100}},
+		beaconpb.Election_Campaign_FullMethodName: {&beaconpb.ElectionCampaignRequest{Name: "sched", SessionId: SessionPlaceholder, Proposal: "me", Timeout: durationpb.New(100 * time.Millisecond)}},
 		beaconpb.Election_Proclaim_FullMethodName: {&beaconpb.ElectionProclaimRequest{Name: "sched", SessionId: SessionPlaceholder, Rev: 5, Proposal: "again"}},
 		beaconpb.Election_Resign_FullMethodName:   {&beaconpb.ElectionResignRequest{Name: "sched", SessionId: SessionPlaceholder, Rev: 5}},
 		beaconpb.Election_Leader_FullMethodName:   {&beaconpb.ElectionLeaderRequest{Name: "sched"}},
