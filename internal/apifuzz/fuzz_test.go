@@ -48,6 +48,7 @@ func seeds() map[string][]proto.Message {
 			&beaconpb.RegisterRequest{Instance: inst, SessionId: SessionPlaceholder},
 			&beaconpb.RegisterRequest{Instance: inst, Check: &beaconpb.Check{Ttl: durationpb.New(10 * time.Second)}, SessionId: SessionPlaceholder},
 			&beaconpb.RegisterRequest{Instance: &beaconpb.Instance{Service: "web", Address: "not-an-ip", Port: 70000}},
+			&beaconpb.RegisterRequest{Instance: inst, Check: &beaconpb.Check{Tcp: "127.0.0.1:1", Interval: &durationpb.Duration{Nanos: 2e9}}},
 		},
 		beaconpb.Registry_Deregister_FullMethodName: {&beaconpb.DeregisterRequest{Service: "web", Id: "web-1", SessionId: SessionPlaceholder}},
 		beaconpb.Registry_Heartbeat_FullMethodName:  {&beaconpb.HeartbeatRequest{Service: "web", Id: "web-1", Status: "passing", SessionId: SessionPlaceholder}},
@@ -56,6 +57,7 @@ func seeds() map[string][]proto.Message {
 		beaconpb.Lock_Acquire_FullMethodName: {
 			&beaconpb.LockAcquireRequest{Name: "batch", SessionId: SessionPlaceholder, Timeout: durationpb.New(100 * time.Millisecond)},
 			&beaconpb.LockAcquireRequest{Name: "batch", SessionId: SessionPlaceholder, Timeout: durationpb.New(time.Hour), Limit: 2},
+			&beaconpb.LockAcquireRequest{Name: "batch", SessionId: SessionPlaceholder, Timeout: &durationpb.Duration{Seconds: 1, Nanos: -1}},
 		},
 		beaconpb.Lock_TryAcquire_FullMethodName: {&beaconpb.LockAcquireRequest{Name: "try", SessionId: SessionPlaceholder}},
 		beaconpb.Lock_Release_FullMethodName:    {&beaconpb.LockReleaseRequest{Key: "/beacon/locks/batch/694d", Token: 7, SessionId: SessionPlaceholder}},
