@@ -43,6 +43,40 @@ func TestAPIDurationsHonoured(t *testing.T) {
 	t.Run("lock and election timeout", func(t *testing.T) { waitTimeouts(ctx, t, cl) })
 	t.Run("check durations", func(t *testing.T) { checkDurations(ctx, t, a, cl) })
 	t.Run("queue durations", func(t *testing.T) { queueDurations(ctx, t, cl) })
+	// Last: it stops the agent.
+	t.Run("agent stopping wait", func(t *testing.T) { stoppingWait(ctx, t, a, cl) })
+}
+
+// stoppingWait: an agent stopping tells each session how long it waits
+// for the session to close.
+func stoppingWait(ctx context.Context, t *testing.T, a *testcluster.Agent, cl *client.Client) {
+	st, err := cl.Sessions.Open(ctx)
+	if err == nil {
+		err = st.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &beaconpb.OpenSession{Name: "dur-stop"}}})
+	}
+	if err == nil {
+		_, err = st.Recv()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.Stop() }()
+	for {
+		ev, err := st.Recv()
+		if err != nil {
+			t.Fatalf("the session ended without a stopping event: %v", err)
+		}
+		if s := ev.GetStopping(); s != nil {
+			if w := s.GetWait().AsDuration(); w <= 0 || w > time.Minute {
+				t.Errorf("stopping with wait %v, want a few seconds", w)
+			}
+			break
+		}
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("agent stop: %v", err)
+	}
 }
 
 // sessionTTLs: absent is 10s, 1.5s is rounded up to the lease's 2s, and
@@ -142,14 +176,21 @@ func waitTimeouts(ctx context.Context, t *testing.T, cl *client.Client) {
 		// Absent and zero: no timeout of the agent's; the call's deadline
 		// ends the wait.
 		for _, d := range []*durationpb.Duration{nil, {}} {
-			cctx, ccancel := context.WithTimeout(ctx, time.Second)
+			cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
 			err := call(cctx, d)
-			if status.Code(err) != codes.DeadlineExceeded || cctx.Err() == nil {
+			if status.Code(err) != codes.DeadlineExceeded || !callEnded(cctx) {
 				t.Errorf("%s timeout %v: %v before the call's deadline, want a wait until it", what, d, err)
 			}
 			ccancel()
 		}
 	}
+}
+
+// callEnded reports whether ctx's deadline has come, or nearly: gRPC's
+// own timer for the deadline may end a call a moment before ctx's does.
+func callEnded(ctx context.Context) bool {
+	dl, _ := ctx.Deadline()
+	return ctx.Err() != nil || time.Until(dl) < 250*time.Millisecond
 }
 
 // checkDurations: an agent-owned registration keeps its check's
@@ -286,7 +327,7 @@ func queueDurations(ctx context.Context, t *testing.T, cl *client.Client) {
 
 	// Wait: absent answers NOT_FOUND at once; 300ms answers NOT_FOUND
 	// with the call's deadline (a minute) far ahead; a day is still
-	// waiting when the call's deadline (a second) ends it.
+	// waiting when the call's deadline (2s) ends it.
 	if _, err := qc.Reserve(ctx, &beaconpb.QueueReserveRequest{Queue: "dur-wait"}); status.Code(err) != codes.NotFound {
 		t.Errorf("reserve without wait on an empty queue: %v, want NotFound", err)
 	}
@@ -294,10 +335,10 @@ func queueDurations(ctx context.Context, t *testing.T, cl *client.Client) {
 		wait, call time.Duration
 		code       codes.Code
 		callEnded  bool
-	}{{300 * time.Millisecond, time.Minute, codes.NotFound, false}, {24 * time.Hour, time.Second, codes.DeadlineExceeded, true}} {
+	}{{300 * time.Millisecond, time.Minute, codes.NotFound, false}, {24 * time.Hour, 2 * time.Second, codes.DeadlineExceeded, true}} {
 		cctx, ccancel := context.WithTimeout(ctx, c.call)
 		_, err := qc.Reserve(cctx, &beaconpb.QueueReserveRequest{Queue: "dur-wait", Wait: durationpb.New(c.wait)})
-		if status.Code(err) != c.code || (cctx.Err() != nil) != c.callEnded {
+		if status.Code(err) != c.code || callEnded(cctx) != c.callEnded {
 			t.Errorf("reserve with wait %v in a call of %v: %v (call's context: %v), want %v", c.wait, c.call, err, cctx.Err(), c.code)
 		}
 		ccancel()
