@@ -31,8 +31,8 @@ type QueueEnqueueRequest struct {
 	// Optional. Enqueues with the same dedup_id within dedup_window add one
 	// message only.
 	DedupId string `protobuf:"bytes,3,opt,name=dedup_id,json=dedupId,proto3" json:"dedup_id,omitempty"`
-	// 1s to 24h; absent: 5m (zero is refused). Honoured at least; a record may outlive it by up
-	// to a tenth of the window (at least 1s).
+	// 1s to 24h; absent: 5m (zero is refused). Honoured at least; a record
+	// may outlive it by up to a tenth of the window (at least 1s).
 	DedupWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=dedup_window,json=dedupWindow,proto3" json:"dedup_window,omitempty"`
 	// The message becomes ready only after this delay: 0 to 24h; absent or
 	// zero: ready at once.
