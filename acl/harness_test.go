@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // One real etcd member serves the package's tests (each under a
@@ -195,7 +196,7 @@ func openSession(t *testing.T, conn *grpc.ClientConn) (string, error) {
 	}
 	// A stream the server ended (a refused token) may fail Send with
 	// io.EOF; its status is what Recv answers.
-	if err := st.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &beaconpb.OpenSession{TtlSeconds: 10, Name: "t"}}}); err != nil && !errors.Is(err, io.EOF) {
+	if err := st.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &beaconpb.OpenSession{Ttl: durationpb.New(10 * time.Second), Name: "t"}}}); err != nil && !errors.Is(err, io.EOF) {
 		return "", err
 	}
 	ev, err := st.Recv()

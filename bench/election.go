@@ -14,6 +14,7 @@ import (
 	"github.com/beaconhq/beacon/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // ElectionOptions tune `beacon bench election`. With no Agent it starts its
@@ -182,7 +183,7 @@ func (b *electBench) failover(ctx context.Context, name string, c *client.Client
 	won := make(chan error, 1)
 	var at time.Time
 	go func() {
-		_, err := ec.Campaign(ctx, &beaconpb.ElectionCampaignRequest{Name: name, SessionId: sess.ID, TimeoutMs: 60000})
+		_, err := ec.Campaign(ctx, &beaconpb.ElectionCampaignRequest{Name: name, SessionId: sess.ID, Timeout: durationpb.New(time.Minute)})
 		at = time.Now()
 		won <- err
 	}()

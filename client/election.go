@@ -8,19 +8,16 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // CampaignOption configures Campaign.
 type CampaignOption func(*beaconpb.ElectionCampaignRequest)
 
-// CampaignTimeout makes the agent give up after d (DeadlineExceeded).
+// CampaignTimeout makes the agent give up after d, at most 24h
+// (DeadlineExceeded); 0 waits as long as ctx allows.
 func CampaignTimeout(d time.Duration) CampaignOption {
-	return func(r *beaconpb.ElectionCampaignRequest) {
-		r.TimeoutMs = d.Milliseconds()
-		if d > 0 && r.TimeoutMs == 0 {
-			r.TimeoutMs = 1
-		}
-	}
+	return func(r *beaconpb.ElectionCampaignRequest) { r.Timeout = durationpb.New(d) }
 }
 
 // Leadership is a won election, held like a lock grant: Hold's Key is the

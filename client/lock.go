@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // LockOption configures Lock.
@@ -17,15 +18,11 @@ func LockLimit(n int) LockOption {
 	return func(r *beaconpb.LockAcquireRequest) { r.Limit = int32(n) }
 }
 
-// LockTimeout makes the agent give up waiting after d
-// (DeadlineExceeded); without it, Lock waits as long as ctx allows.
+// LockTimeout makes the agent give up waiting after d, at most 24h
+// (DeadlineExceeded); without it, or with 0, Lock waits as long as ctx
+// allows.
 func LockTimeout(d time.Duration) LockOption {
-	return func(r *beaconpb.LockAcquireRequest) {
-		r.TimeoutMs = d.Milliseconds()
-		if d > 0 && r.TimeoutMs == 0 {
-			r.TimeoutMs = 1
-		}
-	}
+	return func(r *beaconpb.LockAcquireRequest) { r.Timeout = durationpb.New(d) }
 }
 
 // Lock waits for the lock name in sess and returns the grant as a hold:

@@ -128,7 +128,7 @@ func (stuckSessionServer) Open(stream beaconpb.Session_OpenServer) error {
 		return err
 	}
 	if err := stream.Send(&beaconpb.SessionEvent{Kind: &beaconpb.SessionEvent_Opened{Opened: &beaconpb.SessionOpened{
-		SessionId: "s1", TtlSeconds: 10, LeaseId: "abc"}}}); err != nil {
+		SessionId: "s1", Ttl: durationpb.New(10 * time.Second), LeaseId: "abc"}}}); err != nil {
 		return err
 	}
 	<-stream.Context().Done()

@@ -10,6 +10,7 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/holdclock"
 	"github.com/beaconhq/beacon/internal/procid"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // ErrSessionClosed is returned by calls on a session that has ended.
@@ -66,8 +67,17 @@ type SessionOption func(*sessionOptions)
 // dies (default 10s). Holds end on this process's clock within that time.
 func WithTTL(d time.Duration) SessionOption {
 	// Leases have whole seconds: round up, as the agent's grant does, so a
-	// TTL under a second is not taken for none (the default).
-	return func(o *sessionOptions) { o.open.TtlSeconds = int64((d + time.Second - 1) / time.Second) }
+	// TTL under a second is not refused (the agent takes 1s to 24h). 0
+	// keeps the default.
+	return func(o *sessionOptions) {
+		o.open.Ttl = nil
+		if d > 0 {
+			d = (d + time.Second - 1) / time.Second * time.Second
+		}
+		if d != 0 {
+			o.open.Ttl = durationpb.New(d)
+		}
+	}
 }
 
 // WithName labels the session in the agent's logs.
@@ -130,7 +140,7 @@ func (c *Client) NewSession(ctx context.Context, opts ...SessionOption) (*Sessio
 		cancel()
 		return nil, fmt.Errorf("agent answered %v instead of opening the session", r.ev)
 	}
-	ttl := time.Duration(opened.TtlSeconds) * time.Second
+	ttl := opened.GetTtl().AsDuration()
 	every := ttl / 4
 	if o.every > 0 {
 		every = min(every, max(o.every, 10*time.Millisecond))
@@ -201,12 +211,12 @@ func (s *Session) confirmed(c *beaconpb.LeaseConfirmed) {
 	if !ok {
 		return // not a question of ours
 	}
-	ttl := time.Duration(c.TtlMs) * time.Millisecond
+	ttl := c.GetTtl().AsDuration()
 	switch cur := s.Period(); {
 	case s.ended(c.LeaseId):
 		// A late answer about a lease already given up: it can neither
 		// extend nor end the current one.
-	case c.TtlMs <= 0:
+	case ttl <= 0:
 		s.newLease(c.LeaseId, "", "etcd no longer has it")
 	case c.LeaseId != cur.ID:
 		// The agent moved to another lease; the old one is gone.

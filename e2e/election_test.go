@@ -23,6 +23,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // electProc is a beacon (or etcdctl) process of a test, its output in a
@@ -573,10 +574,10 @@ func TestElectionBadInput(t *testing.T) {
 	check("name with /", err, codes.InvalidArgument, "name")
 	_, err = ec.Campaign(ctx, &beaconpb.ElectionCampaignRequest{Name: "x", SessionId: s.ID, Proposal: strings.Repeat("p", 1<<20+1)})
 	check("proposal over 1 MiB", err, codes.InvalidArgument, "proposal")
-	_, err = ec.Campaign(ctx, &beaconpb.ElectionCampaignRequest{Name: "x", SessionId: s.ID, TimeoutMs: -5})
-	check("negative timeout", err, codes.InvalidArgument, "timeout_ms")
-	_, err = ec.Campaign(ctx, &beaconpb.ElectionCampaignRequest{Name: "x", SessionId: s.ID, TimeoutMs: 25 * 3600 * 1000})
-	check("timeout over a day", err, codes.InvalidArgument, "timeout_ms")
+	_, err = ec.Campaign(ctx, &beaconpb.ElectionCampaignRequest{Name: "x", SessionId: s.ID, Timeout: durationpb.New(-5 * time.Millisecond)})
+	check("negative timeout", err, codes.InvalidArgument, "timeout")
+	_, err = ec.Campaign(ctx, &beaconpb.ElectionCampaignRequest{Name: "x", SessionId: s.ID, Timeout: durationpb.New(25 * time.Hour)})
+	check("timeout over a day", err, codes.InvalidArgument, "timeout")
 	_, err = ec.Campaign(ctx, &beaconpb.ElectionCampaignRequest{Name: "x"})
 	check("no session", err, codes.InvalidArgument, "session_id")
 	_, err = ec.Campaign(ctx, &beaconpb.ElectionCampaignRequest{Name: "x", SessionId: "0123"})

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Issue 9, limits on what a client can grow.
@@ -78,7 +79,7 @@ func openSession(cc *grpc.ClientConn) (clientv3.LeaseID, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := st.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &beaconpb.OpenSession{Name: "limits", TtlSeconds: 86400}}}); err != nil {
+	if err := st.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &beaconpb.OpenSession{Name: "limits", Ttl: durationpb.New(24 * time.Hour)}}}); err != nil {
 		return 0, err
 	}
 	ev, err := st.Recv()

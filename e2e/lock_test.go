@@ -26,6 +26,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 const (
@@ -184,7 +185,7 @@ func lockCounterRound(ctx context.Context, t *testing.T, a *testcluster.Agent, c
 		return err
 	}
 	if err := stream.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &beaconpb.OpenSession{
-		TtlSeconds: 60, Name: fmt.Sprintf("worker-%d", id)}}}); err != nil {
+		Ttl: durationpb.New(time.Minute), Name: fmt.Sprintf("worker-%d", id)}}}); err != nil {
 		return err
 	}
 	opened, err := stream.Recv()

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // ownersScene is one agent with a victim holding one of everything (a
@@ -59,7 +60,7 @@ func newOwnersScene(t *testing.T) *ownersScene {
 	if sc.lead, err = sc.victim.Campaign(ctx, sc.vs, "scheduler", "victim"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sc.victim.Registry.Register(ctx, &beaconpb.RegisterRequest{SessionId: sc.vs.ID, Check: &beaconpb.Check{Ttl: "1h"},
+	if _, err := sc.victim.Registry.Register(ctx, &beaconpb.RegisterRequest{SessionId: sc.vs.ID, Check: &beaconpb.Check{Ttl: durationpb.New(time.Hour)},
 		Instance: &beaconpb.Instance{Service: "pay", Id: "pay-1", Port: 8080, Address: "127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func TestOwnersHostileClient(t *testing.T) {
 		if strings.Contains(fmt.Sprint(r), sc.vs.ID) {
 			t.Errorf("TryAcquire answered the victim's session id: %v", r)
 		}
-		_, err = lc.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "payments", SessionId: sc.hs.ID, TimeoutMs: 100})
+		_, err = lc.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "payments", SessionId: sc.hs.ID, Timeout: durationpb.New(100 * time.Millisecond)})
 		wantRefused(t, "acquire with a timeout", sc.saw(nil, err), codes.DeadlineExceeded)
 	})
 
@@ -378,7 +379,7 @@ func TestOwnersAgentRegistrations(t *testing.T) {
 		t.Fatalf("the CLI beating a session's instance: %v %s", err, stderr)
 	}
 	// The SDK beats and deregisters what it registered, in its session.
-	if _, err := cl.Register(ctx, &beaconpb.Instance{Service: "sdk", Id: "sdk1", Port: 80}, &beaconpb.Check{Ttl: "1h"}); err != nil {
+	if _, err := cl.Register(ctx, &beaconpb.Instance{Service: "sdk", Id: "sdk1", Port: 80}, &beaconpb.Check{Ttl: durationpb.New(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := cl.Heartbeat(ctx, "sdk", "sdk1", "pass", ""); err != nil {

@@ -25,6 +25,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // dnsAnswer asks an agent's DNS and returns the answer records as strings
@@ -411,7 +412,7 @@ func TestRegisterBadInput(t *testing.T) {
 		{"bad address", &beaconpb.Instance{Service: "web", Port: 80, Address: "example.com"}, nil, codes.InvalidArgument, "address"},
 		{"bad tag", &beaconpb.Instance{Service: "web", Port: 80, Tags: []string{"a b"}}, nil, codes.InvalidArgument, "tags"},
 		{"two checks", &beaconpb.Instance{Service: "web", Port: 80}, &beaconpb.Check{Http: "http://127.0.0.1:1/", Tcp: "127.0.0.1:1"}, codes.InvalidArgument, "check"},
-		{"bad interval", &beaconpb.Instance{Service: "web", Port: 80}, &beaconpb.Check{Tcp: "127.0.0.1:1", Interval: "often"}, codes.InvalidArgument, "check.interval"},
+		{"bad interval", &beaconpb.Instance{Service: "web", Port: 80}, &beaconpb.Check{Tcp: "127.0.0.1:1", Interval: durationpb.New(-time.Second)}, codes.InvalidArgument, "check.interval"},
 		{"no instance", nil, nil, codes.InvalidArgument, "instance"},
 	}
 	for _, tc := range cases {
@@ -450,7 +451,7 @@ func TestRegisterBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = stream.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &beaconpb.OpenSession{TtlSeconds: 100000}}})
+	_ = stream.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &beaconpb.OpenSession{Ttl: durationpb.New(100000 * time.Second)}}})
 	if _, err := stream.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "ttl") {
 		t.Fatalf("session with ttl 100000s: %v", err)
 	}

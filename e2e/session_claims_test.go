@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // openRawSession opens a session on a connection of its own with open,
@@ -46,12 +47,12 @@ func openRawSession(t *testing.T, a *testcluster.Agent, open *beaconpb.OpenSessi
 func TestSessionNameChecked(t *testing.T) {
 	a, _ := lockOneAgent(t)
 	for _, name := range []string{strings.Repeat("n", 513), "x\x1b[2J\x1b]0;pwned\a"} {
-		_, _, err := openRawSession(t, a, &beaconpb.OpenSession{TtlSeconds: 10, Name: name})
+		_, _, err := openRawSession(t, a, &beaconpb.OpenSession{Ttl: durationpb.New(10 * time.Second), Name: name})
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "name") {
 			t.Errorf("open with name %q: %v; want InvalidArgument naming the name", name, err)
 		}
 	}
-	if _, drop, err := openRawSession(t, a, &beaconpb.OpenSession{TtlSeconds: 10, Name: "batch job #4 (nightly)"}); err != nil {
+	if _, drop, err := openRawSession(t, a, &beaconpb.OpenSession{Ttl: durationpb.New(10 * time.Second), Name: "batch job #4 (nightly)"}); err != nil {
 		t.Errorf("a plain name: %v", err)
 	} else {
 		drop()
@@ -73,7 +74,7 @@ func TestSessionClaimingAnotherProcessIsRevoked(t *testing.T) {
 	lk := beaconpb.NewLockClient(rawConn(t, a))
 	for what, proc := range claims {
 		name := "claim-" + strconv.Itoa(len(what))
-		id, drop, err := openRawSession(t, a, &beaconpb.OpenSession{TtlSeconds: 3600, Name: what, Process: proc})
+		id, drop, err := openRawSession(t, a, &beaconpb.OpenSession{Ttl: durationpb.New(time.Hour), Name: what, Process: proc})
 		if err != nil {
 			t.Fatalf("%s: open: %v", what, err)
 		}

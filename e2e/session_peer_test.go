@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // socketConn is a plain gRPC connection to the agent's unix socket.
@@ -41,7 +42,7 @@ func openSessionOn(t *testing.T, conn *grpc.ClientConn, proc *beaconpb.ClientPro
 		return err
 	}
 	if err := st.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{
-		Open: &beaconpb.OpenSession{TtlSeconds: 3600, Name: "claim", Process: proc}}}); err != nil {
+		Open: &beaconpb.OpenSession{Ttl: durationpb.New(time.Hour), Name: "claim", Process: proc}}}); err != nil {
 		return err
 	}
 	_, err = st.Recv()

@@ -3,8 +3,10 @@ package election
 import (
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
+	"github.com/beaconhq/beacon/internal/apiduration"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 
 	"google.golang.org/grpc/codes"
@@ -37,8 +39,12 @@ type FieldError = rpcerr.FieldError
 const (
 	MaxNameBytes     = 256
 	MaxProposalBytes = 1 << 20
-	MaxTimeoutMillis = 24 * 60 * 60 * 1000
+	MaxTimeout       = 24 * time.Hour
 )
+
+// timeoutField is Campaign's timeout: absent or zero waits until elected
+// or the call ends.
+var timeoutField = apiduration.Field{Name: "timeout", Max: MaxTimeout}
 
 // ValidateName checks an election name: it becomes one path segment of the
 // etcd key, so it must be non-empty and hold no '/'.

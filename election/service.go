@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/rpcerr"
@@ -58,16 +57,17 @@ func (s *Service) Campaign(ctx context.Context, req *beaconpb.ElectionCampaignRe
 	if err := ValidateProposal(req.Proposal); err != nil {
 		return nil, rpcerr.From(err)
 	}
-	if req.TimeoutMs < 0 || req.TimeoutMs > MaxTimeoutMillis {
-		return nil, rpcerr.From(&FieldError{Field: "timeout_ms", Msg: fmt.Sprintf("%d is not from 0 (no timeout) to %d (a day)", req.TimeoutMs, MaxTimeoutMillis)})
+	timeout, err := timeoutField.Read(req.Timeout)
+	if err != nil {
+		return nil, rpcerr.From(err)
 	}
 	sess, err := s.session(req.SessionId, false)
 	if err != nil {
 		return nil, err
 	}
-	if req.TimeoutMs > 0 {
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	bctx, release := s.bind(ctx, sess)

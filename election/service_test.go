@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // serve runs the Session and Election services over real gRPC on
@@ -73,8 +74,8 @@ func TestServiceBadInput(t *testing.T) {
 		{&beaconpb.ElectionCampaignRequest{Name: "", SessionId: s.ID}, "name"},
 		{&beaconpb.ElectionCampaignRequest{Name: "a/b", SessionId: s.ID}, "name"},
 		{&beaconpb.ElectionCampaignRequest{Name: "ok", SessionId: s.ID, Proposal: big}, "proposal"},
-		{&beaconpb.ElectionCampaignRequest{Name: "ok", SessionId: s.ID, TimeoutMs: -1}, "timeout_ms"},
-		{&beaconpb.ElectionCampaignRequest{Name: "ok", SessionId: s.ID, TimeoutMs: election.MaxTimeoutMillis + 1}, "timeout_ms"},
+		{&beaconpb.ElectionCampaignRequest{Name: "ok", SessionId: s.ID, Timeout: durationpb.New(-time.Millisecond)}, "timeout"},
+		{&beaconpb.ElectionCampaignRequest{Name: "ok", SessionId: s.ID, Timeout: durationpb.New(election.MaxTimeout + time.Millisecond)}, "timeout"},
 		{&beaconpb.ElectionCampaignRequest{Name: "ok"}, "session_id"},
 	} {
 		_, err := ec.Campaign(ctx, tc.req)
@@ -157,7 +158,7 @@ func TestServiceLeaseEndLosesLeadership(t *testing.T) {
 	}
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err = ec.Campaign(tctx, &beaconpb.ElectionCampaignRequest{Name: "svc", SessionId: a.ID, Proposal: "a", TimeoutMs: 100})
+	_, err = ec.Campaign(tctx, &beaconpb.ElectionCampaignRequest{Name: "svc", SessionId: a.ID, Proposal: "a", Timeout: durationpb.New(100 * time.Millisecond)})
 	wantCode(t, err, codes.DeadlineExceeded, "")
 }
 

@@ -13,6 +13,9 @@ const (
 	MinInterval     = 100 * time.Millisecond
 	MaxInterval     = 24 * time.Hour
 	MaxTTL          = 24 * time.Hour
+	// MaxDeregisterCriticalAfter: a year. Longer is "never" in practice,
+	// which 0 already says.
+	MaxDeregisterCriticalAfter = 365 * 24 * time.Hour
 )
 
 // minInterval is what Normalize enforces. It is a variable only so the
@@ -113,6 +116,10 @@ func (d *Definition) normalize() error {
 		if f.v < 0 {
 			return &FieldError{Field: f.flag, Msg: "must not be negative"}
 		}
+	}
+
+	if d.DeregisterCriticalAfter > MaxDeregisterCriticalAfter {
+		return &FieldError{Field: "deregister-critical-after", Msg: fmt.Sprintf("must be at most %s (a year), got %s", MaxDeregisterCriticalAfter, d.DeregisterCriticalAfter)}
 	}
 
 	switch d.Kind() {

@@ -108,6 +108,7 @@ func TestNormalizeErrors(t *testing.T) {
 		{"success negative", Definition{HTTP: h, SuccessBeforePassing: -1}, "success-before-passing"},
 		{"failures negative", Definition{HTTP: h, FailuresBeforeCritical: -2}, "failures-before-critical"},
 		{"deregister negative", Definition{HTTP: h, DeregisterCriticalAfter: -time.Minute}, "deregister-critical-after"},
+		{"deregister over a year", Definition{TTL: time.Second, DeregisterCriticalAfter: MaxDeregisterCriticalAfter + time.Second}, "deregister-critical-after"},
 		{"no check, interval", Definition{Interval: time.Second}, "interval"},
 		{"no check, timeout", Definition{Timeout: time.Second}, "timeout"},
 		{"no check, thresholds", Definition{FailuresBeforeCritical: 2}, "failures-before-critical"},

@@ -3,10 +3,12 @@ package lock
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Only the holder's session releases a grant: a key and token (which
@@ -58,7 +60,7 @@ func TestHolderSessionIDNotShown(t *testing.T) {
 	if strings.Contains(r.String(), holder.ID) {
 		t.Errorf("TryAcquire answered the holder's session id: %v", r)
 	}
-	_, err = s.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "a", SessionId: other.ID, TimeoutMs: 50})
+	_, err = s.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "a", SessionId: other.ID, Timeout: durationpb.New(50 * time.Millisecond)})
 	wantCode(t, "timeout", err, codes.DeadlineExceeded, "held by test on n1")
 	if strings.Contains(err.Error(), holder.ID) {
 		t.Errorf("the timeout names the holder's session id: %v", err)

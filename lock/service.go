@@ -92,7 +92,8 @@ func (s *Service) TryAcquire(ctx context.Context, req *beaconpb.LockAcquireReque
 }
 
 func (s *Service) acquire(ctx context.Context, req *beaconpb.LockAcquireRequest, wait bool) (*beaconpb.LockAcquireResponse, error) {
-	if err := validateAcquire(req); err != nil {
+	timeout, err := validateAcquire(req)
+	if err != nil {
 		return nil, rpcerr.From(err)
 	}
 	sess, err := s.session(req.SessionId)
@@ -116,7 +117,6 @@ func (s *Service) acquire(ctx context.Context, req *beaconpb.LockAcquireRequest,
 		cancel(fmt.Errorf("%w: the session closed while waiting for lock %q", ErrLost, req.Name))
 	})
 	defer stop()
-	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
 	if wait && timeout > 0 {
 		var cancelT context.CancelFunc
 		actx, cancelT = context.WithTimeout(actx, timeout)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 func testService(t *testing.T) (*Service, *session.Manager) {
@@ -55,8 +56,8 @@ func TestServiceBadInput(t *testing.T) {
 		{&beaconpb.LockAcquireRequest{Name: "a"}, "session_id"},
 		{&beaconpb.LockAcquireRequest{Name: "a", SessionId: sess.ID, Limit: -1}, "limit"},
 		{&beaconpb.LockAcquireRequest{Name: "a", SessionId: sess.ID, Limit: MaxLimit + 1}, "limit"},
-		{&beaconpb.LockAcquireRequest{Name: "a", SessionId: sess.ID, TimeoutMs: -1}, "timeout_ms"},
-		{&beaconpb.LockAcquireRequest{Name: "a", SessionId: sess.ID, TimeoutMs: 1 << 50}, "timeout_ms"},
+		{&beaconpb.LockAcquireRequest{Name: "a", SessionId: sess.ID, Timeout: durationpb.New(-time.Millisecond)}, "timeout"},
+		{&beaconpb.LockAcquireRequest{Name: "a", SessionId: sess.ID, Timeout: durationpb.New(MaxTimeout + time.Millisecond)}, "timeout"},
 	} {
 		_, err := s.Acquire(ctx, tc.req)
 		wantCode(t, "Acquire "+tc.field, err, codes.InvalidArgument, tc.field)
@@ -122,7 +123,7 @@ func TestServiceOneContentionPerSession(t *testing.T) {
 	if err != nil || r.Acquired || len(r.Holders) != 1 || r.Holders[0].SessionName != sess.Name || r.Holders[0].Node != "n1" {
 		t.Fatalf("TryAcquire of a held lock: %v %v", r, err)
 	}
-	_, err = s.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "a", SessionId: other.ID, TimeoutMs: 100})
+	_, err = s.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "a", SessionId: other.ID, Timeout: durationpb.New(100 * time.Millisecond)})
 	wantCode(t, "timeout", err, codes.DeadlineExceeded, "held by test on n1")
 }
 

@@ -3,10 +3,12 @@ package lock
 import (
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/internal/apiduration"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 )
 
@@ -16,8 +18,12 @@ const (
 	MaxValueSize = 1 << 20 // per fenced put, and for all of a request's values together
 	MaxOps       = 128
 	maxKeyLen    = 4096
-	maxTimeoutMs = 24 * 60 * 60 * 1000
+	MaxTimeout   = 24 * time.Hour
 )
+
+// timeoutField is Acquire's wait: absent or zero waits as long as the
+// call does.
+var timeoutField = apiduration.Field{Name: "timeout", Max: MaxTimeout}
 
 // FieldError names the request field that is wrong; it answers
 // INVALID_ARGUMENT, and errors.Is(err, rpcerr.ErrInvalid) holds.
@@ -40,20 +46,23 @@ func validName(name string) error {
 	return nil
 }
 
-func validateAcquire(req *beaconpb.LockAcquireRequest) error {
+// validateAcquire checks an Acquire or TryAcquire and returns its timeout
+// (0: none).
+func validateAcquire(req *beaconpb.LockAcquireRequest) (time.Duration, error) {
 	if err := validName(req.Name); err != nil {
-		return err
+		return 0, err
 	}
 	if req.SessionId == "" {
-		return &FieldError{Field: "session_id", Msg: "must not be empty: open a session first (Session.Open)"}
+		return 0, &FieldError{Field: "session_id", Msg: "must not be empty: open a session first (Session.Open)"}
 	}
-	if req.TimeoutMs < 0 || req.TimeoutMs > maxTimeoutMs {
-		return &FieldError{Field: "timeout_ms", Msg: fmt.Sprintf("%d is not from 0 to %d (a day)", req.TimeoutMs, maxTimeoutMs)}
+	timeout, err := timeoutField.Read(req.Timeout)
+	if err != nil {
+		return 0, err
 	}
 	if req.Limit < 0 || req.Limit > MaxLimit {
-		return &FieldError{Field: "limit", Msg: fmt.Sprintf("%d is not from 1 to %d (0 means 1)", req.Limit, MaxLimit)}
+		return 0, &FieldError{Field: "limit", Msg: fmt.Sprintf("%d is not from 1 to %d (0 means 1)", req.Limit, MaxLimit)}
 	}
-	return nil
+	return timeout, nil
 }
 
 // checkKey checks that key is a lock key of this agent's namespace and

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/internal/apiduration"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"github.com/beaconhq/beacon/session"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -56,30 +57,27 @@ func (s *Service) caller(sessionID string) ([]CallOption, error) {
 	return []CallOption{InSession(sess.Lease())}, nil
 }
 
-// duration reads an optional duration field: absent is def, present is
-// checked by the broker (so that 0 where 0 is not allowed is refused).
-func duration(field string, d *durationpb.Duration, def time.Duration) (time.Duration, error) {
-	if d == nil {
-		return def, nil
-	}
-	if err := d.CheckValid(); err != nil {
-		return 0, status.Errorf(codes.InvalidArgument, "%s: %v", field, err)
-	}
-	return d.AsDuration(), nil
-}
+// The requests' duration fields (internal/apiduration): absent is the
+// default, a present value must be within the range the broker takes.
+var (
+	delayField       = apiduration.Field{Name: "delay", Max: MaxDuration}
+	dedupWindowField = apiduration.Field{Name: "dedup_window", Default: DefaultDedupWindow, Min: time.Second, Max: MaxDuration}
+	visibilityField  = apiduration.Field{Name: "visibility", Default: DefaultVisibility, Min: time.Millisecond, Max: MaxDuration}
+	waitField        = apiduration.Field{Name: "wait", Max: MaxDuration}
+)
 
 // Enqueue appends a message.
 func (s *Service) Enqueue(ctx context.Context, req *beaconpb.QueueEnqueueRequest) (*beaconpb.QueueEnqueueResponse, error) {
 	var opts []EnqueueOption
-	delay, err := duration("delay", req.Delay, 0)
+	delay, err := delayField.Read(req.Delay)
 	if err != nil {
-		return nil, err
+		return nil, rpcerr.From(err)
 	}
 	opts = append(opts, WithDelay(delay))
 	if req.DedupId != "" {
-		window, err := duration("dedup_window", req.DedupWindow, DefaultDedupWindow)
+		window, err := dedupWindowField.Read(req.DedupWindow)
 		if err != nil {
-			return nil, err
+			return nil, rpcerr.From(err)
 		}
 		opts = append(opts, WithDedup(req.DedupId, window))
 	}
@@ -94,13 +92,13 @@ func (s *Service) Enqueue(ctx context.Context, req *beaconpb.QueueEnqueueRequest
 
 // Reserve hands out the oldest ready message.
 func (s *Service) Reserve(ctx context.Context, req *beaconpb.QueueReserveRequest) (*beaconpb.QueueReserveResponse, error) {
-	vis, err := duration("visibility", req.Visibility, DefaultVisibility)
+	vis, err := visibilityField.Read(req.Visibility)
 	if err != nil {
-		return nil, err
+		return nil, rpcerr.From(err)
 	}
-	wait, err := duration("wait", req.Wait, 0)
+	wait, err := waitField.Read(req.Wait)
 	if err != nil {
-		return nil, err
+		return nil, rpcerr.From(err)
 	}
 	maxDel := DefaultMaxDeliveries
 	if req.MaxDeliveries != nil {
@@ -166,10 +164,7 @@ func (s *Service) Ack(ctx context.Context, req *beaconpb.QueueAckRequest) (*beac
 // Nack puts a reserved message back.
 func (s *Service) Nack(ctx context.Context, req *beaconpb.QueueNackRequest) (*beaconpb.QueueNackResponse, error) {
 	// The duration first: a bad one is named whatever the receipt.
-	delay, err := duration("delay", req.Delay, 0)
-	if err == nil {
-		err = validateDuration("delay", delay, 0)
-	}
+	delay, err := delayField.Read(req.Delay)
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}
@@ -189,10 +184,7 @@ func (s *Service) Nack(ctx context.Context, req *beaconpb.QueueNackRequest) (*be
 
 // Extend moves a reservation's deadline.
 func (s *Service) Extend(ctx context.Context, req *beaconpb.QueueExtendRequest) (*beaconpb.QueueExtendResponse, error) {
-	vis, err := duration("visibility", req.Visibility, DefaultVisibility)
-	if err == nil {
-		err = validateDuration("visibility", vis, time.Millisecond)
-	}
+	vis, err := visibilityField.Read(req.Visibility)
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}

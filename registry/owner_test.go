@@ -10,6 +10,7 @@ import (
 	"github.com/beaconhq/beacon/healthcheck"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Who may change which registration: a session's instance only in that
@@ -29,7 +30,7 @@ func TestOwnersChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ttl := &beaconpb.Check{Ttl: "1h"}
+	ttl := &beaconpb.Check{Ttl: durationpb.New(time.Hour)}
 	reg := func(id, sess string, port uint32) error {
 		_, err := svc.Register(ctx, &beaconpb.RegisterRequest{SessionId: sess, Check: ttl,
 			Instance: &beaconpb.Instance{Service: "web", Id: id, Port: port}})

@@ -3,7 +3,6 @@ package registry
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -11,10 +10,12 @@ import (
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/healthcheck"
+	"github.com/beaconhq/beacon/internal/apiduration"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Service implements the Registry gRPC service on one agent: writes go to
@@ -228,6 +229,17 @@ func clampInt(v uint32) int {
 	return int(v)
 }
 
+// The check's duration fields (internal/apiduration): absent or zero is
+// healthcheck's default (no TTL check, a 10s interval, a 5s timeout, never
+// deregistered); healthcheck.Definition.Normalize checks the rest (an
+// interval of at least 100ms, a TTL only without a probe…).
+var (
+	checkTTLField        = apiduration.Field{Name: "check.ttl", Max: healthcheck.MaxTTL}
+	checkIntervalField   = apiduration.Field{Name: "check.interval", Max: healthcheck.MaxInterval}
+	checkTimeoutField    = apiduration.Field{Name: "check.timeout", Max: healthcheck.MaxInterval}
+	checkDeregisterField = apiduration.Field{Name: "check.deregister_critical_after", Max: healthcheck.MaxDeregisterCriticalAfter}
+)
+
 func checkFromProto(c *beaconpb.Check) (healthcheck.Definition, error) {
 	var d healthcheck.Definition
 	if c == nil {
@@ -236,17 +248,14 @@ func checkFromProto(c *beaconpb.Check) (healthcheck.Definition, error) {
 	d.HTTP, d.TCP, d.GRPC = c.Http, c.Tcp, c.Grpc
 	d.SuccessBeforePassing, d.FailuresBeforeCritical = int(c.SuccessBeforePassing), int(c.FailuresBeforeCritical)
 	for _, f := range []struct {
-		name string
-		raw  string
-		dst  *time.Duration
-	}{{"ttl", c.Ttl, &d.TTL}, {"interval", c.Interval, &d.Interval}, {"timeout", c.Timeout, &d.Timeout},
-		{"deregister_critical_after", c.DeregisterCriticalAfter, &d.DeregisterCriticalAfter}} {
-		if f.raw == "" {
-			continue
-		}
-		v, err := time.ParseDuration(f.raw)
+		field apiduration.Field
+		pb    *durationpb.Duration
+		dst   *time.Duration
+	}{{checkTTLField, c.Ttl, &d.TTL}, {checkIntervalField, c.Interval, &d.Interval}, {checkTimeoutField, c.Timeout, &d.Timeout},
+		{checkDeregisterField, c.DeregisterCriticalAfter, &d.DeregisterCriticalAfter}} {
+		v, err := f.field.Read(f.pb)
 		if err != nil {
-			return d, &FieldError{Field: "check." + f.name, Msg: fmt.Sprintf("%q is not a duration like 10s", f.raw)}
+			return d, err
 		}
 		*f.dst = v
 	}

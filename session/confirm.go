@@ -9,6 +9,7 @@ import (
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // minConfirmGap spaces one session's keepalives: a client asking for
@@ -128,7 +129,7 @@ func (c *confirmer) finish(r confirmation) *beaconpb.LeaseConfirmed {
 		c.poke()
 		return nil
 	}
-	return &beaconpb.LeaseConfirmed{Seq: r.seq, LeaseId: fmt.Sprintf("%x", r.lease), TtlMs: r.ttl.Milliseconds()}
+	return &beaconpb.LeaseConfirmed{Seq: r.seq, LeaseId: fmt.Sprintf("%x", r.lease), Ttl: durationpb.New(r.ttl)}
 }
 
 // stop releases the gap timer.

@@ -9,12 +9,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/internal/apiduration"
 	"github.com/beaconhq/beacon/internal/procid"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Service implements the Session gRPC service.
@@ -26,6 +28,10 @@ type Service struct {
 
 // NewService serves sessions from m.
 func NewService(m *Manager) *Service { return &Service{m: m, bootID: procid.BootID()} }
+
+// ttlField is OpenSession's ttl: absent is the default; zero is refused
+// (a lease needs a TTL), as is anything under a second.
+var ttlField = apiduration.Field{Name: "ttl", Default: DefaultTTL, Min: time.Second, Max: MaxTTL}
 
 // Open runs one session for the life of the stream.
 func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
@@ -55,9 +61,12 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 	if open == nil {
 		return status.Error(codes.InvalidArgument, "the first message must be open")
 	}
-	if open.TtlSeconds < 0 || open.TtlSeconds > int64(MaxTTL/time.Second) {
-		return status.Errorf(codes.InvalidArgument, "ttl_seconds: %d is not from 1 to %d", open.TtlSeconds, int64(MaxTTL/time.Second))
+	ttl, err := ttlField.Read(open.Ttl)
+	if err != nil {
+		return rpcerr.From(err)
 	}
+	// etcd's leases have whole seconds: the session's TTL is the one granted.
+	ttl = (ttl + time.Second - 1) / time.Second * time.Second
 	if err := checkName(open.Name); err != nil {
 		return err
 	}
@@ -67,7 +76,7 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 		return rpcerr.From(err)
 	}
 	open.Process = proc
-	sess, err := s.m.Open(stream.Context(), open.Name, time.Duration(open.TtlSeconds)*time.Second)
+	sess, err := s.m.Open(stream.Context(), open.Name, ttl)
 	if errors.Is(err, ErrStopping) {
 		return status.Error(codes.Unavailable, err.Error())
 	}
@@ -90,7 +99,7 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 		}
 	})
 	if err := stream.Send(&beaconpb.SessionEvent{Kind: &beaconpb.SessionEvent_Opened{Opened: &beaconpb.SessionOpened{
-		SessionId: sess.ID, TtlSeconds: int64(sess.TTL / time.Second), LeaseId: fmt.Sprintf("%x", sess.Lease())}}}); err != nil {
+		SessionId: sess.ID, Ttl: durationpb.New(sess.TTL), LeaseId: fmt.Sprintf("%x", sess.Lease())}}}); err != nil {
 		return err
 	}
 
@@ -143,7 +152,7 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 		case <-stopping:
 			stopping = nil
 			if err := stream.Send(&beaconpb.SessionEvent{Kind: &beaconpb.SessionEvent_Stopping{Stopping: &beaconpb.AgentStopping{
-				WaitMs: s.m.stopWait.Milliseconds()}}}); err != nil {
+				Wait: durationpb.New(s.m.stopWait)}}}); err != nil {
 				return err
 			}
 		case <-sess.Done():

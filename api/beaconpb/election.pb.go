@@ -9,6 +9,7 @@ package beaconpb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -119,9 +120,9 @@ type ElectionCampaignRequest struct {
 	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// The leader's value, up to 1 MiB.
 	Proposal string `protobuf:"bytes,3,opt,name=proposal,proto3" json:"proposal,omitempty"`
-	// Give up after this many milliseconds; 0 waits until elected or the
-	// call ends. At most a day.
-	TimeoutMs     int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Give up after this long: 0 to 24h. Absent or zero waits until elected
+	// or the call ends.
+	Timeout       *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -177,11 +178,11 @@ func (x *ElectionCampaignRequest) GetProposal() string {
 	return ""
 }
 
-func (x *ElectionCampaignRequest) GetTimeoutMs() int64 {
+func (x *ElectionCampaignRequest) GetTimeout() *durationpb.Duration {
 	if x != nil {
-		return x.TimeoutMs
+		return x.Timeout
 	}
-	return 0
+	return nil
 }
 
 type ElectionCampaignResponse struct {
@@ -751,21 +752,21 @@ var File_election_proto protoreflect.FileDescriptor
 
 const file_election_proto_rawDesc = "" +
 	"\n" +
-	"\x0eelection.proto\x12\tbeacon.v1\"\xa2\x01\n" +
+	"\x0eelection.proto\x12\tbeacon.v1\x1a\x1egoogle/protobuf/duration.proto\"\xa2\x01\n" +
 	"\x0eElectionLeader\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x10\n" +
 	"\x03rev\x18\x03 \x01(\x03R\x03rev\x12\x19\n" +
 	"\blease_id\x18\x04 \x01(\tR\aleaseId\x12\x1a\n" +
 	"\bproposal\x18\x05 \x01(\tR\bproposal\x12!\n" +
-	"\fmod_revision\x18\x06 \x01(\x03R\vmodRevision\"\x87\x01\n" +
+	"\fmod_revision\x18\x06 \x01(\x03R\vmodRevision\"\xaf\x01\n" +
 	"\x17ElectionCampaignRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x1a\n" +
-	"\bproposal\x18\x03 \x01(\tR\bproposal\x12\x1d\n" +
-	"\n" +
-	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\"M\n" +
+	"\bproposal\x18\x03 \x01(\tR\bproposal\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeoutJ\x04\b\x04\x10\x05R\n" +
+	"timeout_ms\"M\n" +
 	"\x18ElectionCampaignResponse\x121\n" +
 	"\x06leader\x18\x01 \x01(\v2\x19.beacon.v1.ElectionLeaderR\x06leader\"z\n" +
 	"\x17ElectionProclaimRequest\x12\x12\n" +
@@ -835,30 +836,32 @@ var file_election_proto_goTypes = []any{
 	(*ElectionObserveEvent)(nil),           // 10: beacon.v1.ElectionObserveEvent
 	(*ElectionWatchLeadershipRequest)(nil), // 11: beacon.v1.ElectionWatchLeadershipRequest
 	(*ElectionWatchLeadershipEvent)(nil),   // 12: beacon.v1.ElectionWatchLeadershipEvent
+	(*durationpb.Duration)(nil),            // 13: google.protobuf.Duration
 }
 var file_election_proto_depIdxs = []int32{
-	0,  // 0: beacon.v1.ElectionCampaignResponse.leader:type_name -> beacon.v1.ElectionLeader
-	0,  // 1: beacon.v1.ElectionProclaimResponse.leader:type_name -> beacon.v1.ElectionLeader
-	0,  // 2: beacon.v1.ElectionLeaderResponse.leader:type_name -> beacon.v1.ElectionLeader
-	0,  // 3: beacon.v1.ElectionObserveEvent.leader:type_name -> beacon.v1.ElectionLeader
-	0,  // 4: beacon.v1.ElectionWatchLeadershipEvent.leader:type_name -> beacon.v1.ElectionLeader
-	1,  // 5: beacon.v1.Election.Campaign:input_type -> beacon.v1.ElectionCampaignRequest
-	3,  // 6: beacon.v1.Election.Proclaim:input_type -> beacon.v1.ElectionProclaimRequest
-	5,  // 7: beacon.v1.Election.Resign:input_type -> beacon.v1.ElectionResignRequest
-	7,  // 8: beacon.v1.Election.Leader:input_type -> beacon.v1.ElectionLeaderRequest
-	9,  // 9: beacon.v1.Election.Observe:input_type -> beacon.v1.ElectionObserveRequest
-	11, // 10: beacon.v1.Election.WatchLeadership:input_type -> beacon.v1.ElectionWatchLeadershipRequest
-	2,  // 11: beacon.v1.Election.Campaign:output_type -> beacon.v1.ElectionCampaignResponse
-	4,  // 12: beacon.v1.Election.Proclaim:output_type -> beacon.v1.ElectionProclaimResponse
-	6,  // 13: beacon.v1.Election.Resign:output_type -> beacon.v1.ElectionResignResponse
-	8,  // 14: beacon.v1.Election.Leader:output_type -> beacon.v1.ElectionLeaderResponse
-	10, // 15: beacon.v1.Election.Observe:output_type -> beacon.v1.ElectionObserveEvent
-	12, // 16: beacon.v1.Election.WatchLeadership:output_type -> beacon.v1.ElectionWatchLeadershipEvent
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	13, // 0: beacon.v1.ElectionCampaignRequest.timeout:type_name -> google.protobuf.Duration
+	0,  // 1: beacon.v1.ElectionCampaignResponse.leader:type_name -> beacon.v1.ElectionLeader
+	0,  // 2: beacon.v1.ElectionProclaimResponse.leader:type_name -> beacon.v1.ElectionLeader
+	0,  // 3: beacon.v1.ElectionLeaderResponse.leader:type_name -> beacon.v1.ElectionLeader
+	0,  // 4: beacon.v1.ElectionObserveEvent.leader:type_name -> beacon.v1.ElectionLeader
+	0,  // 5: beacon.v1.ElectionWatchLeadershipEvent.leader:type_name -> beacon.v1.ElectionLeader
+	1,  // 6: beacon.v1.Election.Campaign:input_type -> beacon.v1.ElectionCampaignRequest
+	3,  // 7: beacon.v1.Election.Proclaim:input_type -> beacon.v1.ElectionProclaimRequest
+	5,  // 8: beacon.v1.Election.Resign:input_type -> beacon.v1.ElectionResignRequest
+	7,  // 9: beacon.v1.Election.Leader:input_type -> beacon.v1.ElectionLeaderRequest
+	9,  // 10: beacon.v1.Election.Observe:input_type -> beacon.v1.ElectionObserveRequest
+	11, // 11: beacon.v1.Election.WatchLeadership:input_type -> beacon.v1.ElectionWatchLeadershipRequest
+	2,  // 12: beacon.v1.Election.Campaign:output_type -> beacon.v1.ElectionCampaignResponse
+	4,  // 13: beacon.v1.Election.Proclaim:output_type -> beacon.v1.ElectionProclaimResponse
+	6,  // 14: beacon.v1.Election.Resign:output_type -> beacon.v1.ElectionResignResponse
+	8,  // 15: beacon.v1.Election.Leader:output_type -> beacon.v1.ElectionLeaderResponse
+	10, // 16: beacon.v1.Election.Observe:output_type -> beacon.v1.ElectionObserveEvent
+	12, // 17: beacon.v1.Election.WatchLeadership:output_type -> beacon.v1.ElectionWatchLeadershipEvent
+	12, // [12:18] is the sub-list for method output_type
+	6,  // [6:12] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_election_proto_init() }

@@ -9,6 +9,7 @@ package beaconpb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -135,9 +136,9 @@ type LockAcquireRequest struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The session the grant belongs to (from Session.Open).
 	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// How long Acquire waits, in milliseconds; 0 waits until the call's own
-	// deadline. Ignored by TryAcquire.
-	TimeoutMs int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// How long Acquire waits: 0 to 24h. Absent or zero waits until the
+	// call's own deadline. Ignored by TryAcquire.
+	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Semaphore mode: up to limit sessions hold the name at once. 0 or 1 is
 	// a mutex. All users of a name should agree on its limit.
 	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
@@ -189,11 +190,11 @@ func (x *LockAcquireRequest) GetSessionId() string {
 	return ""
 }
 
-func (x *LockAcquireRequest) GetTimeoutMs() int64 {
+func (x *LockAcquireRequest) GetTimeout() *durationpb.Duration {
 	if x != nil {
-		return x.TimeoutMs
+		return x.Timeout
 	}
-	return 0
+	return nil
 }
 
 func (x *LockAcquireRequest) GetLimit() int32 {
@@ -826,14 +827,14 @@ var File_lock_proto protoreflect.FileDescriptor
 const file_lock_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"lock.proto\x12\tbeacon.v1\"|\n" +
+	"lock.proto\x12\tbeacon.v1\x1a\x1egoogle/protobuf/duration.proto\"\xa4\x01\n" +
 	"\x12LockAcquireRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x1d\n" +
-	"\n" +
-	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\x8a\x01\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limitJ\x04\b\x03\x10\x04R\n" +
+	"timeout_ms\"\x8a\x01\n" +
 	"\x13LockAcquireResponse\x12\x1a\n" +
 	"\bacquired\x18\x01 \x01(\bR\bacquired\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
@@ -924,28 +925,30 @@ var file_lock_proto_goTypes = []any{
 	(*LockFencedRequest)(nil),   // 10: beacon.v1.LockFencedRequest
 	(*LockFencedResponse)(nil),  // 11: beacon.v1.LockFencedResponse
 	(*LockFencedResult)(nil),    // 12: beacon.v1.LockFencedResult
+	(*durationpb.Duration)(nil), // 13: google.protobuf.Duration
 }
 var file_lock_proto_depIdxs = []int32{
-	4,  // 0: beacon.v1.LockAcquireResponse.holders:type_name -> beacon.v1.LockHolder
-	0,  // 1: beacon.v1.LockEvent.state:type_name -> beacon.v1.LockState
-	1,  // 2: beacon.v1.LockFencedOp.type:type_name -> beacon.v1.LockOpType
-	9,  // 3: beacon.v1.LockFencedRequest.ops:type_name -> beacon.v1.LockFencedOp
-	12, // 4: beacon.v1.LockFencedResponse.results:type_name -> beacon.v1.LockFencedResult
-	2,  // 5: beacon.v1.Lock.Acquire:input_type -> beacon.v1.LockAcquireRequest
-	2,  // 6: beacon.v1.Lock.TryAcquire:input_type -> beacon.v1.LockAcquireRequest
-	5,  // 7: beacon.v1.Lock.Release:input_type -> beacon.v1.LockReleaseRequest
-	7,  // 8: beacon.v1.Lock.Watch:input_type -> beacon.v1.LockWatchRequest
-	10, // 9: beacon.v1.Lock.Fenced:input_type -> beacon.v1.LockFencedRequest
-	3,  // 10: beacon.v1.Lock.Acquire:output_type -> beacon.v1.LockAcquireResponse
-	3,  // 11: beacon.v1.Lock.TryAcquire:output_type -> beacon.v1.LockAcquireResponse
-	6,  // 12: beacon.v1.Lock.Release:output_type -> beacon.v1.LockReleaseResponse
-	8,  // 13: beacon.v1.Lock.Watch:output_type -> beacon.v1.LockEvent
-	11, // 14: beacon.v1.Lock.Fenced:output_type -> beacon.v1.LockFencedResponse
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	13, // 0: beacon.v1.LockAcquireRequest.timeout:type_name -> google.protobuf.Duration
+	4,  // 1: beacon.v1.LockAcquireResponse.holders:type_name -> beacon.v1.LockHolder
+	0,  // 2: beacon.v1.LockEvent.state:type_name -> beacon.v1.LockState
+	1,  // 3: beacon.v1.LockFencedOp.type:type_name -> beacon.v1.LockOpType
+	9,  // 4: beacon.v1.LockFencedRequest.ops:type_name -> beacon.v1.LockFencedOp
+	12, // 5: beacon.v1.LockFencedResponse.results:type_name -> beacon.v1.LockFencedResult
+	2,  // 6: beacon.v1.Lock.Acquire:input_type -> beacon.v1.LockAcquireRequest
+	2,  // 7: beacon.v1.Lock.TryAcquire:input_type -> beacon.v1.LockAcquireRequest
+	5,  // 8: beacon.v1.Lock.Release:input_type -> beacon.v1.LockReleaseRequest
+	7,  // 9: beacon.v1.Lock.Watch:input_type -> beacon.v1.LockWatchRequest
+	10, // 10: beacon.v1.Lock.Fenced:input_type -> beacon.v1.LockFencedRequest
+	3,  // 11: beacon.v1.Lock.Acquire:output_type -> beacon.v1.LockAcquireResponse
+	3,  // 12: beacon.v1.Lock.TryAcquire:output_type -> beacon.v1.LockAcquireResponse
+	6,  // 13: beacon.v1.Lock.Release:output_type -> beacon.v1.LockReleaseResponse
+	8,  // 14: beacon.v1.Lock.Watch:output_type -> beacon.v1.LockEvent
+	11, // 15: beacon.v1.Lock.Fenced:output_type -> beacon.v1.LockFencedResponse
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_lock_proto_init() }

@@ -31,10 +31,11 @@ type QueueEnqueueRequest struct {
 	// Optional. Enqueues with the same dedup_id within dedup_window add one
 	// message only.
 	DedupId string `protobuf:"bytes,3,opt,name=dedup_id,json=dedupId,proto3" json:"dedup_id,omitempty"`
-	// Default 5m; 1s to 24h. Honoured at least; a record may outlive it by up
-	// to a tenth of the window (at least 1s).
+	// 1s to 24h; absent: 5m (zero is refused). Honoured at least; a record
+	// may outlive it by up to a tenth of the window (at least 1s).
 	DedupWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=dedup_window,json=dedupWindow,proto3" json:"dedup_window,omitempty"`
-	// The message becomes ready only after this delay (0 to 24h).
+	// The message becomes ready only after this delay: 0 to 24h; absent or
+	// zero: ready at once.
 	Delay         *durationpb.Duration `protobuf:"bytes,5,opt,name=delay,proto3" json:"delay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -166,11 +167,11 @@ type QueueReserveRequest struct {
 	// session ends. Empty: the reservation lasts until its visibility
 	// deadline (for one-shot CLI use).
 	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// How long the message stays reserved without an ack, nack or extend.
-	// Default 30s; 1ms to 24h.
+	// How long the message stays reserved without an ack, nack or extend:
+	// 1ms to 24h; absent: 30s (zero is refused).
 	Visibility *durationpb.Duration `protobuf:"bytes,3,opt,name=visibility,proto3" json:"visibility,omitempty"`
-	// How long to wait for a message when none is ready. Default 0: answer
-	// NOT_FOUND at once. At most 24h.
+	// How long to wait for a message when none is ready: 0 to 24h; absent
+	// or zero: answer NOT_FOUND at once.
 	Wait *durationpb.Duration `protobuf:"bytes,4,opt,name=wait,proto3" json:"wait,omitempty"`
 	// A message already delivered this many times is moved to the queue's
 	// dead letters instead of being delivered again. Default 5; 1 to 1000.
@@ -528,7 +529,7 @@ func (*QueueAckResponse) Descriptor() ([]byte, []int) {
 type QueueNackRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Receipt string                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`
-	// Ready again after this delay (0 to 24h).
+	// Ready again after this delay: 0 to 24h; absent or zero: at once.
 	Delay *durationpb.Duration `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
 	// Optional, as for Ack.
 	SessionId     string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -626,7 +627,8 @@ func (*QueueNackResponse) Descriptor() ([]byte, []int) {
 type QueueExtendRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Receipt string                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`
-	// The new deadline is now + visibility. Default 30s; 1ms to 24h.
+	// The new deadline is now + visibility: 1ms to 24h; absent: 30s (zero
+	// is refused).
 	Visibility *durationpb.Duration `protobuf:"bytes,2,opt,name=visibility,proto3" json:"visibility,omitempty"`
 	// Optional, as for Ack.
 	SessionId     string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`

@@ -9,6 +9,7 @@ package beaconpb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -207,13 +208,19 @@ type Check struct {
 	Http string `protobuf:"bytes,1,opt,name=http,proto3" json:"http,omitempty"`
 	Tcp  string `protobuf:"bytes,2,opt,name=tcp,proto3" json:"tcp,omitempty"`
 	Grpc string `protobuf:"bytes,3,opt,name=grpc,proto3" json:"grpc,omitempty"`
-	// Durations as Go writes them ("10s", "1m30s").
-	Ttl                     string `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
-	Interval                string `protobuf:"bytes,5,opt,name=interval,proto3" json:"interval,omitempty"`
-	Timeout                 string `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	SuccessBeforePassing    int32  `protobuf:"varint,7,opt,name=success_before_passing,json=successBeforePassing,proto3" json:"success_before_passing,omitempty"`
-	FailuresBeforeCritical  int32  `protobuf:"varint,8,opt,name=failures_before_critical,json=failuresBeforeCritical,proto3" json:"failures_before_critical,omitempty"`
-	DeregisterCriticalAfter string `protobuf:"bytes,9,opt,name=deregister_critical_after,json=deregisterCriticalAfter,proto3" json:"deregister_critical_after,omitempty"`
+	// A TTL check: the app must Heartbeat within this. 0 to 24h; absent or
+	// zero: no TTL check.
+	Ttl *durationpb.Duration `protobuf:"bytes,10,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// Between probes of an http, tcp or grpc check: 100ms to 24h; absent or
+	// zero: 10s.
+	Interval *durationpb.Duration `protobuf:"bytes,11,opt,name=interval,proto3" json:"interval,omitempty"`
+	// Of one probe: 0 to 24h, never more than interval; absent or zero: 5s.
+	Timeout                *durationpb.Duration `protobuf:"bytes,12,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	SuccessBeforePassing   int32                `protobuf:"varint,7,opt,name=success_before_passing,json=successBeforePassing,proto3" json:"success_before_passing,omitempty"`
+	FailuresBeforeCritical int32                `protobuf:"varint,8,opt,name=failures_before_critical,json=failuresBeforeCritical,proto3" json:"failures_before_critical,omitempty"`
+	// Deregister the instance once its check has been critical this long
+	// without a break: 0 to 8760h (a year); absent or zero: never.
+	DeregisterCriticalAfter *durationpb.Duration `protobuf:"bytes,13,opt,name=deregister_critical_after,json=deregisterCriticalAfter,proto3" json:"deregister_critical_after,omitempty"`
 	unknownFields           protoimpl.UnknownFields
 	sizeCache               protoimpl.SizeCache
 }
@@ -269,25 +276,25 @@ func (x *Check) GetGrpc() string {
 	return ""
 }
 
-func (x *Check) GetTtl() string {
+func (x *Check) GetTtl() *durationpb.Duration {
 	if x != nil {
 		return x.Ttl
 	}
-	return ""
+	return nil
 }
 
-func (x *Check) GetInterval() string {
+func (x *Check) GetInterval() *durationpb.Duration {
 	if x != nil {
 		return x.Interval
 	}
-	return ""
+	return nil
 }
 
-func (x *Check) GetTimeout() string {
+func (x *Check) GetTimeout() *durationpb.Duration {
 	if x != nil {
 		return x.Timeout
 	}
-	return ""
+	return nil
 }
 
 func (x *Check) GetSuccessBeforePassing() int32 {
@@ -304,11 +311,11 @@ func (x *Check) GetFailuresBeforeCritical() int32 {
 	return 0
 }
 
-func (x *Check) GetDeregisterCriticalAfter() string {
+func (x *Check) GetDeregisterCriticalAfter() *durationpb.Duration {
 	if x != nil {
 		return x.DeregisterCriticalAfter
 	}
-	return ""
+	return nil
 }
 
 type RegisterRequest struct {
@@ -987,7 +994,7 @@ var File_registry_proto protoreflect.FileDescriptor
 
 const file_registry_proto_rawDesc = "" +
 	"\n" +
-	"\x0eregistry.proto\x12\tbeacon.v1\"\xda\x02\n" +
+	"\x0eregistry.proto\x12\tbeacon.v1\x1a\x1egoogle/protobuf/duration.proto\"\xda\x02\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
@@ -1003,17 +1010,19 @@ const file_registry_proto_rawDesc = "" +
 	"\x06output\x18\v \x01(\tR\x06output\x1a7\n" +
 	"\tMetaEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\x03\n" +
 	"\x05Check\x12\x12\n" +
 	"\x04http\x18\x01 \x01(\tR\x04http\x12\x10\n" +
 	"\x03tcp\x18\x02 \x01(\tR\x03tcp\x12\x12\n" +
-	"\x04grpc\x18\x03 \x01(\tR\x04grpc\x12\x10\n" +
-	"\x03ttl\x18\x04 \x01(\tR\x03ttl\x12\x1a\n" +
-	"\binterval\x18\x05 \x01(\tR\binterval\x12\x18\n" +
-	"\atimeout\x18\x06 \x01(\tR\atimeout\x124\n" +
+	"\x04grpc\x18\x03 \x01(\tR\x04grpc\x12+\n" +
+	"\x03ttl\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x125\n" +
+	"\binterval\x18\v \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
+	"\atimeout\x18\f \x01(\v2\x19.google.protobuf.DurationR\atimeout\x124\n" +
 	"\x16success_before_passing\x18\a \x01(\x05R\x14successBeforePassing\x128\n" +
-	"\x18failures_before_critical\x18\b \x01(\x05R\x16failuresBeforeCritical\x12:\n" +
-	"\x19deregister_critical_after\x18\t \x01(\tR\x17deregisterCriticalAfter\"\x89\x01\n" +
+	"\x18failures_before_critical\x18\b \x01(\x05R\x16failuresBeforeCritical\x12U\n" +
+	"\x19deregister_critical_after\x18\r \x01(\v2\x19.google.protobuf.DurationR\x17deregisterCriticalAfterJ\x04\b\x04\x10\x05J\x04\b\x05\x10\x06J\x04\b\x06\x10\aJ\x04\b\t\x10\n" +
+	"\"\x89\x01\n" +
 	"\x0fRegisterRequest\x12/\n" +
 	"\binstance\x18\x01 \x01(\v2\x13.beacon.v1.InstanceR\binstance\x12&\n" +
 	"\x05check\x18\x02 \x01(\v2\x10.beacon.v1.CheckR\x05check\x12\x1d\n" +
@@ -1091,47 +1100,52 @@ func file_registry_proto_rawDescGZIP() []byte {
 var file_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_registry_proto_goTypes = []any{
-	(WatchResponse_Type)(0),    // 0: beacon.v1.WatchResponse.Type
-	(*Instance)(nil),           // 1: beacon.v1.Instance
-	(*Check)(nil),              // 2: beacon.v1.Check
-	(*RegisterRequest)(nil),    // 3: beacon.v1.RegisterRequest
-	(*RegisterResponse)(nil),   // 4: beacon.v1.RegisterResponse
-	(*DeregisterRequest)(nil),  // 5: beacon.v1.DeregisterRequest
-	(*DeregisterResponse)(nil), // 6: beacon.v1.DeregisterResponse
-	(*HeartbeatRequest)(nil),   // 7: beacon.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),  // 8: beacon.v1.HeartbeatResponse
-	(*GetRequest)(nil),         // 9: beacon.v1.GetRequest
-	(*ListRequest)(nil),        // 10: beacon.v1.ListRequest
-	(*ListResponse)(nil),       // 11: beacon.v1.ListResponse
-	(*WatchRequest)(nil),       // 12: beacon.v1.WatchRequest
-	(*WatchResponse)(nil),      // 13: beacon.v1.WatchResponse
-	nil,                        // 14: beacon.v1.Instance.MetaEntry
+	(WatchResponse_Type)(0),     // 0: beacon.v1.WatchResponse.Type
+	(*Instance)(nil),            // 1: beacon.v1.Instance
+	(*Check)(nil),               // 2: beacon.v1.Check
+	(*RegisterRequest)(nil),     // 3: beacon.v1.RegisterRequest
+	(*RegisterResponse)(nil),    // 4: beacon.v1.RegisterResponse
+	(*DeregisterRequest)(nil),   // 5: beacon.v1.DeregisterRequest
+	(*DeregisterResponse)(nil),  // 6: beacon.v1.DeregisterResponse
+	(*HeartbeatRequest)(nil),    // 7: beacon.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),   // 8: beacon.v1.HeartbeatResponse
+	(*GetRequest)(nil),          // 9: beacon.v1.GetRequest
+	(*ListRequest)(nil),         // 10: beacon.v1.ListRequest
+	(*ListResponse)(nil),        // 11: beacon.v1.ListResponse
+	(*WatchRequest)(nil),        // 12: beacon.v1.WatchRequest
+	(*WatchResponse)(nil),       // 13: beacon.v1.WatchResponse
+	nil,                         // 14: beacon.v1.Instance.MetaEntry
+	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
 }
 var file_registry_proto_depIdxs = []int32{
 	14, // 0: beacon.v1.Instance.meta:type_name -> beacon.v1.Instance.MetaEntry
-	1,  // 1: beacon.v1.RegisterRequest.instance:type_name -> beacon.v1.Instance
-	2,  // 2: beacon.v1.RegisterRequest.check:type_name -> beacon.v1.Check
-	1,  // 3: beacon.v1.RegisterResponse.instance:type_name -> beacon.v1.Instance
-	1,  // 4: beacon.v1.ListResponse.instances:type_name -> beacon.v1.Instance
-	0,  // 5: beacon.v1.WatchResponse.type:type_name -> beacon.v1.WatchResponse.Type
-	1,  // 6: beacon.v1.WatchResponse.instances:type_name -> beacon.v1.Instance
-	3,  // 7: beacon.v1.Registry.Register:input_type -> beacon.v1.RegisterRequest
-	5,  // 8: beacon.v1.Registry.Deregister:input_type -> beacon.v1.DeregisterRequest
-	7,  // 9: beacon.v1.Registry.Heartbeat:input_type -> beacon.v1.HeartbeatRequest
-	9,  // 10: beacon.v1.Registry.Get:input_type -> beacon.v1.GetRequest
-	10, // 11: beacon.v1.Registry.List:input_type -> beacon.v1.ListRequest
-	12, // 12: beacon.v1.Registry.Watch:input_type -> beacon.v1.WatchRequest
-	4,  // 13: beacon.v1.Registry.Register:output_type -> beacon.v1.RegisterResponse
-	6,  // 14: beacon.v1.Registry.Deregister:output_type -> beacon.v1.DeregisterResponse
-	8,  // 15: beacon.v1.Registry.Heartbeat:output_type -> beacon.v1.HeartbeatResponse
-	1,  // 16: beacon.v1.Registry.Get:output_type -> beacon.v1.Instance
-	11, // 17: beacon.v1.Registry.List:output_type -> beacon.v1.ListResponse
-	13, // 18: beacon.v1.Registry.Watch:output_type -> beacon.v1.WatchResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	15, // 1: beacon.v1.Check.ttl:type_name -> google.protobuf.Duration
+	15, // 2: beacon.v1.Check.interval:type_name -> google.protobuf.Duration
+	15, // 3: beacon.v1.Check.timeout:type_name -> google.protobuf.Duration
+	15, // 4: beacon.v1.Check.deregister_critical_after:type_name -> google.protobuf.Duration
+	1,  // 5: beacon.v1.RegisterRequest.instance:type_name -> beacon.v1.Instance
+	2,  // 6: beacon.v1.RegisterRequest.check:type_name -> beacon.v1.Check
+	1,  // 7: beacon.v1.RegisterResponse.instance:type_name -> beacon.v1.Instance
+	1,  // 8: beacon.v1.ListResponse.instances:type_name -> beacon.v1.Instance
+	0,  // 9: beacon.v1.WatchResponse.type:type_name -> beacon.v1.WatchResponse.Type
+	1,  // 10: beacon.v1.WatchResponse.instances:type_name -> beacon.v1.Instance
+	3,  // 11: beacon.v1.Registry.Register:input_type -> beacon.v1.RegisterRequest
+	5,  // 12: beacon.v1.Registry.Deregister:input_type -> beacon.v1.DeregisterRequest
+	7,  // 13: beacon.v1.Registry.Heartbeat:input_type -> beacon.v1.HeartbeatRequest
+	9,  // 14: beacon.v1.Registry.Get:input_type -> beacon.v1.GetRequest
+	10, // 15: beacon.v1.Registry.List:input_type -> beacon.v1.ListRequest
+	12, // 16: beacon.v1.Registry.Watch:input_type -> beacon.v1.WatchRequest
+	4,  // 17: beacon.v1.Registry.Register:output_type -> beacon.v1.RegisterResponse
+	6,  // 18: beacon.v1.Registry.Deregister:output_type -> beacon.v1.DeregisterResponse
+	8,  // 19: beacon.v1.Registry.Heartbeat:output_type -> beacon.v1.HeartbeatResponse
+	1,  // 20: beacon.v1.Registry.Get:output_type -> beacon.v1.Instance
+	11, // 21: beacon.v1.Registry.List:output_type -> beacon.v1.ListResponse
+	13, // 22: beacon.v1.Registry.Watch:output_type -> beacon.v1.WatchResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_registry_proto_init() }

@@ -9,6 +9,7 @@ package beaconpb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -121,10 +122,11 @@ func (*SessionRequest_Confirm) isSessionRequest_Kind() {}
 
 type OpenSession struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// TTL of the lease behind the session, in seconds (1 to 86400; default
-	// 10). It matters only when the agent itself dies: then the lease expires
-	// after the TTL.
-	TtlSeconds int64 `protobuf:"varint,1,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// TTL of the lease behind the session: 1s to 24h, rounded up to whole
+	// seconds (etcd's leases have whole seconds). Absent: 10s; zero is
+	// refused. It matters only when the agent itself dies: then the lease
+	// expires after the TTL.
+	Ttl *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	// A label for logs and listings, e.g. the application's name.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// The client's process, when it runs on a host it can name. When the
@@ -168,11 +170,11 @@ func (*OpenSession) Descriptor() ([]byte, []int) {
 	return file_session_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *OpenSession) GetTtlSeconds() int64 {
+func (x *OpenSession) GetTtl() *durationpb.Duration {
 	if x != nil {
-		return x.TtlSeconds
+		return x.Ttl
 	}
-	return 0
+	return nil
 }
 
 func (x *OpenSession) GetName() string {
@@ -463,9 +465,10 @@ func (*SessionEvent_Confirmed) isSessionEvent_Kind() {}
 func (*SessionEvent_Stopping) isSessionEvent_Kind() {}
 
 type SessionOpened struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	SessionId  string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	TtlSeconds int64                  `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The lease's TTL as granted: whole seconds, 1s to 24h.
+	Ttl *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	// The etcd lease id behind the session, in hex.
 	LeaseId       string `protobuf:"bytes,3,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -509,11 +512,11 @@ func (x *SessionOpened) GetSessionId() string {
 	return ""
 }
 
-func (x *SessionOpened) GetTtlSeconds() int64 {
+func (x *SessionOpened) GetTtl() *durationpb.Duration {
 	if x != nil {
-		return x.TtlSeconds
+		return x.Ttl
 	}
-	return 0
+	return nil
 }
 
 func (x *SessionOpened) GetLeaseId() string {
@@ -591,9 +594,10 @@ type LeaseConfirmed struct {
 	// agent sent it. A lease other than the one a hold was granted under
 	// means that hold's lease ended.
 	LeaseId string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	// The TTL etcd set on the keepalive, in milliseconds; 0 means the lease
-	// no longer exists: whatever was held under it is lost.
-	TtlMs         int64 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// The TTL etcd set on the keepalive (whole seconds, at most 24h). Zero
+	// or absent means the lease no longer exists: whatever was held under
+	// it is lost.
+	Ttl           *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -642,18 +646,18 @@ func (x *LeaseConfirmed) GetLeaseId() string {
 	return ""
 }
 
-func (x *LeaseConfirmed) GetTtlMs() int64 {
+func (x *LeaseConfirmed) GetTtl() *durationpb.Duration {
 	if x != nil {
-		return x.TtlMs
+		return x.Ttl
 	}
-	return 0
+	return nil
 }
 
 type AgentStopping struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// How long the agent waits for the client to close the session, in
-	// milliseconds.
-	WaitMs        int64 `protobuf:"varint,1,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	// How long the agent waits for the client to close the session (a few
+	// seconds; zero: it does not wait).
+	Wait          *durationpb.Duration `protobuf:"bytes,2,opt,name=wait,proto3" json:"wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -688,28 +692,27 @@ func (*AgentStopping) Descriptor() ([]byte, []int) {
 	return file_session_proto_rawDescGZIP(), []int{9}
 }
 
-func (x *AgentStopping) GetWaitMs() int64 {
+func (x *AgentStopping) GetWait() *durationpb.Duration {
 	if x != nil {
-		return x.WaitMs
+		return x.Wait
 	}
-	return 0
+	return nil
 }
 
 var File_session_proto protoreflect.FileDescriptor
 
 const file_session_proto_rawDesc = "" +
 	"\n" +
-	"\rsession.proto\x12\tbeacon.v1\"\xac\x01\n" +
+	"\rsession.proto\x12\tbeacon.v1\x1a\x1egoogle/protobuf/duration.proto\"\xac\x01\n" +
 	"\x0eSessionRequest\x12,\n" +
 	"\x04open\x18\x01 \x01(\v2\x16.beacon.v1.OpenSessionH\x00R\x04open\x12/\n" +
 	"\x05close\x18\x02 \x01(\v2\x17.beacon.v1.CloseSessionH\x00R\x05close\x123\n" +
 	"\aconfirm\x18\x03 \x01(\v2\x17.beacon.v1.ConfirmLeaseH\x00R\aconfirmB\x06\n" +
-	"\x04kind\"v\n" +
-	"\vOpenSession\x12\x1f\n" +
-	"\vttl_seconds\x18\x01 \x01(\x03R\n" +
-	"ttlSeconds\x12\x12\n" +
+	"\x04kind\"\x95\x01\n" +
+	"\vOpenSession\x12+\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x122\n" +
-	"\aprocess\x18\x03 \x01(\v2\x18.beacon.v1.ClientProcessR\aprocess\"Y\n" +
+	"\aprocess\x18\x03 \x01(\v2\x18.beacon.v1.ClientProcessR\aprocessJ\x04\b\x01\x10\x02R\vttl_seconds\"Y\n" +
 	"\rClientProcess\x12\x17\n" +
 	"\aboot_id\x18\x01 \x01(\tR\x06bootId\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x03R\x03pid\x12\x1d\n" +
@@ -724,26 +727,25 @@ const file_session_proto_rawDesc = "" +
 	"lease_lost\x18\x02 \x01(\v2\x14.beacon.v1.LeaseLostH\x00R\tleaseLost\x129\n" +
 	"\tconfirmed\x18\x03 \x01(\v2\x19.beacon.v1.LeaseConfirmedH\x00R\tconfirmed\x126\n" +
 	"\bstopping\x18\x04 \x01(\v2\x18.beacon.v1.AgentStoppingH\x00R\bstoppingB\x06\n" +
-	"\x04kind\"j\n" +
+	"\x04kind\"\x89\x01\n" +
 	"\rSessionOpened\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1f\n" +
-	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
-	"ttlSeconds\x12\x19\n" +
-	"\blease_id\x18\x03 \x01(\tR\aleaseId\"n\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12+\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x19\n" +
+	"\blease_id\x18\x03 \x01(\tR\aleaseIdJ\x04\b\x02\x10\x03R\vttl_seconds\"n\n" +
 	"\tLeaseLost\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12 \n" +
 	"\fold_lease_id\x18\x02 \x01(\tR\n" +
 	"oldLeaseId\x12 \n" +
 	"\fnew_lease_id\x18\x03 \x01(\tR\n" +
-	"newLeaseId\"T\n" +
+	"newLeaseId\"x\n" +
 	"\x0eLeaseConfirmed\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x19\n" +
-	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x15\n" +
-	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"(\n" +
-	"\rAgentStopping\x12\x17\n" +
-	"\await_ms\x18\x01 \x01(\x03R\x06waitMs2I\n" +
+	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12+\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttlJ\x04\b\x03\x10\x04R\x06ttl_ms\"M\n" +
+	"\rAgentStopping\x12-\n" +
+	"\x04wait\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x04waitJ\x04\b\x01\x10\x02R\await_ms2I\n" +
 	"\aSession\x12>\n" +
 	"\x04Open\x12\x19.beacon.v1.SessionRequest\x1a\x17.beacon.v1.SessionEvent(\x010\x01B)Z'github.com/beaconhq/beacon/api/beaconpbb\x06proto3"
 
@@ -761,33 +763,38 @@ func file_session_proto_rawDescGZIP() []byte {
 
 var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_session_proto_goTypes = []any{
-	(*SessionRequest)(nil), // 0: beacon.v1.SessionRequest
-	(*OpenSession)(nil),    // 1: beacon.v1.OpenSession
-	(*ClientProcess)(nil),  // 2: beacon.v1.ClientProcess
-	(*CloseSession)(nil),   // 3: beacon.v1.CloseSession
-	(*ConfirmLease)(nil),   // 4: beacon.v1.ConfirmLease
-	(*SessionEvent)(nil),   // 5: beacon.v1.SessionEvent
-	(*SessionOpened)(nil),  // 6: beacon.v1.SessionOpened
-	(*LeaseLost)(nil),      // 7: beacon.v1.LeaseLost
-	(*LeaseConfirmed)(nil), // 8: beacon.v1.LeaseConfirmed
-	(*AgentStopping)(nil),  // 9: beacon.v1.AgentStopping
+	(*SessionRequest)(nil),      // 0: beacon.v1.SessionRequest
+	(*OpenSession)(nil),         // 1: beacon.v1.OpenSession
+	(*ClientProcess)(nil),       // 2: beacon.v1.ClientProcess
+	(*CloseSession)(nil),        // 3: beacon.v1.CloseSession
+	(*ConfirmLease)(nil),        // 4: beacon.v1.ConfirmLease
+	(*SessionEvent)(nil),        // 5: beacon.v1.SessionEvent
+	(*SessionOpened)(nil),       // 6: beacon.v1.SessionOpened
+	(*LeaseLost)(nil),           // 7: beacon.v1.LeaseLost
+	(*LeaseConfirmed)(nil),      // 8: beacon.v1.LeaseConfirmed
+	(*AgentStopping)(nil),       // 9: beacon.v1.AgentStopping
+	(*durationpb.Duration)(nil), // 10: google.protobuf.Duration
 }
 var file_session_proto_depIdxs = []int32{
-	1, // 0: beacon.v1.SessionRequest.open:type_name -> beacon.v1.OpenSession
-	3, // 1: beacon.v1.SessionRequest.close:type_name -> beacon.v1.CloseSession
-	4, // 2: beacon.v1.SessionRequest.confirm:type_name -> beacon.v1.ConfirmLease
-	2, // 3: beacon.v1.OpenSession.process:type_name -> beacon.v1.ClientProcess
-	6, // 4: beacon.v1.SessionEvent.opened:type_name -> beacon.v1.SessionOpened
-	7, // 5: beacon.v1.SessionEvent.lease_lost:type_name -> beacon.v1.LeaseLost
-	8, // 6: beacon.v1.SessionEvent.confirmed:type_name -> beacon.v1.LeaseConfirmed
-	9, // 7: beacon.v1.SessionEvent.stopping:type_name -> beacon.v1.AgentStopping
-	0, // 8: beacon.v1.Session.Open:input_type -> beacon.v1.SessionRequest
-	5, // 9: beacon.v1.Session.Open:output_type -> beacon.v1.SessionEvent
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	1,  // 0: beacon.v1.SessionRequest.open:type_name -> beacon.v1.OpenSession
+	3,  // 1: beacon.v1.SessionRequest.close:type_name -> beacon.v1.CloseSession
+	4,  // 2: beacon.v1.SessionRequest.confirm:type_name -> beacon.v1.ConfirmLease
+	10, // 3: beacon.v1.OpenSession.ttl:type_name -> google.protobuf.Duration
+	2,  // 4: beacon.v1.OpenSession.process:type_name -> beacon.v1.ClientProcess
+	6,  // 5: beacon.v1.SessionEvent.opened:type_name -> beacon.v1.SessionOpened
+	7,  // 6: beacon.v1.SessionEvent.lease_lost:type_name -> beacon.v1.LeaseLost
+	8,  // 7: beacon.v1.SessionEvent.confirmed:type_name -> beacon.v1.LeaseConfirmed
+	9,  // 8: beacon.v1.SessionEvent.stopping:type_name -> beacon.v1.AgentStopping
+	10, // 9: beacon.v1.SessionOpened.ttl:type_name -> google.protobuf.Duration
+	10, // 10: beacon.v1.LeaseConfirmed.ttl:type_name -> google.protobuf.Duration
+	10, // 11: beacon.v1.AgentStopping.wait:type_name -> google.protobuf.Duration
+	0,  // 12: beacon.v1.Session.Open:input_type -> beacon.v1.SessionRequest
+	5,  // 13: beacon.v1.Session.Open:output_type -> beacon.v1.SessionEvent
+	13, // [13:14] is the sub-list for method output_type
+	12, // [12:13] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_session_proto_init() }

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/client"
 	"github.com/beaconhq/beacon/internal/cliout"
 	"github.com/beaconhq/beacon/registry"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 func newRegisterCmd(g *globals) *cobra.Command {
@@ -18,6 +20,7 @@ func newRegisterCmd(g *globals) *cobra.Command {
 	check := &beaconpb.Check{}
 	var tags, meta []string
 	var port, weight, priority int
+	var ttl, interval, timeout, deregisterAfter time.Duration
 	cmd := &cobra.Command{
 		Use:   "register --name SERVICE --port PORT [flags]",
 		Short: "Register a service instance on this agent (kept until `beacon deregister`)",
@@ -35,6 +38,18 @@ func newRegisterCmd(g *globals) *cobra.Command {
 				return &usageError{err}
 			}
 			in.Port, in.Weight, in.Priority = uint32(port), uint32(weight), uint32(priority)
+			// A duration flag given is sent, even 0; one not given is
+			// absent (the agent's default).
+			for _, d := range []struct {
+				flag string
+				v    time.Duration
+				dst  **durationpb.Duration
+			}{{"ttl", ttl, &check.Ttl}, {"interval", interval, &check.Interval}, {"timeout", timeout, &check.Timeout},
+				{"deregister-critical-after", deregisterAfter, &check.DeregisterCriticalAfter}} {
+				if cmd.Flags().Changed(d.flag) {
+					*d.dst = durationpb.New(d.v)
+				}
+			}
 			in.Tags = tags
 			in.Meta = map[string]string{}
 			for _, kv := range meta {
@@ -70,12 +85,12 @@ func newRegisterCmd(g *globals) *cobra.Command {
 	f.StringVar(&check.Http, "check-http", "", "HTTP check URL (2xx passing, 429 warning)")
 	f.StringVar(&check.Tcp, "check-tcp", "", "TCP check host:port")
 	f.StringVar(&check.Grpc, "check-grpc", "", "gRPC health check host:port[/service]")
-	f.StringVar(&check.Ttl, "ttl", "", "TTL check: report with 'beacon check pass|warn|fail ID' within this `duration`")
-	f.StringVar(&check.Interval, "interval", "", "check interval (default 10s)")
-	f.StringVar(&check.Timeout, "timeout", "", "check timeout (default 5s)")
+	f.DurationVar(&ttl, "ttl", 0, "TTL check: report with 'beacon check pass|warn|fail ID' within this `duration`")
+	f.DurationVar(&interval, "interval", 0, "check interval (default 10s)")
+	f.DurationVar(&timeout, "timeout", 0, "check timeout (default 5s)")
 	f.Int32Var(&check.SuccessBeforePassing, "success-before-passing", 0, "consecutive successes before passing")
 	f.Int32Var(&check.FailuresBeforeCritical, "failures-before-critical", 0, "consecutive failures before critical")
-	f.StringVar(&check.DeregisterCriticalAfter, "deregister-critical-after", "", "deregister after being critical this long")
+	f.DurationVar(&deregisterAfter, "deregister-critical-after", 0, "deregister after being critical this long")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("port")
 	return cmd

@@ -21,6 +21,7 @@ import (
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/client"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 func main() {
@@ -52,7 +53,7 @@ func main() {
 	if *tag != "" {
 		in.Tags = []string{*tag}
 	}
-	reg, err := c.Register(ctx, in, &beaconpb.Check{Http: fmt.Sprintf("http://%s:%d/", host, port), Interval: "1s"})
+	reg, err := c.Register(ctx, in, &beaconpb.Check{Http: fmt.Sprintf("http://%s:%d/", host, port), Interval: durationpb.New(time.Second)})
 	cancel()
 	if err != nil {
 		log.Fatalf("register: %v", err)

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Agent is a beacon agent running in this process, a client connection
@@ -124,7 +125,7 @@ func (a *Agent) openSession() error {
 	if err != nil {
 		return err
 	}
-	if err := st.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &beaconpb.OpenSession{TtlSeconds: 30, Name: "apifuzz"}}}); err != nil {
+	if err := st.Send(&beaconpb.SessionRequest{Kind: &beaconpb.SessionRequest_Open{Open: &beaconpb.OpenSession{Ttl: durationpb.New(30 * time.Second), Name: "apifuzz"}}}); err != nil {
 		return err
 	}
 	ev, err := st.Recv()
