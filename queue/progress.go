@@ -78,8 +78,15 @@ func (b *Broker) Progress(ctx context.Context, r Receipt, percent int, message s
 		return refused(err, "progress", r)
 	}
 	rec := progressRecord{Percent: uint32(percent), Message: message, At: time.Now().UnixNano(), Rev: r.Rev}
+	return b.putProgress(ctx, k, r, rr.lease, rec)
+}
+
+// putProgress writes a report under lease if r's reservation still holds:
+// the claim that found lease read the reservation before this write, and
+// the compare settles any race in between.
+func (b *Broker) putProgress(ctx context.Context, k keys, r Receipt, lease clientv3.LeaseID, rec progressRecord) error {
 	resp, err := b.cli.Txn(ctx).If(holds(k, r)).
-		Then(clientv3.OpPut(k.status(r.Seq), encode(rec), clientv3.WithLease(rr.lease))).Commit()
+		Then(clientv3.OpPut(k.status(r.Seq), encode(rec), clientv3.WithLease(lease))).Commit()
 	switch {
 	case err != nil && leaseGone(err):
 		// The session ended between the check and the write: so did the

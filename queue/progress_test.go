@@ -120,6 +120,31 @@ func TestProgressStaleWorkerRefused(t *testing.T) {
 	}
 }
 
+// The write's compare, in the same transaction, refuses an old receipt
+// once the message was reserved again, even where the claim before it
+// (which may read a lagging view) let it through: checked here directly,
+// since only a race between the claim and the write reaches it.
+func TestProgressWriteComparesTheReservation(t *testing.T) {
+	b, q := newBroker(t, "a"), queueName(t)
+	mustEnqueue(t, b, q, "x")
+	old := mustReserve(t, b, q, WithVisibility(time.Hour))
+	if err := b.Nack(ctxT(t), old.Receipt, 0); err != nil {
+		t.Fatal(err)
+	}
+	cur := mustReserve(t, b, q, WithVisibility(time.Hour))
+	rec := progressRecord{Percent: 99, Message: "stale", At: time.Now().UnixNano(), Rev: old.Receipt.Rev}
+	if err := b.putProgress(ctxT(t), b.keys(q), old.Receipt, clientv3.NoLease, rec); !errors.Is(err, ErrStaleReceipt) {
+		t.Fatalf("a stale receipt's write: %v; want ErrStaleReceipt", err)
+	}
+	if n := statusKeys(t, b, q); n != 0 {
+		t.Fatalf("the stale write left %d records", n)
+	}
+	rec.Rev = cur.Receipt.Rev
+	if err := b.putProgress(ctxT(t), b.keys(q), cur.Receipt, clientv3.NoLease, rec); err != nil {
+		t.Fatalf("the holder's write: %v", err)
+	}
+}
+
 // A record of an earlier reservation of the message (as left by a crash
 // between writes of an older agent) is not shown with a later one.
 func TestProgressOfAnotherReservationHidden(t *testing.T) {
