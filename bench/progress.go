@@ -90,7 +90,7 @@ func progressBeacon(ctx context.Context, o ProgressOptions, run int64) (direct, 
 			if err != nil {
 				return err
 			}
-			if m := s.InFlightMessages; len(m) == 1 && m[0].Progress == fmt.Sprintf("step %d", i) {
+			if m := s.InFlightMessages; len(m) == 1 && m[0].ProgressMessage == fmt.Sprintf("step %d", i) {
 				return nil
 			}
 		}

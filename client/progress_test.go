@@ -43,7 +43,7 @@ func TestReservationProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := s.InFlightMessages; len(m) != 1 || m[0].GetPercent() != 42 || m[0].Progress != "halfway" || int(m[0].Pid) != os.Getpid() {
+	if m := s.InFlightMessages; len(m) != 1 || m[0].GetPercent() != 42 || m[0].ProgressMessage != "halfway" || int(m[0].Pid) != os.Getpid() {
 		t.Fatalf("in flight: %v; want 42%% \"halfway\" by pid %d", m, os.Getpid())
 	}
 	for _, bad := range []int{-1, 101} {

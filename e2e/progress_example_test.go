@@ -63,7 +63,7 @@ func TestQueueProgressExample(t *testing.T) {
 	text := string(printed)
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^1 +w1 +\d+ +10% +"dumping db-1" +\d\S* +1$`),
-		regexp.MustCompile(`"percent": 60,\s+"progress": "uploading"`),
+		regexp.MustCompile(`"percent": 60,\s+"progress_message": "uploading"`),
 		regexp.MustCompile(`(?m)^backups +0 +0 +0 +0 +0 +-$`),
 		regexp.MustCompile(`beacon: progress: not inside a queue worker .*\nexit 2`),
 	} {

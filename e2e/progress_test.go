@@ -29,7 +29,7 @@ type progressStats struct {
 		Age        string  `json:"age"`
 		Deliveries int     `json:"deliveries"`
 		Percent    *int    `json:"percent"`
-		Progress   string  `json:"progress"`
+		Progress   string  `json:"progress_message"`
 		ReservedAt *string `json:"reserved_at"`
 	} `json:"in_flight_messages"`
 }
@@ -150,7 +150,7 @@ done`
 		t.Fatalf("the killed worker's receipt reporting: %v; want FailedPrecondition", err)
 	}
 	s, err := qc.Stats(queueCtx(t), &beaconpb.QueueStatsRequest{Queue: q, InFlight: true})
-	if err != nil || len(s.InFlightMessages) != 1 || s.InFlightMessages[0].GetPercent() != 5 || s.InFlightMessages[0].Progress != "new" {
+	if err != nil || len(s.InFlightMessages) != 1 || s.InFlightMessages[0].GetPercent() != 5 || s.InFlightMessages[0].ProgressMessage != "new" {
 		t.Fatalf("after the stale report: %v %v; want the new holder's 5%%", s, err)
 	}
 }

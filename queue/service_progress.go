@@ -44,7 +44,7 @@ func inFlightProto(list []InFlight, now time.Time) []*beaconpb.QueueInFlight {
 		}
 		if f.Progress != nil {
 			pct := uint32(f.Progress.Percent)
-			p.Percent, p.Progress, p.ProgressAt = &pct, f.Progress.Message, timestamppb.New(f.Progress.At)
+			p.Percent, p.ProgressMessage, p.ProgressAt = &pct, f.Progress.Message, timestamppb.New(f.Progress.At)
 		}
 		out = append(out, p)
 	}

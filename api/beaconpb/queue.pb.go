@@ -937,11 +937,11 @@ type QueueInFlight struct {
 	Deliveries uint32 `protobuf:"varint,7,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
 	// The worker's last report, when it made one: percent 0 to 100, its
 	// message and when it was made.
-	Percent       *uint32                `protobuf:"varint,8,opt,name=percent,proto3,oneof" json:"percent,omitempty"`
-	Progress      string                 `protobuf:"bytes,9,opt,name=progress,proto3" json:"progress,omitempty"`
-	ProgressAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=progress_at,json=progressAt,proto3" json:"progress_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Percent         *uint32                `protobuf:"varint,8,opt,name=percent,proto3,oneof" json:"percent,omitempty"`
+	ProgressMessage string                 `protobuf:"bytes,9,opt,name=progress_message,json=progressMessage,proto3" json:"progress_message,omitempty"`
+	ProgressAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=progress_at,json=progressAt,proto3" json:"progress_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *QueueInFlight) Reset() {
@@ -1030,9 +1030,9 @@ func (x *QueueInFlight) GetPercent() uint32 {
 	return 0
 }
 
-func (x *QueueInFlight) GetProgress() string {
+func (x *QueueInFlight) GetProgressMessage() string {
 	if x != nil {
-		return x.Progress
+		return x.ProgressMessage
 	}
 	return ""
 }
@@ -1564,7 +1564,7 @@ const file_queue_proto_rawDesc = "" +
 	"\brevision\x18\b \x01(\x03R\brevision\x12F\n" +
 	"\x12in_flight_messages\x18\t \x03(\v2\x18.beacon.v1.QueueInFlightR\x10inFlightMessages\x12$\n" +
 	"\x0ein_flight_more\x18\n" +
-	" \x01(\bR\finFlightMore\"\x8b\x03\n" +
+	" \x01(\bR\finFlightMore\"\x9a\x03\n" +
 	"\rQueueInFlight\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x10\n" +
@@ -1576,8 +1576,8 @@ const file_queue_proto_rawDesc = "" +
 	"\n" +
 	"deliveries\x18\a \x01(\rR\n" +
 	"deliveries\x12\x1d\n" +
-	"\apercent\x18\b \x01(\rH\x00R\apercent\x88\x01\x01\x12\x1a\n" +
-	"\bprogress\x18\t \x01(\tR\bprogress\x12;\n" +
+	"\apercent\x18\b \x01(\rH\x00R\apercent\x88\x01\x01\x12)\n" +
+	"\x10progress_message\x18\t \x01(\tR\x0fprogressMessage\x12;\n" +
 	"\vprogress_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"progressAtB\n" +

@@ -26,8 +26,8 @@ func printInFlight(p *cliout.Printer, s *beaconpb.QueueStats) error {
 			age = f.Age.AsDuration().Round(time.Millisecond).String()
 		}
 		msg := "-"
-		if f.Progress != "" {
-			msg = strconv.Quote(f.Progress)
+		if f.ProgressMessage != "" {
+			msg = strconv.Quote(f.ProgressMessage)
 		}
 		if len(msg) > 60 {
 			msg = msg[:57] + "..."
