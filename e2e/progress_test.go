@@ -153,6 +153,18 @@ done`
 	if err != nil || len(s.InFlightMessages) != 1 || s.InFlightMessages[0].GetPercent() != 5 || s.InFlightMessages[0].ProgressMessage != "new" {
 		t.Fatalf("after the stale report: %v %v; want the new holder's 5%%", s, err)
 	}
+
+	// Without a socket for the reports (here: no temporary directory),
+	// the work goes on without them, and says so.
+	if _, errOut, code := queueCLI(t, member, nil, "queue", "push", q, "job-2"); code != 0 {
+		t.Fatalf("push: %s", errOut)
+	}
+	cmd := exec.Command(bin, "queue", "reserve", q, "--agent", member.APIAddr, "--", "sh", "-c", `beacon progress 50; echo "progress exit $?"`)
+	cmd.Env = append(os.Environ(), "TMPDIR=/nonexistent", "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "no progress reports") || !strings.Contains(string(out), "progress exit 2") {
+		t.Fatalf("a worker without its socket: %v\n%s", err, out)
+	}
 }
 
 // `beacon progress` outside a worker, or with a bad PERCENT or MESSAGE,

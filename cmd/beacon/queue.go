@@ -573,18 +573,20 @@ func queueWorkLoop(cmd *cobra.Command, g *globals, o *queueReserveFlags, queue s
 // reports a signal that was passed to CMD: the loop ends after it.
 func queueRun(ctx context.Context, g *globals, o *queueReserveFlags, r *client.Reservation, argv []string, sigs <-chan os.Signal) (code int, stop bool, err error) {
 	m := r.Message
+	env := append(os.Environ(), "BEACON_QUEUE="+m.Queue, "BEACON_QUEUE_MESSAGE_ID="+m.Id,
+		"BEACON_QUEUE_DELIVERIES="+strconv.Itoa(int(m.Deliveries)), "BEACON_QUEUE_RECEIPT="+r.Receipt)
+	// The work goes on without progress reports rather than not at all.
 	relay, err := progressRelay(r)
 	if err != nil {
-		cctx, cancel := context.WithTimeout(context.Background(), g.callTimeout)
-		defer cancel()
-		_ = r.Nack(cctx, 0)
-		return 0, true, fmt.Errorf("message %s of queue %s: %w", m.Id, m.Queue, err)
+		fmt.Fprintf(os.Stderr, "beacon: message %s of queue %s: no progress reports: %s\n", m.Id, m.Queue, oneLine(err))
+		env = append(env, progressrelay.Env+"=")
+	} else {
+		env = append(env, progressrelay.Env+"="+relay.Path())
 	}
-	env := append(os.Environ(), "BEACON_QUEUE="+m.Queue, "BEACON_QUEUE_MESSAGE_ID="+m.Id,
-		"BEACON_QUEUE_DELIVERIES="+strconv.Itoa(int(m.Deliveries)), "BEACON_QUEUE_RECEIPT="+r.Receipt,
-		progressrelay.Env+"="+relay.Path())
 	res, err := runUnderHold(ctx, g, r.Hold, argv, env, &o.holdFlags, sigs, bytes.NewReader(m.Payload))
-	relay.Close() // before the ack or nack: no report comes after the end
+	if relay != nil {
+		relay.Close() // before the ack or nack: no report comes after the end
+	}
 	cctx, cancel := context.WithTimeout(context.Background(), g.callTimeout)
 	defer cancel()
 	switch {
