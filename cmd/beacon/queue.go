@@ -148,7 +148,8 @@ BEACON_QUEUE_RECEIPT in its environment, extending the reservation while CMD
 runs. CMD (or anything it starts) reports how far it has got with "beacon
 progress PERCENT [MESSAGE]", through a socket named in BEACON_PROGRESS;
 "beacon queue stats QUEUE --in-flight" shows it. CMD exiting 0 acks the
-message, anything else nacks it. The reservation has a deadline on beacon's own clock (the earlier of its
+message, anything else nacks it. The
+reservation has a deadline on beacon's own clock (the earlier of its
 session lease's, as for beacon lock, and its visibility's): CMD gets SIGTERM
 --grace before it and SIGKILL at it, so CMD has stopped before the message
 can be delivered to another worker. If beacon is
