@@ -96,7 +96,8 @@ for p in 10 50 90; do
   until [ -e "$DIR/go-$p" ]; do sleep 0.01; done
 done`
 	bin := testcluster.Binary(t)
-	w := startQueueWorker(t, proxy, q, script, "DIR="+dir, "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
+	tmp, path := t.TempDir(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH")
+	w := startQueueWorker(t, proxy, q, script, "DIR="+dir, path, "TMPDIR="+tmp)
 	pid := w.cmd.Process.Pid
 
 	for _, p := range []int{10, 50, 90} {
@@ -172,15 +173,32 @@ done`
 		t.Fatalf("after the stale report: %v %v; want the new holder's 5%%", s, err)
 	}
 
+	// The killed worker could not remove its socket's directory; the
+	// next worker to start on the host does.
+	killedDirs := filepath.Join(tmp, fmt.Sprintf("beacon-progress-%d-*", pid))
+	if left, _ := filepath.Glob(killedDirs); len(left) != 1 {
+		t.Fatalf("the killed worker left %v; want its one socket directory", left)
+	}
+	worker := func(tmpdir, script string) (string, error) {
+		if _, errOut, code := queueCLI(t, member, nil, "queue", "push", q, "another job"); code != 0 {
+			t.Fatalf("push: %s", errOut)
+		}
+		cmd := exec.Command(bin, "queue", "reserve", q, "--agent", member.APIAddr, "--", "sh", "-c", script)
+		cmd.Env = append(os.Environ(), "TMPDIR="+tmpdir, path)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := worker(tmp, "beacon progress 100 done"); err != nil {
+		t.Fatalf("the next worker: %v\n%s", err, out)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "beacon-progress-*")); len(left) != 0 {
+		t.Fatalf("after the next worker: %v left; want none", left)
+	}
+
 	// Without a socket for the reports (here: no temporary directory),
 	// the work goes on without them, and says so.
-	if _, errOut, code := queueCLI(t, member, nil, "queue", "push", q, "job-2"); code != 0 {
-		t.Fatalf("push: %s", errOut)
-	}
-	cmd := exec.Command(bin, "queue", "reserve", q, "--agent", member.APIAddr, "--", "sh", "-c", `beacon progress 50; echo "progress exit $?"`)
-	cmd.Env = append(os.Environ(), "TMPDIR=/nonexistent", "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "no progress reports") || !strings.Contains(string(out), "progress exit 2") {
+	out, err := worker("/nonexistent", `beacon progress 50; echo "progress exit $?"`)
+	if err != nil || !strings.Contains(out, "no progress reports") || !strings.Contains(out, "progress exit 2") {
 		t.Fatalf("a worker without its socket: %v\n%s", err, out)
 	}
 }

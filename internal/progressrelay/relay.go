@@ -78,7 +78,8 @@ type Relay struct {
 // Start listens on a new socket in a new private directory and forwards
 // what comes in through send.
 func Start(send Send) (*Relay, error) {
-	dir, err := os.MkdirTemp("", "beacon-progress-") // mode 0700: only this user connects
+	sweep(os.TempDir())
+	dir, err := os.MkdirTemp("", dirPattern()) // mode 0700: only this user connects
 	if err != nil {
 		return nil, fmt.Errorf("progress socket: %w", err)
 	}

@@ -3,7 +3,9 @@ package progressrelay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -159,5 +161,40 @@ func TestReportErrors(t *testing.T) {
 	go r.Close()
 	if err := <-done; err == nil || !strings.Contains(err.Error(), "the work has ended") {
 		t.Errorf("a report waiting at Close: %v", err)
+	}
+}
+
+// A relay starting removes the directories of relays whose processes are
+// gone (a worker killed with kill -9 leaves its own), and keeps those of
+// live ones and everything else.
+func TestStaleDirectoriesSwept(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	keep := []string{fmt.Sprintf("%s%d-1", dirPrefix, os.Getpid()), "beacon-progress-notapid-2", "other-dir"}
+	stale := fmt.Sprintf("%s%d-3", dirPrefix, gone.Process.Pid)
+	for _, d := range append(keep, stale) {
+		if err := os.MkdirAll(filepath.Join(tmp, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := Start((&recorder{}).send)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if !strings.HasPrefix(filepath.Base(filepath.Dir(r.Path())), fmt.Sprintf("%s%d-", dirPrefix, os.Getpid())) {
+		t.Errorf("the relay's directory %s is not named for this process", filepath.Dir(r.Path()))
+	}
+	if _, err := os.Stat(filepath.Join(tmp, stale)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the directory of a gone process is still there: %v", err)
+	}
+	for _, d := range keep {
+		if _, err := os.Stat(filepath.Join(tmp, d)); err != nil {
+			t.Errorf("%s was removed: %v", d, err)
+		}
 	}
 }
