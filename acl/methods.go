@@ -87,6 +87,7 @@ var methods = map[string]method{
 	beaconpb.Queue_Ack_FullMethodName:         one(KindQueue, AccessWrite, func(r any) string { return receiptQueue(r.(*beaconpb.QueueAckRequest).Receipt) }),
 	beaconpb.Queue_Nack_FullMethodName:        one(KindQueue, AccessWrite, func(r any) string { return receiptQueue(r.(*beaconpb.QueueNackRequest).Receipt) }),
 	beaconpb.Queue_Extend_FullMethodName:      one(KindQueue, AccessWrite, func(r any) string { return receiptQueue(r.(*beaconpb.QueueExtendRequest).Receipt) }),
+	beaconpb.Queue_Progress_FullMethodName:    one(KindQueue, AccessWrite, func(r any) string { return receiptQueue(r.(*beaconpb.QueueProgressRequest).Receipt) }),
 	beaconpb.Queue_Stats_FullMethodName:       one(KindQueue, AccessRead, func(r any) string { return r.(*beaconpb.QueueStatsRequest).Queue }),
 	beaconpb.Queue_DeadLetters_FullMethodName: one(KindQueue, AccessRead, func(r any) string { return r.(*beaconpb.QueueDeadLettersRequest).Queue }),
 	beaconpb.Queue_Redrive_FullMethodName:     one(KindQueue, AccessWrite, func(r any) string { return r.(*beaconpb.QueueDeadRequest).Queue }),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
@@ -29,10 +30,14 @@ type Reservation struct {
 }
 
 // Reserve reserves the oldest ready message of req.Queue in sess (req's
-// session_id is set from sess), waiting as req says. With nothing ready it
-// answers the agent's NotFound.
+// session_id is set from sess, and its worker_pid, when not given, to
+// this process's id), waiting as req says. With nothing ready it answers
+// the agent's NotFound.
 func (c *Client) Reserve(ctx context.Context, sess *Session, req *beaconpb.QueueReserveRequest) (*Reservation, error) {
 	req.SessionId = sess.ID
+	if req.WorkerPid == 0 {
+		req.WorkerPid = uint32(os.Getpid())
+	}
 	visibility := 30 * time.Second
 	if req.Visibility != nil {
 		visibility = req.Visibility.AsDuration()

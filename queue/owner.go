@@ -97,17 +97,23 @@ func (rr resRecord) allows(r Receipt, c caller) error {
 // serializable read's answer is trusted when it allows; a refusal is
 // only answered on a linearizable read.
 func (b *Broker) claim(ctx context.Context, k keys, r Receipt, c caller) error {
+	_, err := b.claimRecord(ctx, k, r, c)
+	return err
+}
+
+// claimRecord is claim answering the record it allowed.
+func (b *Broker) claimRecord(ctx context.Context, k keys, r Receipt, c caller) (resRecord, error) {
 	if rr, ok := b.viewRecord(k.queue, r.Seq); ok && rr.allows(r, c) == nil {
-		return nil
+		return rr, nil
 	}
 	rr, err := b.readRecord(ctx, k, r.Seq, clientv3.WithSerializable())
 	if err == nil && rr.allows(r, c) == nil {
-		return nil
+		return rr, nil
 	}
 	if rr, err = b.readRecord(ctx, k, r.Seq); err != nil {
-		return err
+		return resRecord{}, err
 	}
-	return rr.allows(r, c)
+	return rr, rr.allows(r, c)
 }
 
 // viewRecord is the reservation of seq as this agent's view of the queue

@@ -90,6 +90,8 @@ func (b *Broker) Close() error {
 //	             consumer's session lease when it has one
 //	dead/<seq>   a dead letter's metadata; its body stays at body/<seq>
 //	dedup/<id>   the message id of a dedup id, under a lease of the window
+//	status/<seq> the progress report of its reservation (progress.go), under
+//	             the reservation's lease; outside the view's range
 //
 // <seq> is zero-padded to 20 digits, so key order is FIFO order.
 type keys struct {

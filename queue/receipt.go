@@ -44,7 +44,8 @@ func (b *Broker) Ack(ctx context.Context, r Receipt, opts ...CallOption) error {
 		return refused(err, "ack", r)
 	}
 	resp, err := b.cli.Txn(ctx).If(holds(k, r)).
-		Then(clientv3.OpDelete(k.msg(r.Seq)), clientv3.OpDelete(k.body(r.Seq)), clientv3.OpDelete(k.res(r.Seq))).Commit()
+		Then(clientv3.OpDelete(k.msg(r.Seq)), clientv3.OpDelete(k.body(r.Seq)), clientv3.OpDelete(k.res(r.Seq)),
+			clientv3.OpDelete(k.status(r.Seq))).Commit()
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func (b *Broker) Nack(ctx context.Context, r Receipt, delay time.Duration, opts 
 	if err := b.claim(ctx, k, r, callerOf(opts)); err != nil {
 		return refused(err, "nack", r)
 	}
-	ops := []clientv3.Op{clientv3.OpDelete(k.res(r.Seq))}
+	ops := []clientv3.Op{clientv3.OpDelete(k.res(r.Seq)), clientv3.OpDelete(k.status(r.Seq))}
 	cmps := []clientv3.Cmp{holds(k, r)}
 	if delay > 0 {
 		// The message's metadata cannot change while the reservation

@@ -27,6 +27,10 @@ type reservation struct {
 	Deadline int64  `json:"deadline"` // unix ns; after it the message is ready again
 	Owner    string `json:"owner,omitempty"`
 	Node     string `json:"node,omitempty"`
+	// The worker: the process id its client declared, and when it
+	// reserved (unix ns), for Stats' in-flight listing.
+	Pid      uint32 `json:"pid,omitempty"`
+	Reserved int64  `json:"reserved,omitempty"`
 }
 
 // deadRecord is the value of dead/<seq>.
@@ -127,6 +131,10 @@ type Stats struct {
 	Dead      int
 	OldestAge time.Duration
 	Revision  int64
+	// With WithInFlight: the in-flight messages, oldest id first, at most
+	// MaxInFlightListed, and whether more are in flight.
+	InFlightMessages []InFlight
+	InFlightMore     bool
 }
 
 func unixTime(ns int64) time.Time {

@@ -25,6 +25,7 @@ type reserveOpts struct {
 	maxDeliveries uint32
 	ack           *Receipt
 	ackOpts       []CallOption // who acks: the reserving session, or none
+	pid           uint32       // the worker's process id, for the record
 }
 
 // WithSession binds the reservation to a session's lease: when the lease
@@ -198,7 +199,7 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	switch c.act {
 	case actReap:
 		_, err := b.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(resKey), "=", c.res.mod)).
-			Then(clientv3.OpDelete(resKey)).Commit()
+			Then(clientv3.OpDelete(resKey), clientv3.OpDelete(k.status(c.seq))).Commit()
 		return nil, err
 	case actBury:
 		dead := deadRecord{meta: c.e.m, Died: now.UnixNano(),
@@ -211,7 +212,8 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	m.Deliveries++
 	m.NotBefore = 0
 	key := newReceiptKey()
-	r := reservation{Deadline: now.Add(o.visibility).UnixNano(), Owner: ownerOf(key), Node: b.node}
+	r := reservation{Deadline: now.Add(o.visibility).UnixNano(), Owner: ownerOf(key), Node: b.node,
+		Pid: o.pid, Reserved: now.UnixNano()}
 	lease := o.lease()
 	cmps := []clientv3.Cmp{sameMsg, noRes}
 	ops := []clientv3.Op{
@@ -222,7 +224,8 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	var orElse []clientv3.Op
 	if a := o.ack; a != nil {
 		cmps = append(cmps, holds(k, *a))
-		ops = append(ops, clientv3.OpDelete(k.msg(a.Seq)), clientv3.OpDelete(k.body(a.Seq)), clientv3.OpDelete(k.res(a.Seq)))
+		ops = append(ops, clientv3.OpDelete(k.msg(a.Seq)), clientv3.OpDelete(k.body(a.Seq)), clientv3.OpDelete(k.res(a.Seq)),
+			clientv3.OpDelete(k.status(a.Seq)))
 		orElse = append(orElse, clientv3.OpGet(k.res(a.Seq)))
 	}
 	resp, err := b.cli.Txn(ctx).If(cmps...).Then(ops...).Else(orElse...).Commit()

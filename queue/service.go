@@ -104,7 +104,7 @@ func (s *Service) Reserve(ctx context.Context, req *beaconpb.QueueReserveRequest
 	if req.MaxDeliveries != nil {
 		maxDel = int(*req.MaxDeliveries)
 	}
-	opts := []ReserveOption{WithVisibility(vis), WithWait(wait), WithMaxDeliveries(maxDel)}
+	opts := []ReserveOption{WithVisibility(vis), WithWait(wait), WithMaxDeliveries(maxDel), WithWorker(req.WorkerPid)}
 	if req.AckReceipt != "" {
 		r, err := ParseReceipt(req.AckReceipt)
 		if err != nil {
@@ -205,12 +205,17 @@ func (s *Service) Extend(ctx context.Context, req *beaconpb.QueueExtendRequest) 
 
 // Stats counts a queue's messages.
 func (s *Service) Stats(ctx context.Context, req *beaconpb.QueueStatsRequest) (*beaconpb.QueueStats, error) {
-	st, err := s.b.Stats(ctx, req.Queue)
+	var opts []StatsOption
+	if req.InFlight {
+		opts = append(opts, WithInFlight())
+	}
+	st, err := s.b.Stats(ctx, req.Queue, opts...)
 	if err != nil {
 		return nil, rpcerr.From(err)
 	}
 	return &beaconpb.QueueStats{Queue: st.Queue, Depth: uint64(st.Depth), Ready: uint64(st.Ready), InFlight: uint64(st.InFlight),
-		Delayed: uint64(st.Delayed), Dead: uint64(st.Dead), OldestAge: durationpb.New(st.OldestAge), Revision: st.Revision}, nil
+		Delayed: uint64(st.Delayed), Dead: uint64(st.Dead), OldestAge: durationpb.New(st.OldestAge), Revision: st.Revision,
+		InFlightMessages: inFlightProto(st.InFlightMessages, time.Now()), InFlightMore: st.InFlightMore}, nil
 }
 
 // DeadLetters lists dead letters.

@@ -11,17 +11,26 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Stats counts the queue's messages in one read at one revision.
-func (b *Broker) Stats(ctx context.Context, queue string) (Stats, error) {
+// Stats counts the queue's messages in one read at one revision; with
+// WithInFlight it also lists the in-flight ones (inflight.go).
+func (b *Broker) Stats(ctx context.Context, queue string, opts ...StatsOption) (Stats, error) {
 	if err := ValidateName(queue); err != nil {
 		return Stats{}, err
 	}
+	var o statsOpts
+	for _, f := range opts {
+		f(&o)
+	}
 	k := b.keys(queue)
 	start, end := k.viewRange()
-	resp, err := b.cli.Txn(ctx).Then(
+	ops := []clientv3.Op{
 		clientv3.OpGet(start, clientv3.WithRange(end)),
 		clientv3.OpGet(k.deadPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly()),
-	).Commit()
+	}
+	if o.inFlight {
+		ops = append(ops, clientv3.OpGet(k.statusPrefix(), clientv3.WithPrefix()))
+	}
+	resp, err := b.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return Stats{}, err
 	}
@@ -29,6 +38,7 @@ func (b *Broker) Stats(ctx context.Context, queue string) (Stats, error) {
 	s := Stats{Queue: queue, Revision: resp.Header.Revision, Dead: int(resp.Responses[1].GetResponseRange().Count)}
 	msgs := map[uint64]meta{}
 	active := map[uint64]bool{} // reservations with their deadline ahead
+	var listing inFlightListing
 	var oldest int64
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
 		seq, ok := seqOf(kv.Key)
@@ -44,7 +54,13 @@ func (b *Broker) Stats(ctx context.Context, queue string) (Stats, error) {
 			}
 		} else if r, err := decodeReservation(kv.Value); err == nil && r.Deadline > now {
 			active[seq] = true
+			if o.inFlight {
+				listing.add(seq, r, kv.CreateRevision)
+			}
 		}
+	}
+	if o.inFlight {
+		s.InFlightMessages, s.InFlightMore = listing.finish(msgs, resp.Responses[2].GetResponseRange().Kvs)
 	}
 	for seq, m := range msgs {
 		switch {

@@ -181,7 +181,11 @@ type QueueReserveRequest struct {
 	// write per message. With nothing ready it is acked at once, before the
 	// wait. A stale receipt fails the call (FAILED_PRECONDITION) and nothing
 	// is reserved.
-	AckReceipt    string `protobuf:"bytes,6,opt,name=ack_receipt,json=ackReceipt,proto3" json:"ack_receipt,omitempty"`
+	AckReceipt string `protobuf:"bytes,6,opt,name=ack_receipt,json=ackReceipt,proto3" json:"ack_receipt,omitempty"`
+	// Optional: the process id of the worker that reserves, recorded with
+	// the reservation and shown by Stats' in_flight listing (the SDK sends
+	// its own).
+	WorkerPid     uint32 `protobuf:"varint,7,opt,name=worker_pid,json=workerPid,proto3" json:"worker_pid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -256,6 +260,13 @@ func (x *QueueReserveRequest) GetAckReceipt() string {
 		return x.AckReceipt
 	}
 	return ""
+}
+
+func (x *QueueReserveRequest) GetWorkerPid() uint32 {
+	if x != nil {
+		return x.WorkerPid
+	}
+	return 0
 }
 
 type QueueMessage struct {
@@ -732,8 +743,10 @@ func (x *QueueExtendResponse) GetDeadline() *timestamppb.Timestamp {
 }
 
 type QueueStatsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// Also list the in-flight messages (in_flight_messages).
+	InFlight      bool `protobuf:"varint,2,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -775,6 +788,13 @@ func (x *QueueStatsRequest) GetQueue() string {
 	return ""
 }
 
+func (x *QueueStatsRequest) GetInFlight() bool {
+	if x != nil {
+		return x.InFlight
+	}
+	return false
+}
+
 type QueueStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
@@ -790,7 +810,12 @@ type QueueStats struct {
 	// Age of the oldest message in the queue; zero when empty.
 	OldestAge *durationpb.Duration `protobuf:"bytes,7,opt,name=oldest_age,json=oldestAge,proto3" json:"oldest_age,omitempty"`
 	// The etcd revision the counts were read at.
-	Revision      int64 `protobuf:"varint,8,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,8,opt,name=revision,proto3" json:"revision,omitempty"`
+	// With in_flight asked: the in-flight messages, oldest id first, at most
+	// 1000.
+	InFlightMessages []*QueueInFlight `protobuf:"bytes,9,rep,name=in_flight_messages,json=inFlightMessages,proto3" json:"in_flight_messages,omitempty"`
+	// More messages are in flight than were listed.
+	InFlightMore  bool `protobuf:"varint,10,opt,name=in_flight_more,json=inFlightMore,proto3" json:"in_flight_more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -881,6 +906,253 @@ func (x *QueueStats) GetRevision() int64 {
 	return 0
 }
 
+func (x *QueueStats) GetInFlightMessages() []*QueueInFlight {
+	if x != nil {
+		return x.InFlightMessages
+	}
+	return nil
+}
+
+func (x *QueueStats) GetInFlightMore() bool {
+	if x != nil {
+		return x.InFlightMore
+	}
+	return false
+}
+
+// QueueInFlight is a message reserved with its visibility deadline ahead:
+// who holds it and how far it has got.
+type QueueInFlight struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The agent the reservation was made through (the worker's host).
+	Node string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	// The process id the reserving client declared (the SDK sends its own;
+	// the worker form, beacon's); 0 when none was given.
+	Pid        uint32                 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	ReservedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=reserved_at,json=reservedAt,proto3" json:"reserved_at,omitempty"`
+	// How long since the reservation was made; zero for one made by an
+	// agent that did not record when.
+	Age      *durationpb.Duration   `protobuf:"bytes,5,opt,name=age,proto3" json:"age,omitempty"`
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// Deliveries of the message, this one included.
+	Deliveries uint32 `protobuf:"varint,7,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// The worker's last report, when it made one: percent 0 to 100, its
+	// message and when it was made.
+	Percent         *uint32                `protobuf:"varint,8,opt,name=percent,proto3,oneof" json:"percent,omitempty"`
+	ProgressMessage string                 `protobuf:"bytes,9,opt,name=progress_message,json=progressMessage,proto3" json:"progress_message,omitempty"`
+	ProgressAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=progress_at,json=progressAt,proto3" json:"progress_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *QueueInFlight) Reset() {
+	*x = QueueInFlight{}
+	mi := &file_queue_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueInFlight) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueInFlight) ProtoMessage() {}
+
+func (x *QueueInFlight) ProtoReflect() protoreflect.Message {
+	mi := &file_queue_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueInFlight.ProtoReflect.Descriptor instead.
+func (*QueueInFlight) Descriptor() ([]byte, []int) {
+	return file_queue_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *QueueInFlight) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *QueueInFlight) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *QueueInFlight) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *QueueInFlight) GetReservedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReservedAt
+	}
+	return nil
+}
+
+func (x *QueueInFlight) GetAge() *durationpb.Duration {
+	if x != nil {
+		return x.Age
+	}
+	return nil
+}
+
+func (x *QueueInFlight) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *QueueInFlight) GetDeliveries() uint32 {
+	if x != nil {
+		return x.Deliveries
+	}
+	return 0
+}
+
+func (x *QueueInFlight) GetPercent() uint32 {
+	if x != nil && x.Percent != nil {
+		return *x.Percent
+	}
+	return 0
+}
+
+func (x *QueueInFlight) GetProgressMessage() string {
+	if x != nil {
+		return x.ProgressMessage
+	}
+	return ""
+}
+
+func (x *QueueInFlight) GetProgressAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProgressAt
+	}
+	return nil
+}
+
+type QueueProgressRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Receipt string                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	// Optional, as for Ack.
+	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// 0 to 100.
+	Percent uint32 `protobuf:"varint,3,opt,name=percent,proto3" json:"percent,omitempty"`
+	// Free text, at most 1024 bytes of UTF-8 (one line is best).
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueProgressRequest) Reset() {
+	*x = QueueProgressRequest{}
+	mi := &file_queue_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueProgressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueProgressRequest) ProtoMessage() {}
+
+func (x *QueueProgressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_queue_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueProgressRequest.ProtoReflect.Descriptor instead.
+func (*QueueProgressRequest) Descriptor() ([]byte, []int) {
+	return file_queue_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *QueueProgressRequest) GetReceipt() string {
+	if x != nil {
+		return x.Receipt
+	}
+	return ""
+}
+
+func (x *QueueProgressRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *QueueProgressRequest) GetPercent() uint32 {
+	if x != nil {
+		return x.Percent
+	}
+	return 0
+}
+
+func (x *QueueProgressRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type QueueProgressResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueProgressResponse) Reset() {
+	*x = QueueProgressResponse{}
+	mi := &file_queue_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueProgressResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueProgressResponse) ProtoMessage() {}
+
+func (x *QueueProgressResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_queue_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueProgressResponse.ProtoReflect.Descriptor instead.
+func (*QueueProgressResponse) Descriptor() ([]byte, []int) {
+	return file_queue_proto_rawDescGZIP(), []int{15}
+}
+
 type QueueDeadLettersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
@@ -892,7 +1164,7 @@ type QueueDeadLettersRequest struct {
 
 func (x *QueueDeadLettersRequest) Reset() {
 	*x = QueueDeadLettersRequest{}
-	mi := &file_queue_proto_msgTypes[13]
+	mi := &file_queue_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +1176,7 @@ func (x *QueueDeadLettersRequest) String() string {
 func (*QueueDeadLettersRequest) ProtoMessage() {}
 
 func (x *QueueDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[13]
+	mi := &file_queue_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1189,7 @@ func (x *QueueDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*QueueDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{13}
+	return file_queue_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *QueueDeadLettersRequest) GetQueue() string {
@@ -945,7 +1217,7 @@ type QueueDeadLettersResponse struct {
 
 func (x *QueueDeadLettersResponse) Reset() {
 	*x = QueueDeadLettersResponse{}
-	mi := &file_queue_proto_msgTypes[14]
+	mi := &file_queue_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1229,7 @@ func (x *QueueDeadLettersResponse) String() string {
 func (*QueueDeadLettersResponse) ProtoMessage() {}
 
 func (x *QueueDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[14]
+	mi := &file_queue_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1242,7 @@ func (x *QueueDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*QueueDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{14}
+	return file_queue_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *QueueDeadLettersResponse) GetMessages() []*QueueMessage {
@@ -1000,7 +1272,7 @@ type QueueDeadRequest struct {
 
 func (x *QueueDeadRequest) Reset() {
 	*x = QueueDeadRequest{}
-	mi := &file_queue_proto_msgTypes[15]
+	mi := &file_queue_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1284,7 @@ func (x *QueueDeadRequest) String() string {
 func (*QueueDeadRequest) ProtoMessage() {}
 
 func (x *QueueDeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[15]
+	mi := &file_queue_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1297,7 @@ func (x *QueueDeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueDeadRequest.ProtoReflect.Descriptor instead.
 func (*QueueDeadRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{15}
+	return file_queue_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueueDeadRequest) GetQueue() string {
@@ -1065,7 +1337,7 @@ type QueueDeadResponse struct {
 
 func (x *QueueDeadResponse) Reset() {
 	*x = QueueDeadResponse{}
-	mi := &file_queue_proto_msgTypes[16]
+	mi := &file_queue_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1349,7 @@ func (x *QueueDeadResponse) String() string {
 func (*QueueDeadResponse) ProtoMessage() {}
 
 func (x *QueueDeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[16]
+	mi := &file_queue_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1362,7 @@ func (x *QueueDeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueDeadResponse.ProtoReflect.Descriptor instead.
 func (*QueueDeadResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{16}
+	return file_queue_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueueDeadResponse) GetDone() []string {
@@ -1125,7 +1397,7 @@ type QueueWaitRequest struct {
 
 func (x *QueueWaitRequest) Reset() {
 	*x = QueueWaitRequest{}
-	mi := &file_queue_proto_msgTypes[17]
+	mi := &file_queue_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1409,7 @@ func (x *QueueWaitRequest) String() string {
 func (*QueueWaitRequest) ProtoMessage() {}
 
 func (x *QueueWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[17]
+	mi := &file_queue_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1422,7 @@ func (x *QueueWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueWaitRequest.ProtoReflect.Descriptor instead.
 func (*QueueWaitRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{17}
+	return file_queue_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *QueueWaitRequest) GetQueue() string {
@@ -1177,7 +1449,7 @@ type QueueWaitResponse struct {
 
 func (x *QueueWaitResponse) Reset() {
 	*x = QueueWaitResponse{}
-	mi := &file_queue_proto_msgTypes[18]
+	mi := &file_queue_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1461,7 @@ func (x *QueueWaitResponse) String() string {
 func (*QueueWaitResponse) ProtoMessage() {}
 
 func (x *QueueWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[18]
+	mi := &file_queue_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1474,7 @@ func (x *QueueWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueWaitResponse.ProtoReflect.Descriptor instead.
 func (*QueueWaitResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{18}
+	return file_queue_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueueWaitResponse) GetCount() uint64 {
@@ -1225,7 +1497,7 @@ const file_queue_proto_rawDesc = "" +
 	"\x05delay\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05delay\"D\n" +
 	"\x14QueueEnqueueResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x94\x02\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\xb3\x02\n" +
 	"\x13QueueReserveRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1d\n" +
 	"\n" +
@@ -1236,7 +1508,9 @@ const file_queue_proto_rawDesc = "" +
 	"\x04wait\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04wait\x12*\n" +
 	"\x0emax_deliveries\x18\x05 \x01(\rH\x00R\rmaxDeliveries\x88\x01\x01\x12\x1f\n" +
 	"\vack_receipt\x18\x06 \x01(\tR\n" +
-	"ackReceiptB\x11\n" +
+	"ackReceipt\x12\x1d\n" +
+	"\n" +
+	"worker_pid\x18\a \x01(\rR\tworkerPidB\x11\n" +
 	"\x0f_max_deliveries\"\x9c\x02\n" +
 	"\fQueueMessage\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x0e\n" +
@@ -1275,9 +1549,10 @@ const file_queue_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\"M\n" +
 	"\x13QueueExtendResponse\x126\n" +
-	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\")\n" +
+	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"F\n" +
 	"\x11QueueStatsRequest\x12\x14\n" +
-	"\x05queue\x18\x01 \x01(\tR\x05queue\"\xef\x01\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1b\n" +
+	"\tin_flight\x18\x02 \x01(\bR\binFlight\"\xdd\x02\n" +
 	"\n" +
 	"QueueStats\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
@@ -1288,7 +1563,35 @@ const file_queue_proto_rawDesc = "" +
 	"\x04dead\x18\x06 \x01(\x04R\x04dead\x128\n" +
 	"\n" +
 	"oldest_age\x18\a \x01(\v2\x19.google.protobuf.DurationR\toldestAge\x12\x1a\n" +
-	"\brevision\x18\b \x01(\x03R\brevision\"E\n" +
+	"\brevision\x18\b \x01(\x03R\brevision\x12F\n" +
+	"\x12in_flight_messages\x18\t \x03(\v2\x18.beacon.v1.QueueInFlightR\x10inFlightMessages\x12$\n" +
+	"\x0ein_flight_more\x18\n" +
+	" \x01(\bR\finFlightMore\"\x9a\x03\n" +
+	"\rQueueInFlight\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\rR\x03pid\x12;\n" +
+	"\vreserved_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reservedAt\x12+\n" +
+	"\x03age\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03age\x126\n" +
+	"\bdeadline\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x1e\n" +
+	"\n" +
+	"deliveries\x18\a \x01(\rR\n" +
+	"deliveries\x12\x1d\n" +
+	"\apercent\x18\b \x01(\rH\x00R\apercent\x88\x01\x01\x12)\n" +
+	"\x10progress_message\x18\t \x01(\tR\x0fprogressMessage\x12;\n" +
+	"\vprogress_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"progressAtB\n" +
+	"\n" +
+	"\b_percent\"\x83\x01\n" +
+	"\x14QueueProgressRequest\x12\x18\n" +
+	"\areceipt\x18\x01 \x01(\tR\areceipt\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x18\n" +
+	"\apercent\x18\x03 \x01(\rR\apercent\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\x17\n" +
+	"\x15QueueProgressResponse\"E\n" +
 	"\x17QueueDeadLettersRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"c\n" +
@@ -1307,7 +1610,7 @@ const file_queue_proto_rawDesc = "" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\")\n" +
 	"\x11QueueWaitResponse\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\x04R\x05count2\xd2\x05\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count2\xa1\x06\n" +
 	"\x05Queue\x12J\n" +
 	"\aEnqueue\x12\x1e.beacon.v1.QueueEnqueueRequest\x1a\x1f.beacon.v1.QueueEnqueueResponse\x12J\n" +
 	"\aReserve\x12\x1e.beacon.v1.QueueReserveRequest\x1a\x1f.beacon.v1.QueueReserveResponse\x12>\n" +
@@ -1318,7 +1621,8 @@ const file_queue_proto_rawDesc = "" +
 	"\vDeadLetters\x12\".beacon.v1.QueueDeadLettersRequest\x1a#.beacon.v1.QueueDeadLettersResponse\x12D\n" +
 	"\aRedrive\x12\x1b.beacon.v1.QueueDeadRequest\x1a\x1c.beacon.v1.QueueDeadResponse\x12F\n" +
 	"\tPurgeDead\x12\x1b.beacon.v1.QueueDeadRequest\x1a\x1c.beacon.v1.QueueDeadResponse\x12A\n" +
-	"\x04Wait\x12\x1b.beacon.v1.QueueWaitRequest\x1a\x1c.beacon.v1.QueueWaitResponseB)Z'github.com/beaconhq/beacon/api/beaconpbb\x06proto3"
+	"\x04Wait\x12\x1b.beacon.v1.QueueWaitRequest\x1a\x1c.beacon.v1.QueueWaitResponse\x12M\n" +
+	"\bProgress\x12\x1f.beacon.v1.QueueProgressRequest\x1a .beacon.v1.QueueProgressResponseB)Z'github.com/beaconhq/beacon/api/beaconpbb\x06proto3"
 
 var (
 	file_queue_proto_rawDescOnce sync.Once
@@ -1332,7 +1636,7 @@ func file_queue_proto_rawDescGZIP() []byte {
 	return file_queue_proto_rawDescData
 }
 
-var file_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_queue_proto_goTypes = []any{
 	(*QueueEnqueueRequest)(nil),      // 0: beacon.v1.QueueEnqueueRequest
 	(*QueueEnqueueResponse)(nil),     // 1: beacon.v1.QueueEnqueueResponse
@@ -1347,54 +1651,64 @@ var file_queue_proto_goTypes = []any{
 	(*QueueExtendResponse)(nil),      // 10: beacon.v1.QueueExtendResponse
 	(*QueueStatsRequest)(nil),        // 11: beacon.v1.QueueStatsRequest
 	(*QueueStats)(nil),               // 12: beacon.v1.QueueStats
-	(*QueueDeadLettersRequest)(nil),  // 13: beacon.v1.QueueDeadLettersRequest
-	(*QueueDeadLettersResponse)(nil), // 14: beacon.v1.QueueDeadLettersResponse
-	(*QueueDeadRequest)(nil),         // 15: beacon.v1.QueueDeadRequest
-	(*QueueDeadResponse)(nil),        // 16: beacon.v1.QueueDeadResponse
-	(*QueueWaitRequest)(nil),         // 17: beacon.v1.QueueWaitRequest
-	(*QueueWaitResponse)(nil),        // 18: beacon.v1.QueueWaitResponse
-	(*durationpb.Duration)(nil),      // 19: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 20: google.protobuf.Timestamp
+	(*QueueInFlight)(nil),            // 13: beacon.v1.QueueInFlight
+	(*QueueProgressRequest)(nil),     // 14: beacon.v1.QueueProgressRequest
+	(*QueueProgressResponse)(nil),    // 15: beacon.v1.QueueProgressResponse
+	(*QueueDeadLettersRequest)(nil),  // 16: beacon.v1.QueueDeadLettersRequest
+	(*QueueDeadLettersResponse)(nil), // 17: beacon.v1.QueueDeadLettersResponse
+	(*QueueDeadRequest)(nil),         // 18: beacon.v1.QueueDeadRequest
+	(*QueueDeadResponse)(nil),        // 19: beacon.v1.QueueDeadResponse
+	(*QueueWaitRequest)(nil),         // 20: beacon.v1.QueueWaitRequest
+	(*QueueWaitResponse)(nil),        // 21: beacon.v1.QueueWaitResponse
+	(*durationpb.Duration)(nil),      // 22: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
 }
 var file_queue_proto_depIdxs = []int32{
-	19, // 0: beacon.v1.QueueEnqueueRequest.dedup_window:type_name -> google.protobuf.Duration
-	19, // 1: beacon.v1.QueueEnqueueRequest.delay:type_name -> google.protobuf.Duration
-	19, // 2: beacon.v1.QueueReserveRequest.visibility:type_name -> google.protobuf.Duration
-	19, // 3: beacon.v1.QueueReserveRequest.wait:type_name -> google.protobuf.Duration
-	20, // 4: beacon.v1.QueueMessage.enqueued_at:type_name -> google.protobuf.Timestamp
-	20, // 5: beacon.v1.QueueMessage.dead_at:type_name -> google.protobuf.Timestamp
+	22, // 0: beacon.v1.QueueEnqueueRequest.dedup_window:type_name -> google.protobuf.Duration
+	22, // 1: beacon.v1.QueueEnqueueRequest.delay:type_name -> google.protobuf.Duration
+	22, // 2: beacon.v1.QueueReserveRequest.visibility:type_name -> google.protobuf.Duration
+	22, // 3: beacon.v1.QueueReserveRequest.wait:type_name -> google.protobuf.Duration
+	23, // 4: beacon.v1.QueueMessage.enqueued_at:type_name -> google.protobuf.Timestamp
+	23, // 5: beacon.v1.QueueMessage.dead_at:type_name -> google.protobuf.Timestamp
 	3,  // 6: beacon.v1.QueueReserveResponse.message:type_name -> beacon.v1.QueueMessage
-	20, // 7: beacon.v1.QueueReserveResponse.deadline:type_name -> google.protobuf.Timestamp
-	19, // 8: beacon.v1.QueueNackRequest.delay:type_name -> google.protobuf.Duration
-	19, // 9: beacon.v1.QueueExtendRequest.visibility:type_name -> google.protobuf.Duration
-	20, // 10: beacon.v1.QueueExtendResponse.deadline:type_name -> google.protobuf.Timestamp
-	19, // 11: beacon.v1.QueueStats.oldest_age:type_name -> google.protobuf.Duration
-	3,  // 12: beacon.v1.QueueDeadLettersResponse.messages:type_name -> beacon.v1.QueueMessage
-	0,  // 13: beacon.v1.Queue.Enqueue:input_type -> beacon.v1.QueueEnqueueRequest
-	2,  // 14: beacon.v1.Queue.Reserve:input_type -> beacon.v1.QueueReserveRequest
-	5,  // 15: beacon.v1.Queue.Ack:input_type -> beacon.v1.QueueAckRequest
-	7,  // 16: beacon.v1.Queue.Nack:input_type -> beacon.v1.QueueNackRequest
-	9,  // 17: beacon.v1.Queue.Extend:input_type -> beacon.v1.QueueExtendRequest
-	11, // 18: beacon.v1.Queue.Stats:input_type -> beacon.v1.QueueStatsRequest
-	13, // 19: beacon.v1.Queue.DeadLetters:input_type -> beacon.v1.QueueDeadLettersRequest
-	15, // 20: beacon.v1.Queue.Redrive:input_type -> beacon.v1.QueueDeadRequest
-	15, // 21: beacon.v1.Queue.PurgeDead:input_type -> beacon.v1.QueueDeadRequest
-	17, // 22: beacon.v1.Queue.Wait:input_type -> beacon.v1.QueueWaitRequest
-	1,  // 23: beacon.v1.Queue.Enqueue:output_type -> beacon.v1.QueueEnqueueResponse
-	4,  // 24: beacon.v1.Queue.Reserve:output_type -> beacon.v1.QueueReserveResponse
-	6,  // 25: beacon.v1.Queue.Ack:output_type -> beacon.v1.QueueAckResponse
-	8,  // 26: beacon.v1.Queue.Nack:output_type -> beacon.v1.QueueNackResponse
-	10, // 27: beacon.v1.Queue.Extend:output_type -> beacon.v1.QueueExtendResponse
-	12, // 28: beacon.v1.Queue.Stats:output_type -> beacon.v1.QueueStats
-	14, // 29: beacon.v1.Queue.DeadLetters:output_type -> beacon.v1.QueueDeadLettersResponse
-	16, // 30: beacon.v1.Queue.Redrive:output_type -> beacon.v1.QueueDeadResponse
-	16, // 31: beacon.v1.Queue.PurgeDead:output_type -> beacon.v1.QueueDeadResponse
-	18, // 32: beacon.v1.Queue.Wait:output_type -> beacon.v1.QueueWaitResponse
-	23, // [23:33] is the sub-list for method output_type
-	13, // [13:23] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	23, // 7: beacon.v1.QueueReserveResponse.deadline:type_name -> google.protobuf.Timestamp
+	22, // 8: beacon.v1.QueueNackRequest.delay:type_name -> google.protobuf.Duration
+	22, // 9: beacon.v1.QueueExtendRequest.visibility:type_name -> google.protobuf.Duration
+	23, // 10: beacon.v1.QueueExtendResponse.deadline:type_name -> google.protobuf.Timestamp
+	22, // 11: beacon.v1.QueueStats.oldest_age:type_name -> google.protobuf.Duration
+	13, // 12: beacon.v1.QueueStats.in_flight_messages:type_name -> beacon.v1.QueueInFlight
+	23, // 13: beacon.v1.QueueInFlight.reserved_at:type_name -> google.protobuf.Timestamp
+	22, // 14: beacon.v1.QueueInFlight.age:type_name -> google.protobuf.Duration
+	23, // 15: beacon.v1.QueueInFlight.deadline:type_name -> google.protobuf.Timestamp
+	23, // 16: beacon.v1.QueueInFlight.progress_at:type_name -> google.protobuf.Timestamp
+	3,  // 17: beacon.v1.QueueDeadLettersResponse.messages:type_name -> beacon.v1.QueueMessage
+	0,  // 18: beacon.v1.Queue.Enqueue:input_type -> beacon.v1.QueueEnqueueRequest
+	2,  // 19: beacon.v1.Queue.Reserve:input_type -> beacon.v1.QueueReserveRequest
+	5,  // 20: beacon.v1.Queue.Ack:input_type -> beacon.v1.QueueAckRequest
+	7,  // 21: beacon.v1.Queue.Nack:input_type -> beacon.v1.QueueNackRequest
+	9,  // 22: beacon.v1.Queue.Extend:input_type -> beacon.v1.QueueExtendRequest
+	11, // 23: beacon.v1.Queue.Stats:input_type -> beacon.v1.QueueStatsRequest
+	16, // 24: beacon.v1.Queue.DeadLetters:input_type -> beacon.v1.QueueDeadLettersRequest
+	18, // 25: beacon.v1.Queue.Redrive:input_type -> beacon.v1.QueueDeadRequest
+	18, // 26: beacon.v1.Queue.PurgeDead:input_type -> beacon.v1.QueueDeadRequest
+	20, // 27: beacon.v1.Queue.Wait:input_type -> beacon.v1.QueueWaitRequest
+	14, // 28: beacon.v1.Queue.Progress:input_type -> beacon.v1.QueueProgressRequest
+	1,  // 29: beacon.v1.Queue.Enqueue:output_type -> beacon.v1.QueueEnqueueResponse
+	4,  // 30: beacon.v1.Queue.Reserve:output_type -> beacon.v1.QueueReserveResponse
+	6,  // 31: beacon.v1.Queue.Ack:output_type -> beacon.v1.QueueAckResponse
+	8,  // 32: beacon.v1.Queue.Nack:output_type -> beacon.v1.QueueNackResponse
+	10, // 33: beacon.v1.Queue.Extend:output_type -> beacon.v1.QueueExtendResponse
+	12, // 34: beacon.v1.Queue.Stats:output_type -> beacon.v1.QueueStats
+	17, // 35: beacon.v1.Queue.DeadLetters:output_type -> beacon.v1.QueueDeadLettersResponse
+	19, // 36: beacon.v1.Queue.Redrive:output_type -> beacon.v1.QueueDeadResponse
+	19, // 37: beacon.v1.Queue.PurgeDead:output_type -> beacon.v1.QueueDeadResponse
+	21, // 38: beacon.v1.Queue.Wait:output_type -> beacon.v1.QueueWaitResponse
+	15, // 39: beacon.v1.Queue.Progress:output_type -> beacon.v1.QueueProgressResponse
+	29, // [29:40] is the sub-list for method output_type
+	18, // [18:29] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_queue_proto_init() }
@@ -1403,13 +1717,14 @@ func file_queue_proto_init() {
 		return
 	}
 	file_queue_proto_msgTypes[2].OneofWrappers = []any{}
+	file_queue_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_queue_proto_rawDesc), len(file_queue_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

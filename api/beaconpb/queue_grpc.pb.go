@@ -29,6 +29,7 @@ const (
 	Queue_Redrive_FullMethodName     = "/beacon.v1.Queue/Redrive"
 	Queue_PurgeDead_FullMethodName   = "/beacon.v1.Queue/PurgeDead"
 	Queue_Wait_FullMethodName        = "/beacon.v1.Queue/Wait"
+	Queue_Progress_FullMethodName    = "/beacon.v1.Queue/Progress"
 )
 
 // QueueClient is the client API for Queue service.
@@ -77,6 +78,16 @@ type QueueClient interface {
 	// Wait returns once the queue holds at least `count` messages (ready,
 	// reserved or delayed; not dead letters).
 	Wait(ctx context.Context, in *QueueWaitRequest, opts ...grpc.CallOption) (*QueueWaitResponse, error)
+	// Progress records how far the holder of a reservation has got with its
+	// message (a percent and a short text), for Stats' in_flight listing.
+	// The report is written in one transaction with the check that the
+	// receipt's reservation still holds, under the reservation's lease: it
+	// goes when the worker's session ends, and an ack, a nack or the next
+	// reservation of the message removes it. A receipt whose reservation
+	// ended answers FAILED_PRECONDITION, so a stale worker never overwrites
+	// the report of the worker that holds the message now. Receipts and
+	// sessions are checked as for Ack.
+	Progress(ctx context.Context, in *QueueProgressRequest, opts ...grpc.CallOption) (*QueueProgressResponse, error)
 }
 
 type queueClient struct {
@@ -187,6 +198,16 @@ func (c *queueClient) Wait(ctx context.Context, in *QueueWaitRequest, opts ...gr
 	return out, nil
 }
 
+func (c *queueClient) Progress(ctx context.Context, in *QueueProgressRequest, opts ...grpc.CallOption) (*QueueProgressResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueueProgressResponse)
+	err := c.cc.Invoke(ctx, Queue_Progress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueueServer is the server API for Queue service.
 // All implementations must embed UnimplementedQueueServer
 // for forward compatibility.
@@ -233,6 +254,16 @@ type QueueServer interface {
 	// Wait returns once the queue holds at least `count` messages (ready,
 	// reserved or delayed; not dead letters).
 	Wait(context.Context, *QueueWaitRequest) (*QueueWaitResponse, error)
+	// Progress records how far the holder of a reservation has got with its
+	// message (a percent and a short text), for Stats' in_flight listing.
+	// The report is written in one transaction with the check that the
+	// receipt's reservation still holds, under the reservation's lease: it
+	// goes when the worker's session ends, and an ack, a nack or the next
+	// reservation of the message removes it. A receipt whose reservation
+	// ended answers FAILED_PRECONDITION, so a stale worker never overwrites
+	// the report of the worker that holds the message now. Receipts and
+	// sessions are checked as for Ack.
+	Progress(context.Context, *QueueProgressRequest) (*QueueProgressResponse, error)
 	mustEmbedUnimplementedQueueServer()
 }
 
@@ -272,6 +303,9 @@ func (UnimplementedQueueServer) PurgeDead(context.Context, *QueueDeadRequest) (*
 }
 func (UnimplementedQueueServer) Wait(context.Context, *QueueWaitRequest) (*QueueWaitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Wait not implemented")
+}
+func (UnimplementedQueueServer) Progress(context.Context, *QueueProgressRequest) (*QueueProgressResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Progress not implemented")
 }
 func (UnimplementedQueueServer) mustEmbedUnimplementedQueueServer() {}
 func (UnimplementedQueueServer) testEmbeddedByValue()               {}
@@ -474,6 +508,24 @@ func _Queue_Wait_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Queue_Progress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueueProgressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServer).Progress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Queue_Progress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServer).Progress(ctx, req.(*QueueProgressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Queue_ServiceDesc is the grpc.ServiceDesc for Queue service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -520,6 +572,10 @@ var Queue_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Wait",
 			Handler:    _Queue_Wait_Handler,
+		},
+		{
+			MethodName: "Progress",
+			Handler:    _Queue_Progress_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

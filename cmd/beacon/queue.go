@@ -16,6 +16,7 @@ import (
 	"github.com/beaconhq/beacon/bench"
 	"github.com/beaconhq/beacon/client"
 	"github.com/beaconhq/beacon/internal/cliout"
+	"github.com/beaconhq/beacon/internal/progressrelay"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -144,7 +145,10 @@ With "-- CMD ARGS...", the worker form: beacon opens a session, reserves a
 message under it and runs CMD with the payload on its stdin and
 BEACON_QUEUE, BEACON_QUEUE_MESSAGE_ID, BEACON_QUEUE_DELIVERIES and
 BEACON_QUEUE_RECEIPT in its environment, extending the reservation while CMD
-runs. CMD exiting 0 acks the message, anything else nacks it. The
+runs. CMD (or anything it starts) reports how far it has got with "beacon
+progress PERCENT [MESSAGE]", through a socket named in BEACON_PROGRESS;
+"beacon queue stats QUEUE --in-flight" shows it. CMD exiting 0 acks the
+message, anything else nacks it. The
 reservation has a deadline on beacon's own clock (the earlier of its
 session lease's, as for beacon lock, and its visibility's): CMD gets SIGTERM
 --grace before it and SIGKILL at it, so CMD has stopped before the message
@@ -279,8 +283,9 @@ func newQueueExtendCmd(g *globals) *cobra.Command {
 }
 
 func newQueueStatsCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "stats QUEUE",
+	var inFlight bool
+	cmd := &cobra.Command{
+		Use:   "stats QUEUE [--in-flight]",
 		Short: "Count a queue's messages: depth, ready, in flight, delayed, dead, age of the oldest",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -289,7 +294,7 @@ func newQueueStatsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
-				s, err := q.Stats(ctx, &beaconpb.QueueStatsRequest{Queue: args[0]})
+				s, err := q.Stats(ctx, &beaconpb.QueueStatsRequest{Queue: args[0], InFlight: inFlight})
 				if err != nil {
 					return err
 				}
@@ -301,11 +306,17 @@ func newQueueStatsCmd(g *globals) *cobra.Command {
 				if s.Depth > 0 {
 					oldest = s.OldestAge.AsDuration().Round(time.Millisecond).String()
 				}
-				return p.Table([]string{"QUEUE", "DEPTH", "READY", "IN FLIGHT", "DELAYED", "DEAD", "OLDEST"},
+				err = p.Table([]string{"QUEUE", "DEPTH", "READY", "IN FLIGHT", "DELAYED", "DEAD", "OLDEST"},
 					[][]string{{s.Queue, u(s.Depth), u(s.Ready), u(s.InFlight), u(s.Delayed), u(s.Dead), oldest}})
+				if err == nil && inFlight {
+					err = printInFlight(p, s)
+				}
+				return err
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&inFlight, "in-flight", false, "also list the in-flight messages: worker (node, pid), progress, age, deliveries")
+	return cmd
 }
 
 func newQueueDeadCmd(g *globals) *cobra.Command {
@@ -565,7 +576,18 @@ func queueRun(ctx context.Context, g *globals, o *queueReserveFlags, r *client.R
 	m := r.Message
 	env := append(os.Environ(), "BEACON_QUEUE="+m.Queue, "BEACON_QUEUE_MESSAGE_ID="+m.Id,
 		"BEACON_QUEUE_DELIVERIES="+strconv.Itoa(int(m.Deliveries)), "BEACON_QUEUE_RECEIPT="+r.Receipt)
+	// The work goes on without progress reports rather than not at all.
+	relay, err := progressRelay(r)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "beacon: message %s of queue %s: no progress reports: %s\n", m.Id, m.Queue, oneLine(err))
+		env = append(env, progressrelay.Env+"=")
+	} else {
+		env = append(env, progressrelay.Env+"="+relay.Path())
+	}
 	res, err := runUnderHold(ctx, g, r.Hold, argv, env, &o.holdFlags, sigs, bytes.NewReader(m.Payload))
+	if relay != nil {
+		relay.Close() // before the ack or nack: no report comes after the end
+	}
 	cctx, cancel := context.WithTimeout(context.Background(), g.callTimeout)
 	defer cancel()
 	switch {
