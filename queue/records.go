@@ -17,6 +17,9 @@ type meta struct {
 	NotBefore  int64  `json:"not_before,omitempty"` // unix ns; ready from then on
 	Deliveries uint32 `json:"deliveries"`           // reservations so far
 	Dedup      string `json:"dedup,omitempty"`
+	// Last: reserved only once no other message is in the queue (see
+	// last.go).
+	Last bool `json:"last,omitempty"`
 }
 
 // reservation is the value of res/<seq>. It names no session: a session
@@ -61,6 +64,7 @@ type Message struct {
 	Enqueued   time.Time
 	Deliveries int
 	DedupID    string
+	Last       bool // pushed with WithLast
 	// Dead letters only.
 	DeadAt     time.Time
 	DeadReason string
@@ -127,6 +131,7 @@ type Stats struct {
 	Dead      int
 	OldestAge time.Duration
 	Revision  int64
+	Gate      *Gate // nil: the queue has no gate
 }
 
 func unixTime(ns int64) time.Time {

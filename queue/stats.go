@@ -21,12 +21,14 @@ func (b *Broker) Stats(ctx context.Context, queue string) (Stats, error) {
 	resp, err := b.cli.Txn(ctx).Then(
 		clientv3.OpGet(start, clientv3.WithRange(end)),
 		clientv3.OpGet(k.deadPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		clientv3.OpGet(k.gate()),
 	).Commit()
 	if err != nil {
 		return Stats{}, err
 	}
+	gate := gateOfKV(resp.Responses[2].GetResponseRange().Kvs)
 	now := time.Now().UnixNano()
-	s := Stats{Queue: queue, Revision: resp.Header.Revision, Dead: int(resp.Responses[1].GetResponseRange().Count)}
+	s := Stats{Queue: queue, Revision: resp.Header.Revision, Dead: int(resp.Responses[1].GetResponseRange().Count), Gate: gate}
 	msgs := map[uint64]meta{}
 	active := map[uint64]bool{} // reservations with their deadline ahead
 	var oldest int64
