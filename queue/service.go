@@ -76,6 +76,9 @@ func (s *Service) Enqueue(ctx context.Context, req *beaconpb.QueueEnqueueRequest
 		return nil, err
 	}
 	opts = append(opts, WithDelay(delay))
+	if req.Last {
+		opts = append(opts, WithLast())
+	}
 	if req.DedupId != "" {
 		window, err := duration("dedup_window", req.DedupWindow, DefaultDedupWindow)
 		if err != nil {
@@ -218,7 +221,8 @@ func (s *Service) Stats(ctx context.Context, req *beaconpb.QueueStatsRequest) (*
 		return nil, rpcerr.From(err)
 	}
 	return &beaconpb.QueueStats{Queue: st.Queue, Depth: uint64(st.Depth), Ready: uint64(st.Ready), InFlight: uint64(st.InFlight),
-		Delayed: uint64(st.Delayed), Dead: uint64(st.Dead), OldestAge: durationpb.New(st.OldestAge), Revision: st.Revision}, nil
+		Delayed: uint64(st.Delayed), Dead: uint64(st.Dead), OldestAge: durationpb.New(st.OldestAge), Revision: st.Revision,
+		Gate: gateStat(st.Queue, st.Gate)}, nil
 }
 
 // DeadLetters lists dead letters.
@@ -270,7 +274,7 @@ func (s *Service) Wait(ctx context.Context, req *beaconpb.QueueWaitRequest) (*be
 
 func messageProto(m Message) *beaconpb.QueueMessage {
 	p := &beaconpb.QueueMessage{Queue: m.Queue, Id: m.ID, Payload: m.Payload, Deliveries: uint32(m.Deliveries),
-		DedupId: m.DedupID, DeadReason: m.DeadReason}
+		DedupId: m.DedupID, DeadReason: m.DeadReason, Last: m.Last}
 	if !m.Enqueued.IsZero() {
 		p.EnqueuedAt = timestamppb.New(m.Enqueued)
 	}

@@ -23,6 +23,300 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type QueueGateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// Types that are valid to be assigned to Condition:
+	//
+	//	*QueueGateRequest_Count
+	//	*QueueGateRequest_After
+	//	*QueueGateRequest_Key
+	//	*QueueGateRequest_Open
+	//	*QueueGateRequest_Close
+	Condition     isQueueGateRequest_Condition `protobuf_oneof:"condition"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueGateRequest) Reset() {
+	*x = QueueGateRequest{}
+	mi := &file_queue_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueGateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueGateRequest) ProtoMessage() {}
+
+func (x *QueueGateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_queue_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueGateRequest.ProtoReflect.Descriptor instead.
+func (*QueueGateRequest) Descriptor() ([]byte, []int) {
+	return file_queue_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *QueueGateRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueueGateRequest) GetCondition() isQueueGateRequest_Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return nil
+}
+
+func (x *QueueGateRequest) GetCount() uint32 {
+	if x != nil {
+		if x, ok := x.Condition.(*QueueGateRequest_Count); ok {
+			return x.Count
+		}
+	}
+	return 0
+}
+
+func (x *QueueGateRequest) GetAfter() string {
+	if x != nil {
+		if x, ok := x.Condition.(*QueueGateRequest_After); ok {
+			return x.After
+		}
+	}
+	return ""
+}
+
+func (x *QueueGateRequest) GetKey() *QueueGateKey {
+	if x != nil {
+		if x, ok := x.Condition.(*QueueGateRequest_Key); ok {
+			return x.Key
+		}
+	}
+	return nil
+}
+
+func (x *QueueGateRequest) GetOpen() bool {
+	if x != nil {
+		if x, ok := x.Condition.(*QueueGateRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return false
+}
+
+func (x *QueueGateRequest) GetClose() bool {
+	if x != nil {
+		if x, ok := x.Condition.(*QueueGateRequest_Close); ok {
+			return x.Close
+		}
+	}
+	return false
+}
+
+type isQueueGateRequest_Condition interface {
+	isQueueGateRequest_Condition()
+}
+
+type QueueGateRequest_Count struct {
+	// Open once this many messages are ready (not reserved, not delayed,
+	// not pushed with last). At least 1.
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3,oneof"`
+}
+
+type QueueGateRequest_After struct {
+	// Open once this message (an id in the queue) is acked; until then it
+	// alone is handed out. Not a `last` message.
+	After string `protobuf:"bytes,3,opt,name=after,proto3,oneof"`
+}
+
+type QueueGateRequest_Key struct {
+	// Open once this config key exists, or holds value.
+	Key *QueueGateKey `protobuf:"bytes,4,opt,name=key,proto3,oneof"`
+}
+
+type QueueGateRequest_Open struct {
+	// Open now, keeping the condition.
+	Open bool `protobuf:"varint,5,opt,name=open,proto3,oneof"`
+}
+
+type QueueGateRequest_Close struct {
+	// Close now: only `open` opens it again.
+	Close bool `protobuf:"varint,6,opt,name=close,proto3,oneof"`
+}
+
+func (*QueueGateRequest_Count) isQueueGateRequest_Condition() {}
+
+func (*QueueGateRequest_After) isQueueGateRequest_Condition() {}
+
+func (*QueueGateRequest_Key) isQueueGateRequest_Condition() {}
+
+func (*QueueGateRequest_Open) isQueueGateRequest_Condition() {}
+
+func (*QueueGateRequest_Close) isQueueGateRequest_Condition() {}
+
+type QueueGateKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A config key (as `beacon config`: relative to the config namespace).
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Absent: the key's existence is enough.
+	Value         []byte `protobuf:"bytes,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueGateKey) Reset() {
+	*x = QueueGateKey{}
+	mi := &file_queue_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueGateKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueGateKey) ProtoMessage() {}
+
+func (x *QueueGateKey) ProtoReflect() protoreflect.Message {
+	mi := &file_queue_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueGateKey.ProtoReflect.Descriptor instead.
+func (*QueueGateKey) Descriptor() ([]byte, []int) {
+	return file_queue_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *QueueGateKey) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *QueueGateKey) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type QueueGate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// False: the queue has no gate (the rest is unset).
+	Exists bool `protobuf:"varint,2,opt,name=exists,proto3" json:"exists,omitempty"`
+	Open   bool `protobuf:"varint,3,opt,name=open,proto3" json:"open,omitempty"`
+	// The condition; all unset for a gate closed by hand.
+	Count uint32        `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	After string        `protobuf:"bytes,5,opt,name=after,proto3" json:"after,omitempty"`
+	Key   *QueueGateKey `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`
+	// The etcd revision of the gate's last change (its opening, when open).
+	Revision      int64 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueGate) Reset() {
+	*x = QueueGate{}
+	mi := &file_queue_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueGate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueGate) ProtoMessage() {}
+
+func (x *QueueGate) ProtoReflect() protoreflect.Message {
+	mi := &file_queue_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueGate.ProtoReflect.Descriptor instead.
+func (*QueueGate) Descriptor() ([]byte, []int) {
+	return file_queue_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *QueueGate) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueueGate) GetExists() bool {
+	if x != nil {
+		return x.Exists
+	}
+	return false
+}
+
+func (x *QueueGate) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+func (x *QueueGate) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *QueueGate) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *QueueGate) GetKey() *QueueGateKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *QueueGate) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type QueueEnqueueRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
@@ -35,14 +329,18 @@ type QueueEnqueueRequest struct {
 	// to a tenth of the window (at least 1s).
 	DedupWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=dedup_window,json=dedupWindow,proto3" json:"dedup_window,omitempty"`
 	// The message becomes ready only after this delay (0 to 24h).
-	Delay         *durationpb.Duration `protobuf:"bytes,5,opt,name=delay,proto3" json:"delay,omitempty"`
+	Delay *durationpb.Duration `protobuf:"bytes,5,opt,name=delay,proto3" json:"delay,omitempty"`
+	// The message is handed out only once the queue holds no other message
+	// (but `last` ones) and no dead letter: every other message, pushed
+	// before or after it, has been acked.
+	Last          bool `protobuf:"varint,6,opt,name=last,proto3" json:"last,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueueEnqueueRequest) Reset() {
 	*x = QueueEnqueueRequest{}
-	mi := &file_queue_proto_msgTypes[0]
+	mi := &file_queue_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -54,7 +352,7 @@ func (x *QueueEnqueueRequest) String() string {
 func (*QueueEnqueueRequest) ProtoMessage() {}
 
 func (x *QueueEnqueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[0]
+	mi := &file_queue_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -67,7 +365,7 @@ func (x *QueueEnqueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueEnqueueRequest.ProtoReflect.Descriptor instead.
 func (*QueueEnqueueRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{0}
+	return file_queue_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *QueueEnqueueRequest) GetQueue() string {
@@ -105,6 +403,13 @@ func (x *QueueEnqueueRequest) GetDelay() *durationpb.Duration {
 	return nil
 }
 
+func (x *QueueEnqueueRequest) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
 type QueueEnqueueResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The message's id: its sequence number in the queue, in decimal.
@@ -117,7 +422,7 @@ type QueueEnqueueResponse struct {
 
 func (x *QueueEnqueueResponse) Reset() {
 	*x = QueueEnqueueResponse{}
-	mi := &file_queue_proto_msgTypes[1]
+	mi := &file_queue_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -129,7 +434,7 @@ func (x *QueueEnqueueResponse) String() string {
 func (*QueueEnqueueResponse) ProtoMessage() {}
 
 func (x *QueueEnqueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[1]
+	mi := &file_queue_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -142,7 +447,7 @@ func (x *QueueEnqueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueEnqueueResponse.ProtoReflect.Descriptor instead.
 func (*QueueEnqueueResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{1}
+	return file_queue_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *QueueEnqueueResponse) GetId() string {
@@ -187,7 +492,7 @@ type QueueReserveRequest struct {
 
 func (x *QueueReserveRequest) Reset() {
 	*x = QueueReserveRequest{}
-	mi := &file_queue_proto_msgTypes[2]
+	mi := &file_queue_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -199,7 +504,7 @@ func (x *QueueReserveRequest) String() string {
 func (*QueueReserveRequest) ProtoMessage() {}
 
 func (x *QueueReserveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[2]
+	mi := &file_queue_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -212,7 +517,7 @@ func (x *QueueReserveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueReserveRequest.ProtoReflect.Descriptor instead.
 func (*QueueReserveRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{2}
+	return file_queue_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *QueueReserveRequest) GetQueue() string {
@@ -267,15 +572,17 @@ type QueueMessage struct {
 	Deliveries uint32 `protobuf:"varint,5,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
 	DedupId    string `protobuf:"bytes,6,opt,name=dedup_id,json=dedupId,proto3" json:"dedup_id,omitempty"`
 	// Dead letters only: when and why the message left the queue.
-	DeadAt        *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=dead_at,json=deadAt,proto3" json:"dead_at,omitempty"`
-	DeadReason    string                 `protobuf:"bytes,8,opt,name=dead_reason,json=deadReason,proto3" json:"dead_reason,omitempty"`
+	DeadAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=dead_at,json=deadAt,proto3" json:"dead_at,omitempty"`
+	DeadReason string                 `protobuf:"bytes,8,opt,name=dead_reason,json=deadReason,proto3" json:"dead_reason,omitempty"`
+	// Pushed with last.
+	Last          bool `protobuf:"varint,9,opt,name=last,proto3" json:"last,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueueMessage) Reset() {
 	*x = QueueMessage{}
-	mi := &file_queue_proto_msgTypes[3]
+	mi := &file_queue_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +594,7 @@ func (x *QueueMessage) String() string {
 func (*QueueMessage) ProtoMessage() {}
 
 func (x *QueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[3]
+	mi := &file_queue_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +607,7 @@ func (x *QueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueMessage.ProtoReflect.Descriptor instead.
 func (*QueueMessage) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{3}
+	return file_queue_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *QueueMessage) GetQueue() string {
@@ -359,6 +666,13 @@ func (x *QueueMessage) GetDeadReason() string {
 	return ""
 }
 
+func (x *QueueMessage) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
 type QueueReserveResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Message *QueueMessage          `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
@@ -378,7 +692,7 @@ type QueueReserveResponse struct {
 
 func (x *QueueReserveResponse) Reset() {
 	*x = QueueReserveResponse{}
-	mi := &file_queue_proto_msgTypes[4]
+	mi := &file_queue_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +704,7 @@ func (x *QueueReserveResponse) String() string {
 func (*QueueReserveResponse) ProtoMessage() {}
 
 func (x *QueueReserveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[4]
+	mi := &file_queue_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +717,7 @@ func (x *QueueReserveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueReserveResponse.ProtoReflect.Descriptor instead.
 func (*QueueReserveResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{4}
+	return file_queue_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *QueueReserveResponse) GetMessage() *QueueMessage {
@@ -447,7 +761,7 @@ type QueueAckRequest struct {
 
 func (x *QueueAckRequest) Reset() {
 	*x = QueueAckRequest{}
-	mi := &file_queue_proto_msgTypes[5]
+	mi := &file_queue_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +773,7 @@ func (x *QueueAckRequest) String() string {
 func (*QueueAckRequest) ProtoMessage() {}
 
 func (x *QueueAckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[5]
+	mi := &file_queue_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +786,7 @@ func (x *QueueAckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueAckRequest.ProtoReflect.Descriptor instead.
 func (*QueueAckRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{5}
+	return file_queue_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *QueueAckRequest) GetReceipt() string {
@@ -497,7 +811,7 @@ type QueueAckResponse struct {
 
 func (x *QueueAckResponse) Reset() {
 	*x = QueueAckResponse{}
-	mi := &file_queue_proto_msgTypes[6]
+	mi := &file_queue_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +823,7 @@ func (x *QueueAckResponse) String() string {
 func (*QueueAckResponse) ProtoMessage() {}
 
 func (x *QueueAckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[6]
+	mi := &file_queue_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +836,7 @@ func (x *QueueAckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueAckResponse.ProtoReflect.Descriptor instead.
 func (*QueueAckResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{6}
+	return file_queue_proto_rawDescGZIP(), []int{9}
 }
 
 type QueueNackRequest struct {
@@ -538,7 +852,7 @@ type QueueNackRequest struct {
 
 func (x *QueueNackRequest) Reset() {
 	*x = QueueNackRequest{}
-	mi := &file_queue_proto_msgTypes[7]
+	mi := &file_queue_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +864,7 @@ func (x *QueueNackRequest) String() string {
 func (*QueueNackRequest) ProtoMessage() {}
 
 func (x *QueueNackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[7]
+	mi := &file_queue_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +877,7 @@ func (x *QueueNackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueNackRequest.ProtoReflect.Descriptor instead.
 func (*QueueNackRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{7}
+	return file_queue_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *QueueNackRequest) GetReceipt() string {
@@ -595,7 +909,7 @@ type QueueNackResponse struct {
 
 func (x *QueueNackResponse) Reset() {
 	*x = QueueNackResponse{}
-	mi := &file_queue_proto_msgTypes[8]
+	mi := &file_queue_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +921,7 @@ func (x *QueueNackResponse) String() string {
 func (*QueueNackResponse) ProtoMessage() {}
 
 func (x *QueueNackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[8]
+	mi := &file_queue_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +934,7 @@ func (x *QueueNackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueNackResponse.ProtoReflect.Descriptor instead.
 func (*QueueNackResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{8}
+	return file_queue_proto_rawDescGZIP(), []int{11}
 }
 
 type QueueExtendRequest struct {
@@ -636,7 +950,7 @@ type QueueExtendRequest struct {
 
 func (x *QueueExtendRequest) Reset() {
 	*x = QueueExtendRequest{}
-	mi := &file_queue_proto_msgTypes[9]
+	mi := &file_queue_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +962,7 @@ func (x *QueueExtendRequest) String() string {
 func (*QueueExtendRequest) ProtoMessage() {}
 
 func (x *QueueExtendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[9]
+	mi := &file_queue_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +975,7 @@ func (x *QueueExtendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueExtendRequest.ProtoReflect.Descriptor instead.
 func (*QueueExtendRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{9}
+	return file_queue_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *QueueExtendRequest) GetReceipt() string {
@@ -694,7 +1008,7 @@ type QueueExtendResponse struct {
 
 func (x *QueueExtendResponse) Reset() {
 	*x = QueueExtendResponse{}
-	mi := &file_queue_proto_msgTypes[10]
+	mi := &file_queue_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +1020,7 @@ func (x *QueueExtendResponse) String() string {
 func (*QueueExtendResponse) ProtoMessage() {}
 
 func (x *QueueExtendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[10]
+	mi := &file_queue_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +1033,7 @@ func (x *QueueExtendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueExtendResponse.ProtoReflect.Descriptor instead.
 func (*QueueExtendResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{10}
+	return file_queue_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *QueueExtendResponse) GetDeadline() *timestamppb.Timestamp {
@@ -738,7 +1052,7 @@ type QueueStatsRequest struct {
 
 func (x *QueueStatsRequest) Reset() {
 	*x = QueueStatsRequest{}
-	mi := &file_queue_proto_msgTypes[11]
+	mi := &file_queue_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +1064,7 @@ func (x *QueueStatsRequest) String() string {
 func (*QueueStatsRequest) ProtoMessage() {}
 
 func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[11]
+	mi := &file_queue_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +1077,7 @@ func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsRequest.ProtoReflect.Descriptor instead.
 func (*QueueStatsRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{11}
+	return file_queue_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *QueueStatsRequest) GetQueue() string {
@@ -788,14 +1102,16 @@ type QueueStats struct {
 	// Age of the oldest message in the queue; zero when empty.
 	OldestAge *durationpb.Duration `protobuf:"bytes,7,opt,name=oldest_age,json=oldestAge,proto3" json:"oldest_age,omitempty"`
 	// The etcd revision the counts were read at.
-	Revision      int64 `protobuf:"varint,8,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,8,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The queue's gate, read at the same revision; unset when it has none.
+	Gate          *QueueGate `protobuf:"bytes,9,opt,name=gate,proto3" json:"gate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueueStats) Reset() {
 	*x = QueueStats{}
-	mi := &file_queue_proto_msgTypes[12]
+	mi := &file_queue_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +1123,7 @@ func (x *QueueStats) String() string {
 func (*QueueStats) ProtoMessage() {}
 
 func (x *QueueStats) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[12]
+	mi := &file_queue_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +1136,7 @@ func (x *QueueStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStats.ProtoReflect.Descriptor instead.
 func (*QueueStats) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{12}
+	return file_queue_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *QueueStats) GetQueue() string {
@@ -879,6 +1195,13 @@ func (x *QueueStats) GetRevision() int64 {
 	return 0
 }
 
+func (x *QueueStats) GetGate() *QueueGate {
+	if x != nil {
+		return x.Gate
+	}
+	return nil
+}
+
 type QueueDeadLettersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
@@ -890,7 +1213,7 @@ type QueueDeadLettersRequest struct {
 
 func (x *QueueDeadLettersRequest) Reset() {
 	*x = QueueDeadLettersRequest{}
-	mi := &file_queue_proto_msgTypes[13]
+	mi := &file_queue_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1225,7 @@ func (x *QueueDeadLettersRequest) String() string {
 func (*QueueDeadLettersRequest) ProtoMessage() {}
 
 func (x *QueueDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[13]
+	mi := &file_queue_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1238,7 @@ func (x *QueueDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*QueueDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{13}
+	return file_queue_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *QueueDeadLettersRequest) GetQueue() string {
@@ -943,7 +1266,7 @@ type QueueDeadLettersResponse struct {
 
 func (x *QueueDeadLettersResponse) Reset() {
 	*x = QueueDeadLettersResponse{}
-	mi := &file_queue_proto_msgTypes[14]
+	mi := &file_queue_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1278,7 @@ func (x *QueueDeadLettersResponse) String() string {
 func (*QueueDeadLettersResponse) ProtoMessage() {}
 
 func (x *QueueDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[14]
+	mi := &file_queue_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1291,7 @@ func (x *QueueDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*QueueDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{14}
+	return file_queue_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *QueueDeadLettersResponse) GetMessages() []*QueueMessage {
@@ -998,7 +1321,7 @@ type QueueDeadRequest struct {
 
 func (x *QueueDeadRequest) Reset() {
 	*x = QueueDeadRequest{}
-	mi := &file_queue_proto_msgTypes[15]
+	mi := &file_queue_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1333,7 @@ func (x *QueueDeadRequest) String() string {
 func (*QueueDeadRequest) ProtoMessage() {}
 
 func (x *QueueDeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[15]
+	mi := &file_queue_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1346,7 @@ func (x *QueueDeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueDeadRequest.ProtoReflect.Descriptor instead.
 func (*QueueDeadRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{15}
+	return file_queue_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueueDeadRequest) GetQueue() string {
@@ -1063,7 +1386,7 @@ type QueueDeadResponse struct {
 
 func (x *QueueDeadResponse) Reset() {
 	*x = QueueDeadResponse{}
-	mi := &file_queue_proto_msgTypes[16]
+	mi := &file_queue_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1398,7 @@ func (x *QueueDeadResponse) String() string {
 func (*QueueDeadResponse) ProtoMessage() {}
 
 func (x *QueueDeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[16]
+	mi := &file_queue_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1411,7 @@ func (x *QueueDeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueDeadResponse.ProtoReflect.Descriptor instead.
 func (*QueueDeadResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{16}
+	return file_queue_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueueDeadResponse) GetDone() []string {
@@ -1123,7 +1446,7 @@ type QueueWaitRequest struct {
 
 func (x *QueueWaitRequest) Reset() {
 	*x = QueueWaitRequest{}
-	mi := &file_queue_proto_msgTypes[17]
+	mi := &file_queue_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1458,7 @@ func (x *QueueWaitRequest) String() string {
 func (*QueueWaitRequest) ProtoMessage() {}
 
 func (x *QueueWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[17]
+	mi := &file_queue_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1471,7 @@ func (x *QueueWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueWaitRequest.ProtoReflect.Descriptor instead.
 func (*QueueWaitRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{17}
+	return file_queue_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *QueueWaitRequest) GetQueue() string {
@@ -1175,7 +1498,7 @@ type QueueWaitResponse struct {
 
 func (x *QueueWaitResponse) Reset() {
 	*x = QueueWaitResponse{}
-	mi := &file_queue_proto_msgTypes[18]
+	mi := &file_queue_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1510,7 @@ func (x *QueueWaitResponse) String() string {
 func (*QueueWaitResponse) ProtoMessage() {}
 
 func (x *QueueWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[18]
+	mi := &file_queue_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1523,7 @@ func (x *QueueWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueWaitResponse.ProtoReflect.Descriptor instead.
 func (*QueueWaitResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{18}
+	return file_queue_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueueWaitResponse) GetCount() uint64 {
@@ -1214,13 +1537,34 @@ var File_queue_proto protoreflect.FileDescriptor
 
 const file_queue_proto_rawDesc = "" +
 	"\n" +
-	"\vqueue.proto\x12\tbeacon.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x01\n" +
+	"\vqueue.proto\x12\tbeacon.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x01\n" +
+	"\x10QueueGateRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x16\n" +
+	"\x05count\x18\x02 \x01(\rH\x00R\x05count\x12\x16\n" +
+	"\x05after\x18\x03 \x01(\tH\x00R\x05after\x12+\n" +
+	"\x03key\x18\x04 \x01(\v2\x17.beacon.v1.QueueGateKeyH\x00R\x03key\x12\x14\n" +
+	"\x04open\x18\x05 \x01(\bH\x00R\x04open\x12\x16\n" +
+	"\x05close\x18\x06 \x01(\bH\x00R\x05closeB\v\n" +
+	"\tcondition\"E\n" +
+	"\fQueueGateKey\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x19\n" +
+	"\x05value\x18\x02 \x01(\fH\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x06_value\"\xc0\x01\n" +
+	"\tQueueGate\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x16\n" +
+	"\x06exists\x18\x02 \x01(\bR\x06exists\x12\x12\n" +
+	"\x04open\x18\x03 \x01(\bR\x04open\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\rR\x05count\x12\x14\n" +
+	"\x05after\x18\x05 \x01(\tR\x05after\x12)\n" +
+	"\x03key\x18\x06 \x01(\v2\x17.beacon.v1.QueueGateKeyR\x03key\x12\x1a\n" +
+	"\brevision\x18\a \x01(\x03R\brevision\"\xe3\x01\n" +
 	"\x13QueueEnqueueRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x19\n" +
 	"\bdedup_id\x18\x03 \x01(\tR\adedupId\x12<\n" +
 	"\fdedup_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vdedupWindow\x12/\n" +
-	"\x05delay\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05delay\"D\n" +
+	"\x05delay\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x12\n" +
+	"\x04last\x18\x06 \x01(\bR\x04last\"D\n" +
 	"\x14QueueEnqueueResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x94\x02\n" +
@@ -1235,7 +1579,7 @@ const file_queue_proto_rawDesc = "" +
 	"\x0emax_deliveries\x18\x05 \x01(\rH\x00R\rmaxDeliveries\x88\x01\x01\x12\x1f\n" +
 	"\vack_receipt\x18\x06 \x01(\tR\n" +
 	"ackReceiptB\x11\n" +
-	"\x0f_max_deliveries\"\x9c\x02\n" +
+	"\x0f_max_deliveries\"\xb0\x02\n" +
 	"\fQueueMessage\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
@@ -1248,7 +1592,8 @@ const file_queue_proto_rawDesc = "" +
 	"\bdedup_id\x18\x06 \x01(\tR\adedupId\x123\n" +
 	"\adead_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06deadAt\x12\x1f\n" +
 	"\vdead_reason\x18\b \x01(\tR\n" +
-	"deadReason\"\xb6\x01\n" +
+	"deadReason\x12\x12\n" +
+	"\x04last\x18\t \x01(\bR\x04last\"\xb6\x01\n" +
 	"\x14QueueReserveResponse\x121\n" +
 	"\amessage\x18\x01 \x01(\v2\x17.beacon.v1.QueueMessageR\amessage\x12\x18\n" +
 	"\areceipt\x18\x02 \x01(\tR\areceipt\x126\n" +
@@ -1275,7 +1620,7 @@ const file_queue_proto_rawDesc = "" +
 	"\x13QueueExtendResponse\x126\n" +
 	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\")\n" +
 	"\x11QueueStatsRequest\x12\x14\n" +
-	"\x05queue\x18\x01 \x01(\tR\x05queue\"\xef\x01\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\"\x99\x02\n" +
 	"\n" +
 	"QueueStats\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
@@ -1286,7 +1631,8 @@ const file_queue_proto_rawDesc = "" +
 	"\x04dead\x18\x06 \x01(\x04R\x04dead\x128\n" +
 	"\n" +
 	"oldest_age\x18\a \x01(\v2\x19.google.protobuf.DurationR\toldestAge\x12\x1a\n" +
-	"\brevision\x18\b \x01(\x03R\brevision\"E\n" +
+	"\brevision\x18\b \x01(\x03R\brevision\x12(\n" +
+	"\x04gate\x18\t \x01(\v2\x14.beacon.v1.QueueGateR\x04gate\"E\n" +
 	"\x17QueueDeadLettersRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"c\n" +
@@ -1305,7 +1651,7 @@ const file_queue_proto_rawDesc = "" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\")\n" +
 	"\x11QueueWaitResponse\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\x04R\x05count2\xd2\x05\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count2\x8d\x06\n" +
 	"\x05Queue\x12J\n" +
 	"\aEnqueue\x12\x1e.beacon.v1.QueueEnqueueRequest\x1a\x1f.beacon.v1.QueueEnqueueResponse\x12J\n" +
 	"\aReserve\x12\x1e.beacon.v1.QueueReserveRequest\x1a\x1f.beacon.v1.QueueReserveResponse\x12>\n" +
@@ -1316,7 +1662,8 @@ const file_queue_proto_rawDesc = "" +
 	"\vDeadLetters\x12\".beacon.v1.QueueDeadLettersRequest\x1a#.beacon.v1.QueueDeadLettersResponse\x12D\n" +
 	"\aRedrive\x12\x1b.beacon.v1.QueueDeadRequest\x1a\x1c.beacon.v1.QueueDeadResponse\x12F\n" +
 	"\tPurgeDead\x12\x1b.beacon.v1.QueueDeadRequest\x1a\x1c.beacon.v1.QueueDeadResponse\x12A\n" +
-	"\x04Wait\x12\x1b.beacon.v1.QueueWaitRequest\x1a\x1c.beacon.v1.QueueWaitResponseB)Z'github.com/beaconhq/beacon/api/beaconpbb\x06proto3"
+	"\x04Wait\x12\x1b.beacon.v1.QueueWaitRequest\x1a\x1c.beacon.v1.QueueWaitResponse\x129\n" +
+	"\x04Gate\x12\x1b.beacon.v1.QueueGateRequest\x1a\x14.beacon.v1.QueueGateB)Z'github.com/beaconhq/beacon/api/beaconpbb\x06proto3"
 
 var (
 	file_queue_proto_rawDescOnce sync.Once
@@ -1330,69 +1677,77 @@ func file_queue_proto_rawDescGZIP() []byte {
 	return file_queue_proto_rawDescData
 }
 
-var file_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_queue_proto_goTypes = []any{
-	(*QueueEnqueueRequest)(nil),      // 0: beacon.v1.QueueEnqueueRequest
-	(*QueueEnqueueResponse)(nil),     // 1: beacon.v1.QueueEnqueueResponse
-	(*QueueReserveRequest)(nil),      // 2: beacon.v1.QueueReserveRequest
-	(*QueueMessage)(nil),             // 3: beacon.v1.QueueMessage
-	(*QueueReserveResponse)(nil),     // 4: beacon.v1.QueueReserveResponse
-	(*QueueAckRequest)(nil),          // 5: beacon.v1.QueueAckRequest
-	(*QueueAckResponse)(nil),         // 6: beacon.v1.QueueAckResponse
-	(*QueueNackRequest)(nil),         // 7: beacon.v1.QueueNackRequest
-	(*QueueNackResponse)(nil),        // 8: beacon.v1.QueueNackResponse
-	(*QueueExtendRequest)(nil),       // 9: beacon.v1.QueueExtendRequest
-	(*QueueExtendResponse)(nil),      // 10: beacon.v1.QueueExtendResponse
-	(*QueueStatsRequest)(nil),        // 11: beacon.v1.QueueStatsRequest
-	(*QueueStats)(nil),               // 12: beacon.v1.QueueStats
-	(*QueueDeadLettersRequest)(nil),  // 13: beacon.v1.QueueDeadLettersRequest
-	(*QueueDeadLettersResponse)(nil), // 14: beacon.v1.QueueDeadLettersResponse
-	(*QueueDeadRequest)(nil),         // 15: beacon.v1.QueueDeadRequest
-	(*QueueDeadResponse)(nil),        // 16: beacon.v1.QueueDeadResponse
-	(*QueueWaitRequest)(nil),         // 17: beacon.v1.QueueWaitRequest
-	(*QueueWaitResponse)(nil),        // 18: beacon.v1.QueueWaitResponse
-	(*durationpb.Duration)(nil),      // 19: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 20: google.protobuf.Timestamp
+	(*QueueGateRequest)(nil),         // 0: beacon.v1.QueueGateRequest
+	(*QueueGateKey)(nil),             // 1: beacon.v1.QueueGateKey
+	(*QueueGate)(nil),                // 2: beacon.v1.QueueGate
+	(*QueueEnqueueRequest)(nil),      // 3: beacon.v1.QueueEnqueueRequest
+	(*QueueEnqueueResponse)(nil),     // 4: beacon.v1.QueueEnqueueResponse
+	(*QueueReserveRequest)(nil),      // 5: beacon.v1.QueueReserveRequest
+	(*QueueMessage)(nil),             // 6: beacon.v1.QueueMessage
+	(*QueueReserveResponse)(nil),     // 7: beacon.v1.QueueReserveResponse
+	(*QueueAckRequest)(nil),          // 8: beacon.v1.QueueAckRequest
+	(*QueueAckResponse)(nil),         // 9: beacon.v1.QueueAckResponse
+	(*QueueNackRequest)(nil),         // 10: beacon.v1.QueueNackRequest
+	(*QueueNackResponse)(nil),        // 11: beacon.v1.QueueNackResponse
+	(*QueueExtendRequest)(nil),       // 12: beacon.v1.QueueExtendRequest
+	(*QueueExtendResponse)(nil),      // 13: beacon.v1.QueueExtendResponse
+	(*QueueStatsRequest)(nil),        // 14: beacon.v1.QueueStatsRequest
+	(*QueueStats)(nil),               // 15: beacon.v1.QueueStats
+	(*QueueDeadLettersRequest)(nil),  // 16: beacon.v1.QueueDeadLettersRequest
+	(*QueueDeadLettersResponse)(nil), // 17: beacon.v1.QueueDeadLettersResponse
+	(*QueueDeadRequest)(nil),         // 18: beacon.v1.QueueDeadRequest
+	(*QueueDeadResponse)(nil),        // 19: beacon.v1.QueueDeadResponse
+	(*QueueWaitRequest)(nil),         // 20: beacon.v1.QueueWaitRequest
+	(*QueueWaitResponse)(nil),        // 21: beacon.v1.QueueWaitResponse
+	(*durationpb.Duration)(nil),      // 22: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
 }
 var file_queue_proto_depIdxs = []int32{
-	19, // 0: beacon.v1.QueueEnqueueRequest.dedup_window:type_name -> google.protobuf.Duration
-	19, // 1: beacon.v1.QueueEnqueueRequest.delay:type_name -> google.protobuf.Duration
-	19, // 2: beacon.v1.QueueReserveRequest.visibility:type_name -> google.protobuf.Duration
-	19, // 3: beacon.v1.QueueReserveRequest.wait:type_name -> google.protobuf.Duration
-	20, // 4: beacon.v1.QueueMessage.enqueued_at:type_name -> google.protobuf.Timestamp
-	20, // 5: beacon.v1.QueueMessage.dead_at:type_name -> google.protobuf.Timestamp
-	3,  // 6: beacon.v1.QueueReserveResponse.message:type_name -> beacon.v1.QueueMessage
-	20, // 7: beacon.v1.QueueReserveResponse.deadline:type_name -> google.protobuf.Timestamp
-	19, // 8: beacon.v1.QueueNackRequest.delay:type_name -> google.protobuf.Duration
-	19, // 9: beacon.v1.QueueExtendRequest.visibility:type_name -> google.protobuf.Duration
-	20, // 10: beacon.v1.QueueExtendResponse.deadline:type_name -> google.protobuf.Timestamp
-	19, // 11: beacon.v1.QueueStats.oldest_age:type_name -> google.protobuf.Duration
-	3,  // 12: beacon.v1.QueueDeadLettersResponse.messages:type_name -> beacon.v1.QueueMessage
-	0,  // 13: beacon.v1.Queue.Enqueue:input_type -> beacon.v1.QueueEnqueueRequest
-	2,  // 14: beacon.v1.Queue.Reserve:input_type -> beacon.v1.QueueReserveRequest
-	5,  // 15: beacon.v1.Queue.Ack:input_type -> beacon.v1.QueueAckRequest
-	7,  // 16: beacon.v1.Queue.Nack:input_type -> beacon.v1.QueueNackRequest
-	9,  // 17: beacon.v1.Queue.Extend:input_type -> beacon.v1.QueueExtendRequest
-	11, // 18: beacon.v1.Queue.Stats:input_type -> beacon.v1.QueueStatsRequest
-	13, // 19: beacon.v1.Queue.DeadLetters:input_type -> beacon.v1.QueueDeadLettersRequest
-	15, // 20: beacon.v1.Queue.Redrive:input_type -> beacon.v1.QueueDeadRequest
-	15, // 21: beacon.v1.Queue.PurgeDead:input_type -> beacon.v1.QueueDeadRequest
-	17, // 22: beacon.v1.Queue.Wait:input_type -> beacon.v1.QueueWaitRequest
-	1,  // 23: beacon.v1.Queue.Enqueue:output_type -> beacon.v1.QueueEnqueueResponse
-	4,  // 24: beacon.v1.Queue.Reserve:output_type -> beacon.v1.QueueReserveResponse
-	6,  // 25: beacon.v1.Queue.Ack:output_type -> beacon.v1.QueueAckResponse
-	8,  // 26: beacon.v1.Queue.Nack:output_type -> beacon.v1.QueueNackResponse
-	10, // 27: beacon.v1.Queue.Extend:output_type -> beacon.v1.QueueExtendResponse
-	12, // 28: beacon.v1.Queue.Stats:output_type -> beacon.v1.QueueStats
-	14, // 29: beacon.v1.Queue.DeadLetters:output_type -> beacon.v1.QueueDeadLettersResponse
-	16, // 30: beacon.v1.Queue.Redrive:output_type -> beacon.v1.QueueDeadResponse
-	16, // 31: beacon.v1.Queue.PurgeDead:output_type -> beacon.v1.QueueDeadResponse
-	18, // 32: beacon.v1.Queue.Wait:output_type -> beacon.v1.QueueWaitResponse
-	23, // [23:33] is the sub-list for method output_type
-	13, // [13:23] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	1,  // 0: beacon.v1.QueueGateRequest.key:type_name -> beacon.v1.QueueGateKey
+	1,  // 1: beacon.v1.QueueGate.key:type_name -> beacon.v1.QueueGateKey
+	22, // 2: beacon.v1.QueueEnqueueRequest.dedup_window:type_name -> google.protobuf.Duration
+	22, // 3: beacon.v1.QueueEnqueueRequest.delay:type_name -> google.protobuf.Duration
+	22, // 4: beacon.v1.QueueReserveRequest.visibility:type_name -> google.protobuf.Duration
+	22, // 5: beacon.v1.QueueReserveRequest.wait:type_name -> google.protobuf.Duration
+	23, // 6: beacon.v1.QueueMessage.enqueued_at:type_name -> google.protobuf.Timestamp
+	23, // 7: beacon.v1.QueueMessage.dead_at:type_name -> google.protobuf.Timestamp
+	6,  // 8: beacon.v1.QueueReserveResponse.message:type_name -> beacon.v1.QueueMessage
+	23, // 9: beacon.v1.QueueReserveResponse.deadline:type_name -> google.protobuf.Timestamp
+	22, // 10: beacon.v1.QueueNackRequest.delay:type_name -> google.protobuf.Duration
+	22, // 11: beacon.v1.QueueExtendRequest.visibility:type_name -> google.protobuf.Duration
+	23, // 12: beacon.v1.QueueExtendResponse.deadline:type_name -> google.protobuf.Timestamp
+	22, // 13: beacon.v1.QueueStats.oldest_age:type_name -> google.protobuf.Duration
+	2,  // 14: beacon.v1.QueueStats.gate:type_name -> beacon.v1.QueueGate
+	6,  // 15: beacon.v1.QueueDeadLettersResponse.messages:type_name -> beacon.v1.QueueMessage
+	3,  // 16: beacon.v1.Queue.Enqueue:input_type -> beacon.v1.QueueEnqueueRequest
+	5,  // 17: beacon.v1.Queue.Reserve:input_type -> beacon.v1.QueueReserveRequest
+	8,  // 18: beacon.v1.Queue.Ack:input_type -> beacon.v1.QueueAckRequest
+	10, // 19: beacon.v1.Queue.Nack:input_type -> beacon.v1.QueueNackRequest
+	12, // 20: beacon.v1.Queue.Extend:input_type -> beacon.v1.QueueExtendRequest
+	14, // 21: beacon.v1.Queue.Stats:input_type -> beacon.v1.QueueStatsRequest
+	16, // 22: beacon.v1.Queue.DeadLetters:input_type -> beacon.v1.QueueDeadLettersRequest
+	18, // 23: beacon.v1.Queue.Redrive:input_type -> beacon.v1.QueueDeadRequest
+	18, // 24: beacon.v1.Queue.PurgeDead:input_type -> beacon.v1.QueueDeadRequest
+	20, // 25: beacon.v1.Queue.Wait:input_type -> beacon.v1.QueueWaitRequest
+	0,  // 26: beacon.v1.Queue.Gate:input_type -> beacon.v1.QueueGateRequest
+	4,  // 27: beacon.v1.Queue.Enqueue:output_type -> beacon.v1.QueueEnqueueResponse
+	7,  // 28: beacon.v1.Queue.Reserve:output_type -> beacon.v1.QueueReserveResponse
+	9,  // 29: beacon.v1.Queue.Ack:output_type -> beacon.v1.QueueAckResponse
+	11, // 30: beacon.v1.Queue.Nack:output_type -> beacon.v1.QueueNackResponse
+	13, // 31: beacon.v1.Queue.Extend:output_type -> beacon.v1.QueueExtendResponse
+	15, // 32: beacon.v1.Queue.Stats:output_type -> beacon.v1.QueueStats
+	17, // 33: beacon.v1.Queue.DeadLetters:output_type -> beacon.v1.QueueDeadLettersResponse
+	19, // 34: beacon.v1.Queue.Redrive:output_type -> beacon.v1.QueueDeadResponse
+	19, // 35: beacon.v1.Queue.PurgeDead:output_type -> beacon.v1.QueueDeadResponse
+	21, // 36: beacon.v1.Queue.Wait:output_type -> beacon.v1.QueueWaitResponse
+	2,  // 37: beacon.v1.Queue.Gate:output_type -> beacon.v1.QueueGate
+	27, // [27:38] is the sub-list for method output_type
+	16, // [16:27] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_queue_proto_init() }
@@ -1400,14 +1755,22 @@ func file_queue_proto_init() {
 	if File_queue_proto != nil {
 		return
 	}
-	file_queue_proto_msgTypes[2].OneofWrappers = []any{}
+	file_queue_proto_msgTypes[0].OneofWrappers = []any{
+		(*QueueGateRequest_Count)(nil),
+		(*QueueGateRequest_After)(nil),
+		(*QueueGateRequest_Key)(nil),
+		(*QueueGateRequest_Open)(nil),
+		(*QueueGateRequest_Close)(nil),
+	}
+	file_queue_proto_msgTypes[1].OneofWrappers = []any{}
+	file_queue_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_queue_proto_rawDesc), len(file_queue_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

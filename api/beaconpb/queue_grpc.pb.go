@@ -29,6 +29,7 @@ const (
 	Queue_Redrive_FullMethodName     = "/beacon.v1.Queue/Redrive"
 	Queue_PurgeDead_FullMethodName   = "/beacon.v1.Queue/PurgeDead"
 	Queue_Wait_FullMethodName        = "/beacon.v1.Queue/Wait"
+	Queue_Gate_FullMethodName        = "/beacon.v1.Queue/Gate"
 )
 
 // QueueClient is the client API for Queue service.
@@ -77,6 +78,15 @@ type QueueClient interface {
 	// Wait returns once the queue holds at least `count` messages (ready,
 	// reserved or delayed; not dead letters).
 	Wait(ctx context.Context, in *QueueWaitRequest, opts ...grpc.CallOption) (*QueueWaitResponse, error)
+	// Gate sets the queue's gate (a condition replaces any gate it had) and
+	// answers it; with no condition it only reads it (exists false: no
+	// gate). While the gate is closed, Reserve hands out nothing (it waits,
+	// or answers NOT_FOUND), but for an `after` gate's message; pushes still
+	// queue. The gate opens once its condition holds, in one etcd
+	// transaction with the condition, and stays open until set again. A bad
+	// condition answers INVALID_ARGUMENT naming it; `after` a message the
+	// queue does not hold, NOT_FOUND.
+	Gate(ctx context.Context, in *QueueGateRequest, opts ...grpc.CallOption) (*QueueGate, error)
 }
 
 type queueClient struct {
@@ -187,6 +197,16 @@ func (c *queueClient) Wait(ctx context.Context, in *QueueWaitRequest, opts ...gr
 	return out, nil
 }
 
+func (c *queueClient) Gate(ctx context.Context, in *QueueGateRequest, opts ...grpc.CallOption) (*QueueGate, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueueGate)
+	err := c.cc.Invoke(ctx, Queue_Gate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueueServer is the server API for Queue service.
 // All implementations must embed UnimplementedQueueServer
 // for forward compatibility.
@@ -233,6 +253,15 @@ type QueueServer interface {
 	// Wait returns once the queue holds at least `count` messages (ready,
 	// reserved or delayed; not dead letters).
 	Wait(context.Context, *QueueWaitRequest) (*QueueWaitResponse, error)
+	// Gate sets the queue's gate (a condition replaces any gate it had) and
+	// answers it; with no condition it only reads it (exists false: no
+	// gate). While the gate is closed, Reserve hands out nothing (it waits,
+	// or answers NOT_FOUND), but for an `after` gate's message; pushes still
+	// queue. The gate opens once its condition holds, in one etcd
+	// transaction with the condition, and stays open until set again. A bad
+	// condition answers INVALID_ARGUMENT naming it; `after` a message the
+	// queue does not hold, NOT_FOUND.
+	Gate(context.Context, *QueueGateRequest) (*QueueGate, error)
 	mustEmbedUnimplementedQueueServer()
 }
 
@@ -272,6 +301,9 @@ func (UnimplementedQueueServer) PurgeDead(context.Context, *QueueDeadRequest) (*
 }
 func (UnimplementedQueueServer) Wait(context.Context, *QueueWaitRequest) (*QueueWaitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Wait not implemented")
+}
+func (UnimplementedQueueServer) Gate(context.Context, *QueueGateRequest) (*QueueGate, error) {
+	return nil, status.Error(codes.Unimplemented, "method Gate not implemented")
 }
 func (UnimplementedQueueServer) mustEmbedUnimplementedQueueServer() {}
 func (UnimplementedQueueServer) testEmbeddedByValue()               {}
@@ -474,6 +506,24 @@ func _Queue_Wait_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Queue_Gate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueueGateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServer).Gate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Queue_Gate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServer).Gate(ctx, req.(*QueueGateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Queue_ServiceDesc is the grpc.ServiceDesc for Queue service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -520,6 +570,10 @@ var Queue_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Wait",
 			Handler:    _Queue_Wait_Handler,
+		},
+		{
+			MethodName: "Gate",
+			Handler:    _Queue_Gate_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
