@@ -1,0 +1,313 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/beaconhq/beacon/internal/testcluster"
+)
+
+// gateWorkerScript logs each task a worker starts as "REV ID DELIVERIES
+// PAYLOAD" (REV: the revision that made the reservation, the receipt's
+// last field), and for the task named in $HOLD waits for the file
+// $HOLD_FILE (at most 60 s) before it ends; the big task also saves the
+// queue's stats as it starts.
+const gateWorkerScript = `p=$(cat)
+echo "${BEACON_QUEUE_RECEIPT##*/} $BEACON_QUEUE_MESSAGE_ID $BEACON_QUEUE_DELIVERIES $p" >> "$LOG"
+if [ "$p" = big ]; then "$BEACON" queue stats "$BEACON_QUEUE" -w json > "$LOG.big-stats"; fi
+if [ -n "$HOLD" ] && [ "$p" = "$HOLD" ]; then
+  i=0; while [ ! -f "$HOLD_FILE" ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done
+fi
+sleep 0.05`
+
+// gateStart is a line of a worker's log.
+type gateStart struct {
+	rev        int64
+	id         string
+	deliveries int
+	payload    string
+}
+
+func gateLog(t *testing.T, path string) []gateStart {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []gateStart
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.SplitN(line, " ", 4)
+		if len(f) < 4 {
+			continue
+		}
+		rev, _ := strconv.ParseInt(f[0], 10, 64)
+		d, _ := strconv.Atoi(f[2])
+		out = append(out, gateStart{rev: rev, id: f[1], deliveries: d, payload: f[3]})
+	}
+	return out
+}
+
+// waitGateLog waits (60 s at most) until the log has n lines.
+func waitGateLog(t *testing.T, path string, n int) []gateStart {
+	t.Helper()
+	var got []gateStart
+	if err := testcluster.Eventually(60*time.Second, func() error {
+		if got = gateLog(t, path); len(got) < n {
+			return fmt.Errorf("%d tasks started, want %d", len(got), n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v: %+v", err, got)
+	}
+	return got
+}
+
+func gateWorkerEnv(t *testing.T, a *testcluster.Agent, log string, more ...string) []string {
+	return append([]string{"LOG=" + log, "BEACON=" + testcluster.Binary(t), "BEACON_AGENT=" + a.APIAddr}, more...)
+}
+
+// gateJSON is `beacon queue gate Q -w json`.
+type gateJSON struct {
+	Exists   bool   `json:"exists"`
+	Open     bool   `json:"open"`
+	Count    int    `json:"count"`
+	After    string `json:"after"`
+	Revision int64  `json:"revision"`
+	Key      *struct {
+		Key   string `json:"key"`
+		Value string `json:"value"`
+	} `json:"key"`
+}
+
+func gateCLI(t *testing.T, a *testcluster.Agent, args ...string) gateJSON {
+	t.Helper()
+	out, errOut, code := queueCLI(t, a, nil, append([]string{"queue", "gate", "-w", "json"}, args...)...)
+	var g gateJSON
+	if code != 0 || json.Unmarshal([]byte(out), &g) != nil {
+		t.Fatalf("beacon queue gate %v: exit %d, %s%s", args, code, out, errOut)
+	}
+	return g
+}
+
+// seqRevision is the revision of the queue's last push (its seq key).
+func seqRevision(t *testing.T, a *testcluster.Agent, queue string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := a.Client().Get(ctx, "/beacon/queues/"+queue+"/seq")
+	if err != nil || len(resp.Kvs) == 0 {
+		t.Fatalf("reading %s's seq key: %v", queue, err)
+	}
+	return resp.Kvs[0].ModRevision
+}
+
+// wantNothingReserved: a reserve that does not wait finds nothing.
+func wantNothingReserved(t *testing.T, a *testcluster.Agent, queue, when string) {
+	t.Helper()
+	out, errOut, code := queueCLI(t, a, nil, "queue", "reserve", queue, "--wait", "0")
+	if code != 1 || !strings.Contains(errOut, "gate is closed") {
+		t.Fatalf("%s: beacon queue reserve %s --wait 0: exit %d, %s%s", when, queue, code, out, errOut)
+	}
+}
+
+// Scenario (a): three workers on three agents; ten small tasks and a
+// --last big one pushed in random order behind a gate --count 10. No
+// reservation is made before the tenth small push, the small tasks start
+// in push order, the big one only once all ten are acked.
+func TestQueueGateCount(t *testing.T) {
+	c := testcluster.New(t)
+	agents := startStatic(t, c, 3)
+	const queue = "build"
+	log := filepath.Join(t.TempDir(), "started.log")
+	gateCLI(t, agents[0], queue, "--count", "10")
+	for i, a := range agents {
+		startQueueWorker(t, a, queue, gateWorkerScript, gateWorkerEnv(t, agents[i], log)...)
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
+	order := append([]string{"big"}, make([]string, 10)...)
+	for i := range 10 {
+		order[i+1] = fmt.Sprintf("small-%d", i)
+	}
+	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	small, tenth := 0, int64(0)
+	pushed := map[string]string{} // payload → id
+	for i, p := range order {
+		args := []string{"queue", "push", queue, p}
+		if p == "big" {
+			args = []string{"queue", "push", queue, "--last", p}
+		} else {
+			small++
+		}
+		if small == 10 && p != "big" {
+			wantNothingReserved(t, agents[i%3], queue, "before the tenth small push")
+		}
+		out, errOut, code := queueCLI(t, agents[i%3], nil, args...)
+		if code != 0 {
+			t.Fatalf("beacon %v: %s", args, errOut)
+		}
+		pushed[p] = strings.TrimSpace(out)
+		if small == 10 && tenth == 0 {
+			tenth = seqRevision(t, agents[0], queue)
+		}
+	}
+	got := waitGateLog(t, log, 11)
+	if len(got) != 11 {
+		t.Fatalf("%d tasks started, want 11: %+v", len(got), got)
+	}
+	sort.Slice(got, func(i, j int) bool { return got[i].rev < got[j].rev })
+	var ids []int
+	for i, s := range got {
+		if s.rev <= tenth {
+			t.Errorf("%s was reserved at revision %d, before the tenth small push (revision %d)", s.payload, s.rev, tenth)
+		}
+		if s.deliveries != 1 {
+			t.Errorf("%s delivered %d times", s.payload, s.deliveries)
+		}
+		if i < 10 {
+			n, _ := strconv.Atoi(s.id)
+			ids = append(ids, n)
+		}
+	}
+	if !sort.IntsAreSorted(ids) {
+		t.Errorf("the small tasks started in the order of ids %v, not in push order", ids)
+	}
+	if last := got[10]; last.payload != "big" || last.id != pushed["big"] {
+		t.Fatalf("the last task started is %+v, want the big one", last)
+	}
+	var st struct {
+		Depth    int `json:"depth"`
+		InFlight int `json:"in_flight"`
+	}
+	data, err := os.ReadFile(log + ".big-stats")
+	if err != nil || json.Unmarshal(data, &st) != nil || st.Depth != 1 || st.InFlight != 1 {
+		t.Fatalf("stats as the big task started (want it alone in the queue): %s %v", data, err)
+	}
+	if g := gateCLI(t, agents[2], queue); !g.Exists || !g.Open || g.Count != 10 || g.Revision <= tenth {
+		t.Fatalf("gate at the end: %+v", g)
+	}
+}
+
+// Scenario (b): the --after task alone runs until it is acked; its worker
+// killed with kill -9, the gate stays closed, the task is delivered again,
+// and the gate opens with its ack.
+func TestQueueGateAfter(t *testing.T) {
+	c := testcluster.New(t)
+	a, b := memberAndProxy(t, c, "b")
+	const queue = "setup"
+	log := filepath.Join(t.TempDir(), "started.log")
+	release := filepath.Join(t.TempDir(), "release")
+	var ids []string
+	for _, p := range []string{"shard-1", "migrate", "shard-2"} {
+		out, errOut, code := queueCLI(t, a, nil, "queue", "push", queue, p)
+		if code != 0 {
+			t.Fatal(errOut)
+		}
+		ids = append(ids, strings.TrimSpace(out))
+	}
+	if g := gateCLI(t, b, queue, "--after", ids[1]); !g.Exists || g.Open || g.After != ids[1] {
+		t.Fatalf("gate --after %s answered %+v", ids[1], g)
+	}
+	env := gateWorkerEnv(t, a, log, "HOLD=migrate", "HOLD_FILE="+release)
+	first := startQueueWorker(t, a, queue, gateWorkerScript, env...)
+	got := waitGateLog(t, log, 1)
+	if got[0].payload != "migrate" {
+		t.Fatalf("the first task started is %+v, want migrate", got[0])
+	}
+	second := startQueueWorker(t, b, queue, gateWorkerScript, env...)
+	wantNothingReserved(t, b, queue, "while the first task runs")
+
+	first.kill() // kill -9 of beacon; its CMD dies with it, its session ends
+	got = waitGateLog(t, log, 2)
+	if got[1].payload != "migrate" || got[1].deliveries != 2 {
+		t.Fatalf("after the kill: %+v, want migrate delivered again", got[1])
+	}
+	if g := gateCLI(t, a, queue); g.Open {
+		t.Fatalf("the gate opened without the first task's ack: %+v", g)
+	}
+	wantNothingReserved(t, a, queue, "while the first task runs again")
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got = waitGateLog(t, log, 4)
+	g := gateCLI(t, a, queue)
+	if !g.Open {
+		t.Fatalf("gate after the first task's ack: %+v", g)
+	}
+	for _, s := range got[2:] {
+		if s.payload == "migrate" || s.rev <= g.Revision {
+			t.Errorf("%+v started before the gate opened (revision %d)", s, g.Revision)
+		}
+	}
+	second.kill()
+}
+
+// Scenario (c): flipping a config key opens the gate, and a worker waiting
+// on another agent gets the message.
+func TestQueueGateKey(t *testing.T) {
+	c := testcluster.New(t)
+	a, b := memberAndProxy(t, c, "b")
+	const queue = "deploys"
+	log := filepath.Join(t.TempDir(), "started.log")
+	if g := gateCLI(t, a, queue, "--key", "release/go=yes"); g.Open || g.Key == nil || g.Key.Key != "release/go" {
+		t.Fatalf("gate --key answered %+v", g)
+	}
+	if _, errOut, code := queueCLI(t, a, nil, "queue", "push", queue, "deploy-web"); code != 0 {
+		t.Fatal(errOut)
+	}
+	startQueueWorker(t, b, queue, gateWorkerScript, gateWorkerEnv(t, b, log)...)
+	if _, errOut, code := queueCLI(t, a, nil, "config", "put", "release/go", "no"); code != 0 {
+		t.Fatal(errOut)
+	}
+	wantNothingReserved(t, b, queue, "with the key at another value")
+	out, errOut, code := queueCLI(t, a, nil, "config", "put", "release/go", "yes")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	var flipped int64
+	if _, err := fmt.Sscanf(out, "put release/go at revision %d", &flipped); err != nil {
+		t.Fatalf("config put printed %q", out)
+	}
+	got := waitGateLog(t, log, 1)
+	if got[0].payload != "deploy-web" || got[0].rev <= flipped {
+		t.Fatalf("started %+v; the key flipped at revision %d", got[0], flipped)
+	}
+}
+
+// A gate is etcd's, not an agent's: an agent killed and started again
+// still holds its queue back, and opens it when the condition comes.
+func TestQueueGateRestart(t *testing.T) {
+	c := testcluster.New(t)
+	agents := startStatic(t, c, 3)
+	const queue = "batch"
+	gateCLI(t, agents[1], queue, "--count", "2")
+	queueCLI(t, agents[0], nil, "queue", "push", queue, "one")
+	wantNothingReserved(t, agents[0], queue, "before the restart")
+	ic := testcluster.InitialCluster(agents...)
+	for _, a := range agents {
+		a.Kill()
+	}
+	for _, a := range agents {
+		a.Start("--initial-cluster", ic)
+	}
+	for _, a := range agents {
+		a.WaitReady(readyWithin)
+	}
+	if g := gateCLI(t, agents[2], queue); !g.Exists || g.Open || g.Count != 2 {
+		t.Fatalf("gate after the restart: %+v", g)
+	}
+	wantNothingReserved(t, agents[0], queue, "after the restart")
+	queueCLI(t, agents[2], nil, "queue", "push", queue, "two")
+	r := queueReserveCLI(t, agents[0], queue, "--wait", "30s")
+	if r.Message.Payload != "one" {
+		t.Fatalf("after the second push: %+v", r)
+	}
+}
