@@ -187,8 +187,15 @@ func TestQueueGateCount(t *testing.T) {
 		Depth    int `json:"depth"`
 		InFlight int `json:"in_flight"`
 	}
-	data, err := os.ReadFile(log + ".big-stats")
-	if err != nil || json.Unmarshal(data, &st) != nil || st.Depth != 1 || st.InFlight != 1 {
+	var data []byte
+	err := testcluster.Eventually(30*time.Second, func() error { // the big task writes it after its log line
+		var err error
+		if data, err = os.ReadFile(log + ".big-stats"); err == nil {
+			err = json.Unmarshal(data, &st)
+		}
+		return err
+	})
+	if err != nil || st.Depth != 1 || st.InFlight != 1 {
 		t.Fatalf("stats as the big task started (want it alone in the queue): %s %v", data, err)
 	}
 	if g := gateCLI(t, agents[2], queue); !g.Exists || !g.Open || g.Count != 10 || g.Revision <= tenth {
