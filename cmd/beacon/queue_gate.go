@@ -7,9 +7,14 @@ import (
 	"strings"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/bench"
 	"github.com/beaconhq/beacon/client"
 	"github.com/spf13/cobra"
 )
+
+func init() {
+	benchCommands = append(benchCommands, newBenchGateCmd)
+}
 
 func newQueueGateCmd(g *globals) *cobra.Command {
 	var count uint32
@@ -118,4 +123,37 @@ func quoteIfOdd(s string) string {
 		return strconv.Quote(s)
 	}
 	return s
+}
+
+func newBenchGateCmd() *cobra.Command {
+	o := bench.GateOptions{}
+	cmd := &cobra.Command{
+		Use:   "gate",
+		Short: "Gated queue (--key): from flipping a config key to a worker's reserve on another agent, beside workers watching the key with clientv3",
+		Long: `Scenario (c) of a gated queue: a queue behind "gate --key K=go", workers
+waiting in Reserve on another agent; the time from the put that flips K to
+the first reserve that succeeds. Beside it, in the same run, the plain way:
+workers watching K with clientv3 themselves and then taking the first key
+of a prefix with a Get and a delete transaction. Without --agent it starts
+its own pair of agents (a member, where the key is written, and a proxy,
+where the workers wait).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Samples < 1 || o.Samples > 10000 || o.Workers < 1 || o.Workers > 100 {
+				return &usageError{errorf("--samples must be from 1 to 10000, --workers from 1 to 100")}
+			}
+			o.Agent, _ = cmd.Flags().GetString("agent")
+			if o.Agent != "" && o.Endpoint == "" {
+				return &usageError{errorf("with --agent, give --endpoint (that agent's etcd client URL) too")}
+			}
+			return bench.Gate(cmd.Context(), cmd.OutOrStdout(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.AgentB, "agent-b", "", "the workers' agent (default --agent)")
+	f.StringVar(&o.Endpoint, "endpoint", "", "etcd client URL of --agent: where the key is flipped")
+	f.StringVar(&o.EndpointB, "endpoint-b", "", "etcd client URL of the plain workers (default --endpoint)")
+	f.IntVar(&o.Samples, "samples", 20, "flips per side")
+	f.IntVar(&o.Workers, "workers", 3, "workers waiting per flip, each side")
+	return cmd
 }
