@@ -289,6 +289,27 @@ func TestQueueGateKey(t *testing.T) {
 	if got[0].payload != "deploy-web" || got[0].rev <= flipped {
 		t.Fatalf("started %+v; the key flipped at revision %d", got[0], flipped)
 	}
+
+	// Refusals: one line each, with the right code and exit status.
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--count", "0"}, 1, "beacon: invalid argument: count: must be at least 1"},
+		{[]string{"--after", "x1"}, 1, `beacon: invalid argument: after: "x1" is not a message id`},
+		{[]string{"--after", "999"}, 1, `beacon: not found: queue "deploys" has no message 999`},
+		{[]string{"--key", "/abs=1"}, 1, "beacon: invalid argument: key:"},
+		{[]string{"--count", "2", "--open"}, 2, "give one of --count, --after, --key, --open, --close"},
+	} {
+		_, errOut, code := queueCLI(t, b, nil, append([]string{"queue", "gate", queue}, tc.args...)...)
+		if code != tc.code || !strings.HasPrefix(errOut, tc.want) && !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") > 1 {
+			t.Errorf("beacon queue gate %v: exit %d, %q; want exit %d, %q", tc.args, code, errOut, tc.code, tc.want)
+		}
+	}
+	if out, errOut, code := queueCLI(t, b, nil, "queue", "gate", queue); code != 0 || !strings.Contains(out, "open") || !strings.Contains(out, "key release/go=yes") {
+		t.Errorf("beacon queue gate %s: exit %d, %s%s", queue, code, out, errOut)
+	}
 }
 
 // A gate is etcd's, not an agent's: an agent killed and started again
