@@ -331,8 +331,9 @@ func TestQueueGateRestart(t *testing.T) {
 	for _, a := range agents {
 		a.WaitReady(readyWithin)
 	}
-	if g := gateCLI(t, agents[2], queue); !g.Exists || g.Open || g.Count != 2 {
-		t.Fatalf("gate after the restart: %+v", g)
+	_, sdk := queueClient(t, agents[2])
+	if g, err := sdk.QueueGate(queueCtx(t), queue); err != nil || !g.Exists || g.Open || g.Count != 2 {
+		t.Fatalf("gate after the restart (Go SDK): %v %v", g, err)
 	}
 	wantNothingReserved(t, agents[0], queue, "after the restart")
 	queueCLI(t, agents[2], nil, "queue", "push", queue, "two")

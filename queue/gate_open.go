@@ -28,11 +28,19 @@ type cfgState struct {
 // something changed (the transaction compared it all).
 type gateTry struct{ gateMod, rev, cfgMod int64 }
 
-// runGate is the view's opener, for the view's whole life.
-func (v *view) runGate() {
-	if v.waitLoaded(v.ctx) != nil {
-		return
+// startOpener starts the view's opener the first time the view holds a
+// gate: views of queues that never had one cost no goroutine for it.
+// v.mu held.
+func (v *view) startOpener() {
+	if v.gate != nil && !v.opener {
+		v.opener = true
+		go v.runGate()
 	}
+}
+
+// runGate is the view's opener, from the first gate it saw to the view's
+// end.
+func (v *view) runGate() {
 	watching, stopWatch := "", context.CancelFunc(func() {})
 	defer func() { stopWatch() }()
 	var tried gateTry

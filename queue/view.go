@@ -39,6 +39,7 @@ type view struct {
 	res       map[uint64]resState
 	dead      map[uint64]bool  // dead letters' sequence numbers (they hold back WithLast messages)
 	gate      *gateState       // nil: no gate
+	opener    bool             // runGate started (once the view has seen a gate)
 	cfg       cfgState         // the config key a gate waits for (gate_open.go)
 	attempted map[uint64]state // candidates tried in the state they were tried in
 	changed   chan struct{}    // closed and replaced on every change
@@ -83,7 +84,6 @@ func newView(b *Broker, queue string) *view {
 	v := &view{b: b, k: b.keys(queue), ctx: ctx, cancel: cancel, loaded: make(chan struct{}),
 		msgs: map[uint64]*entry{}, res: map[uint64]resState{}, dead: map[uint64]bool{}, attempted: map[uint64]state{}, changed: make(chan struct{})}
 	go v.run()
-	go v.runGate()
 	return v
 }
 
@@ -146,6 +146,7 @@ func (v *view) reload(ctx context.Context) (int64, error) {
 	defer v.mu.Unlock()
 	if resp.Header.Revision > v.rev {
 		v.msgs, v.res, v.dead, v.gate, v.order, v.head, v.rev = c.msgs, c.res, c.dead, c.gate, order, 0, resp.Header.Revision
+		v.startOpener()
 		v.lastErr = nil
 		v.signal()
 	}
@@ -209,6 +210,7 @@ func (v *view) apply(events []*clientv3.Event) {
 			c := contents{msgs: v.msgs, res: v.res, dead: v.dead, gate: v.gate, added: v.insert}
 			v.put(&c, ev.Kv)
 			v.gate = c.gate
+			v.startOpener()
 			continue
 		}
 		if string(ev.Kv.Key) == v.k.gate() {
