@@ -102,14 +102,13 @@ func TestGateAfter(t *testing.T) {
 		t.Fatalf("gate after the redelivery: %+v", g)
 	}
 	wantEmpty(t, b1, q, "the first task redelivered and not acked")
-	if err := b2.Ack(ctxT(t), d.Receipt); err != nil {
-		t.Fatal(err)
+	// Acked within the next Reserve: that call waits for the gate its ack
+	// opens and gets the next message.
+	if d := mustReserve(t, b2, q, WithAck(d.Receipt), WithWait(10*time.Second)); d.ID != other {
+		t.Fatalf("after the gate opened: %+v", d)
 	}
 	if g, _ := b1.GetGate(ctxT(t), q); g == nil || !g.Open {
 		t.Fatalf("gate after the first task's ack: %+v", g)
-	}
-	if d := mustReserve(t, b1, q, WithWait(10*time.Second)); d.ID != other {
-		t.Fatalf("after the gate opened: %+v", d)
 	}
 	if _, err := b1.SetGate(ctxT(t), q, GateCondition{After: first}); !errors.Is(err, ErrNoMessage) {
 		t.Fatalf("gate after an acked message: %v, want ErrNoMessage", err)
@@ -163,11 +162,23 @@ func TestStaleViewCannotReserve(t *testing.T) {
 		if err := v.waitLoaded(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}
-		v.mu.Lock()
-		c, found, _ := v.pick(time.Now().UnixNano(), DefaultMaxDeliveries)
-		v.mu.Unlock()
-		if !found {
-			t.Fatal("nothing to pick")
+		var c candidate
+		for end := time.Now().Add(10 * time.Second); ; { // until the view has caught up
+			v.mu.Lock()
+			got, found, _ := v.pick(time.Now().UnixNano(), DefaultMaxDeliveries)
+			changed := v.changed
+			v.mu.Unlock()
+			if found {
+				c = got
+				break
+			}
+			if time.Now().After(end) {
+				t.Fatal("nothing to pick")
+			}
+			select {
+			case <-changed:
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 		change() // after the pick: the view's picture is stale
 		o := reserveOpts{visibility: time.Minute, maxDeliveries: DefaultMaxDeliveries, lease: func() clientv3.LeaseID { return clientv3.NoLease }}
@@ -213,5 +224,18 @@ func TestGateRefusals(t *testing.T) {
 	}
 	if _, err := b.SetGate(ctxT(t), q, GateCondition{After: "999999"}); !errors.Is(err, ErrNoMessage) {
 		t.Errorf("after an unknown id: %v", err)
+	}
+}
+
+// A delayed message counts once its delay has passed: the opener wakes
+// for it by itself, with no event to wake it.
+func TestGateCountWaitsForDelay(t *testing.T) {
+	b1, b2, q := newBroker(t, "a"), newBroker(t, "b"), queueName(t)
+	mustGate(t, b1, q, GateCondition{Count: 2})
+	first := mustEnqueue(t, b1, q, "now")
+	mustEnqueue(t, b1, q, "soon", WithDelay(500*time.Millisecond))
+	wantEmpty(t, b2, q, "one ready, one delayed")
+	if d := mustReserve(t, b2, q, WithWait(10*time.Second)); d.ID != first {
+		t.Fatalf("after the delay: %+v", d)
 	}
 }
