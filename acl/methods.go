@@ -93,6 +93,7 @@ var methods = map[string]method{
 	beaconpb.Queue_Redrive_FullMethodName:     one(KindQueue, AccessWrite, func(r any) string { return r.(*beaconpb.QueueDeadRequest).Queue }),
 	beaconpb.Queue_PurgeDead_FullMethodName:   one(KindQueue, AccessWrite, func(r any) string { return r.(*beaconpb.QueueDeadRequest).Queue }),
 	beaconpb.Queue_Wait_FullMethodName:        one(KindQueue, AccessRead, func(r any) string { return r.(*beaconpb.QueueWaitRequest).Queue }),
+	beaconpb.Queue_Gate_FullMethodName:        {needs: gateNeeds},
 
 	beaconpb.Config_Get_FullMethodName:    one(KindConfig, AccessRead, func(r any) string { return r.(*beaconpb.ConfigGetRequest).Key }),
 	beaconpb.Config_Put_FullMethodName:    one(KindConfig, AccessWrite, func(r any) string { return r.(*beaconpb.ConfigPutRequest).Key }),
@@ -210,4 +211,19 @@ func (m method) needsOf(ns string, req any) (needs []Need) {
 		}
 	}()
 	return m.needs(ns, req)
+}
+
+// gateNeeds: reading a queue's gate is queue:Q:read; setting it,
+// queue:Q:write, and for a key condition config:KEY:read as well (an open
+// gate would tell the key's value).
+func gateNeeds(_ string, r any) []Need {
+	req := r.(*beaconpb.QueueGateRequest)
+	if req.Condition == nil {
+		return []Need{{Kind: KindQueue, Name: req.Queue, Access: AccessRead}}
+	}
+	needs := []Need{{Kind: KindQueue, Name: req.Queue, Access: AccessWrite}}
+	if k := req.GetKey(); k != nil {
+		needs = append(needs, Need{Kind: KindConfig, Name: k.GetKey(), Access: AccessRead})
+	}
+	return needs
 }

@@ -36,6 +36,7 @@ type enqueueReq struct {
 	dedup   string
 	window  time.Duration
 	delay   time.Duration
+	last    bool
 	done    chan struct{}
 	id      string
 	dup     bool
@@ -199,7 +200,7 @@ func (p *producer) commit(batch []*enqueueReq) {
 		var leaseErr error
 		for i, r := range fresh {
 			seq := p.seq + 1 + uint64(i)
-			m := meta{Enqueued: now.UnixNano(), Dedup: r.dedup}
+			m := meta{Enqueued: now.UnixNano(), Dedup: r.dedup, Last: r.last}
 			if r.delay > 0 {
 				m.NotBefore = now.Add(r.delay).UnixNano()
 			}

@@ -22,6 +22,9 @@ var (
 	// ErrSessionEnded: the session the reservation was to be bound to has
 	// ended.
 	ErrSessionEnded = rpcerr.NewNamed(codes.FailedPrecondition, "session ended")
+	// ErrNoMessage: a gate's --after names a message the queue does not
+	// hold.
+	ErrNoMessage = rpcerr.NewNamed(codes.NotFound, "no such message")
 	// ErrTooManyViews: a call needs to follow one more queue than the
 	// agent follows at most (max-queue-views), and every queue it follows
 	// has a call waiting on it.

@@ -15,6 +15,11 @@ type candidate struct {
 	e   entry
 	res resState
 	act action
+	// What the transaction also compares: the gate key's mod revision as
+	// the view saw it (0: no gate), and for a WithLast message the view's
+	// revision, at which no other message was left (last.go).
+	gateMod int64
+	lastRev int64
 }
 
 // pick finds the first message in sequence order that is ready, or whose
@@ -27,20 +32,47 @@ func (v *view) pick(now int64, maxDeliveries uint32) (c candidate, found bool, w
 			wake = t
 		}
 	}
-	for _, seq := range v.order[v.head:] {
+	var gateMod int64
+	order := v.order[v.head:]
+	if g := v.gate; g != nil {
+		gateMod = g.mod
+		switch {
+		case g.rec.Open:
+		case g.rec.After != 0:
+			order = []uint64{g.rec.After} // the first task alone, while it is not acked
+		default:
+			return candidate{}, false, 0 // the gate's opener wakes us (gate_open.go)
+		}
+	}
+	others := -1 // whether a message other than WithLast ones is left; counted once, if asked
+	for _, seq := range order {
 		e := v.msgs[seq]
 		if e == nil {
 			continue
 		}
+		if e.m.Last {
+			if others < 0 {
+				others = v.othersLeft()
+			}
+			if others > 0 {
+				continue // its turn comes when the others are acked: a change wakes us
+			}
+		}
 		r, reserved := v.res[seq]
-		st := state{msgMod: e.mod, resMod: r.mod}
+		st := state{msgMod: e.mod, resMod: r.mod, gateMod: gateMod}
+		if e.m.Last {
+			st.lastRev = v.rev
+		}
 		if a, ok := v.attempted[seq]; ok {
 			if a == st {
 				continue
 			}
 			delete(v.attempted, seq)
 		}
-		c = candidate{seq: seq, e: *e, res: r}
+		c = candidate{seq: seq, e: *e, res: r, gateMod: gateMod}
+		if e.m.Last {
+			c.lastRev = v.rev
+		}
 		switch {
 		case reserved && r.r.Deadline > now:
 			soon(r.r.Deadline)

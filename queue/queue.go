@@ -33,6 +33,7 @@ const (
 type Broker struct {
 	cli    *clientv3.Client
 	root   string // "<namespace>queues/"
+	config string // "<namespace>config/": the keys gates wait for
 	node   string
 	lg     *zap.Logger
 	ctx    context.Context
@@ -63,7 +64,7 @@ func WithNode(name string) Option { return func(b *Broker) { b.node = name } }
 func New(cli *clientv3.Client, namespace string, opts ...Option) *Broker {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
-		cli: cli, root: namespace + "queues/", lg: zap.NewNop(),
+		cli: cli, root: namespace + "queues/", config: namespace + "config/", lg: zap.NewNop(),
 		ctx: ctx, cancel: cancel, views: newViews(DefaultMaxViews), producers: map[string]*producer{},
 	}
 	for _, o := range opts {
@@ -92,6 +93,7 @@ func (b *Broker) Close() error {
 //	dedup/<id>   the message id of a dedup id, under a lease of the window
 //	status/<seq> the progress report of its reservation (progress.go), under
 //	             the reservation's lease; outside the view's range
+//	gate         the queue's gate (JSON: its condition, open or not), if any
 //
 // <seq> is zero-padded to 20 digits, so key order is FIFO order.
 type keys struct {
@@ -108,8 +110,14 @@ func (k keys) res(seq uint64) string       { return k.root + "res/" + seqString(
 func (k keys) dead(seq uint64) string      { return k.root + "dead/" + seqString(seq) }
 func (k keys) dedup(id string) string      { return k.root + "dedup/" + id }
 func (k keys) msgPrefix() string           { return k.root + "msg/" }
+func (k keys) resPrefix() string           { return k.root + "res/" }
 func (k keys) deadPrefix() string          { return k.root + "dead/" }
+func (k keys) gate() string                { return k.root + "gate" }
 func (k keys) viewRange() (string, string) { return k.root + "msg/", k.root + "res0" } // msg/… and res/…
+
+// followRange is what a view follows: dead/…, dedup/… (ignored), gate,
+// msg/… and res/…, in key order.
+func (k keys) followRange() (string, string) { return k.root + "dead/", k.root + "res0" }
 
 func seqString(seq uint64) string { return fmt.Sprintf("%020d", seq) }
 

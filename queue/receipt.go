@@ -19,6 +19,13 @@ func holds(k keys, r Receipt) clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(k.res(r.Seq)), "=", r.Rev)
 }
 
+// ackOps remove an acked message, and open the queue's gate if it was
+// waiting for this ack (ackOpens).
+func ackOps(k keys, seq uint64) []clientv3.Op {
+	return []clientv3.Op{clientv3.OpDelete(k.msg(seq)), clientv3.OpDelete(k.body(seq)), clientv3.OpDelete(k.res(seq)),
+		clientv3.OpDelete(k.status(seq)), ackOpens(k, seq)}
+}
+
 // refused adds what was asked to a claim's refusal.
 func refused(err error, what string, r Receipt) error {
 	for _, base := range []*rpcerr.Named{ErrStaleReceipt, ErrNotYours} {
@@ -43,9 +50,7 @@ func (b *Broker) Ack(ctx context.Context, r Receipt, opts ...CallOption) error {
 	if err := b.claim(ctx, k, r, callerOf(opts)); err != nil {
 		return refused(err, "ack", r)
 	}
-	resp, err := b.cli.Txn(ctx).If(holds(k, r)).
-		Then(clientv3.OpDelete(k.msg(r.Seq)), clientv3.OpDelete(k.body(r.Seq)), clientv3.OpDelete(k.res(r.Seq)),
-			clientv3.OpDelete(k.status(r.Seq))).Commit()
+	resp, err := b.cli.Txn(ctx).If(holds(k, r)).Then(ackOps(k, r.Seq)...).Commit()
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,9 @@ type meta struct {
 	NotBefore  int64  `json:"not_before,omitempty"` // unix ns; ready from then on
 	Deliveries uint32 `json:"deliveries"`           // reservations so far
 	Dedup      string `json:"dedup,omitempty"`
+	// Last: reserved only once no other message is in the queue (see
+	// last.go).
+	Last bool `json:"last,omitempty"`
 }
 
 // reservation is the value of res/<seq>. It names no session: a session
@@ -65,6 +68,7 @@ type Message struct {
 	Enqueued   time.Time
 	Deliveries int
 	DedupID    string
+	Last       bool // pushed with WithLast
 	// Dead letters only.
 	DeadAt     time.Time
 	DeadReason string
@@ -135,6 +139,7 @@ type Stats struct {
 	// MaxInFlightListed, and whether more are in flight.
 	InFlightMessages []InFlight
 	InFlightMore     bool
+	Gate             *Gate // nil: the queue has no gate
 }
 
 func unixTime(ns int64) time.Time {

@@ -146,7 +146,7 @@ func (b *Broker) Reserve(ctx context.Context, queue string, opts ...ReserveOptio
 			// reload at the current revision settles it before answering
 			// empty.
 			if checked {
-				return nil, fmt.Errorf("queue %q: %w", queue, ErrEmpty)
+				return nil, v.emptyError()
 			}
 			checked = true
 			if _, err := v.reload(ctx); err != nil {
@@ -196,6 +196,10 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	msgKey, resKey := k.msg(c.seq), k.res(c.seq)
 	sameMsg := clientv3.Compare(clientv3.ModRevision(msgKey), "=", c.e.mod)
 	noRes := clientv3.Compare(clientv3.Version(resKey), "=", 0)
+	// No message leaves the queue under a gate other than the view saw:
+	// a gate closed (or a condition changed) since fails the transaction,
+	// and the view's next pick knows it.
+	sameGate := clientv3.Compare(clientv3.ModRevision(k.gate()), "=", c.gateMod)
 	switch c.act {
 	case actReap:
 		_, err := b.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(resKey), "=", c.res.mod)).
@@ -204,7 +208,7 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	case actBury:
 		dead := deadRecord{meta: c.e.m, Died: now.UnixNano(),
 			Reason: fmt.Sprintf("delivered %d times (max_deliveries %d)", c.e.m.Deliveries, o.maxDeliveries)}
-		_, err := b.cli.Txn(ctx).If(sameMsg, noRes).
+		_, err := b.cli.Txn(ctx).If(sameMsg, noRes, sameGate).
 			Then(clientv3.OpDelete(msgKey), clientv3.OpPut(k.dead(c.seq), encode(dead))).Commit()
 		return nil, err
 	}
@@ -215,7 +219,10 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	r := reservation{Deadline: now.Add(o.visibility).UnixNano(), Owner: ownerOf(key), Node: b.node,
 		Pid: o.pid, Reserved: now.UnixNano()}
 	lease := o.lease()
-	cmps := []clientv3.Cmp{sameMsg, noRes}
+	cmps := []clientv3.Cmp{sameMsg, noRes, sameGate}
+	if c.e.m.Last {
+		cmps = append(cmps, lastCmps(k, c.lastRev)...)
+	}
 	ops := []clientv3.Op{
 		clientv3.OpPut(resKey, encode(r), clientv3.WithLease(lease)),
 		clientv3.OpPut(msgKey, encode(m)),
@@ -224,8 +231,7 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	var orElse []clientv3.Op
 	if a := o.ack; a != nil {
 		cmps = append(cmps, holds(k, *a))
-		ops = append(ops, clientv3.OpDelete(k.msg(a.Seq)), clientv3.OpDelete(k.body(a.Seq)), clientv3.OpDelete(k.res(a.Seq)),
-			clientv3.OpDelete(k.status(a.Seq)))
+		ops = append(ops, ackOps(k, a.Seq)...)
 		orElse = append(orElse, clientv3.OpGet(k.res(a.Seq)))
 	}
 	resp, err := b.cli.Txn(ctx).If(cmps...).Then(ops...).Else(orElse...).Commit()
@@ -253,7 +259,7 @@ func (b *Broker) try(ctx context.Context, k keys, c candidate, o *reserveOpts, n
 	}
 	return &Delivery{
 		Message: Message{Queue: k.queue, ID: strconv.FormatUint(c.seq, 10), Payload: payload,
-			Enqueued: unixTime(m.Enqueued), Deliveries: int(m.Deliveries), DedupID: m.Dedup},
+			Enqueued: unixTime(m.Enqueued), Deliveries: int(m.Deliveries), DedupID: m.Dedup, Last: m.Last},
 		Receipt:  Receipt{Queue: k.queue, Seq: c.seq, Rev: resp.Header.Revision, Key: key},
 		Deadline: unixTime(r.Deadline),
 		Lease:    lease,

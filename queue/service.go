@@ -74,6 +74,9 @@ func (s *Service) Enqueue(ctx context.Context, req *beaconpb.QueueEnqueueRequest
 		return nil, rpcerr.From(err)
 	}
 	opts = append(opts, WithDelay(delay))
+	if req.Last {
+		opts = append(opts, WithLast())
+	}
 	if req.DedupId != "" {
 		window, err := dedupWindowField.Read(req.DedupWindow)
 		if err != nil {
@@ -215,7 +218,8 @@ func (s *Service) Stats(ctx context.Context, req *beaconpb.QueueStatsRequest) (*
 	}
 	return &beaconpb.QueueStats{Queue: st.Queue, Depth: uint64(st.Depth), Ready: uint64(st.Ready), InFlight: uint64(st.InFlight),
 		Delayed: uint64(st.Delayed), Dead: uint64(st.Dead), OldestAge: durationpb.New(st.OldestAge), Revision: st.Revision,
-		InFlightMessages: inFlightProto(st.InFlightMessages, time.Now()), InFlightMore: st.InFlightMore}, nil
+		InFlightMessages: inFlightProto(st.InFlightMessages, time.Now()), InFlightMore: st.InFlightMore,
+		Gate: gateStat(st.Queue, st.Gate)}, nil
 }
 
 // DeadLetters lists dead letters.
@@ -267,7 +271,7 @@ func (s *Service) Wait(ctx context.Context, req *beaconpb.QueueWaitRequest) (*be
 
 func messageProto(m Message) *beaconpb.QueueMessage {
 	p := &beaconpb.QueueMessage{Queue: m.Queue, Id: m.ID, Payload: m.Payload, Deliveries: uint32(m.Deliveries),
-		DedupId: m.DedupID, DeadReason: m.DeadReason}
+		DedupId: m.DedupID, DeadReason: m.DeadReason, Last: m.Last}
 	if !m.Enqueued.IsZero() {
 		p.EnqueuedAt = timestamppb.New(m.Enqueued)
 	}

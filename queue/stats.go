@@ -26,6 +26,7 @@ func (b *Broker) Stats(ctx context.Context, queue string, opts ...StatsOption) (
 	ops := []clientv3.Op{
 		clientv3.OpGet(start, clientv3.WithRange(end)),
 		clientv3.OpGet(k.deadPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		clientv3.OpGet(k.gate()),
 	}
 	if o.inFlight {
 		ops = append(ops, clientv3.OpGet(k.statusPrefix(), clientv3.WithPrefix()))
@@ -34,8 +35,9 @@ func (b *Broker) Stats(ctx context.Context, queue string, opts ...StatsOption) (
 	if err != nil {
 		return Stats{}, err
 	}
+	gate := gateOfKV(resp.Responses[2].GetResponseRange().Kvs)
 	now := time.Now().UnixNano()
-	s := Stats{Queue: queue, Revision: resp.Header.Revision, Dead: int(resp.Responses[1].GetResponseRange().Count)}
+	s := Stats{Queue: queue, Revision: resp.Header.Revision, Dead: int(resp.Responses[1].GetResponseRange().Count), Gate: gate}
 	msgs := map[uint64]meta{}
 	active := map[uint64]bool{} // reservations with their deadline ahead
 	var listing inFlightListing
@@ -60,7 +62,7 @@ func (b *Broker) Stats(ctx context.Context, queue string, opts ...StatsOption) (
 		}
 	}
 	if o.inFlight {
-		s.InFlightMessages, s.InFlightMore = listing.finish(msgs, resp.Responses[2].GetResponseRange().Kvs)
+		s.InFlightMessages, s.InFlightMore = listing.finish(msgs, resp.Responses[3].GetResponseRange().Kvs)
 	}
 	for seq, m := range msgs {
 		switch {

@@ -37,8 +37,26 @@ type view struct {
 	order     []uint64 // sequence numbers ascending, from head; may hold removed ones
 	head      int
 	res       map[uint64]resState
+	dead      map[uint64]bool  // dead letters' sequence numbers (they hold back WithLast messages)
+	gate      *gateState       // nil: no gate
+	opener    bool             // runGate started (once the view has seen a gate)
+	cfg       cfgState         // the config key a gate waits for (gate_open.go)
 	attempted map[uint64]state // candidates tried in the state they were tried in
 	changed   chan struct{}    // closed and replaced on every change
+}
+
+// contents is what a view holds of etcd, as one reload reads it.
+type contents struct {
+	msgs  map[uint64]*entry
+	res   map[uint64]resState
+	dead  map[uint64]bool
+	gate  *gateState
+	added func(uint64) // told of a new message
+}
+
+type gateState struct {
+	rec gateRecord
+	mod int64 // mod revision of the gate key
 }
 
 type entry struct {
@@ -55,12 +73,16 @@ type resState struct {
 // state is what a transaction on a candidate compares; a candidate is
 // not tried twice in the same state, since the first try proved the view
 // stale (or won, and the watch will say so).
-type state struct{ msgMod, resMod int64 }
+// The gate's revision is part of it (a gate closed under a stale view
+// fails the try, and opening it again must let the message be tried), and
+// so is the view's revision for a WithLast message (a try fails on any
+// message pushed since).
+type state struct{ msgMod, resMod, gateMod, lastRev int64 }
 
 func newView(b *Broker, queue string) *view {
 	ctx, cancel := context.WithCancel(b.ctx)
 	v := &view{b: b, k: b.keys(queue), ctx: ctx, cancel: cancel, loaded: make(chan struct{}),
-		msgs: map[uint64]*entry{}, res: map[uint64]resState{}, attempted: map[uint64]state{}, changed: make(chan struct{})}
+		msgs: map[uint64]*entry{}, res: map[uint64]resState{}, dead: map[uint64]bool{}, attempted: map[uint64]state{}, changed: make(chan struct{})}
 	go v.run()
 	return v
 }
@@ -93,7 +115,7 @@ func (v *view) run() {
 func (v *view) follow(rev int64) error {
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(v.ctx))
 	defer cancel()
-	start, end := v.k.viewRange()
+	start, end := v.k.followRange()
 	for resp := range v.b.cli.Watch(ctx, start, clientv3.WithRange(end), clientv3.WithRev(rev)) {
 		if err := resp.Err(); err != nil {
 			return err
@@ -109,20 +131,22 @@ func (v *view) follow(rev int64) error {
 // reload reads both ranges at one revision and replaces the view if that
 // revision is newer than what it holds.
 func (v *view) reload(ctx context.Context) (int64, error) {
-	start, end := v.k.viewRange()
+	start, end := v.k.followRange()
 	resp, err := v.b.cli.Get(ctx, start, clientv3.WithRange(end))
 	if err != nil {
 		return 0, err
 	}
-	msgs, res := map[uint64]*entry{}, map[uint64]resState{}
 	var order []uint64
+	c := contents{msgs: map[uint64]*entry{}, res: map[uint64]resState{}, dead: map[uint64]bool{},
+		added: func(seq uint64) { order = append(order, seq) }}
 	for _, kv := range resp.Kvs {
-		v.put(msgs, res, kv, func(seq uint64) { order = append(order, seq) })
+		v.put(&c, kv)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if resp.Header.Revision > v.rev {
-		v.msgs, v.res, v.order, v.head, v.rev = msgs, res, order, 0, resp.Header.Revision
+		v.msgs, v.res, v.dead, v.gate, v.order, v.head, v.rev = c.msgs, c.res, c.dead, c.gate, order, 0, resp.Header.Revision
+		v.startOpener()
 		v.lastErr = nil
 		v.signal()
 	}
@@ -134,10 +158,23 @@ func (v *view) reload(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
-// put records one msg/ or res/ key; added is told of a new message.
-func (v *view) put(msgs map[uint64]*entry, res map[uint64]resState, kv *mvccpb.KeyValue, added func(uint64)) {
+// put records one gate, dead/, msg/ or res/ key; dedup/ keys are not
+// the view's business.
+func (v *view) put(c *contents, kv *mvccpb.KeyValue) {
+	if string(kv.Key) == v.k.gate() {
+		c.gate = &gateState{rec: readGate(kv.Value), mod: kv.ModRevision}
+		return
+	}
 	seq, ok := seqOf(kv.Key)
 	if !ok {
+		return
+	}
+	msgs, res, added := c.msgs, c.res, c.added
+	switch {
+	case bytes.HasPrefix(kv.Key, []byte(v.k.deadPrefix())):
+		c.dead[seq] = true
+		return
+	case !bytes.HasPrefix(kv.Key, []byte(v.k.resPrefix())) && !bytes.HasPrefix(kv.Key, []byte(v.k.msgPrefix())):
 		return
 	}
 	if bytes.HasPrefix(kv.Key, []byte(v.k.msgPrefix())) {
@@ -170,17 +207,27 @@ func (v *view) apply(events []*clientv3.Event) {
 		}
 		rev = max(rev, ev.Kv.ModRevision)
 		if ev.Type == clientv3.EventTypePut {
-			v.put(v.msgs, v.res, ev.Kv, v.insert)
+			c := contents{msgs: v.msgs, res: v.res, dead: v.dead, gate: v.gate, added: v.insert}
+			v.put(&c, ev.Kv)
+			v.gate = c.gate
+			v.startOpener()
+			continue
+		}
+		if string(ev.Kv.Key) == v.k.gate() {
+			v.gate = nil
 			continue
 		}
 		seq, ok := seqOf(ev.Kv.Key)
 		if !ok {
 			continue
 		}
-		if bytes.HasPrefix(ev.Kv.Key, []byte(v.k.msgPrefix())) {
+		switch {
+		case bytes.HasPrefix(ev.Kv.Key, []byte(v.k.msgPrefix())):
 			delete(v.msgs, seq)
 			delete(v.attempted, seq)
-		} else {
+		case bytes.HasPrefix(ev.Kv.Key, []byte(v.k.deadPrefix())):
+			delete(v.dead, seq)
+		case bytes.HasPrefix(ev.Kv.Key, []byte(v.k.resPrefix())):
 			delete(v.res, seq)
 		}
 	}

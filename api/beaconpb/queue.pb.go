@@ -23,6 +23,300 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type QueueGateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// Types that are valid to be assigned to Condition:
+	//
+	//	*QueueGateRequest_Count
+	//	*QueueGateRequest_After
+	//	*QueueGateRequest_Key
+	//	*QueueGateRequest_Open
+	//	*QueueGateRequest_Close
+	Condition     isQueueGateRequest_Condition `protobuf_oneof:"condition"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueGateRequest) Reset() {
+	*x = QueueGateRequest{}
+	mi := &file_queue_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueGateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueGateRequest) ProtoMessage() {}
+
+func (x *QueueGateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_queue_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueGateRequest.ProtoReflect.Descriptor instead.
+func (*QueueGateRequest) Descriptor() ([]byte, []int) {
+	return file_queue_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *QueueGateRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueueGateRequest) GetCondition() isQueueGateRequest_Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return nil
+}
+
+func (x *QueueGateRequest) GetCount() uint32 {
+	if x != nil {
+		if x, ok := x.Condition.(*QueueGateRequest_Count); ok {
+			return x.Count
+		}
+	}
+	return 0
+}
+
+func (x *QueueGateRequest) GetAfter() string {
+	if x != nil {
+		if x, ok := x.Condition.(*QueueGateRequest_After); ok {
+			return x.After
+		}
+	}
+	return ""
+}
+
+func (x *QueueGateRequest) GetKey() *QueueGateKey {
+	if x != nil {
+		if x, ok := x.Condition.(*QueueGateRequest_Key); ok {
+			return x.Key
+		}
+	}
+	return nil
+}
+
+func (x *QueueGateRequest) GetOpen() bool {
+	if x != nil {
+		if x, ok := x.Condition.(*QueueGateRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return false
+}
+
+func (x *QueueGateRequest) GetClose() bool {
+	if x != nil {
+		if x, ok := x.Condition.(*QueueGateRequest_Close); ok {
+			return x.Close
+		}
+	}
+	return false
+}
+
+type isQueueGateRequest_Condition interface {
+	isQueueGateRequest_Condition()
+}
+
+type QueueGateRequest_Count struct {
+	// Open once this many messages are ready (not reserved, not delayed,
+	// not pushed with last). At least 1.
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3,oneof"`
+}
+
+type QueueGateRequest_After struct {
+	// Open once this message (an id in the queue) is acked; until then it
+	// alone is handed out. Not a `last` message.
+	After string `protobuf:"bytes,3,opt,name=after,proto3,oneof"`
+}
+
+type QueueGateRequest_Key struct {
+	// Open once this config key exists, or holds value.
+	Key *QueueGateKey `protobuf:"bytes,4,opt,name=key,proto3,oneof"`
+}
+
+type QueueGateRequest_Open struct {
+	// Open now, keeping the condition.
+	Open bool `protobuf:"varint,5,opt,name=open,proto3,oneof"`
+}
+
+type QueueGateRequest_Close struct {
+	// Close now: only `open` opens it again.
+	Close bool `protobuf:"varint,6,opt,name=close,proto3,oneof"`
+}
+
+func (*QueueGateRequest_Count) isQueueGateRequest_Condition() {}
+
+func (*QueueGateRequest_After) isQueueGateRequest_Condition() {}
+
+func (*QueueGateRequest_Key) isQueueGateRequest_Condition() {}
+
+func (*QueueGateRequest_Open) isQueueGateRequest_Condition() {}
+
+func (*QueueGateRequest_Close) isQueueGateRequest_Condition() {}
+
+type QueueGateKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A config key (as `beacon config`: relative to the config namespace).
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Absent: the key's existence is enough.
+	Value         []byte `protobuf:"bytes,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueGateKey) Reset() {
+	*x = QueueGateKey{}
+	mi := &file_queue_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueGateKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueGateKey) ProtoMessage() {}
+
+func (x *QueueGateKey) ProtoReflect() protoreflect.Message {
+	mi := &file_queue_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueGateKey.ProtoReflect.Descriptor instead.
+func (*QueueGateKey) Descriptor() ([]byte, []int) {
+	return file_queue_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *QueueGateKey) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *QueueGateKey) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type QueueGate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// False: the queue has no gate (the rest is unset).
+	Exists bool `protobuf:"varint,2,opt,name=exists,proto3" json:"exists,omitempty"`
+	Open   bool `protobuf:"varint,3,opt,name=open,proto3" json:"open,omitempty"`
+	// The condition; all unset for a gate closed by hand.
+	Count uint32        `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	After string        `protobuf:"bytes,5,opt,name=after,proto3" json:"after,omitempty"`
+	Key   *QueueGateKey `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`
+	// The etcd revision of the gate's last change (its opening, when open).
+	Revision      int64 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueGate) Reset() {
+	*x = QueueGate{}
+	mi := &file_queue_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueGate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueGate) ProtoMessage() {}
+
+func (x *QueueGate) ProtoReflect() protoreflect.Message {
+	mi := &file_queue_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueGate.ProtoReflect.Descriptor instead.
+func (*QueueGate) Descriptor() ([]byte, []int) {
+	return file_queue_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *QueueGate) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueueGate) GetExists() bool {
+	if x != nil {
+		return x.Exists
+	}
+	return false
+}
+
+func (x *QueueGate) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+func (x *QueueGate) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *QueueGate) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *QueueGate) GetKey() *QueueGateKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *QueueGate) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type QueueEnqueueRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
@@ -36,14 +330,18 @@ type QueueEnqueueRequest struct {
 	DedupWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=dedup_window,json=dedupWindow,proto3" json:"dedup_window,omitempty"`
 	// The message becomes ready only after this delay: 0 to 24h; absent or
 	// zero: ready at once.
-	Delay         *durationpb.Duration `protobuf:"bytes,5,opt,name=delay,proto3" json:"delay,omitempty"`
+	Delay *durationpb.Duration `protobuf:"bytes,5,opt,name=delay,proto3" json:"delay,omitempty"`
+	// The message is handed out only once the queue holds no other message
+	// (but `last` ones) and no dead letter: every other message, pushed
+	// before or after it, has been acked.
+	Last          bool `protobuf:"varint,6,opt,name=last,proto3" json:"last,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueueEnqueueRequest) Reset() {
 	*x = QueueEnqueueRequest{}
-	mi := &file_queue_proto_msgTypes[0]
+	mi := &file_queue_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -55,7 +353,7 @@ func (x *QueueEnqueueRequest) String() string {
 func (*QueueEnqueueRequest) ProtoMessage() {}
 
 func (x *QueueEnqueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[0]
+	mi := &file_queue_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -68,7 +366,7 @@ func (x *QueueEnqueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueEnqueueRequest.ProtoReflect.Descriptor instead.
 func (*QueueEnqueueRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{0}
+	return file_queue_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *QueueEnqueueRequest) GetQueue() string {
@@ -106,6 +404,13 @@ func (x *QueueEnqueueRequest) GetDelay() *durationpb.Duration {
 	return nil
 }
 
+func (x *QueueEnqueueRequest) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
 type QueueEnqueueResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The message's id: its sequence number in the queue, in decimal.
@@ -118,7 +423,7 @@ type QueueEnqueueResponse struct {
 
 func (x *QueueEnqueueResponse) Reset() {
 	*x = QueueEnqueueResponse{}
-	mi := &file_queue_proto_msgTypes[1]
+	mi := &file_queue_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -130,7 +435,7 @@ func (x *QueueEnqueueResponse) String() string {
 func (*QueueEnqueueResponse) ProtoMessage() {}
 
 func (x *QueueEnqueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[1]
+	mi := &file_queue_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -143,7 +448,7 @@ func (x *QueueEnqueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueEnqueueResponse.ProtoReflect.Descriptor instead.
 func (*QueueEnqueueResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{1}
+	return file_queue_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *QueueEnqueueResponse) GetId() string {
@@ -192,7 +497,7 @@ type QueueReserveRequest struct {
 
 func (x *QueueReserveRequest) Reset() {
 	*x = QueueReserveRequest{}
-	mi := &file_queue_proto_msgTypes[2]
+	mi := &file_queue_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -204,7 +509,7 @@ func (x *QueueReserveRequest) String() string {
 func (*QueueReserveRequest) ProtoMessage() {}
 
 func (x *QueueReserveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[2]
+	mi := &file_queue_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -217,7 +522,7 @@ func (x *QueueReserveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueReserveRequest.ProtoReflect.Descriptor instead.
 func (*QueueReserveRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{2}
+	return file_queue_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *QueueReserveRequest) GetQueue() string {
@@ -279,15 +584,17 @@ type QueueMessage struct {
 	Deliveries uint32 `protobuf:"varint,5,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
 	DedupId    string `protobuf:"bytes,6,opt,name=dedup_id,json=dedupId,proto3" json:"dedup_id,omitempty"`
 	// Dead letters only: when and why the message left the queue.
-	DeadAt        *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=dead_at,json=deadAt,proto3" json:"dead_at,omitempty"`
-	DeadReason    string                 `protobuf:"bytes,8,opt,name=dead_reason,json=deadReason,proto3" json:"dead_reason,omitempty"`
+	DeadAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=dead_at,json=deadAt,proto3" json:"dead_at,omitempty"`
+	DeadReason string                 `protobuf:"bytes,8,opt,name=dead_reason,json=deadReason,proto3" json:"dead_reason,omitempty"`
+	// Pushed with last.
+	Last          bool `protobuf:"varint,9,opt,name=last,proto3" json:"last,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueueMessage) Reset() {
 	*x = QueueMessage{}
-	mi := &file_queue_proto_msgTypes[3]
+	mi := &file_queue_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -299,7 +606,7 @@ func (x *QueueMessage) String() string {
 func (*QueueMessage) ProtoMessage() {}
 
 func (x *QueueMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[3]
+	mi := &file_queue_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -312,7 +619,7 @@ func (x *QueueMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueMessage.ProtoReflect.Descriptor instead.
 func (*QueueMessage) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{3}
+	return file_queue_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *QueueMessage) GetQueue() string {
@@ -371,6 +678,13 @@ func (x *QueueMessage) GetDeadReason() string {
 	return ""
 }
 
+func (x *QueueMessage) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
 type QueueReserveResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Message *QueueMessage          `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
@@ -390,7 +704,7 @@ type QueueReserveResponse struct {
 
 func (x *QueueReserveResponse) Reset() {
 	*x = QueueReserveResponse{}
-	mi := &file_queue_proto_msgTypes[4]
+	mi := &file_queue_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +716,7 @@ func (x *QueueReserveResponse) String() string {
 func (*QueueReserveResponse) ProtoMessage() {}
 
 func (x *QueueReserveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[4]
+	mi := &file_queue_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +729,7 @@ func (x *QueueReserveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueReserveResponse.ProtoReflect.Descriptor instead.
 func (*QueueReserveResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{4}
+	return file_queue_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *QueueReserveResponse) GetMessage() *QueueMessage {
@@ -459,7 +773,7 @@ type QueueAckRequest struct {
 
 func (x *QueueAckRequest) Reset() {
 	*x = QueueAckRequest{}
-	mi := &file_queue_proto_msgTypes[5]
+	mi := &file_queue_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +785,7 @@ func (x *QueueAckRequest) String() string {
 func (*QueueAckRequest) ProtoMessage() {}
 
 func (x *QueueAckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[5]
+	mi := &file_queue_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +798,7 @@ func (x *QueueAckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueAckRequest.ProtoReflect.Descriptor instead.
 func (*QueueAckRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{5}
+	return file_queue_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *QueueAckRequest) GetReceipt() string {
@@ -509,7 +823,7 @@ type QueueAckResponse struct {
 
 func (x *QueueAckResponse) Reset() {
 	*x = QueueAckResponse{}
-	mi := &file_queue_proto_msgTypes[6]
+	mi := &file_queue_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +835,7 @@ func (x *QueueAckResponse) String() string {
 func (*QueueAckResponse) ProtoMessage() {}
 
 func (x *QueueAckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[6]
+	mi := &file_queue_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +848,7 @@ func (x *QueueAckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueAckResponse.ProtoReflect.Descriptor instead.
 func (*QueueAckResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{6}
+	return file_queue_proto_rawDescGZIP(), []int{9}
 }
 
 type QueueNackRequest struct {
@@ -550,7 +864,7 @@ type QueueNackRequest struct {
 
 func (x *QueueNackRequest) Reset() {
 	*x = QueueNackRequest{}
-	mi := &file_queue_proto_msgTypes[7]
+	mi := &file_queue_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +876,7 @@ func (x *QueueNackRequest) String() string {
 func (*QueueNackRequest) ProtoMessage() {}
 
 func (x *QueueNackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[7]
+	mi := &file_queue_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +889,7 @@ func (x *QueueNackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueNackRequest.ProtoReflect.Descriptor instead.
 func (*QueueNackRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{7}
+	return file_queue_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *QueueNackRequest) GetReceipt() string {
@@ -607,7 +921,7 @@ type QueueNackResponse struct {
 
 func (x *QueueNackResponse) Reset() {
 	*x = QueueNackResponse{}
-	mi := &file_queue_proto_msgTypes[8]
+	mi := &file_queue_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +933,7 @@ func (x *QueueNackResponse) String() string {
 func (*QueueNackResponse) ProtoMessage() {}
 
 func (x *QueueNackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[8]
+	mi := &file_queue_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +946,7 @@ func (x *QueueNackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueNackResponse.ProtoReflect.Descriptor instead.
 func (*QueueNackResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{8}
+	return file_queue_proto_rawDescGZIP(), []int{11}
 }
 
 type QueueExtendRequest struct {
@@ -649,7 +963,7 @@ type QueueExtendRequest struct {
 
 func (x *QueueExtendRequest) Reset() {
 	*x = QueueExtendRequest{}
-	mi := &file_queue_proto_msgTypes[9]
+	mi := &file_queue_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +975,7 @@ func (x *QueueExtendRequest) String() string {
 func (*QueueExtendRequest) ProtoMessage() {}
 
 func (x *QueueExtendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[9]
+	mi := &file_queue_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +988,7 @@ func (x *QueueExtendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueExtendRequest.ProtoReflect.Descriptor instead.
 func (*QueueExtendRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{9}
+	return file_queue_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *QueueExtendRequest) GetReceipt() string {
@@ -707,7 +1021,7 @@ type QueueExtendResponse struct {
 
 func (x *QueueExtendResponse) Reset() {
 	*x = QueueExtendResponse{}
-	mi := &file_queue_proto_msgTypes[10]
+	mi := &file_queue_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +1033,7 @@ func (x *QueueExtendResponse) String() string {
 func (*QueueExtendResponse) ProtoMessage() {}
 
 func (x *QueueExtendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[10]
+	mi := &file_queue_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +1046,7 @@ func (x *QueueExtendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueExtendResponse.ProtoReflect.Descriptor instead.
 func (*QueueExtendResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{10}
+	return file_queue_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *QueueExtendResponse) GetDeadline() *timestamppb.Timestamp {
@@ -753,7 +1067,7 @@ type QueueStatsRequest struct {
 
 func (x *QueueStatsRequest) Reset() {
 	*x = QueueStatsRequest{}
-	mi := &file_queue_proto_msgTypes[11]
+	mi := &file_queue_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +1079,7 @@ func (x *QueueStatsRequest) String() string {
 func (*QueueStatsRequest) ProtoMessage() {}
 
 func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[11]
+	mi := &file_queue_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +1092,7 @@ func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsRequest.ProtoReflect.Descriptor instead.
 func (*QueueStatsRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{11}
+	return file_queue_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *QueueStatsRequest) GetQueue() string {
@@ -815,14 +1129,16 @@ type QueueStats struct {
 	// 1000.
 	InFlightMessages []*QueueInFlight `protobuf:"bytes,9,rep,name=in_flight_messages,json=inFlightMessages,proto3" json:"in_flight_messages,omitempty"`
 	// More messages are in flight than were listed.
-	InFlightMore  bool `protobuf:"varint,10,opt,name=in_flight_more,json=inFlightMore,proto3" json:"in_flight_more,omitempty"`
+	InFlightMore bool `protobuf:"varint,10,opt,name=in_flight_more,json=inFlightMore,proto3" json:"in_flight_more,omitempty"`
+	// The queue's gate, read at the same revision; unset when it has none.
+	Gate          *QueueGate `protobuf:"bytes,11,opt,name=gate,proto3" json:"gate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueueStats) Reset() {
 	*x = QueueStats{}
-	mi := &file_queue_proto_msgTypes[12]
+	mi := &file_queue_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +1150,7 @@ func (x *QueueStats) String() string {
 func (*QueueStats) ProtoMessage() {}
 
 func (x *QueueStats) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[12]
+	mi := &file_queue_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1163,7 @@ func (x *QueueStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStats.ProtoReflect.Descriptor instead.
 func (*QueueStats) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{12}
+	return file_queue_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *QueueStats) GetQueue() string {
@@ -920,6 +1236,13 @@ func (x *QueueStats) GetInFlightMore() bool {
 	return false
 }
 
+func (x *QueueStats) GetGate() *QueueGate {
+	if x != nil {
+		return x.Gate
+	}
+	return nil
+}
+
 // QueueInFlight is a message reserved with its visibility deadline ahead:
 // who holds it and how far it has got.
 type QueueInFlight struct {
@@ -948,7 +1271,7 @@ type QueueInFlight struct {
 
 func (x *QueueInFlight) Reset() {
 	*x = QueueInFlight{}
-	mi := &file_queue_proto_msgTypes[13]
+	mi := &file_queue_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1283,7 @@ func (x *QueueInFlight) String() string {
 func (*QueueInFlight) ProtoMessage() {}
 
 func (x *QueueInFlight) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[13]
+	mi := &file_queue_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1296,7 @@ func (x *QueueInFlight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueInFlight.ProtoReflect.Descriptor instead.
 func (*QueueInFlight) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{13}
+	return file_queue_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *QueueInFlight) GetId() string {
@@ -1061,7 +1384,7 @@ type QueueProgressRequest struct {
 
 func (x *QueueProgressRequest) Reset() {
 	*x = QueueProgressRequest{}
-	mi := &file_queue_proto_msgTypes[14]
+	mi := &file_queue_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1396,7 @@ func (x *QueueProgressRequest) String() string {
 func (*QueueProgressRequest) ProtoMessage() {}
 
 func (x *QueueProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[14]
+	mi := &file_queue_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1409,7 @@ func (x *QueueProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueProgressRequest.ProtoReflect.Descriptor instead.
 func (*QueueProgressRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{14}
+	return file_queue_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *QueueProgressRequest) GetReceipt() string {
@@ -1125,7 +1448,7 @@ type QueueProgressResponse struct {
 
 func (x *QueueProgressResponse) Reset() {
 	*x = QueueProgressResponse{}
-	mi := &file_queue_proto_msgTypes[15]
+	mi := &file_queue_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1460,7 @@ func (x *QueueProgressResponse) String() string {
 func (*QueueProgressResponse) ProtoMessage() {}
 
 func (x *QueueProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[15]
+	mi := &file_queue_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1473,7 @@ func (x *QueueProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueProgressResponse.ProtoReflect.Descriptor instead.
 func (*QueueProgressResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{15}
+	return file_queue_proto_rawDescGZIP(), []int{18}
 }
 
 type QueueDeadLettersRequest struct {
@@ -1164,7 +1487,7 @@ type QueueDeadLettersRequest struct {
 
 func (x *QueueDeadLettersRequest) Reset() {
 	*x = QueueDeadLettersRequest{}
-	mi := &file_queue_proto_msgTypes[16]
+	mi := &file_queue_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1499,7 @@ func (x *QueueDeadLettersRequest) String() string {
 func (*QueueDeadLettersRequest) ProtoMessage() {}
 
 func (x *QueueDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[16]
+	mi := &file_queue_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1512,7 @@ func (x *QueueDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*QueueDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{16}
+	return file_queue_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueueDeadLettersRequest) GetQueue() string {
@@ -1217,7 +1540,7 @@ type QueueDeadLettersResponse struct {
 
 func (x *QueueDeadLettersResponse) Reset() {
 	*x = QueueDeadLettersResponse{}
-	mi := &file_queue_proto_msgTypes[17]
+	mi := &file_queue_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1552,7 @@ func (x *QueueDeadLettersResponse) String() string {
 func (*QueueDeadLettersResponse) ProtoMessage() {}
 
 func (x *QueueDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[17]
+	mi := &file_queue_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1565,7 @@ func (x *QueueDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*QueueDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{17}
+	return file_queue_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *QueueDeadLettersResponse) GetMessages() []*QueueMessage {
@@ -1272,7 +1595,7 @@ type QueueDeadRequest struct {
 
 func (x *QueueDeadRequest) Reset() {
 	*x = QueueDeadRequest{}
-	mi := &file_queue_proto_msgTypes[18]
+	mi := &file_queue_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1607,7 @@ func (x *QueueDeadRequest) String() string {
 func (*QueueDeadRequest) ProtoMessage() {}
 
 func (x *QueueDeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[18]
+	mi := &file_queue_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1620,7 @@ func (x *QueueDeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueDeadRequest.ProtoReflect.Descriptor instead.
 func (*QueueDeadRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{18}
+	return file_queue_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueueDeadRequest) GetQueue() string {
@@ -1337,7 +1660,7 @@ type QueueDeadResponse struct {
 
 func (x *QueueDeadResponse) Reset() {
 	*x = QueueDeadResponse{}
-	mi := &file_queue_proto_msgTypes[19]
+	mi := &file_queue_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1672,7 @@ func (x *QueueDeadResponse) String() string {
 func (*QueueDeadResponse) ProtoMessage() {}
 
 func (x *QueueDeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[19]
+	mi := &file_queue_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1685,7 @@ func (x *QueueDeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueDeadResponse.ProtoReflect.Descriptor instead.
 func (*QueueDeadResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{19}
+	return file_queue_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *QueueDeadResponse) GetDone() []string {
@@ -1397,7 +1720,7 @@ type QueueWaitRequest struct {
 
 func (x *QueueWaitRequest) Reset() {
 	*x = QueueWaitRequest{}
-	mi := &file_queue_proto_msgTypes[20]
+	mi := &file_queue_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1732,7 @@ func (x *QueueWaitRequest) String() string {
 func (*QueueWaitRequest) ProtoMessage() {}
 
 func (x *QueueWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[20]
+	mi := &file_queue_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1745,7 @@ func (x *QueueWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueWaitRequest.ProtoReflect.Descriptor instead.
 func (*QueueWaitRequest) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{20}
+	return file_queue_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *QueueWaitRequest) GetQueue() string {
@@ -1449,7 +1772,7 @@ type QueueWaitResponse struct {
 
 func (x *QueueWaitResponse) Reset() {
 	*x = QueueWaitResponse{}
-	mi := &file_queue_proto_msgTypes[21]
+	mi := &file_queue_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1461,7 +1784,7 @@ func (x *QueueWaitResponse) String() string {
 func (*QueueWaitResponse) ProtoMessage() {}
 
 func (x *QueueWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_queue_proto_msgTypes[21]
+	mi := &file_queue_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1474,7 +1797,7 @@ func (x *QueueWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueWaitResponse.ProtoReflect.Descriptor instead.
 func (*QueueWaitResponse) Descriptor() ([]byte, []int) {
-	return file_queue_proto_rawDescGZIP(), []int{21}
+	return file_queue_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *QueueWaitResponse) GetCount() uint64 {
@@ -1488,13 +1811,34 @@ var File_queue_proto protoreflect.FileDescriptor
 
 const file_queue_proto_rawDesc = "" +
 	"\n" +
-	"\vqueue.proto\x12\tbeacon.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x01\n" +
+	"\vqueue.proto\x12\tbeacon.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x01\n" +
+	"\x10QueueGateRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x16\n" +
+	"\x05count\x18\x02 \x01(\rH\x00R\x05count\x12\x16\n" +
+	"\x05after\x18\x03 \x01(\tH\x00R\x05after\x12+\n" +
+	"\x03key\x18\x04 \x01(\v2\x17.beacon.v1.QueueGateKeyH\x00R\x03key\x12\x14\n" +
+	"\x04open\x18\x05 \x01(\bH\x00R\x04open\x12\x16\n" +
+	"\x05close\x18\x06 \x01(\bH\x00R\x05closeB\v\n" +
+	"\tcondition\"E\n" +
+	"\fQueueGateKey\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x19\n" +
+	"\x05value\x18\x02 \x01(\fH\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x06_value\"\xc0\x01\n" +
+	"\tQueueGate\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x16\n" +
+	"\x06exists\x18\x02 \x01(\bR\x06exists\x12\x12\n" +
+	"\x04open\x18\x03 \x01(\bR\x04open\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\rR\x05count\x12\x14\n" +
+	"\x05after\x18\x05 \x01(\tR\x05after\x12)\n" +
+	"\x03key\x18\x06 \x01(\v2\x17.beacon.v1.QueueGateKeyR\x03key\x12\x1a\n" +
+	"\brevision\x18\a \x01(\x03R\brevision\"\xe3\x01\n" +
 	"\x13QueueEnqueueRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x19\n" +
 	"\bdedup_id\x18\x03 \x01(\tR\adedupId\x12<\n" +
 	"\fdedup_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vdedupWindow\x12/\n" +
-	"\x05delay\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05delay\"D\n" +
+	"\x05delay\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x12\n" +
+	"\x04last\x18\x06 \x01(\bR\x04last\"D\n" +
 	"\x14QueueEnqueueResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\xb3\x02\n" +
@@ -1511,7 +1855,7 @@ const file_queue_proto_rawDesc = "" +
 	"ackReceipt\x12\x1d\n" +
 	"\n" +
 	"worker_pid\x18\a \x01(\rR\tworkerPidB\x11\n" +
-	"\x0f_max_deliveries\"\x9c\x02\n" +
+	"\x0f_max_deliveries\"\xb0\x02\n" +
 	"\fQueueMessage\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
@@ -1524,7 +1868,8 @@ const file_queue_proto_rawDesc = "" +
 	"\bdedup_id\x18\x06 \x01(\tR\adedupId\x123\n" +
 	"\adead_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06deadAt\x12\x1f\n" +
 	"\vdead_reason\x18\b \x01(\tR\n" +
-	"deadReason\"\xb6\x01\n" +
+	"deadReason\x12\x12\n" +
+	"\x04last\x18\t \x01(\bR\x04last\"\xb6\x01\n" +
 	"\x14QueueReserveResponse\x121\n" +
 	"\amessage\x18\x01 \x01(\v2\x17.beacon.v1.QueueMessageR\amessage\x12\x18\n" +
 	"\areceipt\x18\x02 \x01(\tR\areceipt\x126\n" +
@@ -1552,7 +1897,7 @@ const file_queue_proto_rawDesc = "" +
 	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"F\n" +
 	"\x11QueueStatsRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1b\n" +
-	"\tin_flight\x18\x02 \x01(\bR\binFlight\"\xdd\x02\n" +
+	"\tin_flight\x18\x02 \x01(\bR\binFlight\"\x87\x03\n" +
 	"\n" +
 	"QueueStats\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
@@ -1566,7 +1911,8 @@ const file_queue_proto_rawDesc = "" +
 	"\brevision\x18\b \x01(\x03R\brevision\x12F\n" +
 	"\x12in_flight_messages\x18\t \x03(\v2\x18.beacon.v1.QueueInFlightR\x10inFlightMessages\x12$\n" +
 	"\x0ein_flight_more\x18\n" +
-	" \x01(\bR\finFlightMore\"\x9a\x03\n" +
+	" \x01(\bR\finFlightMore\x12(\n" +
+	"\x04gate\x18\v \x01(\v2\x14.beacon.v1.QueueGateR\x04gate\"\x9a\x03\n" +
 	"\rQueueInFlight\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x10\n" +
@@ -1610,7 +1956,7 @@ const file_queue_proto_rawDesc = "" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\")\n" +
 	"\x11QueueWaitResponse\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\x04R\x05count2\xa1\x06\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count2\xdc\x06\n" +
 	"\x05Queue\x12J\n" +
 	"\aEnqueue\x12\x1e.beacon.v1.QueueEnqueueRequest\x1a\x1f.beacon.v1.QueueEnqueueResponse\x12J\n" +
 	"\aReserve\x12\x1e.beacon.v1.QueueReserveRequest\x1a\x1f.beacon.v1.QueueReserveResponse\x12>\n" +
@@ -1622,7 +1968,8 @@ const file_queue_proto_rawDesc = "" +
 	"\aRedrive\x12\x1b.beacon.v1.QueueDeadRequest\x1a\x1c.beacon.v1.QueueDeadResponse\x12F\n" +
 	"\tPurgeDead\x12\x1b.beacon.v1.QueueDeadRequest\x1a\x1c.beacon.v1.QueueDeadResponse\x12A\n" +
 	"\x04Wait\x12\x1b.beacon.v1.QueueWaitRequest\x1a\x1c.beacon.v1.QueueWaitResponse\x12M\n" +
-	"\bProgress\x12\x1f.beacon.v1.QueueProgressRequest\x1a .beacon.v1.QueueProgressResponseB)Z'github.com/beaconhq/beacon/api/beaconpbb\x06proto3"
+	"\bProgress\x12\x1f.beacon.v1.QueueProgressRequest\x1a .beacon.v1.QueueProgressResponse\x129\n" +
+	"\x04Gate\x12\x1b.beacon.v1.QueueGateRequest\x1a\x14.beacon.v1.QueueGateB)Z'github.com/beaconhq/beacon/api/beaconpbb\x06proto3"
 
 var (
 	file_queue_proto_rawDescOnce sync.Once
@@ -1636,79 +1983,87 @@ func file_queue_proto_rawDescGZIP() []byte {
 	return file_queue_proto_rawDescData
 }
 
-var file_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_queue_proto_goTypes = []any{
-	(*QueueEnqueueRequest)(nil),      // 0: beacon.v1.QueueEnqueueRequest
-	(*QueueEnqueueResponse)(nil),     // 1: beacon.v1.QueueEnqueueResponse
-	(*QueueReserveRequest)(nil),      // 2: beacon.v1.QueueReserveRequest
-	(*QueueMessage)(nil),             // 3: beacon.v1.QueueMessage
-	(*QueueReserveResponse)(nil),     // 4: beacon.v1.QueueReserveResponse
-	(*QueueAckRequest)(nil),          // 5: beacon.v1.QueueAckRequest
-	(*QueueAckResponse)(nil),         // 6: beacon.v1.QueueAckResponse
-	(*QueueNackRequest)(nil),         // 7: beacon.v1.QueueNackRequest
-	(*QueueNackResponse)(nil),        // 8: beacon.v1.QueueNackResponse
-	(*QueueExtendRequest)(nil),       // 9: beacon.v1.QueueExtendRequest
-	(*QueueExtendResponse)(nil),      // 10: beacon.v1.QueueExtendResponse
-	(*QueueStatsRequest)(nil),        // 11: beacon.v1.QueueStatsRequest
-	(*QueueStats)(nil),               // 12: beacon.v1.QueueStats
-	(*QueueInFlight)(nil),            // 13: beacon.v1.QueueInFlight
-	(*QueueProgressRequest)(nil),     // 14: beacon.v1.QueueProgressRequest
-	(*QueueProgressResponse)(nil),    // 15: beacon.v1.QueueProgressResponse
-	(*QueueDeadLettersRequest)(nil),  // 16: beacon.v1.QueueDeadLettersRequest
-	(*QueueDeadLettersResponse)(nil), // 17: beacon.v1.QueueDeadLettersResponse
-	(*QueueDeadRequest)(nil),         // 18: beacon.v1.QueueDeadRequest
-	(*QueueDeadResponse)(nil),        // 19: beacon.v1.QueueDeadResponse
-	(*QueueWaitRequest)(nil),         // 20: beacon.v1.QueueWaitRequest
-	(*QueueWaitResponse)(nil),        // 21: beacon.v1.QueueWaitResponse
-	(*durationpb.Duration)(nil),      // 22: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
+	(*QueueGateRequest)(nil),         // 0: beacon.v1.QueueGateRequest
+	(*QueueGateKey)(nil),             // 1: beacon.v1.QueueGateKey
+	(*QueueGate)(nil),                // 2: beacon.v1.QueueGate
+	(*QueueEnqueueRequest)(nil),      // 3: beacon.v1.QueueEnqueueRequest
+	(*QueueEnqueueResponse)(nil),     // 4: beacon.v1.QueueEnqueueResponse
+	(*QueueReserveRequest)(nil),      // 5: beacon.v1.QueueReserveRequest
+	(*QueueMessage)(nil),             // 6: beacon.v1.QueueMessage
+	(*QueueReserveResponse)(nil),     // 7: beacon.v1.QueueReserveResponse
+	(*QueueAckRequest)(nil),          // 8: beacon.v1.QueueAckRequest
+	(*QueueAckResponse)(nil),         // 9: beacon.v1.QueueAckResponse
+	(*QueueNackRequest)(nil),         // 10: beacon.v1.QueueNackRequest
+	(*QueueNackResponse)(nil),        // 11: beacon.v1.QueueNackResponse
+	(*QueueExtendRequest)(nil),       // 12: beacon.v1.QueueExtendRequest
+	(*QueueExtendResponse)(nil),      // 13: beacon.v1.QueueExtendResponse
+	(*QueueStatsRequest)(nil),        // 14: beacon.v1.QueueStatsRequest
+	(*QueueStats)(nil),               // 15: beacon.v1.QueueStats
+	(*QueueInFlight)(nil),            // 16: beacon.v1.QueueInFlight
+	(*QueueProgressRequest)(nil),     // 17: beacon.v1.QueueProgressRequest
+	(*QueueProgressResponse)(nil),    // 18: beacon.v1.QueueProgressResponse
+	(*QueueDeadLettersRequest)(nil),  // 19: beacon.v1.QueueDeadLettersRequest
+	(*QueueDeadLettersResponse)(nil), // 20: beacon.v1.QueueDeadLettersResponse
+	(*QueueDeadRequest)(nil),         // 21: beacon.v1.QueueDeadRequest
+	(*QueueDeadResponse)(nil),        // 22: beacon.v1.QueueDeadResponse
+	(*QueueWaitRequest)(nil),         // 23: beacon.v1.QueueWaitRequest
+	(*QueueWaitResponse)(nil),        // 24: beacon.v1.QueueWaitResponse
+	(*durationpb.Duration)(nil),      // 25: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 26: google.protobuf.Timestamp
 }
 var file_queue_proto_depIdxs = []int32{
-	22, // 0: beacon.v1.QueueEnqueueRequest.dedup_window:type_name -> google.protobuf.Duration
-	22, // 1: beacon.v1.QueueEnqueueRequest.delay:type_name -> google.protobuf.Duration
-	22, // 2: beacon.v1.QueueReserveRequest.visibility:type_name -> google.protobuf.Duration
-	22, // 3: beacon.v1.QueueReserveRequest.wait:type_name -> google.protobuf.Duration
-	23, // 4: beacon.v1.QueueMessage.enqueued_at:type_name -> google.protobuf.Timestamp
-	23, // 5: beacon.v1.QueueMessage.dead_at:type_name -> google.protobuf.Timestamp
-	3,  // 6: beacon.v1.QueueReserveResponse.message:type_name -> beacon.v1.QueueMessage
-	23, // 7: beacon.v1.QueueReserveResponse.deadline:type_name -> google.protobuf.Timestamp
-	22, // 8: beacon.v1.QueueNackRequest.delay:type_name -> google.protobuf.Duration
-	22, // 9: beacon.v1.QueueExtendRequest.visibility:type_name -> google.protobuf.Duration
-	23, // 10: beacon.v1.QueueExtendResponse.deadline:type_name -> google.protobuf.Timestamp
-	22, // 11: beacon.v1.QueueStats.oldest_age:type_name -> google.protobuf.Duration
-	13, // 12: beacon.v1.QueueStats.in_flight_messages:type_name -> beacon.v1.QueueInFlight
-	23, // 13: beacon.v1.QueueInFlight.reserved_at:type_name -> google.protobuf.Timestamp
-	22, // 14: beacon.v1.QueueInFlight.age:type_name -> google.protobuf.Duration
-	23, // 15: beacon.v1.QueueInFlight.deadline:type_name -> google.protobuf.Timestamp
-	23, // 16: beacon.v1.QueueInFlight.progress_at:type_name -> google.protobuf.Timestamp
-	3,  // 17: beacon.v1.QueueDeadLettersResponse.messages:type_name -> beacon.v1.QueueMessage
-	0,  // 18: beacon.v1.Queue.Enqueue:input_type -> beacon.v1.QueueEnqueueRequest
-	2,  // 19: beacon.v1.Queue.Reserve:input_type -> beacon.v1.QueueReserveRequest
-	5,  // 20: beacon.v1.Queue.Ack:input_type -> beacon.v1.QueueAckRequest
-	7,  // 21: beacon.v1.Queue.Nack:input_type -> beacon.v1.QueueNackRequest
-	9,  // 22: beacon.v1.Queue.Extend:input_type -> beacon.v1.QueueExtendRequest
-	11, // 23: beacon.v1.Queue.Stats:input_type -> beacon.v1.QueueStatsRequest
-	16, // 24: beacon.v1.Queue.DeadLetters:input_type -> beacon.v1.QueueDeadLettersRequest
-	18, // 25: beacon.v1.Queue.Redrive:input_type -> beacon.v1.QueueDeadRequest
-	18, // 26: beacon.v1.Queue.PurgeDead:input_type -> beacon.v1.QueueDeadRequest
-	20, // 27: beacon.v1.Queue.Wait:input_type -> beacon.v1.QueueWaitRequest
-	14, // 28: beacon.v1.Queue.Progress:input_type -> beacon.v1.QueueProgressRequest
-	1,  // 29: beacon.v1.Queue.Enqueue:output_type -> beacon.v1.QueueEnqueueResponse
-	4,  // 30: beacon.v1.Queue.Reserve:output_type -> beacon.v1.QueueReserveResponse
-	6,  // 31: beacon.v1.Queue.Ack:output_type -> beacon.v1.QueueAckResponse
-	8,  // 32: beacon.v1.Queue.Nack:output_type -> beacon.v1.QueueNackResponse
-	10, // 33: beacon.v1.Queue.Extend:output_type -> beacon.v1.QueueExtendResponse
-	12, // 34: beacon.v1.Queue.Stats:output_type -> beacon.v1.QueueStats
-	17, // 35: beacon.v1.Queue.DeadLetters:output_type -> beacon.v1.QueueDeadLettersResponse
-	19, // 36: beacon.v1.Queue.Redrive:output_type -> beacon.v1.QueueDeadResponse
-	19, // 37: beacon.v1.Queue.PurgeDead:output_type -> beacon.v1.QueueDeadResponse
-	21, // 38: beacon.v1.Queue.Wait:output_type -> beacon.v1.QueueWaitResponse
-	15, // 39: beacon.v1.Queue.Progress:output_type -> beacon.v1.QueueProgressResponse
-	29, // [29:40] is the sub-list for method output_type
-	18, // [18:29] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	1,  // 0: beacon.v1.QueueGateRequest.key:type_name -> beacon.v1.QueueGateKey
+	1,  // 1: beacon.v1.QueueGate.key:type_name -> beacon.v1.QueueGateKey
+	25, // 2: beacon.v1.QueueEnqueueRequest.dedup_window:type_name -> google.protobuf.Duration
+	25, // 3: beacon.v1.QueueEnqueueRequest.delay:type_name -> google.protobuf.Duration
+	25, // 4: beacon.v1.QueueReserveRequest.visibility:type_name -> google.protobuf.Duration
+	25, // 5: beacon.v1.QueueReserveRequest.wait:type_name -> google.protobuf.Duration
+	26, // 6: beacon.v1.QueueMessage.enqueued_at:type_name -> google.protobuf.Timestamp
+	26, // 7: beacon.v1.QueueMessage.dead_at:type_name -> google.protobuf.Timestamp
+	6,  // 8: beacon.v1.QueueReserveResponse.message:type_name -> beacon.v1.QueueMessage
+	26, // 9: beacon.v1.QueueReserveResponse.deadline:type_name -> google.protobuf.Timestamp
+	25, // 10: beacon.v1.QueueNackRequest.delay:type_name -> google.protobuf.Duration
+	25, // 11: beacon.v1.QueueExtendRequest.visibility:type_name -> google.protobuf.Duration
+	26, // 12: beacon.v1.QueueExtendResponse.deadline:type_name -> google.protobuf.Timestamp
+	25, // 13: beacon.v1.QueueStats.oldest_age:type_name -> google.protobuf.Duration
+	16, // 14: beacon.v1.QueueStats.in_flight_messages:type_name -> beacon.v1.QueueInFlight
+	2,  // 15: beacon.v1.QueueStats.gate:type_name -> beacon.v1.QueueGate
+	26, // 16: beacon.v1.QueueInFlight.reserved_at:type_name -> google.protobuf.Timestamp
+	25, // 17: beacon.v1.QueueInFlight.age:type_name -> google.protobuf.Duration
+	26, // 18: beacon.v1.QueueInFlight.deadline:type_name -> google.protobuf.Timestamp
+	26, // 19: beacon.v1.QueueInFlight.progress_at:type_name -> google.protobuf.Timestamp
+	6,  // 20: beacon.v1.QueueDeadLettersResponse.messages:type_name -> beacon.v1.QueueMessage
+	3,  // 21: beacon.v1.Queue.Enqueue:input_type -> beacon.v1.QueueEnqueueRequest
+	5,  // 22: beacon.v1.Queue.Reserve:input_type -> beacon.v1.QueueReserveRequest
+	8,  // 23: beacon.v1.Queue.Ack:input_type -> beacon.v1.QueueAckRequest
+	10, // 24: beacon.v1.Queue.Nack:input_type -> beacon.v1.QueueNackRequest
+	12, // 25: beacon.v1.Queue.Extend:input_type -> beacon.v1.QueueExtendRequest
+	14, // 26: beacon.v1.Queue.Stats:input_type -> beacon.v1.QueueStatsRequest
+	19, // 27: beacon.v1.Queue.DeadLetters:input_type -> beacon.v1.QueueDeadLettersRequest
+	21, // 28: beacon.v1.Queue.Redrive:input_type -> beacon.v1.QueueDeadRequest
+	21, // 29: beacon.v1.Queue.PurgeDead:input_type -> beacon.v1.QueueDeadRequest
+	23, // 30: beacon.v1.Queue.Wait:input_type -> beacon.v1.QueueWaitRequest
+	17, // 31: beacon.v1.Queue.Progress:input_type -> beacon.v1.QueueProgressRequest
+	0,  // 32: beacon.v1.Queue.Gate:input_type -> beacon.v1.QueueGateRequest
+	4,  // 33: beacon.v1.Queue.Enqueue:output_type -> beacon.v1.QueueEnqueueResponse
+	7,  // 34: beacon.v1.Queue.Reserve:output_type -> beacon.v1.QueueReserveResponse
+	9,  // 35: beacon.v1.Queue.Ack:output_type -> beacon.v1.QueueAckResponse
+	11, // 36: beacon.v1.Queue.Nack:output_type -> beacon.v1.QueueNackResponse
+	13, // 37: beacon.v1.Queue.Extend:output_type -> beacon.v1.QueueExtendResponse
+	15, // 38: beacon.v1.Queue.Stats:output_type -> beacon.v1.QueueStats
+	20, // 39: beacon.v1.Queue.DeadLetters:output_type -> beacon.v1.QueueDeadLettersResponse
+	22, // 40: beacon.v1.Queue.Redrive:output_type -> beacon.v1.QueueDeadResponse
+	22, // 41: beacon.v1.Queue.PurgeDead:output_type -> beacon.v1.QueueDeadResponse
+	24, // 42: beacon.v1.Queue.Wait:output_type -> beacon.v1.QueueWaitResponse
+	18, // 43: beacon.v1.Queue.Progress:output_type -> beacon.v1.QueueProgressResponse
+	2,  // 44: beacon.v1.Queue.Gate:output_type -> beacon.v1.QueueGate
+	33, // [33:45] is the sub-list for method output_type
+	21, // [21:33] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_queue_proto_init() }
@@ -1716,15 +2071,23 @@ func file_queue_proto_init() {
 	if File_queue_proto != nil {
 		return
 	}
-	file_queue_proto_msgTypes[2].OneofWrappers = []any{}
-	file_queue_proto_msgTypes[13].OneofWrappers = []any{}
+	file_queue_proto_msgTypes[0].OneofWrappers = []any{
+		(*QueueGateRequest_Count)(nil),
+		(*QueueGateRequest_After)(nil),
+		(*QueueGateRequest_Key)(nil),
+		(*QueueGateRequest_Open)(nil),
+		(*QueueGateRequest_Close)(nil),
+	}
+	file_queue_proto_msgTypes[1].OneofWrappers = []any{}
+	file_queue_proto_msgTypes[5].OneofWrappers = []any{}
+	file_queue_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_queue_proto_rawDesc), len(file_queue_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	Queue_PurgeDead_FullMethodName   = "/beacon.v1.Queue/PurgeDead"
 	Queue_Wait_FullMethodName        = "/beacon.v1.Queue/Wait"
 	Queue_Progress_FullMethodName    = "/beacon.v1.Queue/Progress"
+	Queue_Gate_FullMethodName        = "/beacon.v1.Queue/Gate"
 )
 
 // QueueClient is the client API for Queue service.
@@ -88,6 +89,15 @@ type QueueClient interface {
 	// the report of the worker that holds the message now. Receipts and
 	// sessions are checked as for Ack.
 	Progress(ctx context.Context, in *QueueProgressRequest, opts ...grpc.CallOption) (*QueueProgressResponse, error)
+	// Gate sets the queue's gate (a condition replaces any gate it had) and
+	// answers it; with no condition it only reads it (exists false: no
+	// gate). While the gate is closed, Reserve hands out nothing (it waits,
+	// or answers NOT_FOUND), but for an `after` gate's message; pushes still
+	// queue. The gate opens once its condition holds, in one etcd
+	// transaction with the condition, and stays open until set again. A bad
+	// condition answers INVALID_ARGUMENT naming it; `after` a message the
+	// queue does not hold, NOT_FOUND.
+	Gate(ctx context.Context, in *QueueGateRequest, opts ...grpc.CallOption) (*QueueGate, error)
 }
 
 type queueClient struct {
@@ -208,6 +218,16 @@ func (c *queueClient) Progress(ctx context.Context, in *QueueProgressRequest, op
 	return out, nil
 }
 
+func (c *queueClient) Gate(ctx context.Context, in *QueueGateRequest, opts ...grpc.CallOption) (*QueueGate, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueueGate)
+	err := c.cc.Invoke(ctx, Queue_Gate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueueServer is the server API for Queue service.
 // All implementations must embed UnimplementedQueueServer
 // for forward compatibility.
@@ -264,6 +284,15 @@ type QueueServer interface {
 	// the report of the worker that holds the message now. Receipts and
 	// sessions are checked as for Ack.
 	Progress(context.Context, *QueueProgressRequest) (*QueueProgressResponse, error)
+	// Gate sets the queue's gate (a condition replaces any gate it had) and
+	// answers it; with no condition it only reads it (exists false: no
+	// gate). While the gate is closed, Reserve hands out nothing (it waits,
+	// or answers NOT_FOUND), but for an `after` gate's message; pushes still
+	// queue. The gate opens once its condition holds, in one etcd
+	// transaction with the condition, and stays open until set again. A bad
+	// condition answers INVALID_ARGUMENT naming it; `after` a message the
+	// queue does not hold, NOT_FOUND.
+	Gate(context.Context, *QueueGateRequest) (*QueueGate, error)
 	mustEmbedUnimplementedQueueServer()
 }
 
@@ -306,6 +335,9 @@ func (UnimplementedQueueServer) Wait(context.Context, *QueueWaitRequest) (*Queue
 }
 func (UnimplementedQueueServer) Progress(context.Context, *QueueProgressRequest) (*QueueProgressResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Progress not implemented")
+}
+func (UnimplementedQueueServer) Gate(context.Context, *QueueGateRequest) (*QueueGate, error) {
+	return nil, status.Error(codes.Unimplemented, "method Gate not implemented")
 }
 func (UnimplementedQueueServer) mustEmbedUnimplementedQueueServer() {}
 func (UnimplementedQueueServer) testEmbeddedByValue()               {}
@@ -526,6 +558,24 @@ func _Queue_Progress_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Queue_Gate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueueGateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServer).Gate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Queue_Gate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServer).Gate(ctx, req.(*QueueGateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Queue_ServiceDesc is the grpc.ServiceDesc for Queue service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -576,6 +626,10 @@ var Queue_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Progress",
 			Handler:    _Queue_Progress_Handler,
+		},
+		{
+			MethodName: "Gate",
+			Handler:    _Queue_Gate_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -31,7 +31,7 @@ func init() {
 func newQueueCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "queue",
-		Short: "Durable FIFO queues: push, reserve, ack, nack, extend, stats, dead, redrive, purge-dead, wait",
+		Short: "Durable FIFO queues: push, reserve, ack, nack, extend, stats, dead, redrive, purge-dead, wait, gate",
 		Long: `Durable named FIFO queues with at-least-once delivery. A reserved message
 stays reserved until it is acked, nacked, its visibility timeout passes, or
 (for a worker, "reserve QUEUE -- CMD") the reserving process dies; then it
@@ -39,7 +39,7 @@ is ready again at its place in line.`,
 	}
 	cmd.AddCommand(newQueuePushCmd(g), newQueueReserveCmd(g), newQueueAckCmd(g), newQueueNackCmd(g),
 		newQueueExtendCmd(g), newQueueStatsCmd(g), newQueueDeadCmd(g), newQueueHandleDeadCmd(g, "redrive"),
-		newQueueHandleDeadCmd(g, "purge-dead"), newQueueWaitCmd(g))
+		newQueueHandleDeadCmd(g, "purge-dead"), newQueueWaitCmd(g), newQueueGateCmd(g))
 	return cmd
 }
 
@@ -72,9 +72,9 @@ func queueDuration(cmd *cobra.Command, name string, d time.Duration) *durationpb
 func newQueuePushCmd(g *globals) *cobra.Command {
 	var dedup string
 	var window, delay time.Duration
-	var empty bool
+	var empty, last bool
 	cmd := &cobra.Command{
-		Use:   "push QUEUE [DATA] [--empty]",
+		Use:   "push QUEUE [--last] [DATA] [--empty]",
 		Short: "Append a message (DATA, or stdin when DATA is not given); prints its id",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -96,7 +96,7 @@ func newQueuePushCmd(g *globals) *cobra.Command {
 			}
 			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
 				resp, err := q.Enqueue(ctx, &beaconpb.QueueEnqueueRequest{Queue: args[0], Payload: data, DedupId: dedup,
-					DedupWindow: queueDuration(cmd, "dedup-window", window), Delay: queueDuration(cmd, "delay", delay)})
+					DedupWindow: queueDuration(cmd, "dedup-window", window), Delay: queueDuration(cmd, "delay", delay), Last: last})
 				if err != nil {
 					return err
 				}
@@ -117,6 +117,7 @@ func newQueuePushCmd(g *globals) *cobra.Command {
 	f.DurationVar(&window, "dedup-window", 5*time.Minute, "how long a dedup id is remembered (1s to 24h)")
 	f.DurationVar(&delay, "delay", 0, "make the message ready only after this delay (up to 24h)")
 	f.BoolVar(&empty, "empty", false, "push an empty message (refused without it, so that an empty stdin is not taken for one)")
+	f.BoolVar(&last, "last", false, "hand it out only after every other message of the queue is acked")
 	return cmd
 }
 
@@ -306,8 +307,13 @@ func newQueueStatsCmd(g *globals) *cobra.Command {
 				if s.Depth > 0 {
 					oldest = s.OldestAge.AsDuration().Round(time.Millisecond).String()
 				}
-				err = p.Table([]string{"QUEUE", "DEPTH", "READY", "IN FLIGHT", "DELAYED", "DEAD", "OLDEST"},
-					[][]string{{s.Queue, u(s.Depth), u(s.Ready), u(s.InFlight), u(s.Delayed), u(s.Dead), oldest}})
+				head := []string{"QUEUE", "DEPTH", "READY", "IN FLIGHT", "DELAYED", "DEAD", "OLDEST"}
+				row := []string{s.Queue, u(s.Depth), u(s.Ready), u(s.InFlight), u(s.Delayed), u(s.Dead), oldest}
+				if s.Gate != nil {
+					state, cond, _ := gateText(s.Gate)
+					head, row = append(head, "GATE"), append(row, state+", "+cond)
+				}
+				err = p.Table(head, [][]string{row})
 				if err == nil && inFlight {
 					err = printInFlight(p, s)
 				}
