@@ -74,6 +74,10 @@ func seeds() map[string][]proto.Message {
 		beaconpb.Queue_Extend_FullMethodName:      {&beaconpb.QueueExtendRequest{Receipt: "jobs/1/2", Visibility: sec, SessionId: SessionPlaceholder}},
 		beaconpb.Queue_Progress_FullMethodName:    {&beaconpb.QueueProgressRequest{Receipt: "jobs/1/2", Percent: 150, Message: "half", SessionId: SessionPlaceholder}},
 		beaconpb.Queue_Stats_FullMethodName:       {&beaconpb.QueueStatsRequest{Queue: "jobs", InFlight: true}},
+		beaconpb.Queue_Gate_FullMethodName: {
+			&beaconpb.QueueGateRequest{Queue: "jobs", Condition: &beaconpb.QueueGateRequest_Key{Key: &beaconpb.QueueGateKey{Key: "app/go", Value: []byte("yes")}}},
+			&beaconpb.QueueGateRequest{Queue: "jobs", Condition: &beaconpb.QueueGateRequest_Count{Count: 1 << 31}},
+		},
 		beaconpb.Queue_DeadLetters_FullMethodName: {&beaconpb.QueueDeadLettersRequest{Queue: "jobs", Limit: 10}},
 		beaconpb.Queue_Redrive_FullMethodName:     {&beaconpb.QueueDeadRequest{Queue: "jobs", Ids: []string{"1"}}},
 		beaconpb.Queue_PurgeDead_FullMethodName:   {&beaconpb.QueueDeadRequest{Queue: "jobs", All: true}},
