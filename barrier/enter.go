@@ -1,0 +1,241 @@
+package barrier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/beaconhq/beacon/internal/rpcerr"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Progress is a waiting participant's view of its round: the
+// participants that count toward it (they wait for the same count), in
+// order of arrival, itself included.
+type Progress struct {
+	Round   int64
+	Count   int
+	Present []Participant
+}
+
+// Missing is how many participants the round still waits for.
+func (p Progress) Missing() int { return max(p.Count-len(p.Present), 0) }
+
+func (p Progress) String() string {
+	return fmt.Sprintf("waiting for %d of %d; present: %s", p.Missing(), p.Count, describe(p.Present))
+}
+
+// Entered is a participant of a round that tripped.
+type Entered struct {
+	Participant
+	Round int64
+	Trip  Trip
+	// Members are the round's members as the participant saw them when
+	// it learned of the trip (a member that died by then is not listed).
+	Members []Participant
+	// Revision is the etcd revision at which it learned of the trip.
+	Revision int64
+}
+
+// Enter puts the participant with lease in the round accepting
+// participants and blocks until count participants that agree on the
+// count are in it: then the round trips and Enter returns. report (may
+// be nil) is told every change of who is present.
+//
+// A participant whose count differs from its round's gets
+// ErrCountMismatch; one that finds the round over max-participants,
+// ErrTooMany. A participant that entered the round after its count-th
+// one (they arrived together) enters the next round instead. Whenever
+// Enter fails, the participant's key is deleted, so nobody counts a
+// participant that is not waiting.
+func (b *Barrier) Enter(ctx context.Context, lease clientv3.LeaseID, info Info, report func(Progress)) (Entered, error) {
+	if err := ValidateCount(info.Count, b.max); err != nil {
+		return Entered{}, err
+	}
+	val, _ := json.Marshal(info)
+	for {
+		me, view, rec, rev, err := b.join(ctx, lease, string(val))
+		if err != nil {
+			return Entered{}, err
+		}
+		if err := b.admit(view, me); err != nil {
+			b.withdraw(me)
+			return Entered{}, err
+		}
+		res, again, err := b.wait(ctx, me, view, rec, rev, report)
+		if err != nil || again {
+			b.withdraw(me)
+		}
+		if !again {
+			return res, err
+		}
+	}
+}
+
+// join puts the participant's key in the round the open key names, in
+// one transaction with the check that the round is still open, and
+// reads the round.
+func (b *Barrier) join(ctx context.Context, lease clientv3.LeaseID, val string) (Participant, *roundView, openRecord, int64, error) {
+	for {
+		resp, err := b.cli.Get(ctx, b.openKey())
+		if err != nil {
+			return Participant{}, nil, openRecord{}, 0, err
+		}
+		rec := parseOpen(resp.Kvs)
+		key := b.Key(rec.Round, lease)
+		tr, err := b.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(b.openKey()), "=", rec.mod)).
+			Then(clientv3.OpPut(key, val, clientv3.WithLease(lease)), clientv3.OpGet(b.roundPrefix(rec.Round), clientv3.WithPrefix())).
+			Commit()
+		if err != nil {
+			return Participant{}, nil, openRecord{}, 0, leaseErr(err, lease)
+		}
+		if !tr.Succeeded {
+			continue // the round tripped between the read and the put: the next one is open
+		}
+		view := newRoundView(rec.Round, tr.Responses[1].GetResponseRange().Kvs)
+		me, ok := view.keys[key]
+		if !ok {
+			return Participant{}, nil, openRecord{}, 0, fmt.Errorf("%w: %s vanished as it entered", ErrLost, key)
+		}
+		return me, view, rec, tr.Header.Revision, nil
+	}
+}
+
+// admit refuses a participant whose count is not its round's, and one
+// that finds its round over the bound.
+func (b *Barrier) admit(view *roundView, me Participant) error {
+	if n := view.count(); n != me.Count {
+		return rpcerr.Wrapf(ErrCountMismatch, "barrier %q: count %d does not match count %d of the participants already waiting in round %d (%s)",
+			b.name, me.Count, n, view.round, describe(view.matching()))
+	}
+	if len(view.keys) > b.max {
+		return rpcerr.Wrapf(ErrTooMany, "barrier %q: round %d already holds %d participants, this agent's limit (max-barrier-participants %d)",
+			b.name, view.round, len(view.keys)-1, b.max)
+	}
+	return nil
+}
+
+// wait follows the barrier from revision rev on until the round trips
+// (with me in it: the result; without: again, enter the next round) or
+// me's key goes.
+func (b *Barrier) wait(ctx context.Context, me Participant, view *roundView, rec openRecord, rev int64, report func(Progress)) (res Entered, again bool, err error) {
+	watch := func(from int64) (clientv3.WatchChan, context.CancelFunc) {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		return b.cli.Watch(wctx, b.prefix, clientv3.WithPrefix(), clientv3.WithRev(from)), cancel
+	}
+	wch, stop := watch(rev + 1)
+	defer func() { stop() }()
+	reported := ""
+	for {
+		if rec.Round > view.round {
+			t, ok := rec.trip(view.round)
+			switch {
+			case !ok:
+				return Entered{}, false, fmt.Errorf("%w: round %d of %q tripped, and more than %d rounds since, before this participant could read which", ErrLost, view.round, b.name, maxTrips)
+			case me.Rev > t.Cutoff:
+				return Entered{}, true, nil // came after the count-th: the next round
+			}
+			return Entered{Participant: me, Round: view.round, Trip: t, Members: view.members(t), Revision: rev}, false, nil
+		}
+		if _, ok := view.keys[me.Key]; !ok {
+			return Entered{}, false, fmt.Errorf("%w: %s was deleted while waiting (its lease ended)", ErrLost, me.Key)
+		}
+		if report != nil {
+			p := Progress{Round: view.round, Count: view.count(), Present: view.matching()}
+			if s := p.String(); s != reported {
+				reported = s
+				report(p)
+			}
+		}
+		if t, ok := view.full(); ok {
+			b.trip(ctx, rec, t) // whoever wins, the watch tells
+		}
+		wr, ok := <-wch
+		if !ok || wr.Err() != nil || wr.Canceled {
+			if ctx.Err() != nil {
+				return Entered{}, false, context.Cause(ctx)
+			}
+			// Compacted past, or the leader lost: read anew and go on.
+			if view, rec, rev, err = b.reread(ctx, view.round); err != nil {
+				return Entered{}, false, err
+			}
+			stop()
+			wch, stop = watch(rev + 1)
+			continue
+		}
+		round := b.roundPrefix(view.round)
+		for _, ev := range wr.Events {
+			switch key := string(ev.Kv.Key); {
+			case key == b.openKey() && ev.Type == mvccpb.DELETE:
+				rec = openRecord{Round: 1}
+			case key == b.openKey():
+				rec = parseOpen([]*mvccpb.KeyValue{ev.Kv})
+			case strings.HasPrefix(key, round):
+				view.apply(ev)
+			}
+		}
+		rev = wr.Header.Revision
+	}
+}
+
+// reread reads the open key and round r at one revision.
+func (b *Barrier) reread(ctx context.Context, r int64) (*roundView, openRecord, int64, error) {
+	for {
+		resp, err := b.cli.Txn(ctx).Then(clientv3.OpGet(b.openKey()), clientv3.OpGet(b.roundPrefix(r), clientv3.WithPrefix())).Commit()
+		if err == nil {
+			return newRoundView(r, resp.Responses[1].GetResponseRange().Kvs), parseOpen(resp.Responses[0].GetResponseRange().Kvs), resp.Header.Revision, nil
+		}
+		if ctx.Err() != nil {
+			return nil, openRecord{}, 0, context.Cause(ctx)
+		}
+		// etcd unreachable for now: the session's lease decides how
+		// long the participant may stay; look again shortly.
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return nil, openRecord{}, 0, context.Cause(ctx)
+		}
+	}
+}
+
+// trip records that the open round is full: the open key moves to the
+// next round, remembering the trip. It changes nothing if the round
+// moved on already (another participant recorded it first).
+func (b *Barrier) trip(ctx context.Context, rec openRecord, t Trip) {
+	_, _ = b.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(b.openKey()), "=", rec.mod)).
+		Then(clientv3.OpPut(b.openKey(), rec.next(t).value())).
+		Commit()
+}
+
+// withdraw deletes a participant that Enter gives up, if it is still the
+// same key. It runs even when the caller's context has ended; if etcd is
+// unreachable the key goes with its lease.
+func (b *Barrier) withdraw(p Participant) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = b.remove(ctx, p.Key, p.Rev)
+}
+
+// leaseErr turns etcd's "lease not found" into ErrLost.
+func leaseErr(err error, lease clientv3.LeaseID) error {
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("%w: lease %x has ended", ErrLost, int64(lease))
+	}
+	return err
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
