@@ -53,9 +53,11 @@ func (b *Barrier) Name() string { return b.name }
 // trailing '/'.
 func (b *Barrier) Prefix() string { return b.prefix }
 
-func (b *Barrier) openKey() string            { return b.prefix + "open" }
-func (b *Barrier) roundsPrefix() string       { return b.prefix + "rounds/" }
-func (b *Barrier) roundPrefix(r int64) string { return b.roundsPrefix() + strconv.FormatInt(r, 10) + "/" }
+func (b *Barrier) openKey() string      { return b.prefix + "open" }
+func (b *Barrier) roundsPrefix() string { return b.prefix + "rounds/" }
+func (b *Barrier) roundPrefix(r int64) string {
+	return b.roundsPrefix() + strconv.FormatInt(r, 10) + "/"
+}
 
 // Key is the key of the participant with lease in round r.
 func (b *Barrier) Key(r int64, lease clientv3.LeaseID) string {
