@@ -58,6 +58,11 @@ func (b *Barrier) Enter(ctx context.Context, lease clientv3.LeaseID, info Info, 
 		return Entered{}, err
 	}
 	val, _ := json.Marshal(info)
+	f, err := b.follow(ctx)
+	if err != nil {
+		return Entered{}, err
+	}
+	defer func() { f.close() }()
 	for {
 		me, view, rec, rev, err := b.join(ctx, lease, string(val))
 		if err != nil {
@@ -67,7 +72,7 @@ func (b *Barrier) Enter(ctx context.Context, lease clientv3.LeaseID, info Info, 
 			b.withdraw(me)
 			return Entered{}, err
 		}
-		res, again, err := b.wait(ctx, me, view, rec, rev, report)
+		res, again, err := b.wait(ctx, f, me, view, rec, rev, report)
 		if err != nil || again {
 			b.withdraw(me)
 		}
@@ -124,14 +129,9 @@ func (b *Barrier) admit(view *roundView, me Participant) error {
 // wait follows the barrier from revision rev on until the round trips
 // (with me in it: the result; without: again, enter the next round) or
 // me's key goes.
-func (b *Barrier) wait(ctx context.Context, me Participant, view *roundView, rec openRecord, rev int64, report func(Progress)) (res Entered, again bool, err error) {
-	watch := func(from int64) (clientv3.WatchChan, context.CancelFunc) {
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		return b.cli.Watch(wctx, b.prefix, clientv3.WithPrefix(), clientv3.WithRev(from)), cancel
-	}
-	wch, stop := watch(rev + 1)
-	defer func() { stop() }()
+func (b *Barrier) wait(ctx context.Context, f *follower, me Participant, view *roundView, rec openRecord, rev int64, report func(Progress)) (res Entered, again bool, err error) {
 	reported := ""
+	readAt := rev // the view is the state at readAt plus the events after it
 	for {
 		if rec.Round > view.round {
 			t, ok := rec.trip(view.round)
@@ -156,7 +156,7 @@ func (b *Barrier) wait(ctx context.Context, me Participant, view *roundView, rec
 		if t, ok := view.full(); ok {
 			b.trip(ctx, rec, t) // whoever wins, the watch tells
 		}
-		wr, ok := <-wch
+		wr, ok := <-f.ch
 		if !ok || wr.Err() != nil || wr.Canceled {
 			if ctx.Err() != nil {
 				return Entered{}, false, context.Cause(ctx)
@@ -165,12 +165,15 @@ func (b *Barrier) wait(ctx context.Context, me Participant, view *roundView, rec
 			if view, rec, rev, err = b.reread(ctx, view.round); err != nil {
 				return Entered{}, false, err
 			}
-			stop()
-			wch, stop = watch(rev + 1)
+			readAt = rev
+			f.reopen(rev + 1)
 			continue
 		}
 		round := b.roundPrefix(view.round)
 		for _, ev := range wr.Events {
+			if ev.Kv.ModRevision <= readAt {
+				continue // in the read already (the watch was opened before it)
+			}
 			switch key := string(ev.Kv.Key); {
 			case key == b.openKey() && ev.Type == mvccpb.DELETE:
 				rec = openRecord{Round: 1}
@@ -180,7 +183,7 @@ func (b *Barrier) wait(ctx context.Context, me Participant, view *roundView, rec
 				view.apply(ev)
 			}
 		}
-		rev = wr.Header.Revision
+		rev = max(rev, wr.Header.Revision)
 	}
 }
 
