@@ -9,10 +9,8 @@ import (
 // sessions (barrier/README.md). Every participant lives in its Enter
 // call, so nothing to stop.
 func startBarrier(d RecipeDeps) func() {
-	s := barrier.NewService(barrier.Config{
-		Client: d.Client, Sessions: d.Sessions, Namespace: d.Namespace, Node: d.Node,
-		MaxParticipants: d.Config.MaxBarrierParticipants, Logger: d.Logger.Named("barrier"),
-	})
+	s := barrier.NewService(d.Client, d.Sessions, d.Namespace, barrier.WithNode(d.Node),
+		barrier.WithLimit(d.Config.MaxBarrierParticipants), barrier.WithLogger(d.Logger.Named("barrier")))
 	beaconpb.RegisterBarrierServer(d.GRPC, s)
 	return nil
 }

@@ -34,16 +34,29 @@ type Barrier struct {
 	max    int    // participants of one round at most
 }
 
-// New returns the barrier name under namespace (e.g. "/beacon/"). max
-// bounds a round's participants (DefaultMaxParticipants when < 1).
-func New(cli *clientv3.Client, namespace, name string, max int) (*Barrier, error) {
+// Option configures New.
+type Option func(*Barrier)
+
+// WithMaxParticipants bounds a round's participants (default
+// DefaultMaxParticipants; n < 1 keeps it).
+func WithMaxParticipants(n int) Option {
+	return func(b *Barrier) {
+		if n > 0 {
+			b.max = n
+		}
+	}
+}
+
+// New returns the barrier name under namespace (e.g. "/beacon/").
+func New(cli *clientv3.Client, namespace, name string, opts ...Option) (*Barrier, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
-	if max < 1 {
-		max = DefaultMaxParticipants
+	b := &Barrier{cli: cli, name: name, prefix: namespace + "barriers/" + name + "/", max: DefaultMaxParticipants}
+	for _, o := range opts {
+		o(b)
 	}
-	return &Barrier{cli: cli, name: name, prefix: namespace + "barriers/" + name + "/", max: max}, nil
+	return b, nil
 }
 
 // Name is the barrier's name.

@@ -84,7 +84,7 @@ func get(t *testing.T, ch <-chan entered, who string) barrier.Entered {
 
 func newBarrier(t *testing.T, cli *clientv3.Client, name string, max int) *barrier.Barrier {
 	t.Helper()
-	b, err := barrier.New(cli, "/beacon/", name, max)
+	b, err := barrier.New(cli, "/beacon/", name, barrier.WithMaxParticipants(max))
 	if err != nil {
 		t.Fatal(err)
 	}

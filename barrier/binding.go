@@ -20,7 +20,7 @@ func (s *Service) lookup(id string) (*session.Session, error) {
 	if id == "" {
 		return nil, rpcerr.From(&FieldError{Field: "session_id", Msg: "must not be empty (open one with Session.Open)"})
 	}
-	sess, err := s.c.Sessions.Get(id)
+	sess, err := s.sessions.Get(id)
 	if errors.Is(err, session.ErrNotFound) {
 		return nil, rpcerr.From(ErrUnknownSession)
 	}

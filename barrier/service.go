@@ -17,51 +17,67 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Config is what the Barrier service needs from the agent.
-type Config struct {
-	Client    *clientv3.Client
-	Sessions  *session.Manager
-	Namespace string // e.g. "/beacon/"; barriers live under <Namespace>barriers/
-	Node      string // written into each participant's key
-	// MaxParticipants bounds a round (max-barrier-participants);
-	// DefaultMaxParticipants when < 1.
-	MaxParticipants int
-	Logger          *zap.Logger
-}
-
 // Service implements the Barrier gRPC service for the sessions of an
 // agent. Every participant lives in its Enter call, so the service runs
 // nothing between calls.
 type Service struct {
 	beaconpb.UnimplementedBarrierServer
-	c Config
+	cli       *clientv3.Client
+	sessions  *session.Manager
+	namespace string
+	node      string
+	max       int
+	lg        *zap.Logger
 
 	mu      sync.Mutex
 	changed map[string]chan struct{} // by session id: closed at its next lease change
 }
 
-// NewService serves barriers in c.Client's cluster.
-func NewService(c Config) *Service {
-	if c.Namespace == "" {
-		c.Namespace = "/beacon/"
+// ServiceOption configures NewService.
+type ServiceOption func(*Service)
+
+// WithNode is the agent's name, written into each participant's key
+// (default none).
+func WithNode(name string) ServiceOption { return func(s *Service) { s.node = name } }
+
+// WithLogger sets the logger (default none).
+func WithLogger(lg *zap.Logger) ServiceOption { return func(s *Service) { s.lg = lg } }
+
+// WithLimit bounds a round's participants: the agent's
+// max-barrier-participants (default DefaultMaxParticipants; n < 1 keeps
+// it).
+func WithLimit(n int) ServiceOption {
+	return func(s *Service) {
+		if n > 0 {
+			s.max = n
+		}
 	}
-	if c.MaxParticipants < 1 {
-		c.MaxParticipants = DefaultMaxParticipants
+}
+
+// NewService serves the barriers under namespace (e.g. "/beacon/") in
+// cli's cluster, for the sessions of m.
+func NewService(cli *clientv3.Client, m *session.Manager, namespace string, opts ...ServiceOption) *Service {
+	s := &Service{cli: cli, sessions: m, namespace: namespace, max: DefaultMaxParticipants, lg: zap.NewNop(),
+		changed: map[string]chan struct{}{}}
+	for _, o := range opts {
+		o(s)
 	}
-	if c.Logger == nil {
-		c.Logger = zap.NewNop()
-	}
-	return &Service{c: c, changed: map[string]chan struct{}{}}
+	return s
+}
+
+func (s *Service) barrier(name string) (*Barrier, error) {
+	b, err := New(s.cli, s.namespace, name, WithMaxParticipants(s.max))
+	return b, rpcerr.From(err)
 }
 
 // Enter enters the session's participant, streams its progress until the
 // round trips, then stays open while it is inside.
 func (s *Service) Enter(req *beaconpb.BarrierEnterRequest, stream beaconpb.Barrier_EnterServer) error {
-	b, err := New(s.c.Client, s.c.Namespace, req.Name, s.c.MaxParticipants)
+	b, err := s.barrier(req.Name)
 	if err != nil {
-		return rpcerr.From(err)
+		return err
 	}
-	if err := ValidateCount(int(req.Count), s.c.MaxParticipants); err != nil {
+	if err := ValidateCount(int(req.Count), s.max); err != nil {
 		return rpcerr.From(err)
 	}
 	if err := validateTimeout(req.TimeoutMs); err != nil {
@@ -89,7 +105,7 @@ func (s *Service) Enter(req *beaconpb.BarrierEnterRequest, stream beaconpb.Barri
 			Round: p.Round, Count: int32(p.Count), Present: toPB(p.Present)})
 	}
 	// The lease is read after bind, so a lease change from here on cancels.
-	e, err := b.Enter(ectx, sess.Lease(), Info{Node: s.c.Node, Pid: req.Pid, Count: int(req.Count)}, report)
+	e, err := b.Enter(ectx, sess.Lease(), Info{Node: s.node, Pid: req.Pid, Count: int(req.Count)}, report)
 	if err == nil && ectx.Err() != nil {
 		// Tripped just as the session ended or the time ran out: not in.
 		b.withdraw(e.Participant)
@@ -98,7 +114,7 @@ func (s *Service) Enter(req *beaconpb.BarrierEnterRequest, stream beaconpb.Barri
 	if err != nil {
 		return s.fail(ectx, err, func() string { return enterTimeout(req, last) })
 	}
-	s.c.Logger.Debug("tripped", zap.String("barrier", req.Name), zap.Int64("round", e.Round), zap.String("lease", fmt.Sprintf("%x", int64(e.Lease))))
+	s.lg.Debug("tripped", zap.String("barrier", req.Name), zap.Int64("round", e.Round), zap.String("lease", fmt.Sprintf("%x", int64(e.Lease))))
 	if err := stream.Send(&beaconpb.BarrierEnterEvent{State: beaconpb.BarrierState_BARRIER_STATE_TRIPPED,
 		Round: e.Round, Count: int32(e.Trip.Count), Present: toPB(e.Members), Key: e.Key, Rev: e.Rev,
 		LeaseId: fmt.Sprintf("%x", int64(e.Lease)), Cutoff: e.Trip.Cutoff, Revision: e.Revision}); err != nil {
@@ -123,9 +139,9 @@ func enterTimeout(req *beaconpb.BarrierEnterRequest, last *Progress) string {
 
 // Leave takes the session's participant out of round req.Round.
 func (s *Service) Leave(ctx context.Context, req *beaconpb.BarrierLeaveRequest) (*beaconpb.BarrierLeaveResponse, error) {
-	b, err := New(s.c.Client, s.c.Namespace, req.Name, s.c.MaxParticipants)
+	b, err := s.barrier(req.Name)
 	if err != nil {
-		return nil, rpcerr.From(err)
+		return nil, err
 	}
 	if err := validateRound(req.Round, "rev", req.Rev); err != nil {
 		return nil, rpcerr.From(err)
@@ -144,9 +160,9 @@ func (s *Service) Leave(ctx context.Context, req *beaconpb.BarrierLeaveRequest) 
 // WaitLeft streams the members of a tripped round still inside, until
 // none is.
 func (s *Service) WaitLeft(req *beaconpb.BarrierWaitLeftRequest, stream beaconpb.Barrier_WaitLeftServer) error {
-	b, err := New(s.c.Client, s.c.Namespace, req.Name, s.c.MaxParticipants)
+	b, err := s.barrier(req.Name)
 	if err != nil {
-		return rpcerr.From(err)
+		return err
 	}
 	if err := validateRound(req.Round, "cutoff", req.Cutoff); err != nil {
 		return rpcerr.From(err)
