@@ -58,7 +58,7 @@ func (b *Barrier) Enter(ctx context.Context, lease clientv3.LeaseID, info Info, 
 		return Entered{}, err
 	}
 	val, _ := json.Marshal(info)
-	f, err := b.follow(ctx)
+	f, err := b.follow(ctx, b.prefix)
 	if err != nil {
 		return Entered{}, err
 	}

@@ -17,13 +17,16 @@ import (
 type follower struct {
 	b      *Barrier
 	ctx    context.Context
+	prefix string
+	opts   []clientv3.OpOption
 	ch     clientv3.WatchChan
 	cancel context.CancelFunc
 }
 
-// follow opens the watch and waits until etcd has created it.
-func (b *Barrier) follow(ctx context.Context) (*follower, error) {
-	f := &follower{b: b, ctx: ctx}
+// follow opens the watch of the keys under prefix and waits until etcd
+// has created it.
+func (b *Barrier) follow(ctx context.Context, prefix string, opts ...clientv3.OpOption) (*follower, error) {
+	f := &follower{b: b, ctx: ctx, prefix: prefix, opts: append([]clientv3.OpOption{clientv3.WithPrefix()}, opts...)}
 	f.open(clientv3.WithCreatedNotify())
 	select {
 	case wr, ok := <-f.ch:
@@ -49,7 +52,7 @@ func (b *Barrier) follow(ctx context.Context) (*follower, error) {
 
 func (f *follower) open(opts ...clientv3.OpOption) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(f.ctx))
-	f.ch = f.b.cli.Watch(wctx, f.b.prefix, append([]clientv3.OpOption{clientv3.WithPrefix()}, opts...)...)
+	f.ch = f.b.cli.Watch(wctx, f.prefix, append(append([]clientv3.OpOption(nil), f.opts...), opts...)...)
 	f.cancel = cancel
 }
 

@@ -89,10 +89,11 @@ func (b *Barrier) WaitGone(ctx context.Context, e Entered) error {
 
 // WaitLeft blocks until every member of the trip t is gone from its
 // round: left, or removed with its lease. report (may be nil) is told
-// who remains, first at once and then at every change.
+// who remains, first at once and then at every change. Like Enter, it
+// watches from before it reads, so the last one out is seen at once.
 func (b *Barrier) WaitLeft(ctx context.Context, t Trip, report func([]Participant)) error {
 	for {
-		resp, err := b.cli.Get(ctx, b.roundPrefix(t.Round), clientv3.WithPrefix(), clientv3.WithMaxCreateRev(t.Cutoff))
+		f, err := b.follow(ctx, b.roundPrefix(t.Round), clientv3.WithFilterPut())
 		if err != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
@@ -102,21 +103,26 @@ func (b *Barrier) WaitLeft(ctx context.Context, t Trip, report func([]Participan
 			}
 			continue
 		}
-		remaining := newRoundView(t.Round, resp.Kvs)
-		done, err := b.followLeaving(ctx, t, remaining, resp.Header.Revision, report)
+		done, err := b.followLeaving(ctx, f, t, report)
+		f.close()
 		if done || err != nil {
 			return err
 		}
 	}
 }
 
-// followLeaving applies deletes to remaining from rev on; done once it
-// is empty, false (and no error) when the watch broke and the caller
-// should read anew.
-func (b *Barrier) followLeaving(ctx context.Context, t Trip, remaining *roundView, rev int64, report func([]Participant)) (bool, error) {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	wch := b.cli.Watch(wctx, b.roundPrefix(t.Round), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithFilterPut())
+// followLeaving reads who of t's members remains and applies f's deletes
+// until none does; false (and no error) when etcd could not be read or
+// the watch broke, and the caller should look anew.
+func (b *Barrier) followLeaving(ctx context.Context, f *follower, t Trip, report func([]Participant)) (bool, error) {
+	resp, err := b.cli.Get(ctx, b.roundPrefix(t.Round), clientv3.WithPrefix(), clientv3.WithMaxCreateRev(t.Cutoff))
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, context.Cause(ctx)
+		}
+		return false, nil
+	}
+	remaining := newRoundView(t.Round, resp.Kvs)
 	for {
 		if report != nil {
 			report(remaining.sorted())
@@ -124,7 +130,7 @@ func (b *Barrier) followLeaving(ctx context.Context, t Trip, remaining *roundVie
 		if len(remaining.keys) == 0 {
 			return true, nil
 		}
-		wr, ok := <-wch
+		wr, ok := <-f.ch
 		if !ok || wr.Err() != nil || wr.Canceled {
 			if ctx.Err() != nil {
 				return false, context.Cause(ctx)
@@ -132,7 +138,7 @@ func (b *Barrier) followLeaving(ctx context.Context, t Trip, remaining *roundVie
 			return false, nil
 		}
 		for _, ev := range wr.Events {
-			if ev.Type == mvccpb.DELETE {
+			if ev.Type == mvccpb.DELETE && ev.Kv.ModRevision > resp.Header.Revision {
 				delete(remaining.keys, string(ev.Kv.Key))
 			}
 		}
