@@ -224,3 +224,40 @@ done`
 		t.Fatalf("when the slowest CMD ended, %v of the fast participants (%s) still waited; want both", got, strings.TrimSpace(pids))
 	}
 }
+
+// TestBarrierCLIRefusals: a wrong command line exits 2 with one line; a
+// participant whose count differs from those waiting exits 1 with one
+// line naming both counts, and CMD exits with its own code once the
+// barrier trips.
+func TestBarrierCLIRefusals(t *testing.T) {
+	a, cli := lockOneAgent(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"barrier", "x", "--", "true"}, "give --count N"},
+		{[]string{"barrier", "x", "--count", "0", "--", "true"}, "--count 0"},
+		{[]string{"barrier", "x", "--count", "2"}, "then -- and the command"},
+		{[]string{"barrier", "a b", "--count", "2", "--", "true"}, "spaces"},
+		{[]string{"barrier", "x", "--count", "2", "--timeout", "-1s", "--", "true"}, "--timeout -1s"},
+	} {
+		_, stderr, code := queueCLI(t, a, nil, tc.args...)
+		if line := dialectErr(t, fmt.Sprint(tc.args), stderr, code, 2); !strings.Contains(line, tc.want) {
+			t.Errorf("%v: %q does not say %q", tc.args, line, tc.want)
+		}
+	}
+	dir := t.TempDir()
+	waiting := barrierParticipant(t, a, dir, "0", "counts", "exit 7", "--count", "2")
+	barrierWaiting(t, cli, "counts", 1)
+	_, stderr, code := queueCLI(t, a, nil, "barrier", "counts", "--count", "3", "--", "true")
+	line := dialectErr(t, "a count of 3 among 2s", stderr, code, 1)
+	want := fmt.Sprintf(`beacon: failed precondition: barrier "counts": count 3 does not match count 2 of the participants already waiting in round 1 (a (pid %d))`, waiting.cmd.Process.Pid)
+	if line != want {
+		t.Fatalf("got %q, want %q", line, want)
+	}
+	_, stderr, code = queueCLI(t, a, nil, "barrier", "counts", "--count", "2", "--", "sh", "-c", "exit 5")
+	if code != 5 {
+		t.Fatalf("the second participant exited %d (%s), want CMD's 5", code, stderr)
+	}
+	barrierExit(t, waiting, 7)
+}
