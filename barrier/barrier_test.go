@@ -281,3 +281,31 @@ func TestParticipantBounds(t *testing.T) {
 	}
 	waitKeys(t, cli, b.Prefix()+"rounds/1/", 2)
 }
+
+// TestGoneParticipantIsNotAMember: a participant whose key is deleted in
+// the very revision its round trips (its lease ended while it was cut
+// off, say) is not told it is in: the others count it as left.
+func TestGoneParticipantIsNotAMember(t *testing.T) {
+	cli, _ := etcdtest.New(t)
+	b := newBarrier(t, cli, "gone", 0)
+	ctx := context.Background()
+	a := enterAsync(ctx, b, grant(t, cli), "a", 2)
+	waitKeys(t, cli, b.Prefix()+"rounds/1/", 1)
+	resp, err := cli.Get(ctx, b.Prefix()+"rounds/1/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, rev := string(resp.Kvs[0].Key), resp.Kvs[0].CreateRevision
+	trip := fmt.Sprintf(`{"round":2,"trips":[{"round":1,"count":2,"cutoff":%d}]}`, rev)
+	if _, err := cli.Txn(ctx).Then(clientv3.OpDelete(key), clientv3.OpPut(b.Prefix()+"open", trip)).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-a:
+		if !errors.Is(r.err, barrier.ErrLost) {
+			t.Fatalf("got %+v, %v; want ErrLost", r.e, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the participant did not return")
+	}
+}

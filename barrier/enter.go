@@ -133,6 +133,12 @@ func (b *Barrier) wait(ctx context.Context, f *follower, me Participant, view *r
 	reported := ""
 	readAt := rev // the view is the state at readAt plus the events after it
 	for {
+		// Its own key first: a participant whose key is gone is out, even
+		// if the round tripped with it (its lease ended while it was cut
+		// off, say): the others count it as left already.
+		if _, ok := view.keys[me.Key]; !ok {
+			return Entered{}, false, fmt.Errorf("%w: %s was deleted while waiting (its lease ended)", ErrLost, me.Key)
+		}
 		if rec.Round > view.round {
 			t, ok := rec.trip(view.round)
 			switch {
@@ -142,9 +148,6 @@ func (b *Barrier) wait(ctx context.Context, f *follower, me Participant, view *r
 				return Entered{}, true, nil // came after the count-th: the next round
 			}
 			return Entered{Participant: me, Round: view.round, Trip: t, Members: view.members(t), Revision: rev}, false, nil
-		}
-		if _, ok := view.keys[me.Key]; !ok {
-			return Entered{}, false, fmt.Errorf("%w: %s was deleted while waiting (its lease ended)", ErrLost, me.Key)
 		}
 		if report != nil {
 			p := Progress{Round: view.round, Count: view.count(), Present: view.matching()}
