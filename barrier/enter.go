@@ -12,6 +12,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Progress is a waiting participant's view of its round: the
@@ -86,18 +88,38 @@ func (b *Barrier) Enter(ctx context.Context, lease clientv3.LeaseID, info Info, 
 // one transaction with the check that the round is still open, and
 // reads the round.
 func (b *Barrier) join(ctx context.Context, lease clientv3.LeaseID, val string) (Participant, *roundView, openRecord, int64, error) {
+	unsure := "" // a key whose put may or may not have happened
 	for {
 		resp, err := b.cli.Get(ctx, b.openKey())
 		if err != nil {
+			if retryable(ctx, err) {
+				continue
+			}
 			return Participant{}, nil, openRecord{}, 0, err
 		}
 		rec := parseOpen(resp.Kvs)
 		key := b.Key(rec.Round, lease)
+		if unsure != "" && unsure != key {
+			// An earlier put, cut short, may have entered a round that
+			// has tripped since: take it out rather than leave a member
+			// nobody waits with.
+			if _, err := b.cli.Delete(ctx, unsure); err != nil {
+				if retryable(ctx, err) {
+					continue
+				}
+				return Participant{}, nil, openRecord{}, 0, err
+			}
+			unsure = ""
+		}
 		tr, err := b.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(b.openKey()), "=", rec.mod)).
 			Then(clientv3.OpPut(key, val, clientv3.WithLease(lease)), clientv3.OpGet(b.roundPrefix(rec.Round), clientv3.WithPrefix())).
 			Commit()
 		if err != nil {
+			if retryable(ctx, err) {
+				unsure = key // putting it again is the same put
+				continue
+			}
 			return Participant{}, nil, openRecord{}, 0, leaseErr(err, lease)
 		}
 		if !tr.Succeeded {
@@ -110,6 +132,18 @@ func (b *Barrier) join(ctx context.Context, lease clientv3.LeaseID, val string) 
 		}
 		return me, view, rec, tr.Header.Revision, nil
 	}
+}
+
+// retryable reports whether a call that failed with err should be made
+// again, after a pause: the connection to the member died under it
+// (Unavailable; etcd's client moves to another member), and ctx lives.
+// A participant waits as long as its session lets it; the session's
+// lease bounds how long a cut-off agent can keep it.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || status.Code(err) != codes.Unavailable {
+		return false
+	}
+	return sleepCtx(ctx, 100*time.Millisecond)
 }
 
 // admit refuses a participant whose count is not its round's, and one
@@ -156,10 +190,22 @@ func (b *Barrier) wait(ctx context.Context, f *follower, me Participant, view *r
 				report(p)
 			}
 		}
+		var again <-chan time.Time
 		if t, ok := view.full(); ok {
-			b.trip(ctx, rec, t) // whoever wins, the watch tells
+			// Whoever wins, the watch tells. A trip that could not be
+			// written (the connection died) is tried again shortly, in
+			// case no other participant can write it either.
+			if err := b.trip(ctx, rec, t); err != nil && ctx.Err() == nil {
+				again = time.After(100 * time.Millisecond)
+			}
 		}
-		wr, ok := <-f.ch
+		var wr clientv3.WatchResponse
+		ok := true
+		select {
+		case wr, ok = <-f.ch:
+		case <-again:
+			continue
+		}
 		if !ok || wr.Err() != nil || wr.Canceled {
 			if ctx.Err() != nil {
 				return Entered{}, false, context.Cause(ctx)
@@ -211,11 +257,12 @@ func (b *Barrier) reread(ctx context.Context, r int64) (*roundView, openRecord, 
 // trip records that the open round is full: the open key moves to the
 // next round, remembering the trip. It changes nothing if the round
 // moved on already (another participant recorded it first).
-func (b *Barrier) trip(ctx context.Context, rec openRecord, t Trip) {
-	_, _ = b.cli.Txn(ctx).
+func (b *Barrier) trip(ctx context.Context, rec openRecord, t Trip) error {
+	_, err := b.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(b.openKey()), "=", rec.mod)).
 		Then(clientv3.OpPut(b.openKey(), rec.next(t).value())).
 		Commit()
+	return err
 }
 
 // withdraw deletes a participant that Enter gives up, if it is still the
