@@ -261,3 +261,18 @@ func TestBarrierCLIRefusals(t *testing.T) {
 	}
 	barrierExit(t, waiting, 7)
 }
+
+// TestBarrierInterruptedWhileWaiting: SIGTERM while waiting to enter
+// ends beacon barrier with 128+15 and one line, and takes its
+// participant out at once.
+func TestBarrierInterruptedWhileWaiting(t *testing.T) {
+	a, cli := lockOneAgent(t)
+	p := barrierParticipant(t, a, t.TempDir(), "0", "sig", barrierStartCmd, "--count", "2")
+	barrierWaiting(t, cli, "sig", 1)
+	p.signal(syscall.SIGTERM)
+	barrierExit(t, p, 128+15)
+	if out := p.output(); out != "beacon: barrier \"sig\": interrupted (terminated) while entering\n" {
+		t.Fatalf("printed %q", out)
+	}
+	barrierWaitingPrefix(t, cli, "/beacon/barriers/sig/", 0)
+}
