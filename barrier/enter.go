@@ -59,6 +59,9 @@ func (b *Barrier) Enter(ctx context.Context, lease clientv3.LeaseID, info Info, 
 	}
 	val, _ := json.Marshal(info)
 	f, err := b.follow(ctx, b.prefix)
+	for err != nil && retryable(ctx, err) {
+		f, err = b.follow(ctx, b.prefix)
+	}
 	if err != nil {
 		return Entered{}, err
 	}
@@ -85,8 +88,13 @@ func (b *Barrier) Enter(ctx context.Context, lease clientv3.LeaseID, info Info, 
 // join puts the participant's key in the round the open key names, in
 // one transaction with the check that the round is still open, and
 // reads the round.
-func (b *Barrier) join(ctx context.Context, lease clientv3.LeaseID, val string) (Participant, *roundView, openRecord, int64, error) {
+func (b *Barrier) join(ctx context.Context, lease clientv3.LeaseID, val string) (_ Participant, _ *roundView, _ openRecord, _ int64, err error) {
 	unsure := "" // a key whose put may or may not have happened
+	defer func() {
+		if err != nil && unsure != "" {
+			b.drop(unsure)
+		}
+	}()
 	for {
 		resp, err := b.cli.Get(ctx, b.openKey())
 		if err != nil {
@@ -156,6 +164,15 @@ func (b *Barrier) admit(view *roundView, me Participant) error {
 			b.name, view.round, len(view.keys)-1, b.max)
 	}
 	return nil
+}
+
+// drop deletes key, a put of this participant's whose outcome is
+// unknown, when Enter gives up. Like withdraw, it outlives the caller's
+// context.
+func (b *Barrier) drop(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = b.cli.Delete(ctx, key)
 }
 
 // withdraw deletes a participant that Enter gives up, if it is still the

@@ -23,6 +23,11 @@ func (b *Barrier) wait(ctx context.Context, f *follower, me Participant, view *r
 		if _, ok := view.keys[me.Key]; !ok {
 			return Entered{}, false, fmt.Errorf("%w: %s was deleted while waiting (its lease ended)", ErrLost, me.Key)
 		}
+		if rec.Round < view.round {
+			// The open key went (deleted by hand) while this round was
+			// open: it is still the open one, and its trip must name it.
+			rec.Round = view.round
+		}
 		if rec.Round > view.round {
 			t, ok := rec.trip(view.round)
 			switch {
