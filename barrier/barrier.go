@@ -21,6 +21,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -95,7 +97,14 @@ type Participant struct {
 }
 
 func (p Participant) String() string {
-	who := p.Node
+	// A value written by another client may hold anything: messages
+	// print no control characters.
+	who := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return '?'
+		}
+		return r
+	}, p.Node)
 	if who == "" {
 		who = fmt.Sprintf("lease %x", int64(p.Lease))
 	}

@@ -309,3 +309,12 @@ func TestGoneParticipantIsNotAMember(t *testing.T) {
 		t.Fatal("the participant did not return")
 	}
 }
+
+// TestParticipantNamesArePrintable: a participant's node, as another
+// client may have written it, is printed without control characters.
+func TestParticipantNamesArePrintable(t *testing.T) {
+	p := barrier.Participant{Info: barrier.Info{Node: "evil\x1b[2J\nnode", Pid: 3}}
+	if got := p.String(); got != "evil?[2J?node (pid 3)" {
+		t.Fatalf("%q", got)
+	}
+}
