@@ -169,18 +169,18 @@ func TestBarrierTimeoutNamesTheMissing(t *testing.T) {
 	cli := agents[0].Client()
 	dir := t.TempDir()
 	var ps []*electProc
-	for i, timeout := range []string{"6s", "20s", "20s"} {
+	for i, timeout := range []string{"10s", "25s", "25s"} {
 		ps = append(ps, barrierParticipant(t, agents[i], dir, strconv.Itoa(i), "short", barrierStartCmd, "--count", "5", "--timeout", timeout))
 		barrierWaiting(t, cli, "short", int64(i+1)) // in this order of arrival
 	}
 	barrierExit(t, ps[0], 1)
-	want := fmt.Sprintf(`beacon: deadline exceeded: barrier "short": timed out after 6s waiting for 2 of 5; present: n1 (pid %d), n2 (pid %d), n3 (pid %d)`,
+	want := fmt.Sprintf(`beacon: deadline exceeded: barrier "short": timed out after 10s waiting for 2 of 5; present: n1 (pid %d), n2 (pid %d), n3 (pid %d)`,
 		ps[0].cmd.Process.Pid, ps[1].cmd.Process.Pid, ps[2].cmd.Process.Pid)
 	if got := ps[0].output(); got != want+"\n" {
 		t.Fatalf("the first to time out printed\n%q\nwant\n%q", got, want)
 	}
 	barrierWaiting(t, cli, "short", 2) // it withdrew
-	line := regexp.MustCompile(`^beacon: deadline exceeded: barrier "short": timed out after 20s waiting for [34] of 5; present: (n[23] \(pid \d+\)(, )?)+\n$`)
+	line := regexp.MustCompile(`^beacon: deadline exceeded: barrier "short": timed out after 25s waiting for [34] of 5; present: (n[23] \(pid \d+\)(, )?)+\n$`)
 	for _, p := range ps[1:] {
 		barrierExit(t, p, 1)
 		if !line.MatchString(p.output()) {
