@@ -14,6 +14,7 @@ import (
 
 	"github.com/beaconhq/beacon/acl/bearer"
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/barrier"
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	"github.com/beaconhq/beacon/lock"
 	"github.com/beaconhq/beacon/registry"
@@ -121,6 +122,7 @@ func startAgentIn(t *testing.T, cli *clientv3.Client, enabled bool, ns string) *
 	beaconpb.RegisterSessionServer(srv, session.NewService(sessions))
 	beaconpb.RegisterLockServer(srv, lock.NewService(cli, sessions, a.ns, lock.WithNode("n1")))
 	beaconpb.RegisterRegistryServer(srv, registry.NewService(local, catalog))
+	beaconpb.RegisterBarrierServer(srv, barrier.NewService(cli, sessions, a.ns, barrier.WithNode("n1")))
 
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

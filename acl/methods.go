@@ -82,6 +82,19 @@ var methods = map[string]method{
 		return r.(*beaconpb.ElectionWatchLeadershipRequest).Name
 	}),
 
+	// Barriers have no kind of their own (DESIGN.md's kinds are fixed):
+	// they are the lock kind's, named barriers/<name>, a name no lock can
+	// have (a lock name holds no '/'). See BarrierRuleName.
+	beaconpb.Barrier_Enter_FullMethodName: one(KindLock, AccessWrite, func(r any) string {
+		return BarrierRuleName(r.(*beaconpb.BarrierEnterRequest).Name)
+	}),
+	beaconpb.Barrier_Leave_FullMethodName: one(KindLock, AccessWrite, func(r any) string {
+		return BarrierRuleName(r.(*beaconpb.BarrierLeaveRequest).Name)
+	}),
+	beaconpb.Barrier_WaitLeft_FullMethodName: one(KindLock, AccessRead, func(r any) string {
+		return BarrierRuleName(r.(*beaconpb.BarrierWaitLeftRequest).Name)
+	}),
+
 	beaconpb.Queue_Enqueue_FullMethodName:     one(KindQueue, AccessWrite, func(r any) string { return r.(*beaconpb.QueueEnqueueRequest).Queue }),
 	beaconpb.Queue_Reserve_FullMethodName:     one(KindQueue, AccessWrite, func(r any) string { return r.(*beaconpb.QueueReserveRequest).Queue }),
 	beaconpb.Queue_Ack_FullMethodName:         one(KindQueue, AccessWrite, func(r any) string { return receiptQueue(r.(*beaconpb.QueueAckRequest).Receipt) }),
@@ -119,6 +132,12 @@ var methods = map[string]method{
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      {how: anyToken},
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": {how: anyToken},
 }
+
+// BarrierRuleName is the name a lock: rule gives a barrier:
+// lock:barriers/deploy:write lets a token enter and leave the barrier
+// deploy, lock:barriers/*:read wait for any barrier's participants to
+// leave.
+func BarrierRuleName(name string) string { return "barriers/" + name }
 
 var unmapped = fixed(KindOperator, OperatorAPI, AccessWrite)
 

@@ -38,6 +38,9 @@ func TestMethodNeeds(t *testing.T) {
 			{Type: beaconpb.LockOpType_LOCK_OP_PUT, Key: ns + "config/app/x"},
 			{Type: beaconpb.LockOpType_LOCK_OP_GET, Key: "/outside/y"},
 		}}, []string{"election:sched:write", "config:app/x:write", "operator:etcd:read"}},
+		{beaconpb.Barrier_Enter_FullMethodName, &beaconpb.BarrierEnterRequest{Name: "deploy"}, []string{"lock:barriers/deploy:write"}},
+		{beaconpb.Barrier_Leave_FullMethodName, &beaconpb.BarrierLeaveRequest{Name: "deploy"}, []string{"lock:barriers/deploy:write"}},
+		{beaconpb.Barrier_WaitLeft_FullMethodName, &beaconpb.BarrierWaitLeftRequest{Name: "deploy"}, []string{"lock:barriers/deploy:read"}},
 		{beaconpb.Registry_List_FullMethodName, &beaconpb.ListRequest{}, nil}, // any token; filtered (filter.go)
 		{beaconpb.Registry_Register_FullMethodName, &beaconpb.RegisterRequest{Instance: &beaconpb.Instance{Service: "web"}}, []string{"service:web:write"}},
 		{beaconpb.Registry_Register_FullMethodName, &beaconpb.RegisterRequest{}, []string{"service::write"}},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/acl"
+	"github.com/beaconhq/beacon/barrier"
 	"github.com/beaconhq/beacon/config"
 	"github.com/beaconhq/beacon/embedded"
 	"github.com/beaconhq/beacon/pki"
@@ -77,6 +78,9 @@ type Config struct {
 	// MaxQueueViews bounds the queues the agent follows at once (a watch
 	// each; see queue/views.go).
 	MaxQueueViews int
+	// MaxBarrierParticipants bounds one barrier round's participants
+	// (barrier/).
+	MaxBarrierParticipants int
 	// EtcdSnapshotCount and EtcdSnapshotCatchUpEntries bound the raft
 	// entries a member holds in memory (embedded/raftlog.go).
 	EtcdSnapshotCount          uint64
@@ -184,6 +188,7 @@ func options() []option {
 		{"max-sessions-per-connection", 1024, "sessions open on one client connection at once"},
 		{"max-sessions-per-token", session.DefaultMaxSessionsPerOwner, "with acl: sessions one ACL token may have open on this agent at once (not the management token, nor the unix socket)"},
 		{"max-streams-per-connection", 4096, "calls in flight on one client connection, streams and unary calls together"},
+		{"max-barrier-participants", barrier.DefaultMaxParticipants, "participants of one barrier round at once (each watches the round); a count above it, or entering a round that holds it, is refused"},
 		{"max-queue-views", queue.DefaultMaxViews, "queues this agent follows at once, a watch each (the least recently used idle one makes room)"},
 		{"etcd-snapshot-count", embedded.DefaultSnapshotCount, "member: raft entries applied between etcd's disk snapshots (the WAL replayed into memory at restart)"},
 		{"etcd-snapshot-catchup-entries", embedded.DefaultSnapshotCatchUpEntries, "member: raft entries kept in memory for a slow follower; one further behind is sent the whole database"},
@@ -415,6 +420,7 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	c.MaxSessionsPerToken = positive("max-sessions-per-token", 1<<24)
 	c.MaxStreamsPerConn = positive("max-streams-per-connection", 1<<24)
 	c.MaxQueueViews = positive("max-queue-views", 1<<20)
+	c.MaxBarrierParticipants = positive("max-barrier-participants", barrier.MaxParticipantsCeiling)
 	c.EtcdSnapshotCount = uint64(positive("etcd-snapshot-count", 10_000_000))
 	c.EtcdSnapshotCatchUpEntries = uint64(positive("etcd-snapshot-catchup-entries", 10_000_000))
 	c.MaxStreams = positive("max-streams", 1<<24)

@@ -38,6 +38,7 @@ var recipes = []recipe{
 	{"election", startElection},
 	{"queue", startQueue},
 	{"config", startConfig},
+	{"barrier", startBarrier},
 }
 
 func (a *Agent) startRecipes() {

@@ -12,7 +12,7 @@ func TestRecipesStopInReverse(t *testing.T) {
 	for _, r := range recipes {
 		names = append(names, r.name)
 	}
-	if want := []string{"lock", "election", "queue", "config"}; !slices.Equal(names, want) {
+	if want := []string{"lock", "election", "queue", "config", "barrier"}; !slices.Equal(names, want) {
 		t.Fatalf("recipes start as %v, want %v", names, want)
 	}
 	var stopped []string
@@ -22,7 +22,7 @@ func TestRecipesStopInReverse(t *testing.T) {
 	}
 	a.stopRecipes()
 	a.stopRecipes() // a second stop (a failed start, then stop) stops nothing again
-	if want := []string{"config", "queue", "election", "lock"}; !slices.Equal(stopped, want) {
+	if want := []string{"barrier", "config", "queue", "election", "lock"}; !slices.Equal(stopped, want) {
 		t.Fatalf("stopped %v, want %v", stopped, want)
 	}
 }

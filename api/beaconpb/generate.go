@@ -3,4 +3,4 @@
 // (needs protoc, protoc-gen-go and protoc-gen-go-grpc on PATH).
 package beaconpb
 
-//go:generate protoc --proto_path=. --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative cluster.proto session.proto registry.proto lock.proto election.proto queue.proto config.proto acl.proto
+//go:generate protoc --proto_path=. --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative cluster.proto session.proto registry.proto lock.proto election.proto queue.proto config.proto acl.proto barrier.proto

@@ -29,7 +29,7 @@ func (m Method) NewRequest() proto.Message { return m.input.New().Interface() }
 // test) and Session (a stream) are left out.
 var fuzzedFiles = []protoreflect.FileDescriptor{
 	beaconpb.File_registry_proto, beaconpb.File_lock_proto, beaconpb.File_election_proto,
-	beaconpb.File_queue_proto, beaconpb.File_config_proto,
+	beaconpb.File_queue_proto, beaconpb.File_config_proto, beaconpb.File_barrier_proto,
 }
 
 // Methods are the fuzzed methods, sorted by name.

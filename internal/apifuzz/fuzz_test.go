@@ -86,6 +86,7 @@ func seeds() map[string][]proto.Message {
 		beaconpb.Config_Put_FullMethodName:        {&beaconpb.ConfigPutRequest{Key: "app/db", Value: []byte("dsn"), IfRevision: proto.Int64(0)}},
 		beaconpb.Config_Delete_FullMethodName:     {&beaconpb.ConfigDeleteRequest{Key: "app/db", IfRevision: proto.Int64(3)}},
 		beaconpb.Config_List_FullMethodName:       {&beaconpb.ConfigListRequest{Prefix: "app/", KeysOnly: true, Limit: -1}},
+		beaconpb.Barrier_Leave_FullMethodName:     {&beaconpb.BarrierLeaveRequest{Name: "deploy", SessionId: SessionPlaceholder, Round: 1, Rev: 5}},
 	}
 }
 
