@@ -13,11 +13,11 @@ import (
 	"github.com/beaconhq/beacon/internal/testcluster"
 )
 
-// TestQueueGateReadme runs queue/README.md's gated-queue examples as
+// TestQueueGateReadme runs README.md's gated-queue examples as
 // written, in bash, with beacon on the PATH and BEACON_AGENT naming a real
 // agent, and checks what each prints, in order.
 func TestQueueGateReadme(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "queue", "README.md"))
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestQueueGateReadme(t *testing.T) {
 		{"nothing yet: the gate is closed", "deploy web", "open", "key release/go=yes"},
 	}
 	if len(blocks) != len(want) {
-		t.Fatalf("queue/README.md has %d gated-queue examples, want %d", len(blocks), len(want))
+		t.Fatalf("README.md has %d gated-queue examples, want %d", len(blocks), len(want))
 	}
 	c := testcluster.New(t)
 	a := c.Host("a")
