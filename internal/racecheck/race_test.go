@@ -17,8 +17,8 @@ import (
 // packages (e2e, faults) run the beacon binary, which -race here would
 // not instrument, and are left out.
 var racePackages = []string{
-	"./apiserver", "./client", "./cluster", "./config", "./dnsserver", "./election",
-	"./healthcheck", "./internal/fanout", "./internal/supervise", "./lock", "./queue",
+	"./apiserver", "./barrier", "./client", "./cluster", "./config", "./dnsserver", "./election",
+	"./healthcheck", "./internal/fanout", "./internal/progressrelay", "./internal/supervise", "./lock", "./queue",
 	"./registry", "./session",
 }
 
