@@ -1,0 +1,59 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/beaconhq/beacon/internal/testcluster"
+)
+
+// A careless script reserved a message one-shot (no session, so no lease)
+// and never acked it. Once its visibility passes the message is ready
+// again (Stats counts it), so a gate --count that counts it must open.
+// Before the fix a closed gate reaped no expired reservation, and the
+// count left out every message that still had a reservation key: the
+// gate never opened and every worker waited for ever.
+func TestQueueGateCountsExpiredReservations(t *testing.T) {
+	c := testcluster.New(t)
+	a := c.Host("n1")
+	a.Start()
+	a.WaitReady(readyWithin)
+	const queue = "expired"
+	for i := range 3 {
+		if _, errOut, code := queueCLI(t, a, nil, "queue", "push", queue, fmt.Sprintf("m%d", i)); code != 0 {
+			t.Fatalf("push: %s", errOut)
+		}
+	}
+	if _, errOut, code := queueCLI(t, a, nil, "queue", "reserve", queue, "--visibility", "1s"); code != 0 {
+		t.Fatalf("one-shot reserve: %s", errOut)
+	}
+	if g := gateCLI(t, a, queue, "--count", "3"); g.Open {
+		t.Fatalf("gate --count 3 with a message reserved: %+v", g)
+	}
+	// Stats says when the reservation has expired: 3 ready.
+	if err := testcluster.Eventually(30*time.Second, func() error {
+		out, errOut, code := queueCLI(t, a, nil, "queue", "stats", queue, "-w", "json")
+		var st struct {
+			Ready int `json:"ready"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+			return fmt.Errorf("stats: exit %d, %s%s", code, out, errOut)
+		}
+		if st.Ready != 3 {
+			return fmt.Errorf("%d ready, want 3", st.Ready)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := queueCLI(t, a, nil, "queue", "reserve", queue, "--wait", "30s", "-w", "json")
+	if code != 0 {
+		t.Fatalf("with 3 messages ready behind gate --count 3, reserve --wait 30s: exit %d, %s%s (gate: %+v)",
+			code, out, errOut, gateCLI(t, a, queue))
+	}
+	if g := gateCLI(t, a, queue); !g.Open {
+		t.Fatalf("a message was handed out, and the gate reads %+v", g)
+	}
+}
