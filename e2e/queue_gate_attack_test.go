@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,5 +56,36 @@ func TestQueueGateCountsExpiredReservations(t *testing.T) {
 	}
 	if g := gateCLI(t, a, queue); !g.Open {
 		t.Fatalf("a message was handed out, and the gate reads %+v", g)
+	}
+}
+
+// A gate whose condition holds when the first Reserve on an agent starts
+// the queue's view opens before that Reserve picks (queue/README.md): a
+// Reserve that does not wait gets the message. Before the fix the view's
+// opener had not acted yet and the Reserve answered NOT_FOUND "its gate
+// is closed, count 3" with three messages ready (every time), and the
+// same for a --key gate whose key already held its value.
+func TestQueueGateOpensForTheFirstReserve(t *testing.T) {
+	c := testcluster.New(t)
+	a := c.Host("n1")
+	a.Start()
+	a.WaitReady(readyWithin)
+	if _, errOut, code := queueCLI(t, a, nil, "config", "put", "release/ready", "yes"); code != 0 {
+		t.Fatalf("config put: %s", errOut)
+	}
+	for i, cond := range [][]string{{"--count", "3"}, {"--key", "release/ready=yes"}, {"--key", "release/ready"}} {
+		queue := fmt.Sprintf("first-%d", i)
+		for j := range 3 {
+			if _, errOut, code := queueCLI(t, a, nil, "queue", "push", queue, fmt.Sprintf("m%d", j)); code != 0 {
+				t.Fatalf("push: %s", errOut)
+			}
+		}
+		if g := gateCLI(t, a, append([]string{queue}, cond...)...); g.Open {
+			t.Fatalf("gate %v answered open: %+v", cond, g)
+		}
+		out, errOut, code := queueCLI(t, a, nil, "queue", "reserve", queue, "--wait", "0")
+		if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "\nm0") {
+			t.Errorf("gate %v holding, reserve --wait 0: exit %d, %q %s", cond, code, out, errOut)
+		}
 	}
 }
