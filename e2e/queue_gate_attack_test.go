@@ -88,4 +88,25 @@ func TestQueueGateOpensForTheFirstReserve(t *testing.T) {
 			t.Errorf("gate %v holding, reserve --wait 0: exit %d, %q %s", cond, code, out, errOut)
 		}
 	}
+	// A condition that does not hold: the Reserve's try fails and it
+	// answers at once, with writes elsewhere in etcd since the view's
+	// last change (a try that waited for the view to reach etcd's latest
+	// revision waited for ever: a write outside the queue never reaches
+	// its view).
+	const queue = "first-closed"
+	if _, errOut, code := queueCLI(t, a, nil, "queue", "push", queue, "m0"); code != 0 {
+		t.Fatalf("push: %s", errOut)
+	}
+	gateCLI(t, a, queue, "--key", "release/ready=no")
+	if _, errOut, code := queueCLI(t, a, nil, "config", "put", "elsewhere", "x"); code != 0 {
+		t.Fatalf("config put: %s", errOut)
+	}
+	wantNothingReserved(t, a, queue, "gate --key release/ready=no while it holds yes")
+	// And once the key holds the value, the next Reserve gets the message.
+	if _, errOut, code := queueCLI(t, a, nil, "config", "put", "release/ready", "no"); code != 0 {
+		t.Fatalf("config put: %s", errOut)
+	}
+	if out, errOut, code := queueCLI(t, a, nil, "queue", "reserve", queue, "--wait", "30s"); code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "\nm0") {
+		t.Errorf("gate --key release/ready=no, the key holding no: exit %d, %q %s", code, out, errOut)
+	}
 }

@@ -148,18 +148,28 @@ func (v *view) gateMet(now int64) (try gateTry, rec gateRecord, cmps []clientv3.
 }
 
 // openGate opens the gate if it is still the one seen and the condition's
-// compares hold; it reports the revision etcd answered at, which holds
-// the opening, or whatever changed the gate or the condition since.
+// compares hold. It reports a revision of the gate key for the view to
+// reach: the opening's, or, when the gate changed since it was seen (the
+// opener of this or another agent opened it first, say), that change's; 0
+// when the gate is as seen and the condition does not hold. Only a
+// revision that changed a key of the view's range will ever be reached.
 func (v *view) openGate(ctx context.Context, gateMod int64, rec gateRecord, cmps []clientv3.Cmp) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	rec.Open = true
 	cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(v.k.gate()), "=", gateMod))
-	resp, err := v.b.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(v.k.gate(), encode(rec))).Commit()
+	resp, err := v.b.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(v.k.gate(), encode(rec))).
+		Else(clientv3.OpGet(v.k.gate(), clientv3.WithKeysOnly())).Commit()
 	if err != nil {
 		return 0, err
 	}
-	return resp.Header.Revision, nil
+	if resp.Succeeded {
+		return resp.Header.Revision, nil
+	}
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 && kvs[0].ModRevision > gateMod {
+		return kvs[0].ModRevision, nil
+	}
+	return 0, nil
 }
 
 // openNow is a Reserve's last look before it answers that a closed gate
@@ -168,8 +178,8 @@ func (v *view) openGate(ctx context.Context, gateMod int64, rec gateRecord, cmps
 // Reserve, or a key gate's watch has not read its key yet), so the
 // Reserve tries the opening itself; a key gate's compare is its
 // condition, so it is tried whatever the view knows of the key. The
-// view's next pick waits until it has seen etcd's answer: the opening, or
-// whatever beat it (the opener's own opening, say).
+// view's next pick waits until it has seen the opening, or the change of
+// the gate that beat it.
 func (v *view) openNow(ctx context.Context) error {
 	v.mu.Lock()
 	g := v.gate
