@@ -8,6 +8,7 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"time"
 
@@ -20,8 +21,10 @@ type cfgState struct {
 	key    string // the gate's key; the fields below are of it
 	known  bool   // read at least once
 	exists bool
-	value  []byte
-	mod    int64
+	// The SHA-256 of its value, not the value: a config value is up to
+	// 1 MiB, and every view of a gate on the key would keep a copy.
+	sum [sha256.Size]byte
+	mod int64
 }
 
 // gateTry is the state an opening was tried in: not tried again unless
@@ -139,7 +142,7 @@ func (v *view) gateMet(now int64) (try gateTry, rec gateRecord, cmps []clientv3.
 		}, true, 0
 	case rec.Key != "":
 		c := v.cfg
-		if c.key != rec.Key || !c.known || !rec.keyMet(c.exists, c.value) {
+		if c.key != rec.Key || !c.known || !c.exists || rec.HasValue && c.sum != g.valueSum {
 			return try, rec, nil, false, 0
 		}
 		return try, rec, []clientv3.Cmp{keyCmp(v.b.config+rec.Key, rec)}, true, 0
@@ -252,7 +255,7 @@ func (v *view) followKey(ctx context.Context, key, full string) error {
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		if v.cfg.key == key && mod >= v.cfg.mod {
-			v.cfg = cfgState{key: key, known: true, exists: exists, value: value, mod: mod}
+			v.cfg = cfgState{key: key, known: true, exists: exists, sum: sha256.Sum256(value), mod: mod}
 			v.signal()
 		}
 	}
