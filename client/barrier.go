@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -74,6 +75,12 @@ func timeoutMs(d time.Duration) int64 {
 // (or ctx ends, or the agent refuses or gives up: see the Barrier
 // service). Then the participant is inside until Leave.
 func (b *Barrier) Enter(ctx context.Context) (*BarrierEntry, error) {
+	if b.count < math.MinInt32 || b.count > math.MaxInt32 {
+		// The API carries an int32: a count cut to its low bits would
+		// enter another barrier (2^32+1 is 1, which trips at once). The
+		// agent judges the rest (from 1 to max-barrier-participants).
+		return nil, status.Errorf(codes.InvalidArgument, "barrier %q: count %d is not from 1 to the agent's max-barrier-participants", b.name, b.count)
+	}
 	bc := beaconpb.NewBarrierClient(b.c.conn)
 	// The stream outlives ctx: after the trip it tells of the
 	// participation's end, until Leave.

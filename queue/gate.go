@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -79,11 +78,6 @@ func (g gateRecord) String() string {
 		return fmt.Sprintf("%s, key %s", state, g.Key)
 	}
 	return state + " by hand"
-}
-
-// met reports whether a config key's state satisfies the key condition.
-func (g gateRecord) keyMet(exists bool, value []byte) bool {
-	return exists && (!g.HasValue || bytes.Equal(value, g.Value))
 }
 
 // SetGate gives the queue a gate, replacing any it had, and returns it.

@@ -8,6 +8,7 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"time"
 
@@ -20,8 +21,10 @@ type cfgState struct {
 	key    string // the gate's key; the fields below are of it
 	known  bool   // read at least once
 	exists bool
-	value  []byte
-	mod    int64
+	// The SHA-256 of its value, not the value: a config value is up to
+	// 1 MiB, and every view of a gate on the key would keep a copy.
+	sum [sha256.Size]byte
+	mod int64
 }
 
 // gateTry is the state an opening was tried in: not tried again unless
@@ -62,7 +65,7 @@ func (v *view) runGate() {
 		v.mu.Unlock()
 		sleep := time.Duration(0)
 		if met && try != tried {
-			if err := v.openGate(try.gateMod, rec, cmps); err != nil {
+			if _, err := v.openGate(v.ctx, try.gateMod, rec, cmps); err != nil {
 				v.b.lg.Debug("opening a queue's gate", zap.String("queue", v.k.queue), zap.Error(err))
 				sleep = time.Second // etcd unreachable: the condition may still hold
 			} else {
@@ -139,28 +142,82 @@ func (v *view) gateMet(now int64) (try gateTry, rec gateRecord, cmps []clientv3.
 		}, true, 0
 	case rec.Key != "":
 		c := v.cfg
-		if c.key != rec.Key || !c.known || !rec.keyMet(c.exists, c.value) {
+		if c.key != rec.Key || !c.known || !c.exists || rec.HasValue && c.sum != g.valueSum {
 			return try, rec, nil, false, 0
 		}
-		key := v.b.config + rec.Key
-		cmp := clientv3.Compare(clientv3.Version(key), ">", 0)
-		if rec.HasValue {
-			cmp = clientv3.Compare(clientv3.Value(key), "=", string(rec.Value))
-		}
-		return try, rec, []clientv3.Cmp{cmp}, true, 0
+		return try, rec, []clientv3.Cmp{keyCmp(v.b.config+rec.Key, rec)}, true, 0
 	}
 	return try, rec, nil, false, 0
 }
 
 // openGate opens the gate if it is still the one seen and the condition's
-// compares hold.
-func (v *view) openGate(gateMod int64, rec gateRecord, cmps []clientv3.Cmp) error {
-	ctx, cancel := context.WithTimeout(v.ctx, 10*time.Second)
+// compares hold. It reports a revision of the gate key for the view to
+// reach: the opening's, or, when the gate changed since it was seen (the
+// opener of this or another agent opened it first, say), that change's; 0
+// when the gate is as seen and the condition does not hold. Only a
+// revision that changed a key of the view's range will ever be reached.
+func (v *view) openGate(ctx context.Context, gateMod int64, rec gateRecord, cmps []clientv3.Cmp) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	rec.Open = true
 	cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(v.k.gate()), "=", gateMod))
-	_, err := v.b.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(v.k.gate(), encode(rec))).Commit()
+	resp, err := v.b.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(v.k.gate(), encode(rec))).
+		Else(clientv3.OpGet(v.k.gate(), clientv3.WithKeysOnly())).Commit()
+	if err != nil {
+		return 0, err
+	}
+	if resp.Succeeded {
+		return resp.Header.Revision, nil
+	}
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 && kvs[0].ModRevision > gateMod {
+		return kvs[0].ModRevision, nil
+	}
+	return 0, nil
+}
+
+// openNow is a Reserve's last look before it answers that a closed gate
+// holds the queue back. The opener runs beside the view and may not have
+// acted yet on a condition that holds (the view was made by this very
+// Reserve, or a key gate's watch has not read its key yet), so the
+// Reserve tries the opening itself; a key gate's compare is its
+// condition, so it is tried whatever the view knows of the key. The
+// view's next pick waits until it has seen the opening, or the change of
+// the gate that beat it.
+func (v *view) openNow(ctx context.Context) error {
+	v.mu.Lock()
+	g := v.gate
+	if g == nil || g.rec.Open || g.rec.Manual {
+		v.mu.Unlock()
+		return nil
+	}
+	mod, rec := g.mod, g.rec
+	var cmps []clientv3.Cmp
+	met := true
+	if rec.Key != "" {
+		cmps = []clientv3.Cmp{keyCmp(v.b.config+rec.Key, rec)}
+	} else {
+		_, _, cmps, met, _ = v.gateMet(time.Now().UnixNano())
+	}
+	v.mu.Unlock()
+	if !met {
+		return nil
+	}
+	rev, err := v.openGate(ctx, mod, rec, cmps)
+	if rev > 0 {
+		v.mu.Lock()
+		v.want = max(v.want, rev)
+		v.mu.Unlock()
+	}
 	return err
+}
+
+// keyCmp is a key gate's condition as etcd compares it: the config key
+// (its full etcd key) holds the value, or exists.
+func keyCmp(key string, rec gateRecord) clientv3.Cmp {
+	if rec.HasValue {
+		return clientv3.Compare(clientv3.Value(key), "=", string(rec.Value))
+	}
+	return clientv3.Compare(clientv3.Version(key), ">", 0)
 }
 
 // startKeyWatch starts watchKey; the function returned stops it.
@@ -198,7 +255,7 @@ func (v *view) followKey(ctx context.Context, key, full string) error {
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		if v.cfg.key == key && mod >= v.cfg.mod {
-			v.cfg = cfgState{key: key, known: true, exists: exists, value: value, mod: mod}
+			v.cfg = cfgState{key: key, known: true, exists: exists, sum: sha256.Sum256(value), mod: mod}
 			v.signal()
 		}
 	}

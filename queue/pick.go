@@ -34,6 +34,7 @@ func (v *view) pick(now int64, maxDeliveries uint32) (c candidate, found bool, w
 	}
 	var gateMod int64
 	order := v.order[v.head:]
+	reapOnly := false // a closed gate: nothing is handed out
 	if g := v.gate; g != nil {
 		gateMod = g.mod
 		switch {
@@ -41,7 +42,14 @@ func (v *view) pick(now int64, maxDeliveries uint32) (c candidate, found bool, w
 		case g.rec.After != 0:
 			order = []uint64{g.rec.After} // the first task alone, while it is not acked
 		default:
-			return candidate{}, false, 0 // the gate's opener wakes us (gate_open.go)
+			// Nothing is handed out (the gate's opener wakes us,
+			// gate_open.go), but an expired reservation is still reaped:
+			// its message is ready, and a --count gate counts it only once
+			// its reservation key is gone. Only reserved messages can be.
+			reapOnly, order = true, make([]uint64, 0, len(v.res))
+			for seq := range v.res {
+				order = append(order, seq)
+			}
 		}
 	}
 	others := -1 // whether a message other than WithLast ones is left; counted once, if asked
@@ -50,7 +58,8 @@ func (v *view) pick(now int64, maxDeliveries uint32) (c candidate, found bool, w
 		if e == nil {
 			continue
 		}
-		if e.m.Last {
+		r, reserved := v.res[seq]
+		if e.m.Last && !reapOnly {
 			if others < 0 {
 				others = v.othersLeft()
 			}
@@ -58,7 +67,6 @@ func (v *view) pick(now int64, maxDeliveries uint32) (c candidate, found bool, w
 				continue // its turn comes when the others are acked: a change wakes us
 			}
 		}
-		r, reserved := v.res[seq]
 		st := state{msgMod: e.mod, resMod: r.mod, gateMod: gateMod}
 		if e.m.Last {
 			st.lastRev = v.rev

@@ -152,6 +152,9 @@ func (b *Broker) Reserve(ctx context.Context, queue string, opts ...ReserveOptio
 			if _, err := v.reload(ctx); err != nil {
 				return nil, err
 			}
+			if err := v.openNow(ctx); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		sleep := deadline.Sub(now)

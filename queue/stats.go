@@ -28,9 +28,6 @@ func (b *Broker) Stats(ctx context.Context, queue string, opts ...StatsOption) (
 		clientv3.OpGet(k.deadPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly()),
 		clientv3.OpGet(k.gate()),
 	}
-	if o.inFlight {
-		ops = append(ops, clientv3.OpGet(k.statusPrefix(), clientv3.WithPrefix()))
-	}
 	resp, err := b.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return Stats{}, err
@@ -62,7 +59,12 @@ func (b *Broker) Stats(ctx context.Context, queue string, opts ...StatsOption) (
 		}
 	}
 	if o.inFlight {
-		s.InFlightMessages, s.InFlightMore = listing.finish(msgs, resp.Responses[3].GetResponseRange().Kvs)
+		listed, more := listing.listed(msgs)
+		reports, err := b.readReports(ctx, k, listed, resp.Header.Revision)
+		if err != nil {
+			return Stats{}, err
+		}
+		s.InFlightMessages, s.InFlightMore = finish(listed, msgs, reports), more
 	}
 	for seq, m := range msgs {
 		switch {

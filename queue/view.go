@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/list"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"sort"
 	"sync"
@@ -57,6 +58,9 @@ type contents struct {
 type gateState struct {
 	rec gateRecord
 	mod int64 // mod revision of the gate key
+	// The SHA-256 of a key gate's value: the view keeps only the sum of
+	// the config key's value (cfgState), not a copy per gated queue.
+	valueSum [sha256.Size]byte
 }
 
 type entry struct {
@@ -162,7 +166,11 @@ func (v *view) reload(ctx context.Context) (int64, error) {
 // the view's business.
 func (v *view) put(c *contents, kv *mvccpb.KeyValue) {
 	if string(kv.Key) == v.k.gate() {
-		c.gate = &gateState{rec: readGate(kv.Value), mod: kv.ModRevision}
+		g := &gateState{rec: readGate(kv.Value), mod: kv.ModRevision}
+		if g.rec.HasValue {
+			g.valueSum = sha256.Sum256(g.rec.Value)
+		}
+		c.gate = g
 		return
 	}
 	seq, ok := seqOf(kv.Key)
