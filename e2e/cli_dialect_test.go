@@ -212,9 +212,12 @@ func TestCLIDialect(t *testing.T) {
 				t.Errorf("elect --help lacks %q", want)
 			}
 		}
-		script := `trap 'echo got-HUP' HUP; trap 'echo got-INT; exit 7' INT; echo leading; while :; do sleep 0.1; done`
+		// CMD's own marker, printed once its traps are set: beacon's
+		// "leading at rev" line comes before CMD starts, and a SIGHUP sent
+		// on it could reach sh before its trap (it failed that way).
+		script := `trap 'echo got-HUP' HUP; trap 'echo got-INT; exit 7' INT; echo traps-set; while :; do sleep 0.1; done`
 		p := startElectProc(t, testcluster.Binary(t), nil, "--agent", a.APIAddr, "elect", "sig", "--", "sh", "-c", script)
-		p.waitOutput(t, "leading")
+		p.waitOutput(t, "traps-set")
 		p.signal(syscall.SIGHUP)
 		p.waitOutput(t, "got-HUP")
 		p.signal(syscall.SIGINT)
