@@ -190,7 +190,7 @@ func TestQueueGateKey(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"--count", "0"}, 1, "beacon: invalid argument: count: must be at least 1"},
+		{[]string{"--count", "0"}, 2, "beacon: --count 0: give at least 1"},
 		{[]string{"--after", "x1"}, 1, `beacon: invalid argument: after: "x1" is not a message id`},
 		{[]string{"--after", "999"}, 1, `beacon: not found: queue "deploys" has no message 999`},
 		{[]string{"--key", "/abs=1"}, 1, "beacon: invalid argument: key:"},

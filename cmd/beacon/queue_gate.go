@@ -71,6 +71,9 @@ Without a condition, print the gate (-w json for scripts).`,
 			if given > 1 {
 				return &usageError{errorf("give one of --count, --after, --key, --open, --close")}
 			}
+			if f.Changed("count") && count == 0 {
+				return &usageError{errorf("--count 0: give at least 1 (the ready messages that open the gate)")}
+			}
 			return queueCall(cmd, g, g.callTimeout, func(ctx context.Context, q beaconpb.QueueClient, _ *client.Client) error {
 				gate, err := q.Gate(ctx, req)
 				if err != nil {
