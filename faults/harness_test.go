@@ -345,9 +345,16 @@ func TestProcessFaults(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p1.Pid()))
-	if strings.TrimSpace(string(comm)) != "sleep" || !pidInNetns(p1.Pid(), x.NS) || pidInNetns(p1.Pid(), y.NS) {
-		t.Fatalf("pid %d is %q, in %s: %v", p1.Pid(), comm, x.NS, pidInNetns(p1.Pid(), x.NS))
+	// The spawned process is `ip netns exec` until it execs CMD: it is in
+	// the namespace before it is sleep (this failed once on "ip").
+	if err := testcluster.Eventually(5*time.Second, func() error {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p1.Pid()))
+		if strings.TrimSpace(string(comm)) != "sleep" || !pidInNetns(p1.Pid(), x.NS) || pidInNetns(p1.Pid(), y.NS) {
+			return fmt.Errorf("pid %d is %q, in %s: %v", p1.Pid(), comm, x.NS, pidInNetns(p1.Pid(), x.NS))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 
 	states := func() string {
