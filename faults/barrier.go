@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/beaconhq/beacon/internal/testcluster"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -73,23 +74,22 @@ func (w *BarrierWorkload) enter(ctx context.Context, x *Host) (*barrierPart, err
 
 // waitIn waits until the barrier holds n participants (bounded).
 func (w *BarrierWorkload) waitIn(ctx context.Context, n int64, bound time.Duration) error {
-	deadline := time.Now().Add(bound)
-	for {
+	err := testcluster.Eventually(bound, func() error {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		resp, err := w.etcd.Get(rctx, "/beacon/barriers/"+w.Name+"/rounds/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-		cancel()
-		if err == nil && resp.Count == n {
-			return nil
+		switch {
+		case err != nil:
+			return err
+		case resp.Count != n:
+			return fmt.Errorf("it holds %d", resp.Count)
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			got := "unknown"
-			if err == nil {
-				got = strconv.FormatInt(resp.Count, 10)
-			}
-			return fmt.Errorf("barrier %s holds %s participants after %s, want %d (%v)", w.Name, got, bound, n, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("barrier %s: %d participants wanted after %s: %w", w.Name, n, bound, err)
 	}
+	return nil
 }
 
 // starts reads the lines CMD appended for a participant.
