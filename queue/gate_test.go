@@ -130,8 +130,32 @@ func TestGateKey(t *testing.T) {
 		}
 		got <- d
 	}()
-	if _, err := b1.cli.Put(ctxT(t), "/beacon/config/"+key, "wait"); err != nil {
+	put, err := b1.cli.Put(ctxT(t), "/beacon/config/"+key, "wait")
+	if err != nil {
 		t.Fatal(err)
+	}
+	// Until b2's view has read the key at that value; then its opener
+	// must not find the condition met (the wait below alone would pass
+	// with a view that had not looked yet).
+	v, err := b2.acquire(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.release(v)
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		v.mu.Lock()
+		seen := v.cfg.key == key && v.cfg.mod >= put.Header.Revision
+		_, _, _, met, _ := v.gateMet(time.Now().UnixNano())
+		v.mu.Unlock()
+		if seen && met {
+			t.Fatal("the gate's condition holds with the key at another value")
+		}
+		if seen {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("b2's view has not read the key in 10 s")
+		}
 	}
 	select {
 	case d := <-got:

@@ -77,10 +77,7 @@ func (v *view) pick(now int64, maxDeliveries uint32) (c candidate, found bool, w
 			}
 			delete(v.attempted, seq)
 		}
-		c = candidate{seq: seq, e: *e, res: r, gateMod: gateMod}
-		if e.m.Last {
-			c.lastRev = v.rev
-		}
+		c = candidate{seq: seq, e: *e, res: r, gateMod: gateMod, lastRev: st.lastRev}
 		switch {
 		case reserved && r.r.Deadline > now:
 			soon(r.r.Deadline)

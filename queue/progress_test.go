@@ -227,7 +227,7 @@ func TestProgressRefusals(t *testing.T) {
 // wakes no Reserve waiting on the queue.
 func TestProgressOutsideTheView(t *testing.T) {
 	k := keys{queue: "q", root: "/beacon/queues/q/"}
-	start, end := k.viewRange()
+	start, end := k.followRange() // what views watch; viewRange is only its msg/ and res/ part
 	if s := k.status(1); s >= start && s < end {
 		t.Fatalf("%s is inside the view's range [%s, %s)", s, start, end)
 	}

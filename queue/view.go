@@ -177,32 +177,27 @@ func (v *view) put(c *contents, kv *mvccpb.KeyValue) {
 	if !ok {
 		return
 	}
-	msgs, res, added := c.msgs, c.res, c.added
 	switch {
 	case bytes.HasPrefix(kv.Key, []byte(v.k.deadPrefix())):
 		c.dead[seq] = true
-		return
-	case !bytes.HasPrefix(kv.Key, []byte(v.k.resPrefix())) && !bytes.HasPrefix(kv.Key, []byte(v.k.msgPrefix())):
-		return
-	}
-	if bytes.HasPrefix(kv.Key, []byte(v.k.msgPrefix())) {
+	case bytes.HasPrefix(kv.Key, []byte(v.k.msgPrefix())):
 		m, err := decodeMeta(kv.Value)
 		if err != nil {
 			v.b.lg.Warn("skipping an unreadable queue message", zap.ByteString("key", kv.Key), zap.Error(err))
 			return
 		}
-		if _, ok := msgs[seq]; !ok {
-			added(seq)
+		if _, ok := c.msgs[seq]; !ok {
+			c.added(seq)
 		}
-		msgs[seq] = &entry{m: m, mod: kv.ModRevision}
-		return
+		c.msgs[seq] = &entry{m: m, mod: kv.ModRevision}
+	case bytes.HasPrefix(kv.Key, []byte(v.k.resPrefix())):
+		r, err := decodeReservation(kv.Value)
+		if err != nil {
+			v.b.lg.Warn("skipping an unreadable reservation", zap.ByteString("key", kv.Key), zap.Error(err))
+			return
+		}
+		c.res[seq] = resState{r: r, create: kv.CreateRevision, mod: kv.ModRevision, lease: clientv3.LeaseID(kv.Lease)}
 	}
-	r, err := decodeReservation(kv.Value)
-	if err != nil {
-		v.b.lg.Warn("skipping an unreadable reservation", zap.ByteString("key", kv.Key), zap.Error(err))
-		return
-	}
-	res[seq] = resState{r: r, create: kv.CreateRevision, mod: kv.ModRevision, lease: clientv3.LeaseID(kv.Lease)}
 }
 
 func (v *view) apply(events []*clientv3.Event) {

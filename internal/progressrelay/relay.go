@@ -154,6 +154,9 @@ func (r *Relay) handle(conn *net.UnixConn) {
 	case <-t.C:
 		err = fmt.Errorf("the agent did not take the report within %s", timeout)
 	}
+	// The wait began after the read, so the connection's deadline may have
+	// passed: give the answer its own, or the caller hears nothing.
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 	reply(conn, err)
 }
 
