@@ -59,6 +59,22 @@ func waitKeys(t *testing.T, cli *clientv3.Client, prefix string, n int64) {
 	}
 }
 
+// waitRemaining waits until a WaitLeft report lists n members inside.
+func waitRemaining(t *testing.T, reports <-chan int, n int) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case k := <-reports:
+			if k == n {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("WaitLeft never reported %d inside", n)
+		}
+	}
+}
+
 func notYet(t *testing.T, ch <-chan entered, who string) {
 	t.Helper()
 	select {
@@ -216,7 +232,15 @@ func TestWaitLeftCountsTheDeadAsLeft(t *testing.T) {
 		es = append(es, get(t, ch, fmt.Sprint("p", i)))
 	}
 	left := make(chan error, 1)
-	go func() { left <- b.WaitLeft(ctx, es[0].Trip, nil) }()
+	remaining := make(chan int, 64)
+	go func() {
+		left <- b.WaitLeft(ctx, es[0].Trip, func(ps []barrier.Participant) {
+			select {
+			case remaining <- len(ps):
+			default:
+			}
+		})
+	}()
 	if ok, err := b.Leave(ctx, es[0].Round, es[0].Lease, es[0].Rev); !ok || err != nil {
 		t.Fatalf("leave: %v %v", ok, err)
 	}
@@ -224,6 +248,9 @@ func TestWaitLeftCountsTheDeadAsLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitKeys(t, cli, b.Prefix()+"rounds/1/", 1)
+	// WaitLeft has seen the one left inside (not only the test's own
+	// read), and has not returned for it.
+	waitRemaining(t, remaining, 1)
 	select {
 	case err := <-left:
 		t.Fatalf("WaitLeft returned (%v) while one member is inside", err)

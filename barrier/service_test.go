@@ -148,7 +148,15 @@ func TestSDKRound(t *testing.T) {
 		t.Fatalf("entry %+v", es[0])
 	}
 	left := make(chan error, 1)
-	go func() { left <- es[0].WaitLeft(ctx, nil) }()
+	remaining := make(chan int, 64)
+	go func() {
+		left <- es[0].WaitLeft(ctx, func(ps []*beaconpb.BarrierParticipant) {
+			select {
+			case remaining <- len(ps):
+			default:
+			}
+		})
+	}()
 	if err := es[0].Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -163,6 +171,7 @@ func TestSDKRound(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the entry whose key was deleted is not lost")
 	}
+	waitRemaining(t, remaining, 1)
 	select {
 	case err := <-left:
 		t.Fatalf("WaitLeft returned (%v) with one member inside", err)

@@ -77,27 +77,19 @@ func Barrier(ctx context.Context, w io.Writer, o BarrierOptions) error {
 	return nil
 }
 
-// startTrio starts a member and two proxies joined to it.
+// startTrio starts a member and two proxies joined to it (startPair and
+// one more proxy).
 func startTrio(ctx context.Context, dir string) ([]*agentProc, func(), error) {
-	var procs []*agentProc
-	stopAll := func() {
-		for _, p := range procs {
-			stop(p.cmd)
-		}
+	member, proxy, stopPair, err := startPair(ctx, dir)
+	if err != nil {
+		return nil, nil, err
 	}
-	for i, name := range []string{"bench-a", "bench-b", "bench-c"} {
-		var extra []string
-		if i > 0 {
-			extra = []string{"--role", "proxy", "--join", procs[0].ClientURL}
-		}
-		p, err := startAgent(ctx, dir, name, extra...)
-		if err != nil {
-			stopAll()
-			return nil, nil, err
-		}
-		procs = append(procs, p)
+	third, err := startAgent(ctx, dir, "bench-c", "--role", "proxy", "--join", member.ClientURL)
+	if err != nil {
+		stopPair()
+		return nil, nil, err
 	}
-	return procs, stopAll, nil
+	return []*agentProc{member, proxy, third}, func() { stopPair(); stop(third.cmd) }, nil
 }
 
 // barrierRound enters n-1 participants, waits until present says they

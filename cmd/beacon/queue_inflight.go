@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/cliout"
@@ -30,7 +31,11 @@ func printInFlight(p *cliout.Printer, s *beaconpb.QueueStats) error {
 			msg = strconv.Quote(f.ProgressMessage)
 		}
 		if len(msg) > 60 {
-			msg = msg[:57] + "..."
+			cut := 57
+			for cut > 0 && !utf8.RuneStart(msg[cut]) {
+				cut-- // not inside a rune: the table stays UTF-8
+			}
+			msg = msg[:cut] + "..."
 		}
 		rows = append(rows, []string{f.Id, f.Node, pid, pct, msg, age, strconv.FormatUint(uint64(f.Deliveries), 10)})
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/beaconhq/beacon/internal/cliout"
 	"github.com/beaconhq/beacon/registry"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 func newRegisterCmd(g *globals) *cobra.Command {
@@ -40,16 +39,10 @@ func newRegisterCmd(g *globals) *cobra.Command {
 			in.Port, in.Weight, in.Priority = uint32(port), uint32(weight), uint32(priority)
 			// A duration flag given is sent, even 0; one not given is
 			// absent (the agent's default).
-			for _, d := range []struct {
-				flag string
-				v    time.Duration
-				dst  **durationpb.Duration
-			}{{"ttl", ttl, &check.Ttl}, {"interval", interval, &check.Interval}, {"timeout", timeout, &check.Timeout},
-				{"deregister-critical-after", deregisterAfter, &check.DeregisterCriticalAfter}} {
-				if cmd.Flags().Changed(d.flag) {
-					*d.dst = durationpb.New(d.v)
-				}
-			}
+			check.Ttl = queueDuration(cmd, "ttl", ttl)
+			check.Interval = queueDuration(cmd, "interval", interval)
+			check.Timeout = queueDuration(cmd, "timeout", timeout)
+			check.DeregisterCriticalAfter = queueDuration(cmd, "deregister-critical-after", deregisterAfter)
 			in.Tags = tags
 			in.Meta = map[string]string{}
 			for _, kv := range meta {
