@@ -9,6 +9,7 @@ import (
 
 	"github.com/beaconhq/beacon/acl/bearer"
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/internal/peercred"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -142,10 +143,7 @@ func (g *Gate) check(ctx context.Context, m method, req any, haveReq bool) error
 
 // fromOperatorSocket: a call on the owner-only unix socket is the
 // agent's own operator's (the socket's mode, 0600, is the credential).
-func fromOperatorSocket(ctx context.Context) bool {
-	p, ok := peer.FromContext(ctx)
-	return ok && p.Addr != nil && p.Addr.Network() == "unix"
-}
+func fromOperatorSocket(ctx context.Context) bool { return peercred.OverUnixSocket(ctx) }
 
 // verifiedClientCert: the caller showed a client certificate that the
 // agent's TLS listener verified against the cluster's CA.

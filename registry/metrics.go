@@ -13,14 +13,14 @@ import (
 // beacon_catalog_lag_seconds, read from the catalog at each scrape.
 func (c *Catalog) Metrics() prometheus.Collector {
 	return metrics.Collectors{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "beacon_catalog_instances",
-			Help: "Service instances in this agent's catalog, whatever their status."},
+		metrics.Gauge("beacon_catalog_instances",
+			"Service instances in this agent's catalog, whatever their status.",
 			func() float64 { n, _ := c.counts(); return float64(n) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "beacon_catalog_services",
-			Help: "Services with at least one instance in this agent's catalog."},
+		metrics.Gauge("beacon_catalog_services",
+			"Services with at least one instance in this agent's catalog.",
 			func() float64 { _, n := c.counts(); return float64(n) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "beacon_catalog_lag_seconds",
-			Help: "How far behind etcd the catalog may be: 0 once its watch has answered its latest progress check (one a second), else the age of the check unanswered; while the watch is down, the time since the catalog was last known current."},
+		metrics.Gauge("beacon_catalog_lag_seconds",
+			"How far behind etcd the catalog may be: 0 once its watch has answered its latest progress check (one a second), else the age of the check unanswered; while the watch is down, the time since the catalog was last known current.",
 			func() float64 { return c.lag.seconds(time.Now()) }),
 	}
 }
@@ -48,8 +48,8 @@ func (l *Local) Metrics() prometheus.Collector {
 	return metrics.Collectors{
 		&checkCollector{l: l, desc: prometheus.NewDesc("beacon_health_checks",
 			"Health checks this agent runs, by their current status.", []string{"status"}, nil)},
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "beacon_antientropy_repairs_total",
-			Help: "Instances anti-entropy wrote back to etcd or removed from it."},
+		metrics.Counter("beacon_antientropy_repairs_total",
+			"Instances anti-entropy wrote back to etcd or removed from it.",
 			func() float64 { return float64(l.repairs.Load()) }),
 	}
 }

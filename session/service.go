@@ -65,8 +65,6 @@ func (s *Service) Open(stream beaconpb.Session_OpenServer) error {
 	if err != nil {
 		return rpcerr.From(err)
 	}
-	// etcd's leases have whole seconds: the session's TTL is the one granted.
-	ttl = (ttl + time.Second - 1) / time.Second * time.Second
 	if err := checkName(open.Name); err != nil {
 		return err
 	}

@@ -477,6 +477,8 @@ func (m *Manager) Open(ctx context.Context, name string, ttl time.Duration) (*Se
 	if ttl < time.Second || ttl > MaxTTL {
 		return nil, fmt.Errorf("ttl %s is not from 1s to 24h", ttl)
 	}
+	// etcd's leases have whole seconds: the session's TTL is the one granted.
+	ttl = (ttl + time.Second - 1) / time.Second * time.Second
 	owner := m.owner(ctx)
 	if err := m.reserve(owner); err != nil {
 		return nil, err
@@ -510,7 +512,7 @@ func (m *Manager) Open(ctx context.Context, name string, ttl time.Duration) (*Se
 func (m *Manager) grant(ctx context.Context, ttl time.Duration) (clientv3.LeaseID, error) {
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := m.cli.Grant(gctx, int64((ttl+time.Second-1)/time.Second))
+	resp, err := m.cli.Grant(gctx, int64(ttl/time.Second)) // whole seconds (Open)
 	if err != nil {
 		return 0, err
 	}
