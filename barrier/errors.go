@@ -2,9 +2,11 @@ package barrier
 
 import (
 	"fmt"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/beaconhq/beacon/internal/apiduration"
 	"github.com/beaconhq/beacon/internal/rpcerr"
 	"google.golang.org/grpc/codes"
 )
@@ -32,8 +34,8 @@ type FieldError = rpcerr.FieldError
 
 // Limits on what a request may carry.
 const (
-	MaxNameBytes     = 256
-	MaxTimeoutMillis = 24 * 60 * 60 * 1000
+	MaxNameBytes = 256
+	MaxTimeout   = 24 * time.Hour
 	// DefaultMaxParticipants is the agent's max-barrier-participants
 	// unless configured: a round's participants at once. Every
 	// participant watches the barrier, so a round of n costs n² watch
@@ -76,9 +78,5 @@ func ValidateCount(count, limit int) error {
 	return nil
 }
 
-func validateTimeout(ms int64) error {
-	if ms < 0 || ms > MaxTimeoutMillis {
-		return &FieldError{Field: "timeout_ms", Msg: fmt.Sprintf("%d is not from 0 (no timeout) to %d (a day)", ms, MaxTimeoutMillis)}
-	}
-	return nil
-}
+// timeoutField reads the timeout of Enter and WaitLeft (0: none).
+var timeoutField = apiduration.Field{Name: "timeout", Max: MaxTimeout}

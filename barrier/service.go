@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/rpcerr"
@@ -80,7 +79,8 @@ func (s *Service) Enter(req *beaconpb.BarrierEnterRequest, stream beaconpb.Barri
 	if err := ValidateCount(int(req.Count), s.max); err != nil {
 		return rpcerr.From(err)
 	}
-	if err := validateTimeout(req.TimeoutMs); err != nil {
+	timeout, err := timeoutField.Read(req.Timeout)
+	if err != nil {
 		return rpcerr.From(err)
 	}
 	if req.Pid < 0 {
@@ -94,8 +94,8 @@ func (s *Service) Enter(req *beaconpb.BarrierEnterRequest, stream beaconpb.Barri
 	bctx, release := s.bind(stream.Context(), sess)
 	defer release()
 	ectx, cancel := bctx, context.CancelFunc(func() {})
-	if req.TimeoutMs > 0 {
-		ectx, cancel = context.WithTimeout(bctx, time.Duration(req.TimeoutMs)*time.Millisecond)
+	if timeout > 0 {
+		ectx, cancel = context.WithTimeout(bctx, timeout)
 	}
 	defer cancel()
 	var last *Progress
@@ -130,7 +130,7 @@ func (s *Service) Enter(req *beaconpb.BarrierEnterRequest, stream beaconpb.Barri
 // enterTimeout is the message of an Enter whose time ran out: how many
 // are missing and who is present.
 func enterTimeout(req *beaconpb.BarrierEnterRequest, last *Progress) string {
-	after := time.Duration(req.TimeoutMs) * time.Millisecond
+	after := req.Timeout.AsDuration() // read and checked by Enter
 	if last == nil {
 		return fmt.Sprintf("barrier %q: timed out after %s before entering", req.Name, after)
 	}
@@ -167,12 +167,13 @@ func (s *Service) WaitLeft(req *beaconpb.BarrierWaitLeftRequest, stream beaconpb
 	if err := validateRound(req.Round, "cutoff", req.Cutoff); err != nil {
 		return rpcerr.From(err)
 	}
-	if err := validateTimeout(req.TimeoutMs); err != nil {
+	timeout, err := timeoutField.Read(req.Timeout)
+	if err != nil {
 		return rpcerr.From(err)
 	}
 	ctx, cancel := stream.Context(), context.CancelFunc(func() {})
-	if req.TimeoutMs > 0 {
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond)
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	defer cancel()
 	var remaining []Participant
@@ -183,7 +184,7 @@ func (s *Service) WaitLeft(req *beaconpb.BarrierWaitLeftRequest, stream beaconpb
 	if err != nil {
 		return s.fail(ctx, err, func() string {
 			return fmt.Sprintf("barrier %q: timed out after %s waiting for %d of round %d to leave: %s",
-				req.Name, time.Duration(req.TimeoutMs)*time.Millisecond, len(remaining), req.Round, describe(remaining))
+				req.Name, timeout, len(remaining), req.Round, describe(remaining))
 		})
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // serve runs the Session and Barrier services over real gRPC on
@@ -88,7 +89,7 @@ func TestServiceBadInput(t *testing.T) {
 		{&beaconpb.BarrierEnterRequest{Name: "a/b", SessionId: s.ID, Count: 2}, codes.InvalidArgument, "name"},
 		{&beaconpb.BarrierEnterRequest{Name: "x", SessionId: s.ID, Count: 0}, codes.InvalidArgument, "count"},
 		{&beaconpb.BarrierEnterRequest{Name: "x", SessionId: s.ID, Count: 5}, codes.ResourceExhausted, "(max-barrier-participants 4)"},
-		{&beaconpb.BarrierEnterRequest{Name: "x", SessionId: s.ID, Count: 2, TimeoutMs: -1}, codes.InvalidArgument, "timeout_ms"},
+		{&beaconpb.BarrierEnterRequest{Name: "x", SessionId: s.ID, Count: 2, Timeout: durationpb.New(-time.Millisecond)}, codes.InvalidArgument, "timeout"},
 		{&beaconpb.BarrierEnterRequest{Name: "x", SessionId: s.ID, Count: 2, Pid: -1}, codes.InvalidArgument, "pid"},
 		{&beaconpb.BarrierEnterRequest{Name: "x", Count: 2}, codes.InvalidArgument, "session_id"},
 		{&beaconpb.BarrierEnterRequest{Name: "x", SessionId: "nope", Count: 2}, codes.NotFound, "no session"},
@@ -109,7 +110,7 @@ func TestServiceBadInput(t *testing.T) {
 func TestServiceTimeoutNamesThePresent(t *testing.T) {
 	cli, c := serve(t)
 	s := openSession(t, c)
-	_, err := enter(context.Background(), c, &beaconpb.BarrierEnterRequest{Name: "t", SessionId: s.ID, Count: 3, TimeoutMs: 300, Pid: 42})
+	_, err := enter(context.Background(), c, &beaconpb.BarrierEnterRequest{Name: "t", SessionId: s.ID, Count: 3, Timeout: durationpb.New(300 * time.Millisecond), Pid: 42})
 	wantCode(t, err, codes.DeadlineExceeded, `barrier "t": timed out after 300ms waiting for 2 of 3; present: n1 (pid 42)`)
 	waitKeys(t, cli, "/beacon/barriers/t/rounds/", 0)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/beaconhq/beacon/api/beaconpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // BarrierOption configures Barrier.
@@ -63,12 +64,12 @@ type BarrierEntry struct {
 	b       *Barrier
 }
 
-func timeoutMs(d time.Duration) int64 {
-	ms := d.Milliseconds()
-	if d > 0 && ms == 0 {
-		ms = 1
+// timeoutOf is d on the wire: nil (none) when it is not positive.
+func timeoutOf(d time.Duration) *durationpb.Duration {
+	if d <= 0 {
+		return nil
 	}
-	return ms
+	return durationpb.New(d)
 }
 
 // Enter enters the barrier and blocks until count participants are in
@@ -87,7 +88,7 @@ func (b *Barrier) Enter(ctx context.Context) (*BarrierEntry, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, cancel)
 	stream, err := bc.Enter(sctx, &beaconpb.BarrierEnterRequest{Name: b.name, SessionId: b.sess.ID,
-		Count: int32(b.count), TimeoutMs: timeoutMs(b.timeout), Pid: int64(os.Getpid())})
+		Count: int32(b.count), Timeout: timeoutOf(b.timeout), Pid: int64(os.Getpid())})
 	var ev *beaconpb.BarrierEnterEvent
 	for err == nil {
 		if ev, err = stream.Recv(); err != nil {
@@ -138,7 +139,7 @@ func (e *BarrierEntry) Leave(ctx context.Context) error { return e.Release(ctx) 
 // is still inside at every change.
 func (e *BarrierEntry) WaitLeft(ctx context.Context, remaining func([]*beaconpb.BarrierParticipant)) error {
 	stream, err := beaconpb.NewBarrierClient(e.b.c.conn).WaitLeft(ctx, &beaconpb.BarrierWaitLeftRequest{
-		Name: e.b.name, Round: e.Round, Cutoff: e.Cutoff, TimeoutMs: timeoutMs(e.b.timeout)})
+		Name: e.b.name, Round: e.Round, Cutoff: e.Cutoff, Timeout: timeoutOf(e.b.timeout)})
 	if err != nil {
 		return err
 	}

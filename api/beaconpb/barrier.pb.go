@@ -9,6 +9,7 @@ package beaconpb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -154,9 +155,9 @@ type BarrierEnterRequest struct {
 	// max-barrier-participants (default 1024). Every participant of a
 	// round must give the same count.
 	Count int32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
-	// Give up after this many milliseconds; 0 waits until tripped or the
-	// call ends. At most a day.
-	TimeoutMs int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Give up after this long: 0 to 24h; absent or zero waits until tripped
+	// or the call ends.
+	Timeout *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// The participant's process id, shown to the others (0: none).
 	Pid           int64 `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -214,11 +215,11 @@ func (x *BarrierEnterRequest) GetCount() int32 {
 	return 0
 }
 
-func (x *BarrierEnterRequest) GetTimeoutMs() int64 {
+func (x *BarrierEnterRequest) GetTimeout() *durationpb.Duration {
 	if x != nil {
-		return x.TimeoutMs
+		return x.Timeout
 	}
-	return 0
+	return nil
 }
 
 func (x *BarrierEnterRequest) GetPid() int64 {
@@ -464,9 +465,10 @@ type BarrierWaitLeftRequest struct {
 	// The round and cutoff of the TRIPPED event.
 	Round  int64 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
 	Cutoff int64 `protobuf:"varint,3,opt,name=cutoff,proto3" json:"cutoff,omitempty"`
-	// Give up after this many milliseconds (DEADLINE_EXCEEDED naming who
-	// is still inside); 0 waits until all have left or the call ends.
-	TimeoutMs     int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Give up after this long (DEADLINE_EXCEEDED naming who is still
+	// inside): 0 to 24h; absent or zero waits until all have left or the
+	// call ends.
+	Timeout       *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -522,11 +524,11 @@ func (x *BarrierWaitLeftRequest) GetCutoff() int64 {
 	return 0
 }
 
-func (x *BarrierWaitLeftRequest) GetTimeoutMs() int64 {
+func (x *BarrierWaitLeftRequest) GetTimeout() *durationpb.Duration {
 	if x != nil {
-		return x.TimeoutMs
+		return x.Timeout
 	}
-	return 0
+	return nil
 }
 
 type BarrierWaitLeftEvent struct {
@@ -579,20 +581,20 @@ var File_barrier_proto protoreflect.FileDescriptor
 
 const file_barrier_proto_rawDesc = "" +
 	"\n" +
-	"\rbarrier.proto\x12\tbeacon.v1\"g\n" +
+	"\rbarrier.proto\x12\tbeacon.v1\x1a\x1egoogle/protobuf/duration.proto\"g\n" +
 	"\x12BarrierParticipant\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x03R\x03pid\x12\x19\n" +
 	"\blease_id\x18\x03 \x01(\tR\aleaseId\x12\x10\n" +
-	"\x03rev\x18\x04 \x01(\x03R\x03rev\"\x8f\x01\n" +
+	"\x03rev\x18\x04 \x01(\x03R\x03rev\"\xb7\x01\n" +
 	"\x13BarrierEnterRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x05R\x05count\x12\x1d\n" +
-	"\n" +
-	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\x12\x10\n" +
-	"\x03pid\x18\x05 \x01(\x03R\x03pid\"\x9a\x02\n" +
+	"\x05count\x18\x03 \x01(\x05R\x05count\x123\n" +
+	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x10\n" +
+	"\x03pid\x18\x05 \x01(\x03R\x03pidJ\x04\b\x04\x10\x05R\n" +
+	"timeout_ms\"\x9a\x02\n" +
 	"\x11BarrierEnterEvent\x12-\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x17.beacon.v1.BarrierStateR\x05state\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x03R\x05round\x12\x14\n" +
@@ -610,13 +612,13 @@ const file_barrier_proto_rawDesc = "" +
 	"\x05round\x18\x03 \x01(\x03R\x05round\x12\x10\n" +
 	"\x03rev\x18\x04 \x01(\x03R\x03rev\"*\n" +
 	"\x14BarrierLeaveResponse\x12\x12\n" +
-	"\x04left\x18\x01 \x01(\bR\x04left\"y\n" +
+	"\x04left\x18\x01 \x01(\bR\x04left\"\xa1\x01\n" +
 	"\x16BarrierWaitLeftRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x03R\x05round\x12\x16\n" +
-	"\x06cutoff\x18\x03 \x01(\x03R\x06cutoff\x12\x1d\n" +
-	"\n" +
-	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\"S\n" +
+	"\x06cutoff\x18\x03 \x01(\x03R\x06cutoff\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeoutJ\x04\b\x04\x10\x05R\n" +
+	"timeout_ms\"S\n" +
 	"\x14BarrierWaitLeftEvent\x12;\n" +
 	"\tremaining\x18\x01 \x03(\v2\x1d.beacon.v1.BarrierParticipantR\tremaining*c\n" +
 	"\fBarrierState\x12\x1d\n" +
@@ -651,22 +653,25 @@ var file_barrier_proto_goTypes = []any{
 	(*BarrierLeaveResponse)(nil),   // 5: beacon.v1.BarrierLeaveResponse
 	(*BarrierWaitLeftRequest)(nil), // 6: beacon.v1.BarrierWaitLeftRequest
 	(*BarrierWaitLeftEvent)(nil),   // 7: beacon.v1.BarrierWaitLeftEvent
+	(*durationpb.Duration)(nil),    // 8: google.protobuf.Duration
 }
 var file_barrier_proto_depIdxs = []int32{
-	0, // 0: beacon.v1.BarrierEnterEvent.state:type_name -> beacon.v1.BarrierState
-	1, // 1: beacon.v1.BarrierEnterEvent.present:type_name -> beacon.v1.BarrierParticipant
-	1, // 2: beacon.v1.BarrierWaitLeftEvent.remaining:type_name -> beacon.v1.BarrierParticipant
-	2, // 3: beacon.v1.Barrier.Enter:input_type -> beacon.v1.BarrierEnterRequest
-	4, // 4: beacon.v1.Barrier.Leave:input_type -> beacon.v1.BarrierLeaveRequest
-	6, // 5: beacon.v1.Barrier.WaitLeft:input_type -> beacon.v1.BarrierWaitLeftRequest
-	3, // 6: beacon.v1.Barrier.Enter:output_type -> beacon.v1.BarrierEnterEvent
-	5, // 7: beacon.v1.Barrier.Leave:output_type -> beacon.v1.BarrierLeaveResponse
-	7, // 8: beacon.v1.Barrier.WaitLeft:output_type -> beacon.v1.BarrierWaitLeftEvent
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	8, // 0: beacon.v1.BarrierEnterRequest.timeout:type_name -> google.protobuf.Duration
+	0, // 1: beacon.v1.BarrierEnterEvent.state:type_name -> beacon.v1.BarrierState
+	1, // 2: beacon.v1.BarrierEnterEvent.present:type_name -> beacon.v1.BarrierParticipant
+	8, // 3: beacon.v1.BarrierWaitLeftRequest.timeout:type_name -> google.protobuf.Duration
+	1, // 4: beacon.v1.BarrierWaitLeftEvent.remaining:type_name -> beacon.v1.BarrierParticipant
+	2, // 5: beacon.v1.Barrier.Enter:input_type -> beacon.v1.BarrierEnterRequest
+	4, // 6: beacon.v1.Barrier.Leave:input_type -> beacon.v1.BarrierLeaveRequest
+	6, // 7: beacon.v1.Barrier.WaitLeft:input_type -> beacon.v1.BarrierWaitLeftRequest
+	3, // 8: beacon.v1.Barrier.Enter:output_type -> beacon.v1.BarrierEnterEvent
+	5, // 9: beacon.v1.Barrier.Leave:output_type -> beacon.v1.BarrierLeaveResponse
+	7, // 10: beacon.v1.Barrier.WaitLeft:output_type -> beacon.v1.BarrierWaitLeftEvent
+	8, // [8:11] is the sub-list for method output_type
+	5, // [5:8] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_barrier_proto_init() }

@@ -49,7 +49,7 @@ type BarrierClient interface {
 	// of its participation. Refusals: FAILED_PRECONDITION when the count
 	// is not the count of those already waiting (the message names both);
 	// RESOURCE_EXHAUSTED over max-barrier-participants; DEADLINE_EXCEEDED
-	// after timeout_ms, the message naming how many are missing and who is
+	// after its timeout, the message naming how many are missing and who is
 	// present. Whenever Enter fails the participant is withdrawn.
 	Enter(ctx context.Context, in *BarrierEnterRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BarrierEnterEvent], error)
 	// Leave takes the session's participant out of its round; only that
@@ -142,7 +142,7 @@ type BarrierServer interface {
 	// of its participation. Refusals: FAILED_PRECONDITION when the count
 	// is not the count of those already waiting (the message names both);
 	// RESOURCE_EXHAUSTED over max-barrier-participants; DEADLINE_EXCEEDED
-	// after timeout_ms, the message naming how many are missing and who is
+	// after its timeout, the message naming how many are missing and who is
 	// present. Whenever Enter fails the participant is withdrawn.
 	Enter(*BarrierEnterRequest, grpc.ServerStreamingServer[BarrierEnterEvent]) error
 	// Leave takes the session's participant out of its round; only that
