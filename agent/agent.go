@@ -21,6 +21,7 @@ import (
 	"github.com/beaconhq/beacon/apiserver"
 	"github.com/beaconhq/beacon/cluster"
 	"github.com/beaconhq/beacon/config"
+	"github.com/beaconhq/beacon/dataquota"
 	"github.com/beaconhq/beacon/dnsserver"
 	"github.com/beaconhq/beacon/embedded"
 	"github.com/beaconhq/beacon/registry"
@@ -56,7 +57,8 @@ type Agent struct {
 	dns       *dnsserver.Server
 	lateCat   *lateCatalog
 	templates *config.Templates
-	cancelBG  context.CancelFunc   // ends the catalog watch and anti-entropy
+	bg        context.Context      // the background work's: the catalog watch, anti-entropy, the data quota's readings
+	cancelBG  context.CancelFunc   // ends bg
 	metrics   *prometheus.Registry // the collectors of the agent's parts
 
 	recipeStops []func() // of the recipes started, in start order
@@ -169,7 +171,11 @@ func (a *Agent) start(ctx context.Context) error {
 	// Bind the agent's own listeners and probe etcd's ports first, so a
 	// port in use stops the agent with its key named and nothing started.
 	a.gate = acl.NewGate(cfg.ACL, cfg.Namespace)
-	a.api = apiserver.New(a.lg.Named("api"), apiserver.WithACL(a.gate),
+	quota, err := dataquota.New(cfg.DataQuotaPercent, dataquota.WithLogger(a.lg.Named("dataquota")))
+	if err != nil {
+		return err
+	}
+	a.api = apiserver.New(a.lg.Named("api"), apiserver.WithACL(a.gate), apiserver.WithDataQuota(quota),
 		apiserver.WithLimits(apiserver.Limits{MaxStreamsPerConn: cfg.MaxStreamsPerConn, MaxSessionsPerConn: cfg.MaxSessionsPerConn,
 			MaxConns: cfg.MaxConns, MaxConnsPerClient: cfg.MaxConnsPerClient, MaxStreams: cfg.MaxStreams,
 			HandshakeTimeout: cfg.APIHandshakeTimeout}))
@@ -198,6 +204,7 @@ func (a *Agent) start(ctx context.Context) error {
 		TLS: cfg.TLS, EnableDebug: cfg.EnableDebug,
 		ACL: cfg.ACL, EtcdCredentialsFile: cfg.EtcdCredentialsFile,
 		SnapshotCount: cfg.EtcdSnapshotCount, SnapshotCatchUpEntries: cfg.EtcdSnapshotCatchUpEntries,
+		QuotaBackendBytes: cfg.EtcdQuotaBackendBytes,
 	})
 	if err != nil {
 		httpLis.Close()
@@ -208,6 +215,8 @@ func (a *Agent) start(ctx context.Context) error {
 		httpLis.Close()
 		return err
 	}
+	a.metrics.MustRegister(quota.Metrics())
+	go quota.Run(a.bg, a.node.BackendStatus)
 	// Before Serve: with ACLs on, the API serves nothing until it can
 	// check a call.
 	a.acl, err = acl.Start(ctx, a.gate, a.api.GRPC(), a.node.LocalClient(), cfg.Namespace, acl.WithLogger(a.lg.Named("acl")))

@@ -13,6 +13,7 @@ import (
 	"github.com/beaconhq/beacon/acl"
 	"github.com/beaconhq/beacon/barrier"
 	"github.com/beaconhq/beacon/config"
+	"github.com/beaconhq/beacon/dataquota"
 	"github.com/beaconhq/beacon/embedded"
 	"github.com/beaconhq/beacon/pki"
 	"github.com/beaconhq/beacon/queue"
@@ -85,6 +86,10 @@ type Config struct {
 	// entries a member holds in memory (embedded/raftlog.go).
 	EtcdSnapshotCount          uint64
 	EtcdSnapshotCatchUpEntries uint64
+	// EtcdQuotaBackendBytes is a member's backend quota; DataQuotaPercent
+	// the share of it client data may use (dataquota/).
+	EtcdQuotaBackendBytes int64
+	DataQuotaPercent      int
 
 	// TLS is this host's certificate files; with them every hop is TLS
 	// (see tls.go). nil: plain.
@@ -196,6 +201,8 @@ func options() []option {
 		{"max-connections", 4096, "API client connections open at once over TCP (the unix socket has as many of its own); one past it is closed at once"},
 		{"max-connections-per-client", 256, "API connections over TCP from one client address (IPv6: one /64); not applied on the owner-only unix socket"},
 		{"api-handshake-timeout", "10s", "a new API connection that has not become HTTP/2 (TLS handshake included) by then is closed, giving back its connection slot"},
+		{"etcd-quota-backend-bytes", embedded.DefaultQuotaBackendBytes, "member: etcd's backend quota; past it etcd refuses every write that adds bytes (8 MiB to 64 GiB)"},
+		{"data-quota-percent", dataquota.DefaultPercent, "writes of data (config values, queue messages, fenced writes, proclaimed values, registrations) are refused once etcd's backend uses this percent of its quota, keeping the rest for sessions, locks and acks; 100: only etcd's quota"},
 		{"max-watch-buffer-bytes", 16 << 20, "bytes of changes one watcher (Config.Watch, Registry.Watch, Election.Observe) may leave unread before it is cut off"},
 		{"etcd-credentials-file", "", "with acl: etcd's root and agent passwords (default <data-dir>/etcd-credentials.json; the first member writes it, every other agent needs a copy)"},
 	}
@@ -427,6 +434,10 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	c.MaxConns = positive("max-connections", 1<<20)
 	c.MaxConnsPerClient = positive("max-connections-per-client", 1<<20)
 	c.MaxWatchBufferBytes = positive("max-watch-buffer-bytes", 1<<40)
+	if c.EtcdQuotaBackendBytes = int64(positive("etcd-quota-backend-bytes", 64<<30)); c.EtcdQuotaBackendBytes < 8<<20 {
+		check("etcd-quota-backend-bytes", fmt.Errorf("%d is below 8 MiB (8388608)", c.EtcdQuotaBackendBytes))
+	}
+	c.DataQuotaPercent = positive("data-quota-percent", 100)
 	c.APIHandshakeTimeout = duration("api-handshake-timeout", 100*time.Millisecond, 2*time.Minute)
 	c.ACL, err = cast.ToBoolE(v.Get("acl"))
 	if err != nil {

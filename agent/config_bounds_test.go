@@ -35,3 +35,33 @@ func TestBoundKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestDataQuotaKeys: etcd-quota-backend-bytes and data-quota-percent
+// default to etcd's 2 GiB and 75 %, are taken from the file and flags,
+// and values out of range are refused naming their key.
+func TestDataQuotaKeys(t *testing.T) {
+	d, err := load(t, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.EtcdQuotaBackendBytes != 2<<30 || d.DataQuotaPercent != 75 {
+		t.Fatalf("defaults: etcd-quota-backend-bytes %d, data-quota-percent %d", d.EtcdQuotaBackendBytes, d.DataQuotaPercent)
+	}
+	c, err := load(t, writeFile(t, "etcd-quota-backend-bytes: 33554432\n"), "--data-quota-percent", "100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.EtcdQuotaBackendBytes != 32<<20 || c.DataQuotaPercent != 100 {
+		t.Fatalf("file, flag: etcd-quota-backend-bytes %d, data-quota-percent %d", c.EtcdQuotaBackendBytes, c.DataQuotaPercent)
+	}
+	for _, bad := range [][]string{
+		{"--etcd-quota-backend-bytes", "1048576"}, {"--etcd-quota-backend-bytes", "0"}, {"--etcd-quota-backend-bytes", "1000000000000"},
+		{"--data-quota-percent", "0"}, {"--data-quota-percent", "101"},
+	} {
+		_, err := load(t, "", bad...)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != bad[0][2:] {
+			t.Errorf("%v: %v; want a ConfigError naming %s", bad, err, bad[0][2:])
+		}
+	}
+}

@@ -61,7 +61,7 @@ func (a *Agent) listenDNS() error {
 func (a *Agent) startRegistry(ctx context.Context) error {
 	cli := a.node.LocalClient()
 	bg, cancel := context.WithCancel(context.Background())
-	a.cancelBG = cancel
+	a.bg, a.cancelBG = bg, cancel
 
 	a.sessions = session.NewManager(cli, session.WithLogger(a.lg.Named("session")), session.WithConfirmClient(a.node.Client()),
 		session.WithMaxSessions(a.cfg.MaxSessions),

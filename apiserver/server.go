@@ -1,6 +1,7 @@
 // Package apiserver is the agent's gRPC server: the interceptor chain
-// (Prometheus metrics, logging, the ACL gate, limits, panic recovery), the standard health
-// service and reflection, on a loopback TCP address and a unix socket.
+// (Prometheus metrics, logging, the ACL gate, the data quota, limits,
+// panic recovery), the standard health service and reflection, on a
+// loopback TCP address and a unix socket.
 // Services register themselves on GRPC() before Serve.
 package apiserver
 
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/beaconhq/beacon/acl"
+	"github.com/beaconhq/beacon/dataquota"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -63,6 +65,7 @@ func serverMetrics() *grpcprom.ServerMetrics {
 type options struct {
 	limits Limits
 	gate   *acl.Gate
+	quota  *dataquota.Guard
 }
 
 // Option configures New.
@@ -76,6 +79,12 @@ func WithLimits(l Limits) Option { return func(o *options) { o.limits = l } }
 // token takes no slot). Without it every call passes, as with ACLs off.
 func WithACL(g *acl.Gate) Option { return func(o *options) { o.gate = g } }
 
+// WithDataQuota puts the data quota's guard in the unary chain, after the
+// ACL gate: a write of data is refused once etcd's backend has used its
+// data share (see package dataquota). Without it nothing is refused by
+// size before etcd's own quota.
+func WithDataQuota(g *dataquota.Guard) Option { return func(o *options) { o.quota = g } }
+
 // New builds the server. Register services on GRPC(), then Listen and Serve.
 func New(lg *zap.Logger, opts ...Option) *Server {
 	o := options{limits: DefaultLimits()}
@@ -86,6 +95,10 @@ func New(lg *zap.Logger, opts ...Option) *Server {
 	gate := o.gate
 	if gate == nil {
 		gate = acl.NewGate(false, "")
+	}
+	quota := o.quota
+	if quota == nil {
+		quota, _ = dataquota.New(100)
 	}
 	m := serverMetrics()
 	lgr := interceptorLogger(lg)
@@ -118,6 +131,7 @@ func New(lg *zap.Logger, opts ...Option) *Server {
 			m.UnaryServerInterceptor(),
 			logging.UnaryServerInterceptor(lgr, logOpts...),
 			gate.Unary,
+			quota.Unary,
 			limits.unaryInterceptor,
 			recovery.UnaryServerInterceptor(recoverOpt),
 			contextCodesUnary,

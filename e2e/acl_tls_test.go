@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +97,21 @@ func TestACLTLSEveryHop(t *testing.T) {
 		t.Fatalf("Register with a token and no certificate: %v", err)
 	}
 	waitDNS(t, px, "web.service.beacon", dns.TypeSRV, "n2's web on the proxy", has("8080 n2-web-8080.web.service.beacon."))
+
+	// The data quota reads etcd's status as each agent's etcd user, over
+	// TLS: a member its own member, the proxy the member it reaches.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: p.clientTLS("ops")}}
+	for _, a := range []*testcluster.Agent{n2, px} {
+		if err := testcluster.Eventually(10*time.Second, func() error {
+			v, err := metricFrom(hc, "https://"+a.HTTPAddr, "beacon_data_quota_limit_bytes")
+			if err != nil || v != 0.75*(2<<30) {
+				return fmt.Errorf("beacon_data_quota_limit_bytes on %s: %v %v, want 75%% of etcd's 2 GiB", a.Name, v, err)
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+	}
 
 	// etcd over TLS: a certificate of the CA is no etcd user.
 	for _, a := range []*testcluster.Agent{n2, px} {

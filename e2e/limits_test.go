@@ -113,7 +113,13 @@ func leasesLeft(cli *clientv3.Client, leases []clientv3.LeaseID) (int, error) {
 
 // metric reads one unlabelled sample of the agent's /metrics.
 func metric(a *testcluster.Agent, name string) (float64, error) {
-	resp, err := http.Get("http://" + a.HTTPAddr + "/metrics")
+	return metricFrom(http.DefaultClient, "http://"+a.HTTPAddr, name)
+}
+
+// metricFrom reads one unlabelled sample of base's /metrics through hc
+// (an agent serving HTTP over TLS: https and a client of the CA).
+func metricFrom(hc *http.Client, base, name string) (float64, error) {
+	resp, err := hc.Get(base + "/metrics")
 	if err != nil {
 		return 0, err
 	}

@@ -57,6 +57,7 @@ func etcdConfig(o Options, lg *zap.Logger) (*embed.Config, error) {
 		cfg.AuthTokenTTL = o.authTokenTTL
 	}
 	applyRaftLog(cfg, o)
+	applyQuota(cfg, o)
 	applyTLS(cfg, o.TLS)
 	applyDebug(cfg, o.EnableDebug)
 	return cfg, nil

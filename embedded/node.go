@@ -16,6 +16,7 @@ import (
 
 	"github.com/beaconhq/beacon/acl"
 	"github.com/beaconhq/beacon/pki"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -54,6 +55,9 @@ type Options struct {
 	// DefaultSnapshotCatchUpEntries.
 	SnapshotCount          uint64
 	SnapshotCatchUpEntries uint64
+	// QuotaBackendBytes is the member's backend quota (etcd's
+	// quota-backend-bytes); 0: DefaultQuotaBackendBytes.
+	QuotaBackendBytes int64
 
 	creds *acl.EtcdCredentials // loaded at Start, with ACL
 	// authTokenTTL is etcd's simple-token TTL in seconds (0: etcd's
@@ -149,6 +153,22 @@ func (n *Node) LocalClient() *clientv3.Client {
 		return n.local
 	}
 	return n.client
+}
+
+// BackendStatus reads etcd's status (the backend's size in use, its
+// quota): a member's own, else that of the member Client is connected
+// to. It is what dataquota's guard judges by.
+func (n *Node) BackendStatus(ctx context.Context) (*etcdserverpb.StatusResponse, error) {
+	if n.inproc != nil {
+		st, err := n.LocalClient().Status(ctx, n.opts.ClientURL)
+		if err != nil {
+			return nil, err
+		}
+		return (*etcdserverpb.StatusResponse)(st), nil
+	}
+	// The client's pinned connection, with its credentials: Status(ctx,
+	// endpoint) would dial a new connection each time.
+	return etcdserverpb.NewMaintenanceClient(n.client.ActiveConnection()).Status(ctx, &etcdserverpb.StatusRequest{})
 }
 
 // MemberID is this host's etcd member id, 0 unless a member.

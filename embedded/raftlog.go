@@ -36,3 +36,17 @@ func applyRaftLog(cfg *embed.Config, o Options) {
 		cfg.SnapshotCatchUpEntries = o.SnapshotCatchUpEntries
 	}
 }
+
+// DefaultQuotaBackendBytes is the member's backend quota unless set:
+// etcd's own default, 2 GiB. Past it etcd refuses every write that adds
+// bytes until an operator disarms its alarm; dataquota keeps the last
+// part of it for coordination.
+const DefaultQuotaBackendBytes = 2 << 30
+
+// applyQuota sets the member's backend quota.
+func applyQuota(cfg *embed.Config, o Options) {
+	cfg.QuotaBackendBytes = DefaultQuotaBackendBytes
+	if o.QuotaBackendBytes > 0 {
+		cfg.QuotaBackendBytes = o.QuotaBackendBytes
+	}
+}

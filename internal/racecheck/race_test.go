@@ -17,7 +17,7 @@ import (
 // packages (e2e, faults) run the beacon binary, which -race here would
 // not instrument, and are left out.
 var racePackages = []string{
-	"./apiserver", "./barrier", "./client", "./cluster", "./config", "./dnsserver", "./election",
+	"./apiserver", "./barrier", "./client", "./cluster", "./config", "./dataquota", "./dnsserver", "./election",
 	"./healthcheck", "./internal/fanout", "./internal/progressrelay", "./internal/supervise", "./lock", "./queue",
 	"./registry", "./session",
 }

@@ -47,6 +47,11 @@ func From(err error) error {
 		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost),
 		errors.Is(err, rpctypes.ErrLeaderChanged), errors.Is(err, rpctypes.ErrUnhealthy):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, rpctypes.ErrNoSpace):
+		// etcd's backend reached its quota (its NOSPACE alarm): every
+		// write that adds bytes is refused until an operator makes room
+		// and disarms it.
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, rpctypes.ErrMemberNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, rpctypes.ErrMemberNotEnoughStarted), errors.Is(err, rpctypes.ErrTooManyLearners):
