@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/beaconhq/beacon/acl"
 	"github.com/beaconhq/beacon/version"
 	"go.uber.org/zap"
 )
@@ -28,18 +29,27 @@ func (a *Agent) httpHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "role": a.node.Role()})
 	})
-	mux.Handle("GET /metrics", a.metricsHandler())
+	// With ACLs on, /metrics and the profiler need a token like any API
+	// call (operator:metrics:read, operator:debug:read): their labels
+	// name this agent's queues and services. /health, /ready and
+	// /version stay open for load balancers and probes.
+	mux.Handle("GET /metrics", a.gate.HTTP(operatorRead(acl.OperatorMetrics), a.metricsHandler()))
 	// Go's profiler, for operators chasing CPU or memory, only when
 	// switched on: a profile or a goroutine dump tells an attacker much.
 	if a.cfg.EnableDebug {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		debug := func(h http.HandlerFunc) http.Handler { return a.gate.HTTP(operatorRead(acl.OperatorDebug), h) }
+		mux.Handle("/debug/pprof/", debug(pprof.Index))
+		mux.Handle("/debug/pprof/profile", debug(pprof.Profile))
+		mux.Handle("/debug/pprof/trace", debug(pprof.Trace))
 	}
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"version": version.String(), "go": runtime.Version()})
 	})
 	return mux
+}
+
+func operatorRead(name string) acl.Need {
+	return acl.Need{Kind: acl.KindOperator, Name: name, Access: acl.AccessRead}
 }
 
 // ready is true when the cluster answers a linearizable read, which needs

@@ -100,7 +100,7 @@ func TestACLTLSEveryHop(t *testing.T) {
 
 	// The data quota reads etcd's status as each agent's etcd user, over
 	// TLS: a member its own member, the proxy the member it reaches.
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: p.clientTLS("ops")}}
+	hc := &http.Client{Transport: bearerTransport{mgmt, &http.Transport{TLSClientConfig: p.clientTLS("ops")}}}
 	for _, a := range []*testcluster.Agent{n2, px} {
 		if err := testcluster.Eventually(10*time.Second, func() error {
 			v, err := metricFrom(hc, "https://"+a.HTTPAddr, "beacon_data_quota_limit_bytes")
@@ -119,6 +119,19 @@ func TestACLTLSEveryHop(t *testing.T) {
 			t.Errorf("a put through %s with the ops certificate and no etcd user: %v; want it refused", a.Name, err)
 		}
 	}
+}
+
+// bearerTransport sends its secret with every request, as Prometheus
+// does with a bearer token.
+type bearerTransport struct {
+	secret string
+	next   http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.secret)
+	return b.next.RoundTrip(r)
 }
 
 // secretOf is the secret of `beacon acl … -w json`'s output.
