@@ -28,6 +28,7 @@ import (
 	"github.com/beaconhq/beacon/session"
 	"github.com/beaconhq/beacon/version"
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
 
@@ -60,6 +61,8 @@ type Agent struct {
 	bg        context.Context      // the background work's: the catalog watch, anti-entropy, the data quota's readings
 	cancelBG  context.CancelFunc   // ends bg
 	metrics   *prometheus.Registry // the collectors of the agent's parts
+	quota     *dataquota.Guard     // judges what API calls write to etcd (dataquota/)
+	cli       *clientv3.Client     // the node's LocalClient, its KV guarded by quota: the API's services' client
 
 	recipeStops []func() // of the recipes started, in start order
 
@@ -171,18 +174,20 @@ func (a *Agent) start(ctx context.Context) error {
 	// Bind the agent's own listeners and probe etcd's ports first, so a
 	// port in use stops the agent with its key named and nothing started.
 	a.gate = acl.NewGate(cfg.ACL, cfg.Namespace)
-	quota, err := dataquota.New(cfg.DataQuotaPercent, dataquota.WithLogger(a.lg.Named("dataquota")))
+	var err error
+	a.quota, err = dataquota.New(cfg.DataQuotaPercent, dataquota.WithClientPercent(cfg.ClientQuotaPercent), dataquota.WithLogger(a.lg.Named("dataquota")))
 	if err != nil {
 		return err
 	}
-	a.api = apiserver.New(a.lg.Named("api"), apiserver.WithACL(a.gate), apiserver.WithDataQuota(quota),
+	a.api = apiserver.New(a.lg.Named("api"), apiserver.WithACL(a.gate), apiserver.WithDataQuota(a.quota),
 		apiserver.WithLimits(apiserver.Limits{MaxStreamsPerConn: cfg.MaxStreamsPerConn, MaxSessionsPerConn: cfg.MaxSessionsPerConn,
 			MaxConns: cfg.MaxConns, MaxConnsPerClient: cfg.MaxConnsPerClient, MaxStreams: cfg.MaxStreams,
 			HandshakeTimeout: cfg.APIHandshakeTimeout}))
 	if err := a.listenAPI(); err != nil {
 		return err
 	}
-	httpLis, err := a.listenHTTP()
+	var httpLis net.Listener
+	httpLis, err = a.listenHTTP()
 	if err != nil {
 		return err
 	}
@@ -215,8 +220,8 @@ func (a *Agent) start(ctx context.Context) error {
 		httpLis.Close()
 		return err
 	}
-	a.metrics.MustRegister(quota.Metrics())
-	go quota.Run(a.bg, a.node.BackendStatus)
+	a.metrics.MustRegister(a.quota.Metrics())
+	go a.quota.Run(a.bg, a.node.BackendStatus)
 	// Before Serve: with ACLs on, the API serves nothing until it can
 	// check a call.
 	a.acl, err = acl.Start(ctx, a.gate, a.api.GRPC(), a.node.LocalClient(), cfg.Namespace, acl.WithLogger(a.lg.Named("acl")))

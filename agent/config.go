@@ -90,6 +90,7 @@ type Config struct {
 	// the share of it client data may use (dataquota/).
 	EtcdQuotaBackendBytes int64
 	DataQuotaPercent      int
+	ClientQuotaPercent    int
 
 	// TLS is this host's certificate files; with them every hop is TLS
 	// (see tls.go). nil: plain.
@@ -202,7 +203,8 @@ func options() []option {
 		{"max-connections-per-client", 256, "API connections over TCP from one client address (IPv6: one /64); not applied on the owner-only unix socket"},
 		{"api-handshake-timeout", "10s", "a new API connection that has not become HTTP/2 (TLS handshake included) by then is closed, giving back its connection slot"},
 		{"etcd-quota-backend-bytes", embedded.DefaultQuotaBackendBytes, "member: etcd's backend quota; past it etcd refuses every write that adds bytes (8 MiB to 64 GiB)"},
-		{"data-quota-percent", dataquota.DefaultPercent, "writes of data (config values, queue messages, fenced writes, proclaimed values, registrations) are refused once etcd's backend uses this percent of its quota, keeping the rest for sessions, locks and acks; 100: only etcd's quota"},
+		{"data-quota-percent", dataquota.DefaultPercent, "writes of data through the API (config values, queue messages and gates, fenced puts, election proposals) are refused once etcd's backend uses this percent of its quota, keeping the rest for sessions, locks, registrations and acks; 100: only etcd's quota"},
+		{"client-quota-percent", dataquota.DefaultClientPercent, "every write of an API call (sessions, lock, election and barrier keys, registrations and their status) is refused past this percent of etcd's quota, deletes excepted; the rest is the agents' own (at least data-quota-percent)"},
 		{"max-watch-buffer-bytes", 16 << 20, "bytes of changes one watcher (Config.Watch, Registry.Watch, Election.Observe) may leave unread before it is cut off"},
 		{"etcd-credentials-file", "", "with acl: etcd's root and agent passwords (default <data-dir>/etcd-credentials.json; the first member writes it, every other agent needs a copy)"},
 	}
@@ -438,6 +440,9 @@ func parseConfig(v *viper.Viper) (Config, error) {
 		check("etcd-quota-backend-bytes", fmt.Errorf("%d is below 8 MiB (8388608)", c.EtcdQuotaBackendBytes))
 	}
 	c.DataQuotaPercent = positive("data-quota-percent", 100)
+	if c.ClientQuotaPercent = positive("client-quota-percent", 100); c.ClientQuotaPercent > 0 && c.ClientQuotaPercent < c.DataQuotaPercent {
+		check("client-quota-percent", fmt.Errorf("%d is below data-quota-percent %d", c.ClientQuotaPercent, c.DataQuotaPercent))
+	}
 	c.APIHandshakeTimeout = duration("api-handshake-timeout", 100*time.Millisecond, 2*time.Minute)
 	c.ACL, err = cast.ToBoolE(v.Get("acl"))
 	if err != nil {

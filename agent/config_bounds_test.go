@@ -44,10 +44,10 @@ func TestDataQuotaKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.EtcdQuotaBackendBytes != 2<<30 || d.DataQuotaPercent != 75 {
-		t.Fatalf("defaults: etcd-quota-backend-bytes %d, data-quota-percent %d", d.EtcdQuotaBackendBytes, d.DataQuotaPercent)
+	if d.EtcdQuotaBackendBytes != 2<<30 || d.DataQuotaPercent != 75 || d.ClientQuotaPercent != 90 {
+		t.Fatalf("defaults: etcd-quota-backend-bytes %d, data-quota-percent %d, client-quota-percent %d", d.EtcdQuotaBackendBytes, d.DataQuotaPercent, d.ClientQuotaPercent)
 	}
-	c, err := load(t, writeFile(t, "etcd-quota-backend-bytes: 33554432\n"), "--data-quota-percent", "100")
+	c, err := load(t, writeFile(t, "etcd-quota-backend-bytes: 33554432\nclient-quota-percent: 100\n"), "--data-quota-percent", "100")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +57,7 @@ func TestDataQuotaKeys(t *testing.T) {
 	for _, bad := range [][]string{
 		{"--etcd-quota-backend-bytes", "1048576"}, {"--etcd-quota-backend-bytes", "0"}, {"--etcd-quota-backend-bytes", "1000000000000"},
 		{"--data-quota-percent", "0"}, {"--data-quota-percent", "101"},
+		{"--client-quota-percent", "0"}, {"--client-quota-percent", "60"}, // below data-quota-percent 75
 	} {
 		_, err := load(t, "", bad...)
 		var ce *ConfigError

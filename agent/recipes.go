@@ -42,7 +42,7 @@ var recipes = []recipe{
 }
 
 func (a *Agent) startRecipes() {
-	d := RecipeDeps{GRPC: a.api.GRPC(), Client: a.node.LocalClient(), Sessions: a.sessions,
+	d := RecipeDeps{GRPC: a.api.GRPC(), Client: a.cli, Sessions: a.sessions,
 		Namespace: a.cfg.Namespace, Node: a.cfg.Name, Logger: a.lg, Config: &a.cfg, Metrics: a.metrics}
 	for _, r := range recipes {
 		if stop := r.start(d); stop != nil {

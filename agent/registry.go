@@ -59,7 +59,10 @@ func (a *Agent) listenDNS() error {
 // startRegistry starts sessions, the catalog and this agent's
 // registrations, once the cluster is up.
 func (a *Agent) startRegistry(ctx context.Context) error {
-	cli := a.node.LocalClient()
+	// The API's services write through the data quota's guard; the
+	// agent's own writes pass it (their contexts are no API call's).
+	cli := a.quota.Client(a.node.LocalClient())
+	a.cli = cli
 	bg, cancel := context.WithCancel(context.Background())
 	a.bg, a.cancelBG = bg, cancel
 

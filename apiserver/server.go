@@ -79,10 +79,11 @@ func WithLimits(l Limits) Option { return func(o *options) { o.limits = l } }
 // token takes no slot). Without it every call passes, as with ACLs off.
 func WithACL(g *acl.Gate) Option { return func(o *options) { o.gate = g } }
 
-// WithDataQuota puts the data quota's guard in the unary chain, after the
-// ACL gate: a write of data is refused once etcd's backend has used its
-// data share (see package dataquota). Without it nothing is refused by
-// size before etcd's own quota.
+// WithDataQuota puts the data quota's guard in the chains, after the ACL
+// gate: it marks each call's context with its class, by which the
+// guarded etcd client judges what the call writes (see package
+// dataquota). Without it nothing is refused by size before etcd's own
+// quota.
 func WithDataQuota(g *dataquota.Guard) Option { return func(o *options) { o.quota = g } }
 
 // New builds the server. Register services on GRPC(), then Listen and Serve.
@@ -140,6 +141,7 @@ func New(lg *zap.Logger, opts ...Option) *Server {
 			m.StreamServerInterceptor(),
 			logging.StreamServerInterceptor(lgr, logOpts...),
 			gate.Stream,
+			quota.Stream,
 			limits.streamInterceptor,
 			recovery.StreamServerInterceptor(recoverOpt),
 			contextCodesStream,

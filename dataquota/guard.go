@@ -30,67 +30,83 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// ErrFull is the answer to a write of data when etcd's backend has used
-// its data share: ResourceExhausted, with a message naming the sizes and
-// the limit.
-var ErrFull = rpcerr.NewNamed(codes.ResourceExhausted, "etcd's backend has no room left for more data")
+// ErrFull is the answer to a write past its line: ResourceExhausted,
+// with a message naming the sizes and the limit.
+var ErrFull = rpcerr.NewNamed(codes.ResourceExhausted, "etcd's backend has no room left for this write")
 
-// DefaultPercent is data-quota-percent's default: data may fill three
-// quarters of the quota, the last quarter (512 MiB of etcd's default
-// 2 GiB) is coordination's.
-const DefaultPercent = 75
+// Defaults of data-quota-percent and client-quota-percent: data may
+// fill three quarters of the quota, clients' other writes nine tenths;
+// the last tenth (205 MiB of etcd's default 2 GiB) is the agents' own.
+const (
+	DefaultPercent       = 75
+	DefaultClientPercent = 90
+)
 
 // DefaultInterval is how often a Guard reads the backend's size.
 const DefaultInterval = time.Second
 
-// Guard admits or refuses writes of data by the backend's size. Its zero
-// readings admit everything: until its first reading it knows nothing to
-// refuse by. Safe for concurrent use.
+// Guard admits or refuses writes by the backend's size, on two lines: a
+// client's data past the data line, any other write a client's call
+// makes past the client line. Writes of the agent's own work are counted
+// and never refused. Until its first reading it admits everything. Safe
+// for concurrent use.
 type Guard struct {
-	percent  int
-	interval time.Duration
-	lg       *zap.Logger
+	dataPct, clientPct int
+	interval           time.Duration
+	lg                 *zap.Logger
 
-	inUse, quota atomic.Int64 // the last reading
-	admitted     atomic.Int64 // bytes admitted since that reading
-	refused      atomic.Int64 // writes refused, ever
-	readErrs     atomic.Int64 // failed readings in a row
+	// The last reading: bytes in use, the backend's size (its
+	// high-water mark, which etcd's own quota judges), the quota.
+	inUse, size, quota atomic.Int64
+	admitted           atomic.Int64 // bytes written through this guard since that reading
+	refusedData        atomic.Int64 // writes refused at the data line, ever
+	refusedClient      atomic.Int64 // at the client line
+	readErrs           atomic.Int64 // failed readings in a row
 }
 
 // Option configures New.
 type Option func(*Guard)
 
-// WithLogger logs readings that keep failing and the guard's first
-// refusal (default: nothing; every refusal is counted in Metrics).
+// WithLogger logs readings that keep failing and the first refusal at
+// each line (default: nothing; every refusal is counted in Metrics).
 func WithLogger(lg *zap.Logger) Option { return func(g *Guard) { g.lg = lg } }
 
 // WithInterval sets how often the guard reads the backend's size
 // (default DefaultInterval).
 func WithInterval(d time.Duration) Option { return func(g *Guard) { g.interval = d } }
 
-// New returns a guard that refuses data past percent of etcd's quota.
-// percent is 1 to 100; 100 leaves only etcd's own quota, as without a
-// guard. Call Run to give it its readings.
+// WithClientPercent sets the client line (default DefaultClientPercent,
+// or the data line if that is higher).
+func WithClientPercent(p int) Option { return func(g *Guard) { g.clientPct = p } }
+
+// New returns a guard whose data line is percent of etcd's quota.
+// Percents are 1 to 100, the client line at least the data line; 100
+// leaves only etcd's own quota.
 func New(percent int, opts ...Option) (*Guard, error) {
-	if percent < 1 || percent > 100 {
-		return nil, fmt.Errorf("data-quota-percent %d is not from 1 to 100", percent)
-	}
-	g := &Guard{percent: percent, interval: DefaultInterval, lg: zap.NewNop()}
+	g := &Guard{dataPct: percent, clientPct: max(DefaultClientPercent, percent), interval: DefaultInterval, lg: zap.NewNop()}
 	for _, o := range opts {
 		o(g)
+	}
+	switch {
+	case g.dataPct < 1 || g.dataPct > 100:
+		return nil, fmt.Errorf("data-quota-percent %d is not from 1 to 100", g.dataPct)
+	case g.clientPct < 1 || g.clientPct > 100:
+		return nil, fmt.Errorf("client-quota-percent %d is not from 1 to 100", g.clientPct)
+	case g.clientPct < g.dataPct:
+		return nil, fmt.Errorf("client-quota-percent %d is below data-quota-percent %d: data is a client's write, and would pass the client line first", g.clientPct, g.dataPct)
 	}
 	return g, nil
 }
 
-// Reader reads etcd's status: the backend's size in use and its quota.
-// A member agent reads its own member; a proxy, or an agent fronting an
-// external cluster, the member its client is connected to (the members'
-// databases are replicas of one another).
+// Reader reads etcd's status: the backend's size in use, its size and
+// its quota. A member agent reads its own member; a proxy, or an agent
+// fronting an external cluster, the member its client is connected to
+// (the members' databases are replicas of one another).
 type Reader func(ctx context.Context) (*etcdserverpb.StatusResponse, error)
 
 // Run takes a reading every interval until ctx ends.
 func (g *Guard) Run(ctx context.Context, read Reader) {
-	if g.percent >= 100 {
+	if g.off() {
 		return
 	}
 	t := time.NewTicker(g.interval)
@@ -104,6 +120,8 @@ func (g *Guard) Run(ctx context.Context, read Reader) {
 		}
 	}
 }
+
+func (g *Guard) off() bool { return g.dataPct >= 100 && g.clientPct >= 100 }
 
 // read takes one reading. When it fails the last reading stands, with
 // what was admitted since still counted: a guard that cannot read does
@@ -124,6 +142,7 @@ func (g *Guard) read(ctx context.Context, read Reader) {
 		quota = defaultEtcdQuota
 	}
 	g.inUse.Store(st.DbSizeInUse)
+	g.size.Store(max(st.DbSize, st.DbSizeInUse))
 	g.quota.Store(quota)
 	g.admitted.Store(0)
 }
@@ -132,33 +151,54 @@ func (g *Guard) read(ctx context.Context, read Reader) {
 // does not say which it has).
 const defaultEtcdQuota = 2 << 30
 
-// Limit is the data share in bytes by the last reading (0: no reading).
-func (g *Guard) Limit() int64 { return g.quota.Load() * int64(g.percent) / 100 }
+// Limit is the data line in bytes by the last reading (0: no reading).
+func (g *Guard) Limit() int64 { return g.quota.Load() * int64(g.dataPct) / 100 }
 
-// Admit admits a write adding n bytes of data, or refuses it with ErrFull
-// when the backend's use by the last reading, plus what was admitted
-// since, plus n, passes the data share. A write of no bytes (a delete)
-// is always admitted: it is how room is made.
-func (g *Guard) Admit(n int) error {
-	if n <= 0 || g.percent >= 100 {
+// ClientLimit is the client line in bytes by the last reading.
+func (g *Guard) ClientLimit() int64 { return g.quota.Load() * int64(g.clientPct) / 100 }
+
+// admit counts a write of n bytes made for ctx's class, or refuses it
+// with ErrFull when it would pass the class's line: the data line by the
+// bytes in use (what compaction frees is data's again), the client line
+// by the backend's size too (etcd's own quota judges its size, which
+// only a defragmentation shrinks). The agent's own writes are counted and
+// never refused, nor are deletes (allow).
+func (g *Guard) admit(ctx context.Context, n int64, allow bool) error {
+	admitted := g.admitted.Add(n)
+	c := classOf(ctx)
+	if allow || c == classAgent || g.quota.Load() == 0 {
 		return nil
 	}
-	limit := g.Limit()
-	if limit == 0 {
-		return nil
+	inUse, size := g.inUse.Load(), g.size.Load()
+	switch {
+	case c == classData && g.dataPct < 100 && inUse+admitted > g.Limit():
+		admitted = g.admitted.Add(-n)
+		if g.refusedData.Add(1) == 1 {
+			g.lg.Warn("refusing writes of data: etcd's backend reached the data line",
+				zap.Int64("in_use", inUse), zap.Int64("admitted_since", admitted), zap.Int64("limit", g.Limit()), zap.Int64("quota", g.quota.Load()))
+		}
+		return rpcerr.Wrap(ErrFull, fmt.Sprintf(
+			"etcd's backend holds %s of its %s quota (%s by its last reading, %s written through this agent since), and this write adds %s; writes of data (config values, queue messages and gates, fenced puts, proposals) stop at %d%% (data-quota-percent %d) so sessions, locks, registrations and acks keep working: delete data and wait for compaction (hourly), or raise etcd-quota-backend-bytes",
+			humanize.IBytes(uint64(inUse+admitted)), humanize.IBytes(uint64(g.quota.Load())),
+			humanize.IBytes(uint64(inUse)), humanize.IBytes(uint64(admitted)), humanize.IBytes(uint64(n)), g.dataPct, g.dataPct))
+	case c != classAgent && g.clientPct < 100 && max(inUse, size)+admitted > g.ClientLimit():
+		admitted = g.admitted.Add(-n)
+		if g.refusedClient.Add(1) == 1 {
+			g.lg.Warn("refusing clients' writes: etcd's backend reached the client line",
+				zap.Int64("in_use", inUse), zap.Int64("size", size), zap.Int64("admitted_since", admitted), zap.Int64("limit", g.ClientLimit()), zap.Int64("quota", g.quota.Load()))
+		}
+		return rpcerr.Wrap(ErrFull, fmt.Sprintf(
+			"etcd's backend holds %s of its %s quota (in use %s, its file %s by its last reading, %s written through this agent since), and this write adds %s; clients' writes stop at %d%% (client-quota-percent %d), the rest is the agents' own: delete data and wait for compaction (hourly), defragment the members (etcdctl defrag) if the file is much larger than its use, or raise etcd-quota-backend-bytes",
+			humanize.IBytes(uint64(max(inUse, size)+admitted)), humanize.IBytes(uint64(g.quota.Load())),
+			humanize.IBytes(uint64(inUse)), humanize.IBytes(uint64(size)), humanize.IBytes(uint64(admitted)), humanize.IBytes(uint64(n)), g.clientPct, g.clientPct))
 	}
-	admitted := g.admitted.Add(int64(n))
-	used := g.inUse.Load() + admitted
-	if used <= limit {
-		return nil
+	return nil
+}
+
+// unadmit takes back n bytes counted for a write that failed, or that
+// wrote less than it was counted for.
+func (g *Guard) unadmit(n int64) {
+	if n > 0 {
+		g.admitted.Add(-n)
 	}
-	admitted = g.admitted.Add(-int64(n))
-	if g.refused.Add(1) == 1 {
-		g.lg.Warn("refusing writes of data: etcd's backend reached the data quota",
-			zap.Int64("in_use", g.inUse.Load()), zap.Int64("admitted_since", admitted), zap.Int64("limit", limit), zap.Int64("quota", g.quota.Load()))
-	}
-	return rpcerr.Wrap(ErrFull, fmt.Sprintf(
-		"etcd's backend holds %s of its %s quota (%s by its last reading, %s written through this agent since), and this write adds %s; writes of data (config values, queue messages, fenced writes, proposals, registrations) stop at %d%% (data-quota-percent %d) so sessions, locks and acks keep working: delete data and wait for compaction (hourly), or raise etcd-quota-backend-bytes",
-		humanize.IBytes(uint64(g.inUse.Load()+admitted)), humanize.IBytes(uint64(g.quota.Load())),
-		humanize.IBytes(uint64(g.inUse.Load())), humanize.IBytes(uint64(admitted)), humanize.IBytes(uint64(n)), g.percent, g.percent))
 }

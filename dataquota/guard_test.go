@@ -6,116 +6,156 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/internal/etcdtest"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
-	"google.golang.org/grpc"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
 // reading is a Reader answering the given sizes (or err).
-func reading(inUse, quota int64, err error) Reader {
+func reading(inUse, size, quota int64, err error) Reader {
 	return func(context.Context) (*etcdserverpb.StatusResponse, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &etcdserverpb.StatusResponse{DbSizeInUse: inUse, DbSizeQuota: quota}, nil
+		return &etcdserverpb.StatusResponse{DbSizeInUse: inUse, DbSize: size, DbSizeQuota: quota}, nil
 	}
 }
 
-func newGuard(t *testing.T, percent int) *Guard {
+func newGuard(t *testing.T, data, client int) *Guard {
 	t.Helper()
-	g, err := New(percent)
+	g, err := New(data, WithClientPercent(client))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return g
 }
 
-func TestAdmitUpToTheShare(t *testing.T) {
-	g := newGuard(t, 50)
-	if err := g.Admit(1 << 30); err != nil {
+var (
+	agentCtx  = context.Background()
+	clientCtx = withClass(context.Background(), classClient)
+	dataCtx   = withClass(context.Background(), classData)
+)
+
+func TestLinesByClass(t *testing.T) {
+	g := newGuard(t, 50, 80)
+	if err := g.admit(dataCtx, 1<<30, false); err != nil {
 		t.Fatalf("before any reading: %v, want admitted", err)
 	}
-	g.read(context.Background(), reading(40, 200, nil)) // limit 100
-	if err := g.Admit(60); err != nil {
-		t.Fatalf("40+60 of 100: %v", err)
+	// Quota 1000: data line 500, client line 800. In use 400, size 700.
+	g.read(context.Background(), reading(400, 700, 1000, nil))
+	if err := g.admit(dataCtx, 100, false); err != nil {
+		t.Fatalf("data 400+100 of 500: %v", err)
 	}
-	// What was admitted since the reading counts: 40+60+1 > 100.
-	err := g.Admit(1)
-	if !errors.Is(err, ErrFull) {
-		t.Fatalf("past the share: %v, want ErrFull", err)
+	err := g.admit(dataCtx, 1, false)
+	if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "data-quota-percent 50") {
+		t.Fatalf("data past its line: %v, want ErrFull naming data-quota-percent 50", err)
 	}
-	if st := status.Convert(err); !strings.Contains(err.Error(), "data-quota-percent 50") {
-		t.Fatalf("message %q does not name the limit (%v)", err, st.Code())
+	// The client line judges the size (700) plus what was admitted (100).
+	if err := g.admit(clientCtx, 0, false); err != nil {
+		t.Fatalf("client 800 of 800: %v", err)
 	}
-	if err := g.Admit(0); err != nil {
-		t.Fatalf("a delete when full: %v, want admitted", err)
+	if err := g.admit(clientCtx, 1, false); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "client-quota-percent 80") {
+		t.Fatalf("client past its line: %v, want ErrFull naming client-quota-percent 80", err)
 	}
-	// A new reading replaces what was counted since the last one.
-	g.read(context.Background(), reading(10, 200, nil))
-	if err := g.Admit(90); err != nil {
+	// Deletes and the agent's own writes pass both lines, and count.
+	if err := g.admit(clientCtx, 50, true); err != nil {
+		t.Fatalf("a client's delete: %v", err)
+	}
+	if err := g.admit(agentCtx, 50, false); err != nil {
+		t.Fatalf("the agent's own write: %v", err)
+	}
+	if got := g.admitted.Load(); got != 200 {
+		t.Fatalf("admitted %d, want 200", got)
+	}
+	if g.refusedData.Load() != 1 || g.refusedClient.Load() != 1 {
+		t.Fatalf("refused data %d, client %d; want 1, 1", g.refusedData.Load(), g.refusedClient.Load())
+	}
+	// A new reading replaces what was counted since the last one. Data
+	// is a client's write too: the client line, by the backend's size,
+	// holds it as well.
+	g.read(context.Background(), reading(100, 700, 1000, nil))
+	if err := g.admit(dataCtx, 300, false); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "client-quota-percent") {
+		t.Fatalf("data under its line in use, past the client line by size: %v", err)
+	}
+	g.read(context.Background(), reading(100, 300, 1000, nil))
+	if err := g.admit(dataCtx, 300, false); err != nil {
 		t.Fatalf("after room was made: %v", err)
-	}
-	if g.refused.Load() != 1 {
-		t.Fatalf("refused %d, want 1", g.refused.Load())
 	}
 }
 
 func TestAFailedReadingKeepsTheLast(t *testing.T) {
-	g := newGuard(t, 50)
-	g.read(context.Background(), reading(100, 200, nil))
-	g.read(context.Background(), reading(0, 0, errors.New("no leader")))
-	if err := g.Admit(1); !errors.Is(err, ErrFull) {
+	g := newGuard(t, 50, 90)
+	g.read(context.Background(), reading(500, 500, 1000, nil))
+	g.read(context.Background(), reading(0, 0, 0, errors.New("no leader")))
+	if err := g.admit(dataCtx, 1, false); !errors.Is(err, ErrFull) {
 		t.Fatalf("after a failed reading: %v, want the last reading to stand", err)
 	}
 }
 
-func TestFullPercentLeavesOnlyEtcdsQuota(t *testing.T) {
-	g := newGuard(t, 100)
-	g.read(context.Background(), reading(200, 200, nil))
-	if err := g.Admit(1 << 20); err != nil {
-		t.Fatalf("percent 100: %v, want admitted", err)
-	}
-}
-
-func TestPercentChecked(t *testing.T) {
-	for _, p := range []int{0, -1, 101} {
-		if _, err := New(p); err == nil || !strings.Contains(err.Error(), "data-quota-percent") {
-			t.Errorf("New(%d): %v, want an error naming data-quota-percent", p, err)
-		}
-	}
-}
-
-func TestUnaryRefusesOnlyData(t *testing.T) {
-	g := newGuard(t, 50)
-	g.read(context.Background(), reading(100, 200, nil))
-	called := 0
-	h := func(context.Context, any) (any, error) { called++; return nil, nil }
-	put := &beaconpb.LockFencedOp{Type: beaconpb.LockOpType_LOCK_OP_PUT, Key: "k", Value: []byte("v")}
-	del := &beaconpb.LockFencedOp{Type: beaconpb.LockOpType_LOCK_OP_DELETE, Key: "k"}
+func TestPercentsChecked(t *testing.T) {
 	for _, c := range []struct {
-		method string
-		req    any
-		want   codes.Code
-	}{
-		{beaconpb.Config_Put_FullMethodName, &beaconpb.ConfigPutRequest{Key: "k", Value: []byte("v")}, codes.ResourceExhausted},
-		{beaconpb.Config_Delete_FullMethodName, &beaconpb.ConfigDeleteRequest{Key: "k"}, codes.OK},
-		{beaconpb.Queue_Enqueue_FullMethodName, &beaconpb.QueueEnqueueRequest{Queue: "q", Payload: []byte("p")}, codes.ResourceExhausted},
-		{beaconpb.Queue_Ack_FullMethodName, &beaconpb.QueueAckRequest{Receipt: "r"}, codes.OK},
-		{beaconpb.Election_Campaign_FullMethodName, &beaconpb.ElectionCampaignRequest{Name: "e"}, codes.OK},
-		{beaconpb.Election_Proclaim_FullMethodName, &beaconpb.ElectionProclaimRequest{Name: "e", Proposal: "v"}, codes.ResourceExhausted},
-		{beaconpb.Lock_Fenced_FullMethodName, &beaconpb.LockFencedRequest{Ops: []*beaconpb.LockFencedOp{del}}, codes.OK},
-		{beaconpb.Lock_Fenced_FullMethodName, &beaconpb.LockFencedRequest{Ops: []*beaconpb.LockFencedOp{del, put}}, codes.ResourceExhausted},
-		{beaconpb.Lock_Acquire_FullMethodName, &beaconpb.LockAcquireRequest{Name: "l"}, codes.OK},
-		{beaconpb.Registry_Register_FullMethodName, &beaconpb.RegisterRequest{Instance: &beaconpb.Instance{Service: "s", Id: "i"}}, codes.ResourceExhausted},
-	} {
-		_, err := g.Unary(context.Background(), c.req, &grpc.UnaryServerInfo{FullMethod: c.method}, h)
-		if status.Code(err) != c.want {
-			t.Errorf("%s: %v, want %v", c.method, err, c.want)
+		data, client int
+		want         string
+	}{{0, 90, "data-quota-percent"}, {101, 101, "data-quota-percent"}, {75, 0, "client-quota-percent"}, {80, 70, "below data-quota-percent"}} {
+		if _, err := New(c.data, WithClientPercent(c.client)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New(%d, %d): %v, want an error naming %s", c.data, c.client, err, c.want)
 		}
 	}
-	if called != 5 {
-		t.Fatalf("handler called %d times, want 5", called)
+}
+
+// TestGuardedClient writes through a real etcd: puts and transactions
+// are judged at their context's line and counted by what they write, a
+// failed or unused branch is taken back, deletes always pass.
+func TestGuardedClient(t *testing.T) {
+	raw, _ := etcdtest.New(t)
+	g := newGuard(t, 50, 80)
+	cli := g.Client(raw)
+	ctx := context.Background()
+	// Quota 100 KiB: data line 50 KiB, client line 80 KiB.
+	g.read(ctx, reading(0, 0, 100<<10, nil))
+	value := strings.Repeat("v", 10<<10)
+	for i := range 4 {
+		if _, err := cli.Put(withClass(ctx, classData), "data/"+string(rune('a'+i)), value); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	// 4 × (10 KiB + key + overhead) admitted; a fifth passes 50 KiB.
+	_, err := cli.Put(withClass(ctx, classData), "data/e", value)
+	if status.Code(err) != codes.ResourceExhausted && !errors.Is(err, ErrFull) {
+		t.Fatalf("fifth put: %v, want ErrFull", err)
+	}
+	if r, err := raw.Get(ctx, "data/e"); err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("a refused put reached etcd: %v %v", r, err)
+	}
+	// A transaction whose compare fails writes its else branch (nothing):
+	// its then branch is taken back.
+	before := g.admitted.Load()
+	resp, err := cli.Txn(withClass(ctx, classClient)).If(clientv3.Compare(clientv3.Version("none"), ">", 0)).
+		Then(clientv3.OpPut("lock/x", value)).Commit()
+	if err != nil || resp.Succeeded {
+		t.Fatalf("txn: %v %v", resp, err)
+	}
+	if g.admitted.Load() != before {
+		t.Fatalf("admitted %d after a txn that took its empty branch, want %d", g.admitted.Load(), before)
+	}
+	// The client line still has room for a client's write, not data.
+	if _, err := cli.Put(withClass(ctx, classClient), "lock/y", "held"); err != nil {
+		t.Fatalf("a client's small write under the client line: %v", err)
+	}
+	// Deletes always pass, even past both lines.
+	g.read(ctx, reading(99<<10, 99<<10, 100<<10, nil))
+	if _, err := cli.Delete(withClass(ctx, classData), "data/a"); err != nil {
+		t.Fatalf("delete when full: %v", err)
+	}
+	if _, err := cli.Txn(withClass(ctx, classClient)).Then(clientv3.OpDelete("lock/y")).Commit(); err != nil {
+		t.Fatalf("a txn of deletes when full: %v", err)
+	}
+	if _, err := cli.Put(withClass(ctx, classClient), "lock/z", "held"); !errors.Is(err, ErrFull) {
+		t.Fatalf("a client's put past the client line: %v, want ErrFull", err)
+	}
+	if _, err := cli.Put(ctx, "nodes/me", "agent"); err != nil {
+		t.Fatalf("the agent's own put past both lines: %v", err)
 	}
 }

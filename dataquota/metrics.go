@@ -6,15 +6,24 @@ import (
 )
 
 // Metrics is the guard's collector for the agent's /metrics: the
-// backend's use by the last reading, the data share it judges by, and
-// the writes it refused.
+// backend's use and size by the last reading, the two lines, and the
+// writes refused at each.
 func (g *Guard) Metrics() prometheus.Collector {
+	refused := func(line string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "beacon_data_quota_refused_total",
+			Help:        "Writes refused because etcd's backend reached a line of the data quota (data: data-quota-percent; client: client-quota-percent).",
+			ConstLabels: prometheus.Labels{"line": line}}, f)
+	}
 	return metrics.Collectors{
-		metrics.Gauge("beacon_data_quota_in_use_bytes", "etcd backend bytes in use by the data quota's last reading (the fullest endpoint).",
+		metrics.Gauge("beacon_data_quota_in_use_bytes", "etcd backend bytes in use by the data quota's last reading.",
 			func() float64 { return float64(g.inUse.Load()) }),
-		metrics.Gauge("beacon_data_quota_limit_bytes", "Bytes of etcd's backend past which writes of data are refused (data-quota-percent of the quota; 0 before the first reading).",
+		metrics.Gauge("beacon_data_quota_size_bytes", "etcd backend size (its high-water mark, which etcd's quota judges) by the data quota's last reading.",
+			func() float64 { return float64(g.size.Load()) }),
+		metrics.Gauge("beacon_data_quota_limit_bytes", "Bytes of etcd's backend in use past which writes of data are refused (data-quota-percent of the quota; 0 before the first reading).",
 			func() float64 { return float64(g.Limit()) }),
-		metrics.Counter("beacon_data_quota_refused_total", "Writes of data refused because etcd's backend reached the data quota.",
-			func() float64 { return float64(g.refused.Load()) }),
+		metrics.Gauge("beacon_data_quota_client_limit_bytes", "Bytes of etcd's backend past which every write of a client's call is refused, deletes excepted (client-quota-percent of the quota).",
+			func() float64 { return float64(g.ClientLimit()) }),
+		refused("data", func() float64 { return float64(g.refusedData.Load()) }),
+		refused("client", func() float64 { return float64(g.refusedClient.Load()) }),
 	}
 }

@@ -4,14 +4,17 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/beaconhq/beacon/api/beaconpb"
+	"github.com/beaconhq/beacon/client"
 	"github.com/beaconhq/beacon/internal/testcluster"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // A small backend quota, so that a flood fills it in seconds: 32 MiB, of
@@ -23,17 +26,18 @@ const (
 )
 
 // quotaPair starts a member with the small quota and a proxy, both with
-// data-quota-percent percent, and returns them with a Config client on
+// data-quota-percent percent (and client-quota-percent 90, or 100 with
+// it), and returns them with a Config client on
 // the proxy.
 func quotaPair(t *testing.T, percent int) (member, proxy *testcluster.Agent, cfg beaconpb.ConfigClient) {
 	t.Helper()
-	pct := fmt.Sprint(percent)
+	pct, clientPct := fmt.Sprint(percent), fmt.Sprint(max(percent, 90))
 	c := testcluster.New(t)
 	member = c.Host("a")
-	member.Start("--etcd-quota-backend-bytes", fmt.Sprint(floodQuota), "--data-quota-percent", pct)
+	member.Start("--etcd-quota-backend-bytes", fmt.Sprint(floodQuota), "--data-quota-percent", pct, "--client-quota-percent", clientPct)
 	member.WaitReady(readyWithin)
 	proxy = c.Host("b")
-	proxy.Start("--role", "proxy", "--join", member.ClientURL, "--data-quota-percent", pct)
+	proxy.Start("--role", "proxy", "--join", member.ClientURL, "--data-quota-percent", pct, "--client-quota-percent", clientPct)
 	proxy.WaitReady(readyWithin)
 	return member, proxy, beaconpb.NewConfigClient(rawConn(t, proxy))
 }
@@ -129,14 +133,14 @@ func TestDataQuotaKeepsRoomForCoordination(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("a put after deletes and a compaction: %v", err)
 	}
-	if v, err := metric(proxy, "beacon_data_quota_refused_total"); err != nil || v < 1 {
+	if v, err := metric(proxy, `beacon_data_quota_refused_total{line="data"}`); err != nil || v < 1 {
 		t.Fatalf("beacon_data_quota_refused_total on the proxy: %v %v, want ≥ 1", v, err)
 	}
 }
 
 // TestWithoutDataQuotaAFloodStopsCoordination is what the guard is for,
-// and shows that the flood above is strong enough: with data-quota-percent
-// 100 the same flood runs into etcd's own quota, etcd raises its NOSPACE
+// and shows that the flood above is strong enough: with both lines at 100
+// the same flood runs into etcd's own quota, etcd raises its NOSPACE
 // alarm, and a lock can no longer be taken on any agent.
 func TestWithoutDataQuotaAFloodStopsCoordination(t *testing.T) {
 	member, proxy, cfg := quotaPair(t, 100)
@@ -152,4 +156,142 @@ func TestWithoutDataQuotaAFloodStopsCoordination(t *testing.T) {
 		}
 		t.Logf("lock on %s: %s", a.Name, strings.TrimSpace(stderr))
 	}
+}
+
+// TestDataQuotaHoldsAgainstClientChurn: the writes a review found the
+// first guard did not count, each against a fresh member (quota 8 MiB,
+// data line 50 %, client line 75 %). A key gate's stored value is data;
+// status flips of instances with meta that JSON escapes six-fold rewrite
+// the instance each time; lock keys on ever new names pile up history.
+// Each stops at its line, refused naming it, and etcd never raises its
+// alarm: the last quarter stays the agents' own.
+func TestDataQuotaHoldsAgainstClientChurn(t *testing.T) {
+	const quota = 8 << 20
+	for _, c := range []struct {
+		name  string
+		churn func(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *client.Client)
+	}{
+		{"key gates", churnKeyGates},
+		{"status flips", churnStatus},
+		{"lock keys", churnLocks},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := testcluster.New(t).Host("a")
+			a.Start("--etcd-quota-backend-bytes", fmt.Sprint(quota), "--data-quota-percent", "50", "--client-quota-percent", "75")
+			a.WaitReady(readyWithin)
+			cl, err := client.New(a.APIAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cl.Close() })
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			c.churn(t, ctx, a, cl)
+			alarms, err := a.Client().AlarmList(ctx)
+			if err != nil || len(alarms.Alarms) != 0 {
+				t.Fatalf("etcd alarms %v %v, want none", alarms, err)
+			}
+			// What is left is the agents' own: etcd itself takes a write.
+			if _, err := a.Client().Put(ctx, "/beacon/agents-own", "still room"); err != nil {
+				t.Fatalf("a raw put past the client line: %v, want etcd to have room", err)
+			}
+		})
+	}
+}
+
+// churnKeyGates sets key gates whose stored value is 512 KiB (base64 in
+// JSON) until refused at the data line.
+func churnKeyGates(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *client.Client) {
+	qc := beaconpb.NewQueueClient(cl.Conn())
+	value := []byte(strings.Repeat("g", 512<<10))
+	var err error
+	gates := 0
+	for ; gates < 64; gates++ {
+		_, err = qc.Gate(ctx, &beaconpb.QueueGateRequest{Queue: fmt.Sprintf("gated-%d", gates%4),
+			Condition: &beaconpb.QueueGateRequest_Key{Key: &beaconpb.QueueGateKey{Key: "gate/k", Value: value}}})
+		if err != nil {
+			break
+		}
+	}
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "data-quota-percent 50") {
+		t.Fatalf("after %d key gates of 512 KiB: %v, want ResourceExhausted naming data-quota-percent 50", gates, err)
+	}
+	t.Logf("refused after %d key gates", gates)
+}
+
+// churnStatus flips the TTL checks of 8 instances with 60 KiB of '<' in
+// their meta (six-fold in JSON) between pass and warn: the agent's
+// rewrites stop at the client line.
+func churnStatus(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *client.Client) {
+	meta := map[string]string{}
+	for i := range 15 {
+		meta[fmt.Sprintf("m%d", i)] = strings.Repeat("<", 4000)
+	}
+	for i := range 8 {
+		in := &beaconpb.Instance{Service: "churn", Id: fmt.Sprintf("churn-%d", i), Port: uint32(9000 + i), Meta: meta}
+		if _, err := cl.Register(ctx, in, &beaconpb.Check{Ttl: durationpb.New(time.Minute)}); err != nil {
+			t.Fatalf("register %d: %v", i, err)
+		}
+	}
+	refused := `beacon_data_quota_refused_total{line="client"}`
+	flips := 0
+	err := testcluster.Eventually(30*time.Second, func() error {
+		for range 16 {
+			if err := cl.Heartbeat(ctx, "churn", fmt.Sprintf("churn-%d", flips%8), []string{"pass", "warn"}[flips%2], fmt.Sprint(flips)); err != nil {
+				return err
+			}
+			flips++
+		}
+		if v, err := metric(a, refused); err != nil || v < 1 {
+			return fmt.Errorf("%s %v %v, want ≥ 1", refused, v, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("after %d status flips: %v", flips, err)
+	}
+	t.Logf("rewrites refused at the client line after %d flips", flips)
+	// And they stay refused, anti-entropy's retries included.
+	for i := range 200 {
+		if err := cl.Heartbeat(ctx, "churn", fmt.Sprintf("churn-%d", i%8), []string{"pass", "warn"}[i%2], fmt.Sprint(flips+i)); err != nil {
+			t.Fatalf("heartbeat past the line: %v", err)
+		}
+	}
+}
+
+// churnLocks takes and releases locks on new 128-byte names, 8 at a
+// time, until refused at the client line.
+func churnLocks(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *client.Client) {
+	sess, err := cl.NewSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := beaconpb.NewLockClient(cl.Conn())
+	var next atomic.Int64
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for {
+				i := next.Add(1)
+				if i > 40000 {
+					errs <- fmt.Errorf("40000 lock cycles taken")
+					return
+				}
+				r, err := lc.TryAcquire(ctx, &beaconpb.LockAcquireRequest{Name: fmt.Sprintf("%0128d", i), SessionId: sess.ID})
+				if err == nil {
+					_, err = lc.Release(ctx, &beaconpb.LockReleaseRequest{Key: r.Key, Token: r.Token, SessionId: sess.ID})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for range 8 {
+		if err := <-errs; status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "client-quota-percent 75") {
+			t.Errorf("a lock churner ended with %v, want ResourceExhausted naming client-quota-percent 75", err)
+		}
+	}
+	t.Logf("refused after about %d lock cycles", next.Load())
 }

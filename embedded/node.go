@@ -159,12 +159,12 @@ func (n *Node) LocalClient() *clientv3.Client {
 // quota): a member's own, else that of the member Client is connected
 // to. It is what dataquota's guard judges by.
 func (n *Node) BackendStatus(ctx context.Context) (*etcdserverpb.StatusResponse, error) {
-	if n.inproc != nil {
-		st, err := n.LocalClient().Status(ctx, n.opts.ClientURL)
-		if err != nil {
-			return nil, err
-		}
-		return (*etcdserverpb.StatusResponse)(st), nil
+	if n.etcd != nil {
+		// A member's own backend, read in process (a Status call would
+		// dial a connection each time).
+		srv := n.etcd.Server
+		be := srv.Backend()
+		return &etcdserverpb.StatusResponse{DbSize: be.Size(), DbSizeInUse: be.SizeInUse(), DbSizeQuota: srv.Cfg.QuotaBackendBytes}, nil
 	}
 	// The client's pinned connection, with its credentials: Status(ctx,
 	// endpoint) would dial a new connection each time.

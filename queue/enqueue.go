@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"github.com/beaconhq/beacon/dataquota"
 	"strconv"
 	"sync"
 	"time"
@@ -220,7 +221,9 @@ func (p *producer) commit(batch []*enqueueReq) {
 			failAll(batch, leaseErr)
 			return
 		}
-		ctx, cancel := context.WithTimeout(p.b.ctx, 10*time.Second)
+		// Judged by the data quota as its callers' writes (their calls'
+		// class), though committed on the producer's context.
+		ctx, cancel := context.WithTimeout(dataquota.As(p.b.ctx, batch[0].ctx), 10*time.Second)
 		resp, err := p.b.cli.Txn(ctx).If(cmps...).Then(ops...).Else(orElse...).Commit()
 		cancel()
 		if err != nil {

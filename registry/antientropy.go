@@ -102,7 +102,7 @@ func (l *Local) repair(ctx context.Context, k string, r *registration) (bool, er
 	if cur, ok := l.catalog.Instance(in.Service, in.ID); ok && sameInstance(cur, &in) && cur.Lease == int64(lease) {
 		return false, nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	wctx, cancel := context.WithTimeout(r.writeContext(ctx), 5*time.Second)
 	defer cancel()
 	_, err := l.write(wctx, in, lease)
 	return err == nil, err

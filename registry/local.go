@@ -13,6 +13,7 @@ import (
 
 	"github.com/beaconhq/beacon/internal/rpcerr"
 
+	"github.com/beaconhq/beacon/dataquota"
 	"github.com/beaconhq/beacon/healthcheck"
 	"github.com/beaconhq/beacon/session"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -44,6 +45,19 @@ type registration struct {
 	Registration
 	sess *session.Session
 	mon  *healthcheck.Monitor
+	// client: registered by an API call. The agent's later writes of it
+	// (status changes, anti-entropy) are the client's too, judged at the
+	// data quota's client line (dataquota.ForClient): a client flipping
+	// a TTL check's status rewrites the whole instance each time.
+	client bool
+}
+
+// writeContext is ctx for a write of r.
+func (r *registration) writeContext(ctx context.Context) context.Context {
+	if r.client {
+		return dataquota.ForClient(ctx)
+	}
+	return ctx
 }
 
 // Local is this agent's own registrations: the truth for its node. It
@@ -227,7 +241,7 @@ func (l *Local) registerLocked(ctx context.Context, k string, in Instance, check
 	if rev, err = l.writeNew(ctx, in, sess.Lease, old == nil); err != nil {
 		return nil, nil, 0, err
 	}
-	r = &registration{Registration: Registration{Instance: in, Check: check, Owner: owner}, sess: sess}
+	r = &registration{Registration: Registration{Instance: in, Check: check, Owner: owner}, sess: sess, client: dataquota.FromClient(ctx)}
 	l.mu.Lock()
 	if l.closed { // Close came while etcd was written: the lease ends it
 		l.mu.Unlock()
@@ -376,7 +390,7 @@ func (l *Local) setStatus(r *registration, res healthcheck.Result) {
 
 	b, _ := json.Marshal(in)
 	key := Key(l.namespace, in.Service, in.ID)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(r.writeContext(context.Background()), 5*time.Second)
 	defer cancel()
 	_, err := l.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
 		Then(clientv3.OpPut(key, string(b), clientv3.WithLease(lease))).Commit()
