@@ -159,3 +159,22 @@ func TestGuardedClient(t *testing.T) {
 		t.Fatalf("the agent's own put past both lines: %v", err)
 	}
 }
+
+// TestAnAckPassesWhenFull: an ack deletes its message and, in a nested
+// transaction, may open its queue's gate; it passes both lines like any
+// delete.
+func TestAnAckPassesWhenFull(t *testing.T) {
+	raw, _ := etcdtest.New(t)
+	g := newGuard(t, 50, 80)
+	cli := g.Client(raw)
+	ctx := withClass(context.Background(), classClient)
+	g.read(ctx, reading(99<<10, 99<<10, 100<<10, nil))
+	opens := clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value("q/gate"), "=", "closed")},
+		[]clientv3.Op{clientv3.OpPut("q/gate", "open")}, nil)
+	if _, err := cli.Txn(ctx).Then(clientv3.OpDelete("q/msg/1"), opens).Commit(); err != nil {
+		t.Fatalf("an ack when full: %v", err)
+	}
+	if _, err := cli.Txn(ctx).Then(clientv3.OpDelete("q/msg/1"), clientv3.OpPut("q/msg/2", "x")).Commit(); !errors.Is(err, ErrFull) {
+		t.Fatalf("a delete beside a put when full: %v, want ErrFull", err)
+	}
+}

@@ -38,8 +38,11 @@ type guardedKV struct {
 
 // costOf is what ops ask etcd to keep: puts their key, value and
 // overhead, deletes their tombstone's; a nested transaction its larger
-// branch. deletes says whether that is all ops do that adds bytes, so
-// that they are never refused (they are how room is made).
+// branch. onlyDeletes says whether ops, at their top level, only delete:
+// such a write is never refused, since it is how room is made. A nested
+// transaction's puts count but do not change that: the only one is an
+// ack's (queue.ackOpens), which opens its queue's gate if it waited for
+// that ack, a small record of the agent's making.
 func costOf(ops ...clientv3.Op) (cost int64, onlyDeletes bool) {
 	onlyDeletes = true
 	for _, op := range ops {
@@ -51,10 +54,9 @@ func costOf(ops ...clientv3.Op) (cost int64, onlyDeletes bool) {
 			cost += int64(len(op.KeyBytes())) + deleteOverhead
 		case op.IsTxn():
 			_, then, els := op.Txn()
-			t, td := costOf(then...)
-			e, ed := costOf(els...)
+			t, _ := costOf(then...)
+			e, _ := costOf(els...)
 			cost += max(t, e)
-			onlyDeletes = onlyDeletes && td && ed
 		}
 	}
 	return cost, onlyDeletes

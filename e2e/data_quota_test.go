@@ -267,6 +267,20 @@ func churnLocks(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *cli
 		t.Fatal(err)
 	}
 	lc := beaconpb.NewLockClient(cl.Conn())
+	// Held from before the churn: their release and ack must pass the
+	// line, like every delete.
+	held, err := lc.Acquire(ctx, &beaconpb.LockAcquireRequest{Name: "held", SessionId: sess.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qc := beaconpb.NewQueueClient(cl.Conn())
+	if _, err := qc.Enqueue(ctx, &beaconpb.QueueEnqueueRequest{Queue: "jobs", Payload: []byte("job")}); err != nil {
+		t.Fatal(err)
+	}
+	job, err := qc.Reserve(ctx, &beaconpb.QueueReserveRequest{Queue: "jobs", SessionId: sess.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var next atomic.Int64
 	errs := make(chan error, 8)
 	for range 8 {
@@ -294,4 +308,10 @@ func churnLocks(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *cli
 		}
 	}
 	t.Logf("refused after about %d lock cycles", next.Load())
+	if _, err := lc.Release(ctx, &beaconpb.LockReleaseRequest{Key: held.Key, Token: held.Token, SessionId: sess.ID}); err != nil {
+		t.Errorf("release past the client line: %v", err)
+	}
+	if _, err := qc.Ack(ctx, &beaconpb.QueueAckRequest{Receipt: job.Receipt, SessionId: sess.ID}); err != nil {
+		t.Errorf("ack past the client line: %v", err)
+	}
 }
