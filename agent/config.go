@@ -203,7 +203,7 @@ func options() []option {
 		{"max-connections-per-client", 256, "API connections over TCP from one client address (IPv6: one /64); not applied on the owner-only unix socket"},
 		{"api-handshake-timeout", "10s", "a new API connection that has not become HTTP/2 (TLS handshake included) by then is closed, giving back its connection slot"},
 		{"etcd-quota-backend-bytes", embedded.DefaultQuotaBackendBytes, "member: etcd's backend quota; past it etcd refuses every write that adds bytes (8 MiB to 64 GiB)"},
-		{"data-quota-percent", dataquota.DefaultPercent, "writes of data through the API (config values, queue messages and gates, fenced puts, election proposals) are refused once etcd's backend uses this percent of its quota, keeping the rest for sessions, locks, registrations and acks; 100: only etcd's quota"},
+		{"data-quota-percent", dataquota.DefaultPercent, "writes of data through the API (config values, queue messages and gates, fenced puts, election proposals over 1 KiB) are refused once etcd's backend uses this percent of its quota, keeping the rest for sessions, locks, registrations and acks; 100: only etcd's quota"},
 		{"client-quota-percent", dataquota.DefaultClientPercent, "every write of an API call (sessions, lock, election and barrier keys, registrations and their status) is refused past this percent of etcd's quota, deletes excepted; the rest is the agents' own (at least data-quota-percent)"},
 		{"max-watch-buffer-bytes", 16 << 20, "bytes of changes one watcher (Config.Watch, Registry.Watch, Election.Observe) may leave unread before it is cut off"},
 		{"etcd-credentials-file", "", "with acl: etcd's root and agent passwords (default <data-dir>/etcd-credentials.json; the first member writes it, every other agent needs a copy)"},

@@ -178,7 +178,7 @@ func (g *Guard) admit(ctx context.Context, n int64, allow bool) error {
 				zap.Int64("in_use", inUse), zap.Int64("admitted_since", admitted), zap.Int64("limit", g.Limit()), zap.Int64("quota", g.quota.Load()))
 		}
 		return rpcerr.Wrap(ErrFull, fmt.Sprintf(
-			"etcd's backend holds %s of its %s quota (%s by its last reading, %s written through this agent since), and this write adds %s; writes of data (config values, queue messages and gates, fenced puts, proposals) stop at %d%% (data-quota-percent %d) so sessions, locks, registrations and acks keep working: delete data and wait for compaction (hourly), or raise etcd-quota-backend-bytes",
+			"etcd's backend holds %s of its %s quota (%s by its last reading, %s written through this agent since), and this write adds %s; writes of data (config values, queue messages and gates, fenced puts, proposals over 1 KiB) stop at %d%% (data-quota-percent %d) so sessions, locks, registrations and acks keep working: delete data and wait for compaction (hourly), or raise etcd-quota-backend-bytes",
 			humanize.IBytes(uint64(inUse+admitted)), humanize.IBytes(uint64(g.quota.Load())),
 			humanize.IBytes(uint64(inUse)), humanize.IBytes(uint64(admitted)), humanize.IBytes(uint64(n)), g.dataPct, g.dataPct))
 	case c != classAgent && g.clientPct < 100 && max(inUse, size)+admitted > g.ClientLimit():

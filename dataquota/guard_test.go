@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/beaconhq/beacon/api/beaconpb"
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -176,5 +177,26 @@ func TestAnAckPassesWhenFull(t *testing.T) {
 	}
 	if _, err := cli.Txn(ctx).Then(clientv3.OpDelete("q/msg/1"), clientv3.OpPut("q/msg/2", "x")).Commit(); !errors.Is(err, ErrFull) {
 		t.Fatalf("a delete beside a put when full: %v, want ErrFull", err)
+	}
+}
+
+func TestClassOfCall(t *testing.T) {
+	for _, c := range []struct {
+		method string
+		req    any
+		want   class
+	}{
+		{beaconpb.Config_Put_FullMethodName, &beaconpb.ConfigPutRequest{}, classData},
+		{beaconpb.Queue_Gate_FullMethodName, &beaconpb.QueueGateRequest{}, classData},
+		{beaconpb.Lock_Acquire_FullMethodName, &beaconpb.LockAcquireRequest{}, classClient},
+		{beaconpb.Registry_Register_FullMethodName, &beaconpb.RegisterRequest{}, classClient},
+		{beaconpb.Election_Campaign_FullMethodName, &beaconpb.ElectionCampaignRequest{Proposal: "10.0.0.1:8080"}, classClient},
+		{beaconpb.Election_Campaign_FullMethodName, &beaconpb.ElectionCampaignRequest{Proposal: strings.Repeat("x", 2048)}, classData},
+		{beaconpb.Election_Proclaim_FullMethodName, &beaconpb.ElectionProclaimRequest{Proposal: strings.Repeat("x", 2048)}, classData},
+		{beaconpb.Session_Open_FullMethodName, nil, classClient},
+	} {
+		if got := classOfCall(c.method, c.req); got != c.want {
+			t.Errorf("%s %v: class %d, want %d", c.method, c.req, got, c.want)
+		}
 	}
 }
