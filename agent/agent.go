@@ -221,7 +221,11 @@ func (a *Agent) start(ctx context.Context) error {
 		return err
 	}
 	a.metrics.MustRegister(a.quota.Metrics())
-	go a.quota.Run(a.bg, a.node.BackendStatus)
+	every := dataquota.ProxyInterval
+	if a.node.Role() == cluster.RoleMember {
+		every = dataquota.MemberInterval
+	}
+	go a.quota.Run(a.bg, a.node.BackendStatus, every)
 	// Before Serve: with ACLs on, the API serves nothing until it can
 	// check a call.
 	a.acl, err = acl.Start(ctx, a.gate, a.api.GRPC(), a.node.LocalClient(), cfg.Namespace, acl.WithLogger(a.lg.Named("acl")))

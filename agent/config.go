@@ -202,7 +202,7 @@ func options() []option {
 		{"max-connections", 4096, "API client connections open at once over TCP (the unix socket has as many of its own); one past it is closed at once"},
 		{"max-connections-per-client", 256, "API connections over TCP from one client address (IPv6: one /64); not applied on the owner-only unix socket"},
 		{"api-handshake-timeout", "10s", "a new API connection that has not become HTTP/2 (TLS handshake included) by then is closed, giving back its connection slot"},
-		{"etcd-quota-backend-bytes", embedded.DefaultQuotaBackendBytes, "member: etcd's backend quota; past it etcd refuses every write that adds bytes (8 MiB to 64 GiB)"},
+		{"etcd-quota-backend-bytes", embedded.DefaultQuotaBackendBytes, "member: etcd's backend quota; past it etcd refuses every write that adds bytes (32 MiB to 64 GiB)"},
 		{"data-quota-percent", dataquota.DefaultPercent, "writes of data through the API (config values, queue messages and gates, fenced puts, election proposals over 1 KiB) are refused once etcd's backend uses this percent of its quota, keeping the rest for sessions, locks, registrations and acks; 100: only etcd's quota"},
 		{"client-quota-percent", dataquota.DefaultClientPercent, "every write of an API call (sessions, lock, election and barrier keys, registrations and their status) is refused past this percent of etcd's quota, deletes excepted; the rest is the agents' own (at least data-quota-percent)"},
 		{"max-watch-buffer-bytes", 16 << 20, "bytes of changes one watcher (Config.Watch, Registry.Watch, Election.Observe) may leave unread before it is cut off"},
@@ -436,8 +436,9 @@ func parseConfig(v *viper.Viper) (Config, error) {
 	c.MaxConns = positive("max-connections", 1<<20)
 	c.MaxConnsPerClient = positive("max-connections-per-client", 1<<20)
 	c.MaxWatchBufferBytes = positive("max-watch-buffer-bytes", 1<<40)
-	if c.EtcdQuotaBackendBytes = int64(positive("etcd-quota-backend-bytes", 64<<30)); c.EtcdQuotaBackendBytes < 8<<20 {
-		check("etcd-quota-backend-bytes", fmt.Errorf("%d is below 8 MiB (8388608)", c.EtcdQuotaBackendBytes))
+	if c.EtcdQuotaBackendBytes = int64(positive("etcd-quota-backend-bytes", 64<<30)); c.EtcdQuotaBackendBytes < 32<<20 {
+		// The data quota keeps dataquota.Reserve (8 MiB) below it.
+		check("etcd-quota-backend-bytes", fmt.Errorf("%d is below 32 MiB (33554432)", c.EtcdQuotaBackendBytes))
 	}
 	c.DataQuotaPercent = positive("data-quota-percent", 100)
 	if c.ClientQuotaPercent = positive("client-quota-percent", 100); c.ClientQuotaPercent > 0 && c.ClientQuotaPercent < c.DataQuotaPercent {

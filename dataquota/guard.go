@@ -42,8 +42,13 @@ const (
 	DefaultClientPercent = 90
 )
 
-// DefaultInterval is how often a Guard reads the backend's size.
-const DefaultInterval = time.Second
+// How often a guard reads etcd's status: a member's in process (its
+// backend's counters, as fresh as etcd's last batch commit, every 100
+// ms), a proxy's over its connection to a member.
+const (
+	MemberInterval = 100 * time.Millisecond
+	ProxyInterval  = time.Second
+)
 
 // Guard admits or refuses writes by the backend's size, on two lines: a
 // client's data past the data line, any other write a client's call
@@ -52,13 +57,13 @@ const DefaultInterval = time.Second
 // for concurrent use.
 type Guard struct {
 	dataPct, clientPct int
-	interval           time.Duration
 	lg                 *zap.Logger
 
 	// The last reading: bytes in use, the backend's size (its
 	// high-water mark, which etcd's own quota judges), the quota.
 	inUse, size, quota atomic.Int64
 	admitted           atomic.Int64 // bytes written through this guard since that reading
+	gen                atomic.Int64 // readings taken: what admitted counts since
 	refusedData        atomic.Int64 // writes refused at the data line, ever
 	refusedClient      atomic.Int64 // at the client line
 	readErrs           atomic.Int64 // failed readings in a row
@@ -71,10 +76,6 @@ type Option func(*Guard)
 // each line (default: nothing; every refusal is counted in Metrics).
 func WithLogger(lg *zap.Logger) Option { return func(g *Guard) { g.lg = lg } }
 
-// WithInterval sets how often the guard reads the backend's size
-// (default DefaultInterval).
-func WithInterval(d time.Duration) Option { return func(g *Guard) { g.interval = d } }
-
 // WithClientPercent sets the client line (default DefaultClientPercent,
 // or the data line if that is higher).
 func WithClientPercent(p int) Option { return func(g *Guard) { g.clientPct = p } }
@@ -83,7 +84,7 @@ func WithClientPercent(p int) Option { return func(g *Guard) { g.clientPct = p }
 // Percents are 1 to 100, the client line at least the data line; 100
 // leaves only etcd's own quota.
 func New(percent int, opts ...Option) (*Guard, error) {
-	g := &Guard{dataPct: percent, clientPct: max(DefaultClientPercent, percent), interval: DefaultInterval, lg: zap.NewNop()}
+	g := &Guard{dataPct: percent, clientPct: max(DefaultClientPercent, percent), lg: zap.NewNop()}
 	for _, o := range opts {
 		o(g)
 	}
@@ -104,15 +105,16 @@ func New(percent int, opts ...Option) (*Guard, error) {
 // (the members' databases are replicas of one another).
 type Reader func(ctx context.Context) (*etcdserverpb.StatusResponse, error)
 
-// Run takes a reading every interval until ctx ends.
-func (g *Guard) Run(ctx context.Context, read Reader) {
+// Run takes a reading every interval (MemberInterval or ProxyInterval)
+// until ctx ends.
+func (g *Guard) Run(ctx context.Context, read Reader, every time.Duration) {
 	if g.off() {
 		return
 	}
-	t := time.NewTicker(g.interval)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		g.read(ctx, read)
+		g.read(ctx, read, every)
 		select {
 		case <-ctx.Done():
 			return
@@ -126,8 +128,8 @@ func (g *Guard) off() bool { return g.dataPct >= 100 && g.clientPct >= 100 }
 // read takes one reading. When it fails the last reading stands, with
 // what was admitted since still counted: a guard that cannot read does
 // not open up.
-func (g *Guard) read(ctx context.Context, read Reader) {
-	rctx, cancel := context.WithTimeout(ctx, g.interval)
+func (g *Guard) read(ctx context.Context, read Reader, timeout time.Duration) {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
 	st, err := read(rctx)
 	cancel()
 	if err != nil {
@@ -145,29 +147,44 @@ func (g *Guard) read(ctx context.Context, read Reader) {
 	g.size.Store(max(st.DbSize, st.DbSizeInUse))
 	g.quota.Store(quota)
 	g.admitted.Store(0)
+	g.gen.Add(1)
 }
 
 // defaultEtcdQuota is etcd's quota when none is set (an older member
 // does not say which it has).
 const defaultEtcdQuota = 2 << 30
 
-// Limit is the data line in bytes by the last reading (0: no reading).
-func (g *Guard) Limit() int64 { return g.quota.Load() * int64(g.dataPct) / 100 }
+// Reserve is what the lines always leave below etcd's quota, whatever
+// their percents: the agents' own writes, and a few of etcd's largest
+// requests (1.5 MiB) that a reading may not have seen yet.
+const Reserve = 8 << 20
 
-// ClientLimit is the client line in bytes by the last reading.
-func (g *Guard) ClientLimit() int64 { return g.quota.Load() * int64(g.clientPct) / 100 }
+// ClientLimit is the client line in bytes by the last reading (0: no
+// reading).
+func (g *Guard) ClientLimit() int64 {
+	q := g.quota.Load()
+	return min(q*int64(g.clientPct)/100, q-Reserve)
+}
+
+// Limit is the data line in bytes by the last reading (0: no reading).
+func (g *Guard) Limit() int64 {
+	return min(g.quota.Load()*int64(g.dataPct)/100, g.ClientLimit())
+}
 
 // admit counts a write of n bytes made for ctx's class, or refuses it
-// with ErrFull when it would pass the class's line: the data line by the
-// bytes in use (what compaction frees is data's again), the client line
-// by the backend's size too (etcd's own quota judges its size, which
-// only a defragmentation shrinks). The agent's own writes are counted and
+// with ErrFull when it would pass the class's line. Both lines judge the
+// bytes in use, so what compaction frees is the clients' again. The
+// client line also judges the backend's size, its high-water mark, when
+// that comes within half the Reserve of etcd's quota: etcd refuses a
+// write by its size plus the write's cost, free pages or not, and only a
+// defragmentation shrinks it. The agent's own writes are counted and
 // never refused, nor are deletes (allow).
-func (g *Guard) admit(ctx context.Context, n int64, allow bool) error {
+func (g *Guard) admit(ctx context.Context, n int64, allow bool) (gen int64, err error) {
+	gen = g.gen.Load()
 	admitted := g.admitted.Add(n)
 	c := classOf(ctx)
 	if allow || c == classAgent || g.quota.Load() == 0 {
-		return nil
+		return gen, nil
 	}
 	inUse, size := g.inUse.Load(), g.size.Load()
 	switch {
@@ -177,28 +194,30 @@ func (g *Guard) admit(ctx context.Context, n int64, allow bool) error {
 			g.lg.Warn("refusing writes of data: etcd's backend reached the data line",
 				zap.Int64("in_use", inUse), zap.Int64("admitted_since", admitted), zap.Int64("limit", g.Limit()), zap.Int64("quota", g.quota.Load()))
 		}
-		return rpcerr.Wrap(ErrFull, fmt.Sprintf(
+		return gen, rpcerr.Wrap(ErrFull, fmt.Sprintf(
 			"etcd's backend holds %s of its %s quota (%s by its last reading, %s written through this agent since), and this write adds %s; writes of data (config values, queue messages and gates, fenced puts, proposals over 1 KiB) stop at %d%% (data-quota-percent %d) so sessions, locks, registrations and acks keep working: delete data and wait for compaction (hourly), or raise etcd-quota-backend-bytes",
 			humanize.IBytes(uint64(inUse+admitted)), humanize.IBytes(uint64(g.quota.Load())),
 			humanize.IBytes(uint64(inUse)), humanize.IBytes(uint64(admitted)), humanize.IBytes(uint64(n)), g.dataPct, g.dataPct))
-	case c != classAgent && g.clientPct < 100 && max(inUse, size)+admitted > g.ClientLimit():
+	case g.clientPct < 100 && (inUse+admitted > g.ClientLimit() || size+admitted > g.quota.Load()-Reserve/2):
 		admitted = g.admitted.Add(-n)
 		if g.refusedClient.Add(1) == 1 {
 			g.lg.Warn("refusing clients' writes: etcd's backend reached the client line",
 				zap.Int64("in_use", inUse), zap.Int64("size", size), zap.Int64("admitted_since", admitted), zap.Int64("limit", g.ClientLimit()), zap.Int64("quota", g.quota.Load()))
 		}
-		return rpcerr.Wrap(ErrFull, fmt.Sprintf(
+		return gen, rpcerr.Wrap(ErrFull, fmt.Sprintf(
 			"etcd's backend holds %s of its %s quota (in use %s, its file %s by its last reading, %s written through this agent since), and this write adds %s; clients' writes stop at %d%% (client-quota-percent %d), the rest is the agents' own: delete data and wait for compaction (hourly), defragment the members (etcdctl defrag) if the file is much larger than its use, or raise etcd-quota-backend-bytes",
-			humanize.IBytes(uint64(max(inUse, size)+admitted)), humanize.IBytes(uint64(g.quota.Load())),
+			humanize.IBytes(uint64(max(inUse+admitted, size))), humanize.IBytes(uint64(g.quota.Load())),
 			humanize.IBytes(uint64(inUse)), humanize.IBytes(uint64(size)), humanize.IBytes(uint64(admitted)), humanize.IBytes(uint64(n)), g.clientPct, g.clientPct))
 	}
-	return nil
+	return gen, nil
 }
 
-// unadmit takes back n bytes counted for a write that failed, or that
-// wrote less than it was counted for.
-func (g *Guard) unadmit(n int64) {
-	if n > 0 {
+// unadmit takes back n bytes counted, under reading gen, for a write
+// that failed or wrote less than it was counted for. Under a later
+// reading there is nothing to take back: the reading saw what the write
+// did, and the count started again.
+func (g *Guard) unadmit(n, gen int64) {
+	if n > 0 && g.gen.Load() == gen {
 		g.admitted.Add(-n)
 	}
 }

@@ -83,27 +83,27 @@ func TestDataQuotaKeepsRoomForCoordination(t *testing.T) {
 	if err != nil || len(alarms.Alarms) != 0 {
 		t.Fatalf("etcd alarms: %v %v, want none", alarms, err)
 	}
-	// The member's own guard refuses data too (it reads its backend in
-	// process; the proxy reads the member it is connected to). The flood
-	// stopped just short of the line by the proxy's count, so a message
-	// as large as the flood's values is past it.
+	// The member's own guard refuses data too: it reads its backend in
+	// process (the proxy reads the member it is connected to, once a
+	// second, and its own count stopped the flood).
 	qc := beaconpb.NewQueueClient(rawConn(t, member))
-	if err := testcluster.Eventually(10*time.Second, func() error {
-		_, err := qc.Enqueue(ctx, &beaconpb.QueueEnqueueRequest{Queue: "jobs", Payload: []byte(strings.Repeat("j", floodValueSize))})
-		if status.Code(err) != codes.ResourceExhausted {
-			u, _ := metric(member, "beacon_data_quota_in_use_bytes")
-			l, _ := metric(member, "beacon_data_quota_limit_bytes")
-			return fmt.Errorf("enqueue on the member: %v, want ResourceExhausted (its reading: %.0f of %.0f)", err, u, l)
+	pushed := 0
+	for ; pushed < 64; pushed++ {
+		if _, err = qc.Enqueue(ctx, &beaconpb.QueueEnqueueRequest{Queue: "jobs", Payload: []byte(strings.Repeat("j", floodValueSize))}); err != nil {
+			break
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
-	// Coordination goes on: a session and a lock on each agent.
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "data-quota-percent 50") {
+		t.Fatalf("after %d messages of 256 KiB on the member: %v, want ResourceExhausted naming data-quota-percent 50", pushed, err)
+	}
+	// Coordination goes on: a session, a lock and an election on each
+	// agent.
 	for _, a := range []*testcluster.Agent{member, proxy} {
-		out, stderr, err := testcluster.RunCLI(t, "lock", "after-the-flood", "--agent", a.APIAddr, "--", "echo", "held on "+a.Name)
-		if err != nil || !strings.Contains(out, "held on "+a.Name) {
-			t.Fatalf("lock on %s after the flood: %q %q %v", a.Name, out, stderr, err)
+		for _, recipe := range []string{"lock", "elect"} {
+			out, stderr, err := testcluster.RunCLI(t, recipe, "after-the-flood", "--agent", a.APIAddr, "--", "echo", recipe+" on "+a.Name)
+			if err != nil || !strings.Contains(out, recipe+" on "+a.Name) {
+				t.Fatalf("%s on %s after the flood: %q %q %v", recipe, a.Name, out, stderr, err)
+			}
 		}
 	}
 
@@ -159,14 +159,14 @@ func TestWithoutDataQuotaAFloodStopsCoordination(t *testing.T) {
 }
 
 // TestDataQuotaHoldsAgainstClientChurn: the writes a review found the
-// first guard did not count, each against a fresh member (quota 8 MiB,
-// data line 50 %, client line 75 %). A key gate's stored value is data;
+// first guard did not count, each against a fresh member (quota 32 MiB,
+// data line 25 %, client line 50 %). A key gate's stored value is data;
 // status flips of instances with meta that JSON escapes six-fold rewrite
 // the instance each time; lock keys on ever new names pile up history.
 // Each stops at its line, refused naming it, and etcd never raises its
-// alarm: the last quarter stays the agents' own.
+// alarm: the last half stays the agents' own.
 func TestDataQuotaHoldsAgainstClientChurn(t *testing.T) {
-	const quota = 8 << 20
+	const quota = 32 << 20
 	for _, c := range []struct {
 		name  string
 		churn func(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *client.Client)
@@ -177,7 +177,7 @@ func TestDataQuotaHoldsAgainstClientChurn(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := testcluster.New(t).Host("a")
-			a.Start("--etcd-quota-backend-bytes", fmt.Sprint(quota), "--data-quota-percent", "50", "--client-quota-percent", "75")
+			a.Start("--etcd-quota-backend-bytes", fmt.Sprint(quota), "--data-quota-percent", "25", "--client-quota-percent", "50")
 			a.WaitReady(readyWithin)
 			cl, err := client.New(a.APIAddr)
 			if err != nil {
@@ -213,8 +213,8 @@ func churnKeyGates(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *
 			break
 		}
 	}
-	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "data-quota-percent 50") {
-		t.Fatalf("after %d key gates of 512 KiB: %v, want ResourceExhausted naming data-quota-percent 50", gates, err)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "data-quota-percent 25") {
+		t.Fatalf("after %d key gates of 512 KiB: %v, want ResourceExhausted naming data-quota-percent 25", gates, err)
 	}
 	t.Logf("refused after %d key gates", gates)
 }
@@ -232,6 +232,14 @@ func churnStatus(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *cl
 		if _, err := cl.Register(ctx, in, &beaconpb.Check{Ttl: durationpb.New(time.Minute)}); err != nil {
 			t.Fatalf("register %d: %v", i, err)
 		}
+	}
+	// One more, passing, whose client will go silent past the line.
+	silent := &beaconpb.Instance{Service: "silent", Id: "silent-1", Port: 9100}
+	if _, err := cl.Register(ctx, silent, &beaconpb.Check{Ttl: durationpb.New(2 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Heartbeat(ctx, "silent", "silent-1", "pass", "ok"); err != nil {
+		t.Fatal(err)
 	}
 	refused := `beacon_data_quota_refused_total{line="client"}`
 	flips := 0
@@ -256,6 +264,17 @@ func churnStatus(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *cl
 		if err := cl.Heartbeat(ctx, "churn", fmt.Sprintf("churn-%d", i%8), []string{"pass", "warn"}[i%2], fmt.Sprint(flips+i)); err != nil {
 			t.Fatalf("heartbeat past the line: %v", err)
 		}
+	}
+	// A check that fails past the line still takes its instance out of
+	// the answers: going critical is the agent's own write.
+	if err := testcluster.Eventually(15*time.Second, func() error {
+		in, err := cl.Registry.Get(ctx, &beaconpb.GetRequest{Service: "silent", Id: "silent-1"})
+		if err != nil || in.Status != "critical" {
+			return fmt.Errorf("silent-1 past its TTL: %v %v, want critical", in.GetStatus(), err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -287,8 +306,8 @@ func churnLocks(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *cli
 		go func() {
 			for {
 				i := next.Add(1)
-				if i > 40000 {
-					errs <- fmt.Errorf("40000 lock cycles taken")
+				if i > 200000 {
+					errs <- fmt.Errorf("200000 lock cycles taken")
 					return
 				}
 				r, err := lc.TryAcquire(ctx, &beaconpb.LockAcquireRequest{Name: fmt.Sprintf("%0128d", i), SessionId: sess.ID})
@@ -303,8 +322,8 @@ func churnLocks(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *cli
 		}()
 	}
 	for range 8 {
-		if err := <-errs; status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "client-quota-percent 75") {
-			t.Errorf("a lock churner ended with %v, want ResourceExhausted naming client-quota-percent 75", err)
+		if err := <-errs; status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "client-quota-percent 50") {
+			t.Errorf("a lock churner ended with %v, want ResourceExhausted naming client-quota-percent 50", err)
 		}
 	}
 	t.Logf("refused after about %d lock cycles", next.Load())

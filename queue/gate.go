@@ -27,6 +27,25 @@ type gateRecord struct {
 	Open     bool   `json:"open,omitempty"`
 }
 
+// openValueMax is the largest key gate value an open record keeps. An
+// opening rewrites the gate's record: with a value of up to a config
+// value's 1 MiB (base64 in JSON) each opening would write as much as the
+// gate's setting did, on the agent's account, and beside the compare of
+// that value the opening's transaction would pass etcd's request limit
+// (1.5 MiB), so the gate could never open. Once open, the value no
+// longer matters: a larger one is dropped from the record (the gate shows
+// its key only).
+const openValueMax = 4 << 10
+
+// opened is g, open.
+func (g gateRecord) opened() gateRecord {
+	g.Open = true
+	if len(g.Value) > openValueMax {
+		g.Value = nil
+	}
+	return g
+}
+
 func decodeGate(b []byte) (gateRecord, error) {
 	var g gateRecord
 	err := json.Unmarshal(b, &g)
@@ -106,7 +125,7 @@ func (b *Broker) SetGate(ctx context.Context, queue string, c GateCondition) (*G
 			if len(got.Kvs) > 0 {
 				mod, rec = got.Kvs[0].ModRevision, readGate(got.Kvs[0].Value)
 			}
-			rec.Open = true
+			rec = rec.opened()
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k.gate()), "=", mod))
 		case rec.After != 0:
 			cmp, err := b.afterable(ctx, k, rec.After)

@@ -159,7 +159,7 @@ func (v *view) gateMet(now int64) (try gateTry, rec gateRecord, cmps []clientv3.
 func (v *view) openGate(ctx context.Context, gateMod int64, rec gateRecord, cmps []clientv3.Cmp) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rec.Open = true
+	rec = rec.opened()
 	cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(v.k.gate()), "=", gateMod))
 	resp, err := v.b.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(v.k.gate(), encode(rec))).
 		Else(clientv3.OpGet(v.k.gate(), clientv3.WithKeysOnly())).Commit()

@@ -263,3 +263,30 @@ func TestGateCountWaitsForDelay(t *testing.T) {
 		t.Fatalf("after the delay: %+v", d)
 	}
 }
+
+// TestKeyGateWithALargeValueOpens: a key gate may wait for a config value
+// of up to 1 MiB. Its opening compares that value; had it also rewritten
+// it into the open record (base64 in JSON), the transaction would pass
+// etcd's 1.5 MiB request limit and the gate could never open (a review
+// found Reserve answering Internal "request is too large" forever).
+func TestKeyGateWithALargeValueOpens(t *testing.T) {
+	b, q := newBroker(t, "a"), queueName(t)
+	key := "gates/" + q
+	value := strings.Repeat("v", 1<<20)
+	mustGate(t, b, q, GateCondition{Key: key, Value: []byte(value), HasValue: true})
+	mustEnqueue(t, b, q, "x")
+	if _, err := b.cli.Put(ctxT(t), "/beacon/config/"+key, value); err != nil {
+		t.Fatal(err)
+	}
+	d, err := b.Reserve(ctxT(t), q, WithWait(20*time.Second))
+	if err != nil {
+		t.Fatalf("reserve behind a key gate whose 1 MiB value holds: %v", err)
+	}
+	if string(d.Payload) != "x" {
+		t.Fatalf("delivered %q", d.Payload)
+	}
+	g, err := b.GetGate(ctxT(t), q)
+	if err != nil || !g.Open || g.Condition.Key != key {
+		t.Fatalf("the gate after opening: %+v %v, want open on key %s", g, err, key)
+	}
+}

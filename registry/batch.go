@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"github.com/beaconhq/beacon/dataquota"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,10 +138,18 @@ func (b *createBatcher) commit(batch []*createReq) {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(r.key), "=", 0))
 		ops = append(ops, clientv3.OpPut(r.key, r.val, clientv3.WithLease(r.lease)))
 	}
-	// The first caller's context lends its values, not its end: the
-	// transaction lasts while any caller waits, and at most
-	// batchCommitTimeout.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), batchCommitTimeout)
+	// A caller's context lends its values, not its end: the transaction
+	// lasts while any caller waits, and at most batchCommitTimeout. A
+	// client's, if there is one, so the data quota judges the batch as
+	// a client's write (refused, each goes its own way below).
+	lend := batch[0].ctx
+	for _, r := range batch {
+		if dataquota.FromClient(r.ctx) {
+			lend = r.ctx
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(lend), batchCommitTimeout)
 	defer cancel()
 	var waiting atomic.Int32
 	waiting.Store(int32(len(batch)))

@@ -60,6 +60,18 @@ func (r *registration) writeContext(ctx context.Context) context.Context {
 	return ctx
 }
 
+// statusContext is ctx for a status write of r. A change to critical is
+// the agent's own, whoever registered r: past the client line DNS must
+// still stop answering an instance that failed its check. A client cannot
+// churn it: past the line its own writes of any other status are refused,
+// so etcd's copy stays critical and nothing more is written.
+func (r *registration) statusContext(ctx context.Context, status string) context.Context {
+	if status == StatusCritical {
+		return ctx
+	}
+	return r.writeContext(ctx)
+}
+
 // Local is this agent's own registrations: the truth for its node. It
 // writes them to etcd under their owner's lease, runs their checks,
 // keeps the agent-owned ones in the data dir, and puts back whatever etcd
@@ -390,7 +402,7 @@ func (l *Local) setStatus(r *registration, res healthcheck.Result) {
 
 	b, _ := json.Marshal(in)
 	key := Key(l.namespace, in.Service, in.ID)
-	ctx, cancel := context.WithTimeout(r.writeContext(context.Background()), 5*time.Second)
+	ctx, cancel := context.WithTimeout(r.statusContext(context.Background(), in.Status), 5*time.Second)
 	defer cancel()
 	_, err := l.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
 		Then(clientv3.OpPut(key, string(b), clientv3.WithLease(lease))).Commit()
