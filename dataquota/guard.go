@@ -7,19 +7,18 @@
 // messages as fast as it can fills a 2 GiB backend in about a minute and
 // stops the whole fleet's coordination with it.
 //
-// A Guard refuses writes of client data once etcd's backend has used a
-// share of its quota (data-quota-percent), so that what is left stays for
-// what keeps the fleet running: sessions and their leases, lock and
-// election keys, acks, deletes, and the agents' own registrations. It
-// reads the backend's size from etcd (Maintenance.Status) every
-// interval, and between two readings counts what it admitted itself, so
-// a burst through this agent cannot run past the line before the next
-// reading.
+// A Guard judges every write an API call makes, on two lines of etcd's
+// quota: a client's data past data-quota-percent, any other write of a
+// client's call past client-quota-percent, so that what is left stays for
+// what keeps the fleet running. It reads the backend's size from etcd,
+// and counts what it admitted since, until readings have had time to see
+// it. See README.md.
 package dataquota
 
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,15 +58,27 @@ type Guard struct {
 	dataPct, clientPct int
 	lg                 *zap.Logger
 
-	// The last reading: bytes in use, the backend's size (its
-	// high-water mark, which etcd's own quota judges), the quota.
-	inUse, size, quota atomic.Int64
-	admitted           atomic.Int64 // bytes written through this guard since that reading
-	gen                atomic.Int64 // readings taken: what admitted counts since
-	refusedData        atomic.Int64 // writes refused at the data line, ever
-	refusedClient      atomic.Int64 // at the client line
-	readErrs           atomic.Int64 // failed readings in a row
+	mu sync.Mutex
+	// The last reading: bytes in use, the backend's size (its high-water
+	// mark, which etcd's own quota judges), the quota.
+	inUse, size, quota int64
+	// admitted[i] is what was admitted i readings ago (0: since the last).
+	// A write shows in a reading only once it is in the backend (raft,
+	// then etcd's batch commit, every 100 ms), so what was admitted under
+	// the last settleReadings readings is still counted beside them.
+	admitted [settleReadings + 1]int64
+	gen      int64         // readings taken
+	read     chan struct{} // closed at the next reading
+
+	refusedData   atomic.Int64 // writes refused at the data line, ever
+	refusedClient atomic.Int64 // at the client line
+	refusedShare  atomic.Int64 // past this agent's share of the room, after waiting
+	readErrs      atomic.Int64 // failed readings in a row
 }
+
+// settleReadings is how many readings a write's bytes stay counted
+// beside: two intervals, at least 200 ms on a member.
+const settleReadings = 2
 
 // Option configures New.
 type Option func(*Guard)
@@ -84,7 +95,7 @@ func WithClientPercent(p int) Option { return func(g *Guard) { g.clientPct = p }
 // Percents are 1 to 100, the client line at least the data line; 100
 // leaves only etcd's own quota.
 func New(percent int, opts ...Option) (*Guard, error) {
-	g := &Guard{dataPct: percent, clientPct: max(DefaultClientPercent, percent), lg: zap.NewNop()}
+	g := &Guard{dataPct: percent, clientPct: max(DefaultClientPercent, percent), lg: zap.NewNop(), read: make(chan struct{})}
 	for _, o := range opts {
 		o(g)
 	}
@@ -114,7 +125,7 @@ func (g *Guard) Run(ctx context.Context, read Reader, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		g.read(ctx, read, every)
+		g.reading(ctx, read, every)
 		select {
 		case <-ctx.Done():
 			return
@@ -125,10 +136,10 @@ func (g *Guard) Run(ctx context.Context, read Reader, every time.Duration) {
 
 func (g *Guard) off() bool { return g.dataPct >= 100 && g.clientPct >= 100 }
 
-// read takes one reading. When it fails the last reading stands, with
+// reading takes one reading. When it fails the last reading stands, with
 // what was admitted since still counted: a guard that cannot read does
 // not open up.
-func (g *Guard) read(ctx context.Context, read Reader, timeout time.Duration) {
+func (g *Guard) reading(ctx context.Context, read Reader, timeout time.Duration) {
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	st, err := read(rctx)
 	cancel()
@@ -143,11 +154,14 @@ func (g *Guard) read(ctx context.Context, read Reader, timeout time.Duration) {
 	if quota <= 0 {
 		quota = defaultEtcdQuota
 	}
-	g.inUse.Store(st.DbSizeInUse)
-	g.size.Store(max(st.DbSize, st.DbSizeInUse))
-	g.quota.Store(quota)
-	g.admitted.Store(0)
-	g.gen.Add(1)
+	g.mu.Lock()
+	g.inUse, g.size, g.quota = st.DbSizeInUse, max(st.DbSize, st.DbSizeInUse), quota
+	copy(g.admitted[1:], g.admitted[:settleReadings])
+	g.admitted[0] = 0
+	g.gen++
+	close(g.read)
+	g.read = make(chan struct{})
+	g.mu.Unlock()
 }
 
 // defaultEtcdQuota is etcd's quota when none is set (an older member
@@ -155,69 +169,169 @@ func (g *Guard) read(ctx context.Context, read Reader, timeout time.Duration) {
 const defaultEtcdQuota = 2 << 30
 
 // Reserve is what the lines always leave below etcd's quota, whatever
-// their percents: the agents' own writes, and a few of etcd's largest
-// requests (1.5 MiB) that a reading may not have seen yet.
+// their percents: the agents' own writes, and what the cluster commits
+// before readings see it. The data line keeps half of it again below the
+// client line, so that coordination goes on past the data line.
 const Reserve = 8 << 20
 
-// ClientLimit is the client line in bytes by the last reading (0: no
-// reading).
-func (g *Guard) ClientLimit() int64 {
-	q := g.quota.Load()
-	return min(q*int64(g.clientPct)/100, q-Reserve)
+func (g *Guard) clientLimitLocked() int64 {
+	return min(g.quota*int64(g.clientPct)/100, g.quota-Reserve)
+}
+
+func (g *Guard) limitLocked() int64 {
+	return min(g.quota*int64(g.dataPct)/100, g.clientLimitLocked()-Reserve/2)
 }
 
 // Limit is the data line in bytes by the last reading (0: no reading).
 func (g *Guard) Limit() int64 {
-	return min(g.quota.Load()*int64(g.dataPct)/100, g.ClientLimit())
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.quota == 0 {
+		return 0
+	}
+	return g.limitLocked()
 }
+
+// ClientLimit is the client line in bytes by the last reading (0: no
+// reading).
+func (g *Guard) ClientLimit() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.quota == 0 {
+		return 0
+	}
+	return g.clientLimitLocked()
+}
+
+// Why a write is refused.
+type refusal int
+
+const (
+	admitted refusal = iota
+	pastData
+	pastClient
+	pastShare
+)
+
+// judgeLocked judges a write of n bytes of class c, already counted in
+// g.admitted[0]. Both lines judge the bytes in use plus what was
+// admitted under the last readings; the client line also the backend's
+// size, its high-water mark, once that comes within half the Reserve of
+// etcd's quota (etcd refuses a write by its size plus the write's cost,
+// free pages or not, and only a defragmentation shrinks it). Each agent
+// admits, between two readings, at most a quarter of the room its last
+// reading left below the line (its share: agents do not know of each
+// other's writes), though always a first write that fits.
+func (g *Guard) judgeLocked(c class, n int64) refusal {
+	pending := int64(0)
+	for _, a := range g.admitted {
+		pending += a
+	}
+	line, past := g.clientLimitLocked(), pastClient
+	if c == classData {
+		line, past = g.limitLocked(), pastData
+	}
+	switch {
+	case c == classData && g.dataPct < 100 && g.inUse+pending > line,
+		c != classData && g.clientPct < 100 && g.inUse+pending > line:
+		return past
+	case g.clientPct < 100 && (g.inUse+pending > g.clientLimitLocked() || g.size+pending > g.quota-Reserve/2):
+		return pastClient
+	}
+	before := g.admitted[0] - n
+	room := line - (g.inUse + pending - g.admitted[0])
+	if before > 0 && g.admitted[0] > room/4 {
+		return pastShare
+	}
+	return admitted
+}
+
+// shareWaits is how many readings a write past this agent's share of the
+// room waits for before it is refused.
+const shareWaits = 20
 
 // admit counts a write of n bytes made for ctx's class, or refuses it
-// with ErrFull when it would pass the class's line. Both lines judge the
-// bytes in use, so what compaction frees is the clients' again. The
-// client line also judges the backend's size, its high-water mark, when
-// that comes within half the Reserve of etcd's quota: etcd refuses a
-// write by its size plus the write's cost, free pages or not, and only a
-// defragmentation shrinks it. The agent's own writes are counted and
-// never refused, nor are deletes (allow).
+// with ErrFull when it would pass the class's line. A write past this
+// agent's share of the room waits for the next reading and is judged
+// again, up to shareWaits readings (backpressure: near the line, writes
+// through one agent go at the pace of its readings). The agent's own
+// writes are counted and never refused, nor are deletes (allow). gen is
+// the reading the write was counted under, for unadmit.
 func (g *Guard) admit(ctx context.Context, n int64, allow bool) (gen int64, err error) {
-	gen = g.gen.Load()
-	admitted := g.admitted.Add(n)
 	c := classOf(ctx)
-	if allow || c == classAgent || g.quota.Load() == 0 {
-		return gen, nil
-	}
-	inUse, size := g.inUse.Load(), g.size.Load()
-	switch {
-	case c == classData && g.dataPct < 100 && inUse+admitted > g.Limit():
-		admitted = g.admitted.Add(-n)
-		if g.refusedData.Add(1) == 1 {
-			g.lg.Warn("refusing writes of data: etcd's backend reached the data line",
-				zap.Int64("in_use", inUse), zap.Int64("admitted_since", admitted), zap.Int64("limit", g.Limit()), zap.Int64("quota", g.quota.Load()))
+	for waits := 0; ; waits++ {
+		g.mu.Lock()
+		gen = g.gen
+		g.admitted[0] += n
+		if allow || c == classAgent || g.quota == 0 {
+			g.mu.Unlock()
+			return gen, nil
 		}
-		return gen, rpcerr.Wrap(ErrFull, fmt.Sprintf(
-			"etcd's backend holds %s of its %s quota (%s by its last reading, %s written through this agent since), and this write adds %s; writes of data (config values, queue messages and gates, fenced puts, proposals over 1 KiB) stop at %d%% (data-quota-percent %d) so sessions, locks, registrations and acks keep working: delete data and wait for compaction (hourly), or raise etcd-quota-backend-bytes",
-			humanize.IBytes(uint64(inUse+admitted)), humanize.IBytes(uint64(g.quota.Load())),
-			humanize.IBytes(uint64(inUse)), humanize.IBytes(uint64(admitted)), humanize.IBytes(uint64(n)), g.dataPct, g.dataPct))
-	case g.clientPct < 100 && (inUse+admitted > g.ClientLimit() || size+admitted > g.quota.Load()-Reserve/2):
-		admitted = g.admitted.Add(-n)
-		if g.refusedClient.Add(1) == 1 {
-			g.lg.Warn("refusing clients' writes: etcd's backend reached the client line",
-				zap.Int64("in_use", inUse), zap.Int64("size", size), zap.Int64("admitted_since", admitted), zap.Int64("limit", g.ClientLimit()), zap.Int64("quota", g.quota.Load()))
+		why := g.judgeLocked(c, n)
+		if why == admitted {
+			g.mu.Unlock()
+			return gen, nil
 		}
-		return gen, rpcerr.Wrap(ErrFull, fmt.Sprintf(
-			"etcd's backend holds %s of its %s quota (in use %s, its file %s by its last reading, %s written through this agent since), and this write adds %s; clients' writes stop at %d%% (client-quota-percent %d), the rest is the agents' own: delete data and wait for compaction (hourly), defragment the members (etcdctl defrag) if the file is much larger than its use, or raise etcd-quota-backend-bytes",
-			humanize.IBytes(uint64(max(inUse+admitted, size))), humanize.IBytes(uint64(g.quota.Load())),
-			humanize.IBytes(uint64(inUse)), humanize.IBytes(uint64(size)), humanize.IBytes(uint64(admitted)), humanize.IBytes(uint64(n)), g.clientPct, g.clientPct))
+		g.admitted[0] -= n
+		next := g.read
+		err := g.refuseLocked(why, c, n)
+		g.mu.Unlock()
+		if why != pastShare || waits == shareWaits {
+			return gen, err
+		}
+		select {
+		case <-next:
+		case <-ctx.Done():
+			return gen, err
+		}
 	}
-	return gen, nil
 }
 
-// unadmit takes back n bytes counted, under reading gen, for a write
-// that failed or wrote less than it was counted for. Under a later
-// reading there is nothing to take back: the reading saw what the write
-// did, and the count started again.
+// refuseLocked is the refusal of a write of n bytes of class c.
+func (g *Guard) refuseLocked(why refusal, c class, n int64) error {
+	pending := int64(0)
+	for _, a := range g.admitted {
+		pending += a
+	}
+	held := humanize.IBytes(uint64(max(g.inUse+pending, g.size)))
+	sizes := fmt.Sprintf("etcd's backend holds %s of its %s quota (in use %s and its file %s by the last reading, %s written through this agent lately), and this write adds %s",
+		held, humanize.IBytes(uint64(g.quota)), humanize.IBytes(uint64(g.inUse)), humanize.IBytes(uint64(g.size)), humanize.IBytes(uint64(pending)), humanize.IBytes(uint64(n)))
+	if why == pastShare {
+		g.refusedShare.Add(1)
+	}
+	switch {
+	case why == pastData || why == pastShare && c == classData:
+		if why == pastData && g.refusedData.Add(1) == 1 {
+			g.lg.Warn("refusing writes of data: etcd's backend reached the data line", zap.Int64("in_use", g.inUse), zap.Int64("pending", pending), zap.Int64("limit", g.limitLocked()))
+		}
+		line := fmt.Sprintf("stop at %s (data-quota-percent %d", humanize.IBytes(uint64(g.limitLocked())), g.dataPct)
+		if why == pastShare {
+			return rpcerr.Wrap(ErrFull, sizes+"; near the data line, "+line+"), this agent takes a quarter of the room left between two readings of the backend: retry in a moment")
+		}
+		return rpcerr.Wrap(ErrFull, sizes+"; writes of data (config values, queue messages and gates, fenced puts, proposals over 1 KiB) "+line+
+			") so sessions, locks, registrations and acks keep working: delete data and wait for compaction (hourly), or raise etcd-quota-backend-bytes")
+	default:
+		if why == pastClient && g.refusedClient.Add(1) == 1 {
+			g.lg.Warn("refusing clients' writes: etcd's backend reached the client line", zap.Int64("in_use", g.inUse), zap.Int64("size", g.size), zap.Int64("pending", pending), zap.Int64("limit", g.clientLimitLocked()))
+		}
+		line := fmt.Sprintf("stop at %s (client-quota-percent %d", humanize.IBytes(uint64(g.clientLimitLocked())), g.clientPct)
+		if why == pastShare {
+			return rpcerr.Wrap(ErrFull, sizes+"; near the client line, "+line+"), this agent takes a quarter of the room left between two readings of the backend: retry in a moment")
+		}
+		return rpcerr.Wrap(ErrFull, sizes+"; clients' writes "+line+"), the rest is the agents' own: delete data and wait for compaction (hourly), defragment the members (etcdctl defrag) if the file is much larger than its use, or raise etcd-quota-backend-bytes")
+	}
+}
+
+// unadmit takes back n bytes counted under reading gen, for a write that
+// failed or wrote less than it was counted for. Past the settling
+// readings there is nothing to take back: the count has moved on.
 func (g *Guard) unadmit(n, gen int64) {
-	if n > 0 && g.gen.Load() == gen {
-		g.admitted.Add(-n)
+	if n <= 0 {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if i := g.gen - gen; i >= 0 && i < int64(len(g.admitted)) {
+		g.admitted[i] = max(g.admitted[i]-n, 0)
 	}
 }

@@ -3,6 +3,7 @@ package dataquota
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +12,7 @@ import (
 	"github.com/beaconhq/beacon/internal/etcdtest"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"go.etcd.io/etcd/server/v3/embed"
 )
 
 // reading is a Reader answering the given sizes (or err).
@@ -41,7 +41,17 @@ func admit(g *Guard, ctx context.Context, n int64, allow bool) error {
 }
 
 // read takes a reading of r.
-func read(g *Guard, r Reader) { g.read(context.Background(), r, time.Second) }
+func read(g *Guard, r Reader) { g.reading(context.Background(), r, time.Second) }
+
+func pendingOf(g *Guard) int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := int64(0)
+	for _, a := range g.admitted {
+		n += a
+	}
+	return n
+}
 
 const mib = 1 << 20
 
@@ -55,25 +65,27 @@ var (
 	dataCtx   = withClass(context.Background(), classData)
 )
 
+// Quota 1000k: data line 500k, client line 800k.
 func TestLinesByClass(t *testing.T) {
-	g := newGuard(t, 50, 80)
-	if err := admit(g, dataCtx, 1<<40, false); err != nil {
+	if err := admit(newGuard(t, 50, 80), dataCtx, 1<<40, false); err != nil {
 		t.Fatalf("before any reading: %v, want admitted", err)
 	}
-	// Quota 1000k: data line 500k, client line 800k. In use 400k.
+	g := newGuard(t, 50, 80)
 	read(g, reading(400*k, 400*k, 1000*k, nil))
 	if err := admit(g, dataCtx, 100*k, false); err != nil {
 		t.Fatalf("data 400+100 of 500: %v", err)
 	}
+	// A reading that does not show it yet: it stays counted.
+	read(g, reading(400*k, 400*k, 1000*k, nil))
 	err := admit(g, dataCtx, 1, false)
 	if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "data-quota-percent 50") {
 		t.Fatalf("data past its line: %v, want ErrFull naming data-quota-percent 50", err)
 	}
-	// The client line judges the bytes in use (400) plus what was
-	// admitted (100).
+	// Coordination goes on past the data line, up to the client line.
 	if err := admit(g, clientCtx, 300*k, false); err != nil {
-		t.Fatalf("client 800 of 800: %v", err)
+		t.Fatalf("client 400+100+300 of 800: %v", err)
 	}
+	read(g, reading(400*k, 400*k, 1000*k, nil))
 	if err := admit(g, clientCtx, 1, false); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "client-quota-percent 80") {
 		t.Fatalf("client past its line: %v, want ErrFull naming client-quota-percent 80", err)
 	}
@@ -84,24 +96,64 @@ func TestLinesByClass(t *testing.T) {
 	if err := admit(g, agentCtx, 50*k, false); err != nil {
 		t.Fatalf("the agent's own write: %v", err)
 	}
-	if got := g.admitted.Load(); got != 500*k {
-		t.Fatalf("admitted %d, want %d", got, 500*k)
+	if got := pendingOf(g); got != 500*k {
+		t.Fatalf("pending %d, want %d", got, 500*k)
 	}
 	if g.refusedData.Load() != 1 || g.refusedClient.Load() != 1 {
 		t.Fatalf("refused data %d, client %d; want 1, 1", g.refusedData.Load(), g.refusedClient.Load())
 	}
-	// A new reading replaces what was counted since the last one. A
-	// backend whose size (its high-water mark) nears etcd's quota holds
+	// Settled: after settleReadings more readings, only the reading counts.
+	for range settleReadings + 1 {
+		read(g, reading(100*k, 700*k, 1000*k, nil))
+	}
+	if got := pendingOf(g); got != 0 {
+		t.Fatalf("pending %d after the settling readings, want 0", got)
+	}
+	// A large size further from the quota does not hold writes: its free
+	// pages take them.
+	if err := admit(g, dataCtx, 100*k, false); err != nil {
+		t.Fatalf("after room was made: %v", err)
+	}
+	// A backend whose size (its high-water mark) nears etcd's quota holds
 	// every client write, however little is in use: etcd judges the size.
 	read(g, reading(100*k, 1000*k-Reserve/2, 1000*k, nil))
 	if err := admit(g, dataCtx, 1, false); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "client-quota-percent") {
 		t.Fatalf("a backend whose size nears the quota: %v, want ErrFull at the client line", err)
 	}
-	// A large size further from the quota does not: its free pages take
-	// the writes.
-	read(g, reading(100*k, 700*k, 1000*k, nil))
+}
+
+// TestShareBetweenReadings: between two readings an agent admits a
+// quarter of the room its last reading left below the line (other agents
+// write too), and a write past it waits for the next reading.
+func TestShareBetweenReadings(t *testing.T) {
+	g := newGuard(t, 50, 80)
+	read(g, reading(0, 0, 1000*k, nil)) // data line 500k, a quarter 125k
 	if err := admit(g, dataCtx, 100*k, false); err != nil {
-		t.Fatalf("after room was made: %v", err)
+		t.Fatalf("a first write: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- admit(g, dataCtx, 50*k, false) }()
+	select {
+	case err := <-done:
+		t.Fatalf("a write past the share did not wait: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	read(g, reading(100*k, 100*k, 1000*k, nil))
+	if err := <-done; err != nil {
+		t.Fatalf("after the next reading: %v", err)
+	}
+	// Room 500k - (100k + 100k settling) = 300k: a quarter is 75k, and
+	// 50k + 100k is past it. Waiting, the call's context ends first.
+	ctx, cancel := context.WithTimeout(dataCtx, 50*time.Millisecond)
+	defer cancel()
+	if err := admit(g, ctx, 100*k, false); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "retry in a moment") {
+		t.Fatalf("past the share: %v, want ErrFull saying to retry", err)
+	}
+	// A first write after a reading is admitted whatever its size, if it
+	// fits below the line.
+	read(g, reading(100*k, 100*k, 1000*k, nil))
+	if err := admit(g, dataCtx, 200*k, false); err != nil {
+		t.Fatalf("a first write that fits: %v", err)
 	}
 }
 
@@ -125,61 +177,80 @@ func TestPercentsChecked(t *testing.T) {
 	}
 }
 
-// TestGuardedClient writes through a real etcd: puts and transactions
-// are judged at their context's line and counted by what they write, a
-// failed or unused branch is taken back, deletes always pass.
-func TestGuardedClient(t *testing.T) {
+// backendOf reads e's backend as a member agent does, with quota as its
+// quota.
+func backendOf(e *embed.Etcd, quota int64) Reader {
+	return func(context.Context) (*etcdserverpb.StatusResponse, error) {
+		be := e.Server.Backend()
+		return &etcdserverpb.StatusResponse{DbSizeInUse: be.SizeInUse(), DbSize: be.Size(), DbSizeQuota: quota}, nil
+	}
+}
+
+// TestGuardedClientStopsAtTheLine writes 1 MiB values through a real
+// etcd, read as a member agent reads its own, until refused: the backend
+// then holds no more than the data line.
+func TestGuardedClientStopsAtTheLine(t *testing.T) {
+	raw, e := etcdtest.New(t)
+	g := newGuard(t, 50, 80)
+	cli := g.Client(raw)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const quota = 40 * mib // data line 20 MiB
+	go g.Run(ctx, backendOf(e, quota), MemberInterval)
+	value := strings.Repeat("v", mib)
+	var err error
+	puts := 0
+	for ; puts < 40; puts++ {
+		if _, err = cli.Put(withClass(ctx, classData), fmt.Sprintf("data/%02d", puts), value); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "data-quota-percent 50") {
+		t.Fatalf("after %d puts of 1 MiB: %v, want ErrFull at the data line", puts, err)
+	}
+	if r, gerr := raw.Get(ctx, fmt.Sprintf("data/%02d", puts)); gerr != nil || len(r.Kvs) != 0 {
+		t.Fatalf("a refused put reached etcd: %v %v", r, gerr)
+	}
+	if used := e.Server.Backend().SizeInUse(); used > 20*mib {
+		t.Fatalf("%d bytes in use after the refusal, past the 20 MiB line", used)
+	}
+	// Deletes pass, and so does the agent's own write.
+	if _, err := cli.Delete(withClass(ctx, classData), "data/00"); err != nil {
+		t.Fatalf("delete at the line: %v", err)
+	}
+	if _, err := cli.Put(ctx, "nodes/me", "agent"); err != nil {
+		t.Fatalf("the agent's own put at the line: %v", err)
+	}
+	t.Logf("refused after %d puts of 1 MiB: %v", puts, err)
+}
+
+// TestGuardedClientTakesBack: a transaction is counted by its larger
+// branch and the branch not taken is taken back; past the client line a
+// client's put is refused and a transaction of deletes passes.
+func TestGuardedClientTakesBack(t *testing.T) {
 	raw, _ := etcdtest.New(t)
 	g := newGuard(t, 50, 80)
 	cli := g.Client(raw)
 	ctx := context.Background()
-	// Quota 40 MiB: data line 20 MiB, client line 32 MiB.
 	read(g, reading(0, 0, 40*mib, nil))
-	value := strings.Repeat("v", mib)
-	for i := range 9 {
-		if _, err := cli.Put(withClass(ctx, classData), "data/"+string(rune('a'+i)), value); err != nil {
-			t.Fatalf("put %d: %v", i, err)
-		}
-	}
-	// 9 × (2 × 1 MiB + key + overhead) admitted; a tenth passes 20 MiB.
-	_, err := cli.Put(withClass(ctx, classData), "data/j", value)
-	if status.Code(err) != codes.ResourceExhausted && !errors.Is(err, ErrFull) {
-		t.Fatalf("tenth put: %v, want ErrFull", err)
-	}
-	if r, err := raw.Get(ctx, "data/e"); err != nil || len(r.Kvs) != 1 {
-		t.Fatalf("data/e: %v %v", r, err) // put by the loop
-	}
-	if r, err := raw.Get(ctx, "data/j"); err != nil || len(r.Kvs) != 0 {
-		t.Fatalf("a refused put reached etcd: %v %v", r, err)
-	}
-	// A transaction whose compare fails writes its else branch (nothing):
-	// its then branch is taken back.
-	before := g.admitted.Load()
+	before := pendingOf(g)
 	resp, err := cli.Txn(withClass(ctx, classClient)).If(clientv3.Compare(clientv3.Version("none"), ">", 0)).
-		Then(clientv3.OpPut("lock/x", value)).Commit()
+		Then(clientv3.OpPut("lock/x", strings.Repeat("v", 1000))).Commit()
 	if err != nil || resp.Succeeded {
 		t.Fatalf("txn: %v %v", resp, err)
 	}
-	if g.admitted.Load() != before {
-		t.Fatalf("admitted %d after a txn that took its empty branch, want %d", g.admitted.Load(), before)
+	if got := pendingOf(g); got != before {
+		t.Fatalf("pending %d after a txn that took its empty branch, want %d", got, before)
 	}
-	// The client line still has room for a client's write, not data.
 	if _, err := cli.Put(withClass(ctx, classClient), "lock/y", "held"); err != nil {
 		t.Fatalf("a client's small write under the client line: %v", err)
 	}
-	// Deletes always pass, even past both lines.
 	read(g, reading(39*mib, 39*mib, 40*mib, nil))
-	if _, err := cli.Delete(withClass(ctx, classData), "data/a"); err != nil {
-		t.Fatalf("delete when full: %v", err)
-	}
 	if _, err := cli.Txn(withClass(ctx, classClient)).Then(clientv3.OpDelete("lock/y")).Commit(); err != nil {
 		t.Fatalf("a txn of deletes when full: %v", err)
 	}
 	if _, err := cli.Put(withClass(ctx, classClient), "lock/z", "held"); !errors.Is(err, ErrFull) {
 		t.Fatalf("a client's put past the client line: %v, want ErrFull", err)
-	}
-	if _, err := cli.Put(ctx, "nodes/me", "agent"); err != nil {
-		t.Fatalf("the agent's own put past both lines: %v", err)
 	}
 }
 
@@ -234,9 +305,16 @@ func TestUnadmitUnderALaterReading(t *testing.T) {
 		t.Fatal(err)
 	}
 	read(g, reading(10*mib, 10*mib, 100*mib, nil))
-	g.unadmit(10*mib, gen)
-	if got := g.admitted.Load(); got != 0 {
-		t.Fatalf("admitted %d after a stale take-back, want 0", got)
+	g.unadmit(4*mib, gen) // still settling: taken back
+	if got := pendingOf(g); got != 6*mib {
+		t.Fatalf("pending %d, want %d", got, 6*mib)
+	}
+	for range settleReadings {
+		read(g, reading(10*mib, 10*mib, 100*mib, nil))
+	}
+	g.unadmit(6*mib, gen) // settled: nothing to take back
+	if got := pendingOf(g); got != 0 {
+		t.Fatalf("pending %d after a settled take-back, want 0", got)
 	}
 }
 
@@ -245,8 +323,8 @@ func TestUnadmitUnderALaterReading(t *testing.T) {
 func TestReserveBelowTheQuota(t *testing.T) {
 	g := newGuard(t, 90, 99)
 	read(g, reading(0, 0, 32*mib, nil))
-	if g.ClientLimit() != 24*mib || g.Limit() != 24*mib {
-		t.Fatalf("lines %d, %d on a 32 MiB quota; want both at %d", g.Limit(), g.ClientLimit(), 24*mib)
+	if g.ClientLimit() != 24*mib || g.Limit() != 20*mib {
+		t.Fatalf("lines %d, %d on a 32 MiB quota; want %d, %d", g.Limit(), g.ClientLimit(), 20*mib, 24*mib)
 	}
 	read(g, reading(0, 0, 2<<30, nil))
 	if g.ClientLimit() != (2<<30)*99/100 || g.Limit() != (2<<30)*90/100 {

@@ -174,6 +174,7 @@ func TestDataQuotaHoldsAgainstClientChurn(t *testing.T) {
 		{"key gates", churnKeyGates},
 		{"status flips", churnStatus},
 		{"lock keys", churnLocks},
+		{"parallel puts", churnParallelPuts},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := testcluster.New(t).Host("a")
@@ -220,8 +221,8 @@ func churnKeyGates(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *
 }
 
 // churnStatus flips the TTL checks of 8 instances with 60 KiB of '<' in
-// their meta (six-fold in JSON) between pass and warn: the agent's
-// rewrites stop at the client line.
+// their meta (six-fold in JSON) between pass, warn and fail, with a new
+// output each time: the agent's rewrites stop at the client line.
 func churnStatus(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *client.Client) {
 	meta := map[string]string{}
 	for i := range 15 {
@@ -241,30 +242,56 @@ func churnStatus(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *cl
 	if err := cl.Heartbeat(ctx, "silent", "silent-1", "pass", "ok"); err != nil {
 		t.Fatal(err)
 	}
+	// Flip until the backend is near the client line (16 MiB): 12 MiB in
+	// use, or a refusal at the line itself.
 	refused := `beacon_data_quota_refused_total{line="client"}`
 	flips := 0
-	err := testcluster.Eventually(30*time.Second, func() error {
+	err := testcluster.Eventually(60*time.Second, func() error {
 		for range 16 {
-			if err := cl.Heartbeat(ctx, "churn", fmt.Sprintf("churn-%d", flips%8), []string{"pass", "warn"}[flips%2], fmt.Sprint(flips)); err != nil {
+			if err := cl.Heartbeat(ctx, "churn", fmt.Sprintf("churn-%d", flips%8), []string{"pass", "warn", "fail"}[flips%3], fmt.Sprint(flips)); err != nil {
 				return err
 			}
 			flips++
 		}
-		if v, err := metric(a, refused); err != nil || v < 1 {
-			return fmt.Errorf("%s %v %v, want ≥ 1", refused, v, err)
+		inUse, _ := metric(a, "beacon_data_quota_in_use_bytes")
+		if v, err := metric(a, refused); err != nil || v < 1 && inUse < 12<<20 {
+			return fmt.Errorf("%s %v %v, %.1f MiB in use; want a refusal at the line, or 12 MiB", refused, v, err, inUse/(1<<20))
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("after %d status flips: %v", flips, err)
 	}
-	t.Logf("rewrites refused at the client line after %d flips", flips)
-	// And they stay refused, anti-entropy's retries included.
-	for i := range 200 {
-		if err := cl.Heartbeat(ctx, "churn", fmt.Sprintf("churn-%d", i%8), []string{"pass", "warn"}[i%2], fmt.Sprint(flips+i)); err != nil {
+	t.Logf("near the client line after %d flips", flips)
+	// And they stay refused, anti-entropy's retries included: 8 clients
+	// failing their checks with a new output each time (critical to
+	// critical is the client's write too, not the agent's), up to 3,000
+	// heartbeats or 5 s.
+	var sent atomic.Int64
+	hbErrs := make(chan error, 8)
+	deadline := time.Now().Add(5 * time.Second)
+	for w := range 8 {
+		go func() {
+			for time.Now().Before(deadline) {
+				i := sent.Add(1)
+				if i > 3000 {
+					break
+				}
+				if err := cl.Heartbeat(ctx, "churn", fmt.Sprintf("churn-%d", w), []string{"fail", "fail", "pass"}[i%3], fmt.Sprint(flips+int(i))); err != nil {
+					hbErrs <- err
+					return
+				}
+			}
+			hbErrs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-hbErrs; err != nil {
 			t.Fatalf("heartbeat past the line: %v", err)
 		}
 	}
+	inUse, _ := metric(a, "beacon_data_quota_in_use_bytes")
+	t.Logf("%d heartbeats past the line; %.1f MiB in use", min(sent.Load(), 3000), inUse/(1<<20))
 	// A check that fails past the line still takes its instance out of
 	// the answers: going critical is the agent's own write.
 	if err := testcluster.Eventually(15*time.Second, func() error {
@@ -333,4 +360,35 @@ func churnLocks(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *cli
 	if _, err := qc.Ack(ctx, &beaconpb.QueueAckRequest{Receipt: job.Receipt, SessionId: sess.ID}); err != nil {
 		t.Errorf("ack past the client line: %v", err)
 	}
+}
+
+// churnParallelPuts puts 1 MB config values from 16 clients at once
+// until refused: every write admitted between two readings of the
+// backend counts, so the burst stops at the line, not past etcd's quota.
+func churnParallelPuts(t *testing.T, ctx context.Context, a *testcluster.Agent, cl *client.Client) {
+	cfg := cl.Config()
+	value := []byte(strings.Repeat("p", 1_000_000))
+	var next atomic.Int64
+	errs := make(chan error, 16)
+	for range 16 {
+		go func() {
+			for {
+				i := next.Add(1)
+				if i > 400 {
+					errs <- fmt.Errorf("400 puts of 1 MB taken")
+					return
+				}
+				if _, err := cfg.Put(ctx, &beaconpb.ConfigPutRequest{Key: fmt.Sprintf("burst/%03d", i), Value: value}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for range 16 {
+		if err := <-errs; status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "data-quota-percent 25") {
+			t.Errorf("a putter ended with %v, want ResourceExhausted naming data-quota-percent 25", err)
+		}
+	}
+	t.Logf("refused after about %d puts of 1 MB", next.Load()-16)
 }

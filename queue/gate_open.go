@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"github.com/beaconhq/beacon/dataquota"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -156,8 +157,13 @@ func (v *view) gateMet(now int64) (try gateTry, rec gateRecord, cmps []clientv3.
 // opener of this or another agent opened it first, say), that change's; 0
 // when the gate is as seen and the condition does not hold. Only a
 // revision that changed a key of the view's range will ever be reached.
+//
+// An opening is the write of the client that set the gate, though the
+// view's opener makes it: the data quota judges it at the client line
+// (dataquota.ForClient), or a client's gates, opened by the agent, could
+// add up past what the quota keeps for the agents.
 func (v *view) openGate(ctx context.Context, gateMod int64, rec gateRecord, cmps []clientv3.Cmp) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(dataquota.ForClient(ctx), 10*time.Second)
 	defer cancel()
 	rec = rec.opened()
 	cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(v.k.gate()), "=", gateMod))

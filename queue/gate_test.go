@@ -1,9 +1,13 @@
 package queue
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"github.com/beaconhq/beacon/dataquota"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -288,5 +292,48 @@ func TestKeyGateWithALargeValueOpens(t *testing.T) {
 	g, err := b.GetGate(ctxT(t), q)
 	if err != nil || !g.Open || g.Condition.Key != key {
 		t.Fatalf("the gate after opening: %+v %v, want open on key %s", g, err, key)
+	}
+}
+
+// TestGateOpeningIsTheClients: the view's opener opens a gate on behalf
+// of the client that set it, and the data quota judges it so: past the
+// client line the gate stays closed (a review filled etcd to its alarm
+// with a thousand gates that the agent opened on its own account); below
+// it, it opens.
+func TestGateOpeningIsTheClients(t *testing.T) {
+	var inUse atomic.Int64
+	const quota = 64 << 20
+	g, err := dataquota.New(50, dataquota.WithClientPercent(80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go g.Run(ctx, func(context.Context) (*etcdserverpb.StatusResponse, error) {
+		return &etcdserverpb.StatusResponse{DbSizeInUse: inUse.Load(), DbSize: inUse.Load(), DbSizeQuota: quota}, nil
+	}, 10*time.Millisecond)
+	raw := newClient(t)
+	b := New(g.Client(raw), "/beacon/", WithNode("a"))
+	t.Cleanup(func() { b.Close() })
+	q := queueName(t)
+	key := "gates/" + q
+	mustGate(t, b, q, GateCondition{Key: key})
+	mustEnqueue(t, b, q, "x")
+
+	inUse.Store(quota - 10<<20) // past the client line (80 %)
+	time.Sleep(50 * time.Millisecond)
+	if _, err := raw.Put(ctxT(t), "/beacon/config/"+key, "go"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := b.Reserve(ctxT(t), q, WithWait(time.Second)); err == nil {
+		t.Fatalf("delivered %q past the client line: the gate was opened on the agent's account", d.Payload)
+	}
+	if gt, err := b.GetGate(ctxT(t), q); err != nil || gt.Open {
+		t.Fatalf("the gate past the client line: %+v %v, want closed", gt, err)
+	}
+	inUse.Store(0)
+	d, err := b.Reserve(ctxT(t), q, WithWait(10*time.Second))
+	if err != nil || string(d.Payload) != "x" {
+		t.Fatalf("below the line: %v %v, want x delivered", d, err)
 	}
 }

@@ -60,13 +60,16 @@ func (r *registration) writeContext(ctx context.Context) context.Context {
 	return ctx
 }
 
-// statusContext is ctx for a status write of r. A change to critical is
-// the agent's own, whoever registered r: past the client line DNS must
-// still stop answering an instance that failed its check. A client cannot
-// churn it: past the line its own writes of any other status are refused,
-// so etcd's copy stays critical and nothing more is written.
-func (r *registration) statusContext(ctx context.Context, status string) context.Context {
-	if status == StatusCritical {
+// statusContext is ctx for a status write of r, from status was to
+// status now (was: etcd's copy as the catalog has it, "" without one). A
+// change to critical is the agent's own, whoever registered r: past the
+// client line DNS must still stop answering an instance that failed its
+// check. Any other write is r's registrant's, critical to critical (a new
+// output) included: past the line a client's writes are refused, etcd's
+// copy stays critical, and a client flipping its heartbeat cannot make
+// the agent rewrite the instance more than once.
+func (r *registration) statusContext(ctx context.Context, was, now string) context.Context {
+	if now == StatusCritical && was != StatusCritical {
 		return ctx
 	}
 	return r.writeContext(ctx)
@@ -402,7 +405,11 @@ func (l *Local) setStatus(r *registration, res healthcheck.Result) {
 
 	b, _ := json.Marshal(in)
 	key := Key(l.namespace, in.Service, in.ID)
-	ctx, cancel := context.WithTimeout(r.statusContext(context.Background(), in.Status), 5*time.Second)
+	was := ""
+	if cur, ok := l.catalog.Instance(in.Service, in.ID); ok {
+		was = cur.Status
+	}
+	ctx, cancel := context.WithTimeout(r.statusContext(context.Background(), was, in.Status), 5*time.Second)
 	defer cancel()
 	_, err := l.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
 		Then(clientv3.OpPut(key, string(b), clientv3.WithLease(lease))).Commit()
