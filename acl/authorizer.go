@@ -1,6 +1,11 @@
 package acl
 
-import "github.com/beaconhq/beacon/internal/rpcerr"
+import (
+	"context"
+	"errors"
+
+	"github.com/beaconhq/beacon/internal/rpcerr"
+)
 
 // Authorizer answers whether a token may do what a call needs, from the
 // cache alone.
@@ -29,6 +34,19 @@ func (a *Authorizer) Authorize(secret string, needs ...Need) error {
 		}
 	}
 	return nil
+}
+
+// AuthorizeCurrent is Authorize, but a secret this agent's cache does not
+// know is looked for again once the cache has caught up with etcd: a
+// token created through another agent works here as soon as its create
+// answered, not once this agent's watch delivered it (a test using a
+// fresh token on a proxy was refused "not known" under load).
+func (a *Authorizer) AuthorizeCurrent(ctx context.Context, secret string, needs ...Need) error {
+	err := a.Authorize(secret, needs...)
+	if errors.Is(err, ErrUnknownToken) && a.cache.CatchUp(ctx) == nil {
+		err = a.Authorize(secret, needs...)
+	}
+	return err
 }
 
 // Policy is the policy of the token of secret.

@@ -7,6 +7,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 )
 
 // Cache holds every token in memory, fed by a watch of the tokens'
@@ -29,6 +30,8 @@ type Cache struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	catchUp singleflight.Group // one CatchUp read in flight, shared
 }
 
 type cached struct {
@@ -98,6 +101,32 @@ func (c *Cache) WaitRevision(ctx context.Context, rev int64) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// catchUpTimeout bounds CatchUp's read of etcd's revision and the wait
+// for the watch to reach it.
+const catchUpTimeout = 2 * time.Second
+
+// CatchUp waits until the cache reflects etcd's current revision: a token
+// created through another agent a moment ago is known once it returns.
+// Callers that come while a read is in flight share it, so secrets no
+// token has cost etcd one read at a time, not one each.
+func (c *Cache) CatchUp(ctx context.Context) error {
+	ch := c.catchUp.DoChan("", func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
+		defer cancel()
+		resp, err := c.cli.Get(rctx, c.prefix, clientv3.WithKeysOnly(), clientv3.WithLimit(1))
+		if err != nil {
+			return nil, err
+		}
+		return nil, c.WaitRevision(rctx, resp.Header.Revision)
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -138,7 +138,7 @@ func (g *Gate) check(ctx context.Context, m method, req any, haveReq bool) error
 	if m.how == byRequest && haveReq {
 		needs = m.needsOf(g.ns, req)
 	}
-	return rpcerr.From(a.Authorize(tokenFromContext(ctx), needs...))
+	return rpcerr.From(a.AuthorizeCurrent(ctx, tokenFromContext(ctx), needs...))
 }
 
 // fromOperatorSocket: a call on the owner-only unix socket is the

@@ -32,7 +32,7 @@ func (g *Gate) HTTP(need Need, next http.Handler) http.Handler {
 			httpRefuse(w, ErrNotLoaded)
 			return
 		}
-		if err := a.Authorize(tokenOfRequest(r), need); err != nil {
+		if err := a.AuthorizeCurrent(r.Context(), tokenOfRequest(r), need); err != nil {
 			httpRefuse(w, err)
 			return
 		}
