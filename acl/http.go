@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/beaconhq/beacon/internal/rpcerr"
 	"google.golang.org/grpc/codes"
 )
 
@@ -52,7 +53,7 @@ func tokenOfRequest(r *http.Request) string {
 // httpRefuse answers err with the HTTP status of its gRPC code.
 func httpRefuse(w http.ResponseWriter, err error) {
 	code := http.StatusForbidden
-	var coded interface{ GRPCCode() codes.Code }
+	var coded rpcerr.Coded
 	if errors.As(err, &coded) {
 		switch coded.GRPCCode() {
 		case codes.Unauthenticated:

@@ -48,3 +48,18 @@ func As(ctx, from context.Context) context.Context {
 	}
 	return ctx
 }
+
+type freeingKey struct{}
+
+// Freeing marks ctx's writes as ones that make room, passed at both lines
+// like a delete though they may put a little: an ack deletes its message
+// and, in the same transaction, may open its queue's gate (a small
+// record). Consumers must be able to drain a queue however full etcd is.
+func Freeing(ctx context.Context) context.Context {
+	return context.WithValue(ctx, freeingKey{}, true)
+}
+
+func freeing(ctx context.Context) bool {
+	f, _ := ctx.Value(freeingKey{}).(bool)
+	return f
+}

@@ -223,27 +223,31 @@ const (
 // reading left below the line (its share: agents do not know of each
 // other's writes), though always a first write that fits.
 func (g *Guard) judgeLocked(c class, n int64) refusal {
-	pending := int64(0)
-	for _, a := range g.admitted {
-		pending += a
+	pending := g.pendingLocked()
+	if c == classData && g.dataPct < 100 && g.inUse+pending > g.limitLocked() {
+		return pastData
 	}
-	line, past := g.clientLimitLocked(), pastClient
-	if c == classData {
-		line, past = g.limitLocked(), pastData
-	}
-	switch {
-	case c == classData && g.dataPct < 100 && g.inUse+pending > line,
-		c != classData && g.clientPct < 100 && g.inUse+pending > line:
-		return past
-	case g.clientPct < 100 && (g.inUse+pending > g.clientLimitLocked() || g.size+pending > g.quota-Reserve/2):
+	if g.clientPct < 100 && (g.inUse+pending > g.clientLimitLocked() || g.size+pending > g.quota-Reserve/2) {
 		return pastClient
 	}
-	before := g.admitted[0] - n
+	line := g.clientLimitLocked()
+	if c == classData {
+		line = g.limitLocked()
+	}
 	room := line - (g.inUse + pending - g.admitted[0])
-	if before > 0 && g.admitted[0] > room/4 {
+	if before := g.admitted[0] - n; before > 0 && g.admitted[0] > room/4 {
 		return pastShare
 	}
 	return admitted
+}
+
+// pendingLocked is what was admitted under the readings still settling.
+func (g *Guard) pendingLocked() int64 {
+	n := int64(0)
+	for _, a := range g.admitted {
+		n += a
+	}
+	return n
 }
 
 // shareWaits is how many readings a write past this agent's share of the
@@ -255,7 +259,8 @@ const shareWaits = 20
 // agent's share of the room waits for the next reading and is judged
 // again, up to shareWaits readings (backpressure: near the line, writes
 // through one agent go at the pace of its readings). The agent's own
-// writes are counted and never refused, nor are deletes (allow). gen is
+// writes are counted and never refused, nor are deletes (allow) and
+// writes marked Freeing. gen is
 // the reading the write was counted under, for unadmit.
 func (g *Guard) admit(ctx context.Context, n int64, allow bool) (gen int64, err error) {
 	c := classOf(ctx)
@@ -263,7 +268,7 @@ func (g *Guard) admit(ctx context.Context, n int64, allow bool) (gen int64, err 
 		g.mu.Lock()
 		gen = g.gen
 		g.admitted[0] += n
-		if allow || c == classAgent || g.quota == 0 {
+		if allow || c == classAgent || g.quota == 0 || freeing(ctx) {
 			g.mu.Unlock()
 			return gen, nil
 		}
@@ -289,10 +294,7 @@ func (g *Guard) admit(ctx context.Context, n int64, allow bool) (gen int64, err 
 
 // refuseLocked is the refusal of a write of n bytes of class c.
 func (g *Guard) refuseLocked(why refusal, c class, n int64) error {
-	pending := int64(0)
-	for _, a := range g.admitted {
-		pending += a
-	}
+	pending := g.pendingLocked()
 	held := humanize.IBytes(uint64(max(g.inUse+pending, g.size)))
 	sizes := fmt.Sprintf("etcd's backend holds %s of its %s quota (in use %s and its file %s by the last reading, %s written through this agent lately), and this write adds %s",
 		held, humanize.IBytes(uint64(g.quota)), humanize.IBytes(uint64(g.inUse)), humanize.IBytes(uint64(g.size)), humanize.IBytes(uint64(pending)), humanize.IBytes(uint64(n)))

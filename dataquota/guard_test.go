@@ -46,11 +46,7 @@ func read(g *Guard, r Reader) { g.reading(context.Background(), r, time.Second) 
 func pendingOf(g *Guard) int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	n := int64(0)
-	for _, a := range g.admitted {
-		n += a
-	}
-	return n
+	return g.pendingLocked()
 }
 
 const mib = 1 << 20
@@ -254,9 +250,9 @@ func TestGuardedClientTakesBack(t *testing.T) {
 	}
 }
 
-// TestAnAckPassesWhenFull: an ack deletes its message and, in a nested
-// transaction, may open its queue's gate; it passes both lines like any
-// delete.
+// TestAnAckPassesWhenFull: an ack (marked Freeing) deletes its message
+// and, in a nested transaction, may open its queue's gate; it passes both
+// lines like any delete. The same write unmarked is a put like another.
 func TestAnAckPassesWhenFull(t *testing.T) {
 	raw, _ := etcdtest.New(t)
 	g := newGuard(t, 50, 80)
@@ -265,8 +261,11 @@ func TestAnAckPassesWhenFull(t *testing.T) {
 	read(g, reading(39*mib, 39*mib, 40*mib, nil))
 	opens := clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value("q/gate"), "=", "closed")},
 		[]clientv3.Op{clientv3.OpPut("q/gate", "open")}, nil)
-	if _, err := cli.Txn(ctx).Then(clientv3.OpDelete("q/msg/1"), opens).Commit(); err != nil {
+	if _, err := cli.Txn(Freeing(ctx)).Then(clientv3.OpDelete("q/msg/1"), opens).Commit(); err != nil {
 		t.Fatalf("an ack when full: %v", err)
+	}
+	if _, err := cli.Txn(ctx).Then(clientv3.OpDelete("q/msg/1"), opens).Commit(); !errors.Is(err, ErrFull) {
+		t.Fatalf("a nested put, not marked Freeing, when full: %v, want ErrFull", err)
 	}
 	if _, err := cli.Txn(ctx).Then(clientv3.OpDelete("q/msg/1"), clientv3.OpPut("q/msg/2", "x")).Commit(); !errors.Is(err, ErrFull) {
 		t.Fatalf("a delete beside a put when full: %v, want ErrFull", err)

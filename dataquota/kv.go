@@ -40,11 +40,8 @@ type guardedKV struct {
 }
 
 // costOf is what ops ask etcd to keep: puts their putCost; a nested
-// transaction its larger branch. onlyDeletes says whether ops, at their top level, only delete:
-// such a write is never refused, since it is how room is made. A nested
-// transaction's puts count but do not change that: the only one is an
-// ack's (queue.ackOpens), which opens its queue's gate if it waited for
-// that ack, a small record of the agent's making.
+// transaction its larger branch. onlyDeletes says whether ops only
+// delete: such a write is never refused, since it is how room is made.
 func costOf(ops ...clientv3.Op) (cost int64, onlyDeletes bool) {
 	onlyDeletes = true
 	for _, op := range ops {
@@ -54,9 +51,10 @@ func costOf(ops ...clientv3.Op) (cost int64, onlyDeletes bool) {
 			onlyDeletes = false
 		case op.IsTxn():
 			_, then, els := op.Txn()
-			t, _ := costOf(then...)
-			e, _ := costOf(els...)
+			t, td := costOf(then...)
+			e, ed := costOf(els...)
 			cost += max(t, e)
+			onlyDeletes = onlyDeletes && td && ed
 		}
 	}
 	return cost, onlyDeletes

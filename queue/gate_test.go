@@ -309,9 +309,21 @@ func TestGateOpeningIsTheClients(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	var readings atomic.Int64
 	go g.Run(ctx, func(context.Context) (*etcdserverpb.StatusResponse, error) {
+		defer readings.Add(1)
 		return &etcdserverpb.StatusResponse{DbSizeInUse: inUse.Load(), DbSize: inUse.Load(), DbSizeQuota: quota}, nil
 	}, 10*time.Millisecond)
+	// read waits until the guard has taken a reading begun after now.
+	read := func() {
+		t.Helper()
+		from := readings.Load()
+		for end := time.Now().Add(5 * time.Second); readings.Load() < from+2; time.Sleep(time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatal("the guard took no reading in 5 s")
+			}
+		}
+	}
 	raw := newClient(t)
 	b := New(g.Client(raw), "/beacon/", WithNode("a"))
 	t.Cleanup(func() { b.Close() })
@@ -321,7 +333,7 @@ func TestGateOpeningIsTheClients(t *testing.T) {
 	mustEnqueue(t, b, q, "x")
 
 	inUse.Store(quota - 10<<20) // past the client line (80 %)
-	time.Sleep(50 * time.Millisecond)
+	read()
 	if _, err := raw.Put(ctxT(t), "/beacon/config/"+key, "go"); err != nil {
 		t.Fatal(err)
 	}
@@ -332,6 +344,7 @@ func TestGateOpeningIsTheClients(t *testing.T) {
 		t.Fatalf("the gate past the client line: %+v %v, want closed", gt, err)
 	}
 	inUse.Store(0)
+	read()
 	d, err := b.Reserve(ctxT(t), q, WithWait(10*time.Second))
 	if err != nil || string(d.Payload) != "x" {
 		t.Fatalf("below the line: %v %v, want x delivered", d, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/beaconhq/beacon/dataquota"
 	"time"
 
 	"github.com/beaconhq/beacon/internal/rpcerr"
@@ -50,7 +51,8 @@ func (b *Broker) Ack(ctx context.Context, r Receipt, opts ...CallOption) error {
 	if err := b.claim(ctx, k, r, callerOf(opts)); err != nil {
 		return refused(err, "ack", r)
 	}
-	resp, err := b.cli.Txn(ctx).If(holds(k, r)).Then(ackOps(k, r.Seq)...).Commit()
+	// An ack makes room: the data quota passes it however full etcd is.
+	resp, err := b.cli.Txn(dataquota.Freeing(ctx)).If(holds(k, r)).Then(ackOps(k, r.Seq)...).Commit()
 	if err != nil {
 		return err
 	}
