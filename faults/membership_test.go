@@ -293,6 +293,24 @@ func TestDuplicateNodeNameRefused(t *testing.T) {
 	vs, ps := h.StartCluster(ctx, 3, 1)
 	spare := h.AddHost("spare")
 	hosts := append(append([]*Host{}, vs...), ps...)
+	// The fleet first settles: every agent answers every node. An agent
+	// is ready before the others' catalogs have its node record (a check
+	// 0.1 s after the last start once found n3 without n2's), which is
+	// not what the cases below are about.
+	if err := testcluster.Eventually(20*time.Second, func() error {
+		for _, real := range hosts {
+			role := "voter"
+			if slices.Contains(ps, real) {
+				role = "proxy"
+			}
+			if err := keepsMembership(ctx, vs[0], hosts, real, role); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the fleet did not settle: %v", err)
+	}
 
 	cases := []struct {
 		name  string
